@@ -1,0 +1,318 @@
+import { createMetrics, type Metrics } from '@austa/metrics';
+import {
+  clientKill,
+  deleteByPrefix,
+  keysWithoutTtl,
+  redisTarget,
+  redisTargets,
+  uniquePrefix,
+} from '@austa/test-env/vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createRedisClient, escapeGlob, type RedisClient, type RedisClientOptions } from '../src/index.js';
+import { eventually, measured, sample } from './support.js';
+
+type Topology = 'standalone' | 'cluster';
+
+function optionsFor(topology: Topology, extra: Partial<RedisClientOptions> = {}): RedisClientOptions {
+  const targets = redisTargets();
+  return topology === 'cluster'
+    ? { cluster: { nodes: targets.cluster.nodes }, name: 'itest', ...extra }
+    : { url: targets.standalone.url, name: 'itest', ...extra };
+}
+
+describe.each<Topology>(['standalone', 'cluster'])('createRedisClient on %s', (topology) => {
+  let metrics: Metrics;
+  let redis: RedisClient;
+  let prefix: string;
+  const extraClients: RedisClient[] = [];
+
+  beforeAll(async () => {
+    prefix = uniquePrefix(`rc-${topology}`);
+    metrics = createMetrics();
+    redis = createRedisClient(optionsFor(topology), { metrics });
+    await redis.ready();
+  });
+
+  afterEach(async () => {
+    await Promise.all(extraClients.splice(0).map((client) => client.close()));
+  });
+
+  afterAll(async () => {
+    const cleaner = createRedisClient(optionsFor(topology, { name: 'cleaner' }));
+    await cleaner.ready();
+    try {
+      // Every key the suite wrote carries a TTL; anything without one is a bug in what we wrote.
+      expect(await keysWithoutTtl(cleaner.client, 't:')).toEqual([]);
+      await deleteByPrefix(cleaner.client, 't:');
+    } finally {
+      await cleaner.close();
+      await redis.close();
+    }
+  });
+
+  function key(part: string): string {
+    return `${prefix}:${part}`;
+  }
+
+  it('measures each command once, with its name and error type', async () => {
+    const local = createMetrics();
+    const client = createRedisClient(optionsFor(topology), { metrics: local });
+    extraClients.push(client);
+    await client.ready();
+    await client.client.set(key('a'), '1', 'EX', 60);
+    await client.client.get(key('a'));
+    await client.client.get(key('a'));
+    await client.client.set(key('list'), 'x', 'EX', 60);
+    await expect(client.client.lpush(key('list'), 'y')).rejects.toThrow(/WRONGTYPE/);
+    expect(await measured(local, 'set')).toBe(2);
+    expect(await measured(local, 'get')).toBe(2);
+    expect(await measured(local, 'lpush', 'WRONGTYPE')).toBe(1);
+    expect(await measured(local, 'lpush')).toBe(0);
+  });
+
+  it('measures pipelines, MULTI and scripts command by command', async () => {
+    const local = createMetrics();
+    const client = createRedisClient(optionsFor(topology), { metrics: local });
+    extraClients.push(client);
+    await client.ready();
+    const tagged = key('{p}');
+    await client.client
+      .pipeline()
+      .set(`${tagged}:1`, 'a', 'EX', 60)
+      .set(`${tagged}:2`, 'b', 'EX', 60)
+      .get(`${tagged}:1`)
+      .exec();
+    await client.client.multi().incr(`${tagged}:n`).expire(`${tagged}:n`, 60).exec();
+    client.client.defineCommand('austaEcho', { numberOfKeys: 1, lua: 'return ARGV[1]' });
+    const echo = (client.client as unknown as { austaEcho(k: string, v: string): Promise<string> }).austaEcho;
+    for (let i = 0; i < 3; i++) {
+      expect(await echo.call(client.client, tagged, `v${i}`)).toBe(`v${i}`);
+    }
+    expect(await measured(local, 'set')).toBe(2);
+    expect(await measured(local, 'get')).toBe(1);
+    expect(await measured(local, 'multi')).toBe(1);
+    expect(await measured(local, 'incr')).toBe(1);
+    expect(await measured(local, 'exec')).toBe(1);
+    // ioredis sends EVAL the first time a connection runs a script (renaming the command), EVALSHA after.
+    expect((await measured(local, 'evalsha')) + (await measured(local, 'eval'))).toBe(3);
+    expect(await measured(local, 'evalsha', 'NOSCRIPT')).toBe(0);
+  });
+
+  it('measures auto-pipelined commands once each', async () => {
+    const local = createMetrics();
+    const client = createRedisClient(optionsFor(topology, { enableAutoPipelining: true }), {
+      metrics: local,
+    });
+    extraClients.push(client);
+    await client.ready();
+    await Promise.all(Array.from({ length: 50 }, (_, i) => client.client.set(key(`ap:${i}`), 'v', 'EX', 60)));
+    await Promise.all(Array.from({ length: 50 }, (_, i) => client.client.get(key(`ap:${i}`))));
+    expect(await measured(local, 'set')).toBe(50);
+    expect(await measured(local, 'get')).toBe(50);
+  });
+
+  it('costs nothing when no metrics are given and still works', async () => {
+    const client = createRedisClient(optionsFor(topology));
+    extraClients.push(client);
+    await client.ready();
+    expect(await client.client.set(key('plain'), 'v', 'EX', 60)).toBe('OK');
+  });
+
+  it('delivers published messages to subscribe, psubscribe and ssubscribe handlers', async () => {
+    const channel = key('chan');
+    const received: string[] = [];
+    const patterned: string[] = [];
+    const sharded: string[] = [];
+    const off1 = await redis.subscribe(channel, (message) => void received.push(message));
+    const off2 = await redis.psubscribe(
+      `${escapeGlob(prefix)}:ch*`,
+      (message, from) => void patterned.push(`${from}=${message}`),
+    );
+    const off3 = await redis.ssubscribe(`${channel}:s`, (message) => void sharded.push(message));
+    await redis.publish(channel, 'hello');
+    await redis.spublish(`${channel}:s`, 'shard-hello');
+    await eventually(
+      async () => received.length + patterned.length + sharded.length,
+      (n) => n >= 3,
+      5000,
+    );
+    expect(received).toEqual(['hello']);
+    expect(patterned).toEqual([`${channel}=hello`]);
+    expect(sharded).toEqual(['shard-hello']);
+    await off1();
+    await off2();
+    await off3();
+    await redis.publish(channel, 'after');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(received).toEqual(['hello']);
+    expect(redis.stats().subscriber).toMatchObject({ channels: 0, patterns: 0, shardChannels: 0 });
+    expect(
+      await sample(metrics, 'austa_redis_pubsub_messages_total', {
+        kind: 'message',
+        direction: 'received',
+        channel: '',
+      }),
+    ).toBeGreaterThanOrEqual(1);
+    expect(
+      await sample(metrics, 'austa_redis_pubsub_messages_total', {
+        kind: 'smessage',
+        direction: 'published',
+      }),
+    ).toBeGreaterThanOrEqual(1);
+  });
+
+  it('keeps a subscription alive when its handler throws, and counts the error', async () => {
+    const logged: unknown[] = [];
+    const local = createMetrics();
+    const client = createRedisClient(optionsFor(topology), {
+      metrics: local,
+      logger: { warn: () => {}, error: (message, details) => void logged.push({ message, details }) },
+    });
+    extraClients.push(client);
+    const channel = key('throws');
+    const seen: string[] = [];
+    await client.subscribe(channel, (message) => {
+      seen.push(message);
+      if (message === 'boom') throw new Error('handler failed');
+    });
+    await client.subscribe(channel, async (message) => {
+      if (message === 'boom') throw new Error('async handler failed');
+    });
+    await client.publish(channel, 'boom');
+    await client.publish(channel, 'fine');
+    await eventually(
+      async () => seen.length,
+      (n) => n >= 2,
+      5000,
+    );
+    expect(seen).toEqual(['boom', 'fine']);
+    await eventually(
+      async () => logged.length,
+      (n) => n >= 2,
+      2000,
+    );
+    expect(await sample(local, 'austa_redis_pubsub_handler_errors_total', { kind: 'message' })).toBe(2);
+    expect(JSON.stringify(logged)).not.toContain(channel);
+  });
+
+  it('re-subscribes after CLIENT KILL of the subscriber connection', async () => {
+    const local = createMetrics();
+    const client = createRedisClient(optionsFor(topology, { name: 'subkill' }), {
+      metrics: local,
+      logger: { warn: () => {}, error: () => {} },
+    });
+    extraClients.push(client);
+    const channel = key('subkill');
+    const received: string[] = [];
+    await client.subscribe(channel, (message) => void received.push(message));
+    await client.publish(channel, 'before');
+    await eventually(
+      async () => received.length,
+      (n) => n >= 1,
+      5000,
+    );
+    // ioredis names a cluster's subscriber connection after the component, then ours.
+    const name =
+      topology === 'cluster' ? 'ioredis-cluster(subscriber):austa:subkill:sub' : 'austa:subkill:sub';
+    expect(await clientKill(redisTarget(topology), { name })).toBe(1);
+    const back = await eventually(
+      async () => {
+        await client.publish(channel, 'after');
+        return received.includes('after');
+      },
+      (ok) => ok,
+      15_000,
+      250,
+    );
+    expect(back).toBe(true);
+    expect(received[0]).toBe('before');
+    expect(client.stats().subscriber.channels).toBe(1);
+    if (topology === 'standalone') {
+      expect(
+        await sample(local, 'austa_redis_reconnects_total', { scope: 'subscriber' }),
+      ).toBeGreaterThanOrEqual(1);
+    }
+  });
+
+  it('returns INFO parsed per node', async () => {
+    const info = await redis.info('server');
+    const nodes = Object.entries(info);
+    expect(nodes.length).toBe(topology === 'cluster' ? 6 : 1);
+    for (const [address, node] of nodes) {
+      expect(address).toMatch(/^[\w.:-]+:\d+$/);
+      expect(node.ok).toBe(true);
+      if (node.ok) expect(node.sections.server?.redis_version).toMatch(/^\d+\.\d+/);
+    }
+  });
+
+  it('reports stats for every node and reports healthy', async () => {
+    const stats = redis.stats();
+    expect(stats).toMatchObject({ name: 'itest', topology, status: 'ready', closed: false });
+    expect(stats.nodes.length).toBe(topology === 'cluster' ? 6 : 1);
+    for (const node of stats.nodes) expect(node.commandQueueLength).toBeGreaterThanOrEqual(0);
+    const health = await redis.health();
+    expect(health).toMatchObject({ healthy: true, problems: [] });
+    if (topology === 'cluster') expect(health).toMatchObject({ clusterState: 'ok', slotsOk: 16384 });
+    expect(health.nodes.every((node) => node.ok)).toBe(true);
+    const text = await metrics.text();
+    expect(text).toMatch(
+      /austa_redis_connections\{[^}]*role="(standalone|master)"[^}]*status="ready"[^}]*\} \d/,
+    );
+  });
+
+  it('scans every master, and escaped user parts match only themselves', async () => {
+    const base = key('scan');
+    const users = ['alice', 'a*', 'b?c', '[x]'];
+    for (const user of users) {
+      for (let i = 0; i < 20; i++) await redis.client.set(`${base}:${user}:${i}`, 'v', 'EX', 60);
+    }
+    const all: string[] = [];
+    for await (const found of redis.scan(`${escapeGlob(base)}:*`)) all.push(found);
+    expect(all.length).toBe(80);
+    const starUser: string[] = [];
+    for await (const found of redis.scan(`${escapeGlob(base)}:${escapeGlob('a*')}:*`)) starUser.push(found);
+    expect(starUser.sort()).toEqual(Array.from({ length: 20 }, (_, i) => `${base}:a*:${i}`).sort());
+  });
+
+  it('rejects bad input with E_INVALID_ARGUMENT and writes nothing', async () => {
+    const bad = key('bad');
+    await expect(redis.publish('', 'x')).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
+    await expect(redis.publish(bad, { not: 'a string' } as never)).rejects.toMatchObject({
+      code: 'E_INVALID_ARGUMENT',
+    });
+    await expect(redis.subscribe(bad, 'not a function' as never)).rejects.toMatchObject({
+      code: 'E_INVALID_ARGUMENT',
+    });
+    await expect(redis.subscribe('x'.repeat(2000), () => {})).rejects.toMatchObject({
+      code: 'E_INVALID_ARGUMENT',
+    });
+    await expect(redis.info('server; FLUSHALL')).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
+    expect(() => redis.scan('')).toThrowError(expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }));
+    expect(() => redis.scan('*', { count: 0 })).toThrowError(
+      expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }),
+    );
+    expect(() => redis.scan('*', { type: 'string DEL' })).toThrowError(
+      expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }),
+    );
+    expect(redis.stats().subscriber.channels).toBe(0);
+    const written: string[] = [];
+    for await (const found of redis.scan(`${escapeGlob(bad)}*`)) written.push(found);
+    expect(written).toEqual([]);
+  });
+
+  it('close() waits for pending replies, then rejects later calls with E_CLIENT_CLOSED', async () => {
+    const client = createRedisClient(optionsFor(topology));
+    await client.ready();
+    await client.subscribe(key('closing'), () => {});
+    const pending = Array.from({ length: 20 }, (_, i) =>
+      client.client.set(key(`closing:${i}`), 'v', 'EX', 60),
+    );
+    await client.close();
+    await expect(Promise.all(pending)).resolves.toEqual(Array(20).fill('OK'));
+    await expect(client.client.get(key('closing:0'))).rejects.toMatchObject({ code: 'E_CLIENT_CLOSED' });
+    await expect(client.publish(key('closing'), 'x')).rejects.toMatchObject({ code: 'E_CLIENT_CLOSED' });
+    await expect(client.ready()).rejects.toMatchObject({ code: 'E_CLIENT_CLOSED' });
+    expect((await client.health()).healthy).toBe(false);
+    await expect(client.close()).resolves.toBeUndefined();
+  });
+});

@@ -1,0 +1,189 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { resolveRedis, resolveRedisCluster } from '@austa/test-env';
+import { Cluster, Redis } from 'ioredis';
+import { type Measurement, measure } from './measure.js';
+import type {
+  BenchCase,
+  BenchContext,
+  BenchDefinition,
+  BenchResult,
+  BenchTarget,
+  Topology,
+} from './types.js';
+
+function intFromEnv(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value <= 0)
+    throw new Error(`${name} must be a positive integer (got ${raw}).`);
+  return value;
+}
+
+const settings = {
+  ops: intFromEnv('BENCH_OPS', 50_000),
+  concurrency: intFromEnv('BENCH_CONCURRENCY', 100),
+  keys: intFromEnv('BENCH_KEYS', 1000),
+  rounds: intFromEnv('BENCH_ROUNDS', 5),
+  valueBytes: intFromEnv('BENCH_VALUE_BYTES', 256),
+};
+
+function plainClient(target: BenchTarget): Redis | Cluster {
+  return target.topology === 'cluster' ? new Cluster(target.nodes ?? []) : new Redis(target.url ?? '');
+}
+
+async function prepareKeys(target: BenchTarget, context: BenchContext): Promise<void> {
+  const client = plainClient(target);
+  try {
+    // Keys are written one by one so a cluster never sees a cross-slot multi-key command; they expire on their own.
+    await Promise.all(context.keys.map((key) => client.set(key, context.value, 'EX', 900)));
+  } finally {
+    await client.quit();
+  }
+}
+
+async function deleteKeys(target: BenchTarget, context: BenchContext): Promise<void> {
+  const client = plainClient(target);
+  try {
+    await Promise.all(context.keys.map((key) => client.unlink(key)));
+  } finally {
+    await client.quit();
+  }
+}
+
+function medianBy<T>(items: T[], value: (item: T) => number): T {
+  const sorted = [...items].sort((a, b) => value(a) - value(b));
+  const middle = sorted[Math.floor(sorted.length / 2)];
+  if (middle === undefined) throw new Error('no measurement');
+  return middle;
+}
+
+const round3 = (value: number) => Math.round(value * 1000) / 1000;
+
+async function runGroup(
+  definition: BenchDefinition,
+  cases: BenchCase[],
+  context: BenchContext,
+): Promise<BenchResult[]> {
+  const prepared = await Promise.all(cases.map((benchCase) => benchCase.setup(context)));
+  const measurements = cases.map(() => [] as Measurement[]);
+  const warmup = Math.max(1000, Math.floor(settings.ops / 10));
+  try {
+    for (let round = 0; round < settings.rounds; round++) {
+      // Alternate the order every round so neither library always runs on a warmer (or noisier) machine.
+      const order = cases.map((_, index) => index);
+      if (round % 2 === 1) order.reverse();
+      for (const index of order) {
+        const run = prepared[index];
+        if (run === undefined) continue;
+        await measure(run, warmup, settings.concurrency);
+        measurements[index]?.push(await measure(run, settings.ops, settings.concurrency));
+      }
+    }
+  } finally {
+    await Promise.all(prepared.map((run) => run.teardown()));
+  }
+  const results = cases.map((benchCase, index): BenchResult => {
+    const typical = medianBy(measurements[index] ?? [], (m) => m.opsPerSec);
+    return {
+      package: definition.package,
+      op: benchCase.op,
+      lib: benchCase.lib,
+      topology: context.target.topology,
+      concurrency: settings.concurrency,
+      ...typical,
+      cpuUsPerOp: medianBy(measurements[index] ?? [], (m) => m.cpuUsPerOp).cpuUsPerOp,
+    };
+  });
+  for (const [index, benchCase] of cases.entries()) {
+    if (benchCase.vs === undefined) continue;
+    const rivalIndex = cases.findIndex((other) => other.lib === benchCase.vs);
+    const own = measurements[index] ?? [];
+    const rival = measurements[rivalIndex] ?? [];
+    const result = results[index];
+    if (rivalIndex < 0 || result === undefined || rival.length !== own.length) continue;
+    const perRound = own.map((m, r) => ({
+      ratio: m.opsPerSec / (rival[r]?.opsPerSec ?? Number.NaN),
+      cpuRatio: m.cpuUsPerOp / (rival[r]?.cpuUsPerOp ?? Number.NaN),
+    }));
+    result.vs = {
+      lib: benchCase.vs,
+      ratio: round3(medianBy(perRound, (p) => p.ratio).ratio),
+      cpuRatio: round3(medianBy(perRound, (p) => p.cpuRatio).cpuRatio),
+    };
+  }
+  return results;
+}
+
+async function loadBenchFiles(directory: string): Promise<BenchDefinition[]> {
+  const benchDirectory = join(directory, 'bench');
+  let files: string[];
+  try {
+    files = readdirSync(benchDirectory).filter((file) => file.endsWith('.bench.ts'));
+  } catch {
+    return [];
+  }
+  const definitions: BenchDefinition[] = [];
+  for (const file of files.sort()) {
+    const module = (await import(pathToFileURL(join(benchDirectory, file)).href)) as {
+      default?: BenchDefinition;
+    };
+    if (!module.default) throw new Error(`${file} must export default defineBench({...}).`);
+    definitions.push(module.default);
+  }
+  return definitions;
+}
+
+export async function main(args: string[]): Promise<number> {
+  const directory = resolve(args[0] ?? process.cwd());
+  const packageName = (JSON.parse(readFileSync(join(directory, 'package.json'), 'utf8')) as { name: string })
+    .name;
+  const definitions = await loadBenchFiles(directory);
+  if (definitions.length === 0) {
+    process.stderr.write(`[bench] ${packageName}: no bench/*.bench.ts files\n`);
+    return 0;
+  }
+  const wanted = (process.env.BENCH_TOPOLOGIES ?? 'standalone,cluster').split(',') as Topology[];
+  process.stderr.write(
+    `[bench] ${packageName}: ops=${settings.ops} concurrency=${settings.concurrency} keys=${settings.keys} rounds=${settings.rounds} (medians over rounds)\n`,
+  );
+  const standalone = wanted.includes('standalone') ? await resolveRedis() : undefined;
+  const cluster = wanted.includes('cluster') ? await resolveRedisCluster() : undefined;
+  try {
+    const targets: BenchTarget[] = [];
+    if (standalone) targets.push({ topology: 'standalone', url: standalone.url });
+    if (cluster) targets.push({ topology: 'cluster', nodes: cluster.nodes });
+    for (const target of targets) {
+      for (const definition of definitions) {
+        if (definition.topologies && !definition.topologies.includes(target.topology)) continue;
+        const prefix = `bench:${definition.package}:${Math.random().toString(36).slice(2, 10)}`;
+        const context: BenchContext = {
+          target,
+          prefix,
+          keys: Array.from({ length: settings.keys }, (_, i) => `${prefix}:k:${i}`),
+          value: 'v'.repeat(settings.valueBytes),
+        };
+        await prepareKeys(target, context);
+        try {
+          const groups = new Map<string, BenchCase[]>();
+          for (const benchCase of definition.cases) {
+            groups.set(benchCase.op, [...(groups.get(benchCase.op) ?? []), benchCase]);
+          }
+          for (const cases of groups.values()) {
+            for (const result of await runGroup(definition, cases, context)) {
+              process.stdout.write(`${JSON.stringify(result)}\n`);
+            }
+          }
+        } finally {
+          await deleteKeys(target, context);
+        }
+      }
+    }
+  } finally {
+    await standalone?.stop();
+    await cluster?.stop();
+  }
+  return 0;
+}
