@@ -1,7 +1,10 @@
-import { type BenchCase, type BenchContext, defineBench, type PreparedCase } from '@austa/bench';
+import { type BenchCase, type BenchContext, defineBench, loadRival, type PreparedCase } from '@austa/bench';
 import { createMetrics } from '@austa/metrics';
 import { createRedisClient, DEFAULTS, type RedisClientOptions } from '@austa/redis-cluster';
-import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import type { Cluster, Redis, RedisOptions } from 'ioredis';
+
+// The rival comes from the bench package's dependencies; @austa/redis-cluster only has ioredis as a peer.
+const ioredis = await loadRival<typeof import('ioredis')>('ioredis');
 
 // The rival is plain ioredis built with the same settings our factory applies, so the ratio is the cost of the
 // instrumentation alone, not of different timeouts or retry policies.
@@ -14,7 +17,7 @@ function plainIoredis(context: BenchContext, autoPipelining: boolean): Redis | C
     enableAutoPipelining: autoPipelining,
   };
   if (context.target.topology === 'cluster') {
-    return new Cluster(context.target.nodes ?? [], {
+    return new ioredis.Cluster(context.target.nodes ?? [], {
       redisOptions,
       enableAutoPipelining: autoPipelining,
       retryDelayOnFailover: DEFAULTS.retryDelayOnFailoverMs,
@@ -23,7 +26,7 @@ function plainIoredis(context: BenchContext, autoPipelining: boolean): Redis | C
       slotsRefreshTimeout: DEFAULTS.slotsRefreshTimeoutMs,
     });
   }
-  return new Redis(context.target.url ?? '', redisOptions);
+  return new ioredis.Redis(context.target.url ?? '', redisOptions);
 }
 
 function austaOptions(context: BenchContext, autoPipelining: boolean): RedisClientOptions {

@@ -7,6 +7,7 @@ import {
   redisTargets,
   uniquePrefix,
 } from '@austa/test-env/vitest';
+import { execFileSync } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createRedisClient, escapeGlob, type RedisClient, type RedisClientOptions } from '../src/index.js';
 import { eventually, measured, sample } from './support.js';
@@ -298,6 +299,34 @@ describe.each<Topology>(['standalone', 'cluster'])('createRedisClient on %s', (t
     const written: string[] = [];
     for await (const found of redis.scan(`${escapeGlob(bad)}*`)) written.push(found);
     expect(written).toEqual([]);
+  });
+
+  it('puts channel names into labels only when asked to', async () => {
+    const local = createMetrics();
+    const client = createRedisClient(optionsFor(topology), { metrics: local, channelLabels: true });
+    extraClients.push(client);
+    await client.publish(key('labelled'), 'x');
+    expect(
+      await sample(local, 'austa_redis_pubsub_messages_total', { direction: 'published', channel: key('labelled') }),
+    ).toBe(1);
+    expect(await metrics.text()).not.toContain(key('labelled'));
+  });
+
+  it('exposes metrics that pass promtool check metrics', async () => {
+    // Every instrument of the package has been written to by the tests above on this registry.
+    const text = await metrics.text();
+    for (const name of ['db_client_operation_duration_seconds', 'austa_redis_connections', 'austa_redis_pubsub_messages_total']) {
+      expect(text).toContain(`# TYPE ${name}`);
+    }
+    let output: string;
+    try {
+      output = execFileSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8', stdio: 'pipe' });
+    } catch (error) {
+      const failure = error as { code?: string; stdout?: string; stderr?: string };
+      if (failure.code === 'ENOENT') throw new Error('promtool is missing: apt-get install -y prometheus');
+      throw new Error(`promtool check metrics failed:\n${failure.stdout ?? ''}${failure.stderr ?? ''}`);
+    }
+    expect(output.trim()).toBe('');
   });
 
   it('close() waits for pending replies, then rejects later calls with E_CLIENT_CLOSED', async () => {

@@ -1,5 +1,6 @@
 export { defineBench } from './define.js';
 export { measure, percentile } from './measure.js';
+export { loadRival } from './rivals.js';
 export type {
   BenchCase,
   BenchContext,
