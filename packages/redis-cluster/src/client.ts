@@ -13,6 +13,7 @@ import {
   PubSub,
   type Unsubscribe,
 } from './pubsub.js';
+import { assertName } from './validation.js';
 
 export interface RedisClientDependencies {
   /** Metrics from `@austa/metrics`. Without it the client records nothing and pays nothing for it. */
@@ -140,7 +141,6 @@ function message(error: unknown): string {
 }
 
 const SECTION = /^[a-z_]{1,32}$/i;
-const MAX_PATTERN_BYTES = 1024;
 
 /**
  * Builds an instrumented ioredis client for a standalone server or a Redis Cluster.
@@ -301,15 +301,7 @@ export function createRedisClient(
   }
 
   function checkPayload(channel: unknown, payload: unknown): void {
-    if (
-      typeof channel !== 'string' ||
-      channel.length === 0 ||
-      Buffer.byteLength(channel) > MAX_PATTERN_BYTES
-    ) {
-      throw new RedisArgumentError(
-        `channel must be a non-empty string of at most ${MAX_PATTERN_BYTES} bytes.`,
-      );
-    }
+    assertName(channel, 'channel');
     if (typeof payload !== 'string' && !Buffer.isBuffer(payload)) {
       throw new RedisArgumentError('message must be a string or a Buffer; serialize objects first.');
     }
@@ -480,15 +472,7 @@ export function createRedisClient(
 
     scan(pattern, scanOptions = {}) {
       assertOpen();
-      if (
-        typeof pattern !== 'string' ||
-        pattern.length === 0 ||
-        Buffer.byteLength(pattern) > MAX_PATTERN_BYTES
-      ) {
-        throw new RedisArgumentError(
-          `pattern must be a non-empty string of at most ${MAX_PATTERN_BYTES} bytes.`,
-        );
-      }
+      assertName(pattern, 'pattern');
       const count = scanOptions.count ?? 250;
       if (!Number.isInteger(count) || count <= 0 || count > 100_000) {
         throw new RedisArgumentError('count must be an integer between 1 and 100000.');

@@ -1,6 +1,7 @@
 import type { Cluster, Redis } from 'ioredis';
 import { RedisArgumentError } from './errors.js';
 import type { PubSubKind, RedisInstruments } from './instrumentation.js';
+import { assertName } from './validation.js';
 
 /** Receives a message. A handler that throws or rejects is counted and logged; the subscription stays. */
 export type MessageHandler = (message: string, channel: string) => void | Promise<void>;
@@ -27,17 +28,6 @@ interface Family {
   unsubscribe: 'unsubscribe' | 'punsubscribe' | 'sunsubscribe';
   handlers: Map<string, Set<AnyHandler>>;
   pending: Map<string, Promise<unknown>>;
-}
-
-const MAX_CHANNEL_BYTES = 1024;
-
-function validateChannel(value: unknown, what: string): asserts value is string {
-  if (typeof value !== 'string' || value.length === 0) {
-    throw new RedisArgumentError(`${what} must be a non-empty string.`);
-  }
-  if (Buffer.byteLength(value) > MAX_CHANNEL_BYTES) {
-    throw new RedisArgumentError(`${what} is longer than ${MAX_CHANNEL_BYTES} bytes.`);
-  }
 }
 
 export interface PubSubOptions {
@@ -97,7 +87,7 @@ export class PubSub {
   }
 
   subscribe(kind: PubSubKind, channel: string, handler: AnyHandler): Promise<Unsubscribe> {
-    validateChannel(channel, kind === 'pmessage' ? 'pattern' : 'channel');
+    assertName(channel, kind === 'pmessage' ? 'pattern' : 'channel');
     if (typeof handler !== 'function') throw new RedisArgumentError('handler must be a function.');
     const family = this.families[kind];
     const connection = this.connectionFor(kind);

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { createMetrics, type Metrics } from '@austa/metrics';
 import {
   clientKill,
@@ -7,7 +8,6 @@ import {
   redisTargets,
   uniquePrefix,
 } from '@austa/test-env/vitest';
-import { execFileSync } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createRedisClient, escapeGlob, type RedisClient, type RedisClientOptions } from '../src/index.js';
 import { eventually, measured, sample } from './support.js';
@@ -307,7 +307,10 @@ describe.each<Topology>(['standalone', 'cluster'])('createRedisClient on %s', (t
     extraClients.push(client);
     await client.publish(key('labelled'), 'x');
     expect(
-      await sample(local, 'austa_redis_pubsub_messages_total', { direction: 'published', channel: key('labelled') }),
+      await sample(local, 'austa_redis_pubsub_messages_total', {
+        direction: 'published',
+        channel: key('labelled'),
+      }),
     ).toBe(1);
     expect(await metrics.text()).not.toContain(key('labelled'));
   });
@@ -315,12 +318,20 @@ describe.each<Topology>(['standalone', 'cluster'])('createRedisClient on %s', (t
   it('exposes metrics that pass promtool check metrics', async () => {
     // Every instrument of the package has been written to by the tests above on this registry.
     const text = await metrics.text();
-    for (const name of ['db_client_operation_duration_seconds', 'austa_redis_connections', 'austa_redis_pubsub_messages_total']) {
+    for (const name of [
+      'db_client_operation_duration_seconds',
+      'austa_redis_connections',
+      'austa_redis_pubsub_messages_total',
+    ]) {
       expect(text).toContain(`# TYPE ${name}`);
     }
     let output: string;
     try {
-      output = execFileSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8', stdio: 'pipe' });
+      output = execFileSync('promtool', ['check', 'metrics'], {
+        input: text,
+        encoding: 'utf8',
+        stdio: 'pipe',
+      });
     } catch (error) {
       const failure = error as { code?: string; stdout?: string; stderr?: string };
       if (failure.code === 'ENOENT') throw new Error('promtool is missing: apt-get install -y prometheus');

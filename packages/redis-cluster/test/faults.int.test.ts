@@ -165,6 +165,45 @@ describe('fault tolerance on a real cluster', () => {
     expect(await measured(metrics, 'get', 'MOVED')).toBe(0);
   });
 
+  it('keeps subscribe and ssubscribe handlers working after the master they listen on dies', async () => {
+    const { client } = clusterClient('subfail');
+    clients.push(client);
+    await client.ready();
+    const cluster = redisTargets().cluster;
+    const channel = `${uniquePrefix('subfail')}:{room}`;
+    const classic: string[] = [];
+    const sharded: string[] = [];
+    await client.subscribe(channel, (message) => void classic.push(message));
+    await client.ssubscribe(channel, (message) => void sharded.push(message));
+    await client.publish(channel, 'before');
+    await client.spublish(channel, 'before');
+    await eventually(
+      async () => classic.length + sharded.length,
+      (n) => n >= 2,
+      5000,
+    );
+    // The shard channel lives on the master of its slot; kill that master so the sharded subscriber must move.
+    const victim = await slotOwner(cluster, keySlot(channel));
+    await killNode(cluster, victim);
+    await waitForPromotion(cluster, victim, 30_000);
+    const recovered = await eventually(
+      async () => {
+        await client.publish(channel, 'after').catch(() => 0);
+        await client.spublish(channel, 'after').catch(() => 0);
+        return classic.includes('after') && sharded.includes('after');
+      },
+      (ok) => ok,
+      30_000,
+      250,
+    );
+    expect({ classic: classic.includes('after'), sharded: sharded.includes('after') }).toEqual({
+      classic: true,
+      sharded: true,
+    });
+    expect(recovered).toBe(true);
+    await restartNode(cluster, victim);
+  });
+
   it('health() reports unhealthy while a master is down with no replica, then recovers', async () => {
     const { client } = clusterClient('health');
     clients.push(client);

@@ -10,6 +10,8 @@ describe('README', () => {
     expect(output).toContain('hello');
     expect(output).toContain('got hi');
     expect(output).toMatch(/healthy: true/);
-    expect(output).toContain('db_client_operation_duration_seconds_count{db_system_name="redis",db_operation_name="set"');
+    expect(output).toContain(
+      'db_client_operation_duration_seconds_count{db_system_name="redis",db_operation_name="set"',
+    );
   });
 });

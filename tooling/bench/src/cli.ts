@@ -23,10 +23,10 @@ function intFromEnv(name: string, fallback: number): number {
 }
 
 const settings = {
-  ops: intFromEnv('BENCH_OPS', 50_000),
+  ops: intFromEnv('BENCH_OPS', 20_000),
   concurrency: intFromEnv('BENCH_CONCURRENCY', 100),
   keys: intFromEnv('BENCH_KEYS', 1000),
-  rounds: intFromEnv('BENCH_ROUNDS', 5),
+  rounds: intFromEnv('BENCH_ROUNDS', 9),
   valueBytes: intFromEnv('BENCH_VALUE_BYTES', 256),
 };
 
@@ -60,6 +60,10 @@ function medianBy<T>(items: T[], value: (item: T) => number): T {
   return middle;
 }
 
+function collectGarbage(): void {
+  (globalThis as { gc?: () => void }).gc?.();
+}
+
 const round3 = (value: number) => Math.round(value * 1000) / 1000;
 
 async function runGroup(
@@ -79,6 +83,7 @@ async function runGroup(
         const run = prepared[index];
         if (run === undefined) continue;
         await measure(run, warmup, settings.concurrency);
+        collectGarbage();
         measurements[index]?.push(await measure(run, settings.ops, settings.concurrency));
       }
     }

@@ -1,14 +1,6 @@
-import type { PreparedCase } from './types.js';
+import type { Measurement, PreparedCase } from './types.js';
 
-export interface Measurement {
-  ops: number;
-  opsPerSec: number;
-  p50Ms: number;
-  p99Ms: number;
-  p999Ms: number;
-  /** CPU time (user + system) of this process per operation, in microseconds: the client's own cost, free of server noise. */
-  cpuUsPerOp: number;
-}
+export type { Measurement };
 
 export function percentile(sorted: Float64Array, fraction: number): number {
   if (sorted.length === 0) return 0;

@@ -42,19 +42,24 @@ export interface BenchDefinition {
   topologies?: Topology[];
 }
 
-export interface BenchResult {
-  package: string;
-  op: string;
-  lib: string;
-  topology: Topology;
-  concurrency: number;
+/** What one timed run of a case measured. */
+export interface Measurement {
   ops: number;
   opsPerSec: number;
   p50Ms: number;
   p99Ms: number;
   p999Ms: number;
-  /** Client CPU per operation in microseconds (median round). */
+  /** CPU time (user + system) of the client process per operation, in microseconds: free of server noise. */
   cpuUsPerOp: number;
+}
+
+/** One JSON line: medians over the rounds of one (package, op, lib, topology). */
+export interface BenchResult extends Measurement {
+  package: string;
+  op: string;
+  lib: string;
+  topology: Topology;
+  concurrency: number;
   /**
    * `ratio`: our ops/s over the rival's, the median of per-round ratios (each round runs both back to back, so
    * machine noise hits both alike). `cpuRatio`: our CPU per operation over the rival's, same method.

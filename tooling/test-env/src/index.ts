@@ -26,9 +26,9 @@ export {
 } from './faults.js';
 export { createTestClient, deleteByPrefix, escapeGlob, keysWithoutTtl, uniquePrefix } from './isolation.js';
 export { keySlot } from './key-slot.js';
-export { runReadmeQuickstart } from './quickstart.js';
 export type { MongoHandle } from './mongo.js';
 export { resolveMongo } from './mongo.js';
+export { runReadmeQuickstart } from './quickstart.js';
 export type { ClusterHandle } from './redis-cluster.js';
 export { resolveRedisCluster, startRedisCluster } from './redis-cluster.js';
 export type { StandaloneHandle } from './redis-standalone.js';

@@ -20,7 +20,10 @@ export async function runReadmeQuickstart(
   if (start < 0) throw new Error(`${packageDirectory}/README.md has no "## Quickstart" section`);
   const block = /```(ts|js)\n([\s\S]*?)```/.exec(readme.slice(start));
   if (!block?.[2]) throw new Error(`${packageDirectory}/README.md has no code block under "## Quickstart"`);
-  const file = join(packageDirectory, `.quickstart-${process.pid}-${Date.now()}.${block[1] === 'ts' ? 'mts' : 'mjs'}`);
+  const file = join(
+    packageDirectory,
+    `.quickstart-${process.pid}-${Date.now()}.${block[1] === 'ts' ? 'mts' : 'mjs'}`,
+  );
   writeFileSync(file, block[2]);
   try {
     const { stdout } = await run(process.execPath, ['--import', 'tsx', file], {
