@@ -2,6 +2,7 @@ import {
   Instrument,
   type InstrumentContext,
   type InstrumentDefinition,
+  type InstrumentInfo,
   type MetricSample,
   type MetricSnapshot,
 } from './instrument.js';
@@ -9,14 +10,7 @@ import type { LabelValues, SeriesLabels } from './labels.js';
 import { type BoundCounter, CounterSeries, OverflowCounter } from './series.js';
 
 /** A counter: a value that only goes up. Get one from `metrics.counter()`. */
-export interface Counter<L extends string = string> {
-  /** Full metric name, ending in `_total`. */
-  readonly name: string;
-  readonly help: string;
-  readonly type: 'counter';
-  readonly labelNames: readonly L[];
-  /** Label combinations kept before new ones fold into `other`. */
-  readonly maxSeries: number;
+export interface Counter<L extends string = string> extends InstrumentInfo<L, 'counter'> {
   /**
    * Returns the series for one label combination. Bind once (at construction) and keep
    * the handle: `inc()` on it is a plain addition.
@@ -27,8 +21,6 @@ export interface Counter<L extends string = string> {
   bind(labels?: LabelValues<L>): BoundCounter;
   /** Adds `amount` (default 1) to the series for `labels`, looked up in a map on each call. */
   inc(labels: LabelValues<L>, amount?: number): void;
-  /** Zeroes every series; handles stay valid. */
-  reset(): void;
 }
 
 export class CounterInstrument<L extends string>

@@ -2,6 +2,7 @@ import {
   Instrument,
   type InstrumentContext,
   type InstrumentDefinition,
+  type InstrumentInfo,
   type MetricSample,
   type MetricSnapshot,
 } from './instrument.js';
@@ -19,14 +20,7 @@ export type GaugeSetter<L extends string> = (labels: LabelValues<L>, value: numb
 export type GaugeCollectCallback<L extends string> = (set: GaugeSetter<L>) => void | Promise<void>;
 
 /** A gauge: a value that goes up and down. Get one from `metrics.gauge()`. */
-export interface Gauge<L extends string = string> {
-  /** Full metric name. */
-  readonly name: string;
-  readonly help: string;
-  readonly type: 'gauge';
-  readonly labelNames: readonly L[];
-  /** Label combinations kept before new ones fold into `other`. */
-  readonly maxSeries: number;
+export interface Gauge<L extends string = string> extends InstrumentInfo<L, 'gauge'> {
   /** Returns the series for one label combination. Bind once and keep the handle. */
   bind(labels?: LabelValues<L>): BoundGauge;
   /** Sets the series for `labels`, looked up in a map on each call. */

@@ -2,6 +2,7 @@ import {
   Instrument,
   type InstrumentContext,
   type InstrumentDefinition,
+  type InstrumentInfo,
   type MetricSample,
   type MetricSnapshot,
 } from './instrument.js';
@@ -9,16 +10,9 @@ import type { LabelValues, SeriesLabels } from './labels.js';
 import { type BoundCounter, type BoundHistogram, HistogramSeries, OverflowHistogram } from './series.js';
 
 /** A histogram: counts observations in buckets, plus their sum. Get one from `metrics.histogram()`. */
-export interface Histogram<L extends string = string> {
-  /** Full metric name, with its unit (`_seconds`, `_bytes`). */
-  readonly name: string;
-  readonly help: string;
-  readonly type: 'histogram';
-  readonly labelNames: readonly L[];
+export interface Histogram<L extends string = string> extends InstrumentInfo<L, 'histogram'> {
   /** Upper bounds, in the metric's unit, without `+Inf` (always added). */
   readonly buckets: readonly number[];
-  /** Label combinations kept before new ones fold into `other`. */
-  readonly maxSeries: number;
   /**
    * Returns the series for one label combination. Bind once and keep the handle:
    * `observe()` on it finds the bucket and adds, with no label hashing.
@@ -29,8 +23,6 @@ export interface Histogram<L extends string = string> {
   bind(labels?: LabelValues<L>): BoundHistogram;
   /** Records `value` in the series for `labels`, looked up in a map on each call. */
   observe(labels: LabelValues<L>, value: number): void;
-  /** Zeroes every series; handles stay valid. */
-  reset(): void;
 }
 
 export interface HistogramDefinition<L extends string> extends InstrumentDefinition<L> {

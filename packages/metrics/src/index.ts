@@ -28,7 +28,7 @@ export type {
 } from './handler.js';
 export { createClusterMetricsHandler, createMetricsHandler } from './handler.js';
 export type { Histogram } from './histogram.js';
-export type { Aggregator } from './instrument.js';
+export type { Aggregator, InstrumentInfo } from './instrument.js';
 export type { LabelValues } from './labels.js';
 export type {
   CounterOptions,

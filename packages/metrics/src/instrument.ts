@@ -140,3 +140,16 @@ export abstract class Instrument<L extends string, Series extends Bound, Bound> 
     return this.overflowHandle;
   }
 }
+
+/** What every instrument exposes about itself; `Counter`, `Gauge` and `Histogram` add their operations. */
+export interface InstrumentInfo<L extends string, T extends 'counter' | 'gauge' | 'histogram'> {
+  /** Full metric name (with the `prefix` option applied). */
+  readonly name: string;
+  readonly help: string;
+  readonly type: T;
+  readonly labelNames: readonly L[];
+  /** Label combinations kept before new ones fold into `other`. */
+  readonly maxSeries: number;
+  /** Zeroes every series; handles stay valid. */
+  reset(): void;
+}

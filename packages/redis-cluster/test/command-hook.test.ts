@@ -14,6 +14,19 @@ function fakeConnection() {
   return { connection, sent };
 }
 
+function hooked(options: { isCluster?: boolean; closed?: boolean; withTracker?: boolean } = {}) {
+  const { connection, sent } = fakeConnection();
+  const { calls, observer } = recorder();
+  const tracker = createTracker(observer, options.isCluster ?? false);
+  hookSendCommand(connection as never, {
+    isCluster: options.isCluster ?? false,
+    isClosed: () => options.closed ?? false,
+    commandTimeoutMs: 1000,
+    ...(options.withTracker === false ? {} : { tracker }),
+  });
+  return { connection, sent, calls, tracker };
+}
+
 function recorder() {
   const calls: Array<{ name: string; outcome: string }> = [];
   const observer: CommandObserver = {
@@ -25,14 +38,7 @@ function recorder() {
 
 describe('hookSendCommand', () => {
   it('measures a command once even when it is sent again (reconnect resend)', async () => {
-    const { connection, sent } = fakeConnection();
-    const { calls, observer } = recorder();
-    hookSendCommand(connection as never, {
-      isCluster: false,
-      isClosed: () => false,
-      commandTimeoutMs: 1000,
-      tracker: createTracker(observer, false),
-    });
+    const { connection, sent, calls } = hooked();
     const command = new Command('get', ['k']);
     void connection.sendCommand(command);
     void connection.sendCommand(command);
@@ -45,14 +51,7 @@ describe('hookSendCommand', () => {
   });
 
   it('records the error outcome of a failed command', async () => {
-    const { connection } = fakeConnection();
-    const { calls, observer } = recorder();
-    hookSendCommand(connection as never, {
-      isCluster: false,
-      isClosed: () => false,
-      commandTimeoutMs: 1000,
-      tracker: createTracker(observer, false),
-    });
+    const { connection, calls } = hooked();
     const command = new Command('incr', ['k']);
     void connection.sendCommand(command);
     command.reject(new Error('Command timed out'));
@@ -61,15 +60,7 @@ describe('hookSendCommand', () => {
   });
 
   it('keeps measuring a cluster pipeline command across its MOVED retry', async () => {
-    const { connection } = fakeConnection();
-    const { calls, observer } = recorder();
-    const tracker = createTracker(observer, true);
-    hookSendCommand(connection as never, {
-      isCluster: true,
-      isClosed: () => false,
-      commandTimeoutMs: 1000,
-      tracker,
-    });
+    const { connection, calls, tracker } = hooked({ isCluster: true });
     const command = new Command('set', ['k', 'v']) as Command & { pipelineIndex?: number };
     command.pipelineIndex = 0;
     void connection.sendCommand(command);
@@ -86,9 +77,26 @@ describe('hookSendCommand', () => {
     expect(tracker.pending).toBe(0);
   });
 
+  it('measures a command once when a Cluster and its node connection share the tracker', async () => {
+    const { connection: cluster, calls, tracker } = hooked({ isCluster: true });
+    const { connection: node } = fakeConnection();
+    hookSendCommand(node as never, {
+      isCluster: false,
+      isClosed: () => false,
+      commandTimeoutMs: 1000,
+      tracker,
+    });
+    const command = new Command('get', ['k']);
+    void cluster.sendCommand(command);
+    void node.sendCommand(command);
+    command.resolve(Buffer.from('v'));
+    await command.promise;
+    expect(calls).toEqual([{ name: 'get', outcome: 'ok' }]);
+    expect(tracker.pending).toBe(0);
+  });
+
   it('rejects with E_CLIENT_CLOSED and sends nothing once closed', async () => {
-    const { connection, sent } = fakeConnection();
-    hookSendCommand(connection as never, { isCluster: false, isClosed: () => true, commandTimeoutMs: 1000 });
+    const { connection, sent } = hooked({ closed: true, withTracker: false });
     const command = new Command('get', ['k']);
     await expect(connection.sendCommand(command)).rejects.toMatchObject({ code: 'E_CLIENT_CLOSED' });
     expect(sent).toHaveLength(0);
