@@ -3,13 +3,14 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { resolveRedis, resolveRedisCluster } from '@austa/test-env';
 import { Cluster, Redis } from 'ioredis';
-import { type Measurement, measure } from './measure.js';
+import { CaseProcess } from './case-process.js';
 import type {
   BenchCase,
   BenchContext,
   BenchDefinition,
   BenchResult,
   BenchTarget,
+  Measurement,
   Topology,
 } from './types.js';
 
@@ -26,7 +27,7 @@ const settings = {
   ops: intFromEnv('BENCH_OPS', 20_000),
   concurrency: intFromEnv('BENCH_CONCURRENCY', 100),
   keys: intFromEnv('BENCH_KEYS', 1000),
-  rounds: intFromEnv('BENCH_ROUNDS', 9),
+  rounds: intFromEnv('BENCH_ROUNDS', 12),
   valueBytes: intFromEnv('BENCH_VALUE_BYTES', 256),
 };
 
@@ -60,37 +61,39 @@ function medianBy<T>(items: T[], value: (item: T) => number): T {
   return middle;
 }
 
-function collectGarbage(): void {
-  (globalThis as { gc?: () => void }).gc?.();
-}
-
 const round3 = (value: number) => Math.round(value * 1000) / 1000;
 
+interface IndexedCase {
+  benchCase: BenchCase;
+  /** Position in the definition's `cases`, which is how a worker process finds it. */
+  index: number;
+}
+
 async function runGroup(
+  file: string,
   definition: BenchDefinition,
-  cases: BenchCase[],
+  cases: IndexedCase[],
   context: BenchContext,
 ): Promise<BenchResult[]> {
-  const prepared = await Promise.all(cases.map((benchCase) => benchCase.setup(context)));
+  const processes = cases.map(() => new CaseProcess());
   const measurements = cases.map(() => [] as Measurement[]);
   const warmup = Math.max(1000, Math.floor(settings.ops / 10));
   try {
+    await Promise.all(processes.map((worker, i) => worker.setup(file, cases[i]?.index ?? -1, context)));
     for (let round = 0; round < settings.rounds; round++) {
-      // Alternate the order every round so neither library always runs on a warmer (or noisier) machine.
-      const order = cases.map((_, index) => index);
-      if (round % 2 === 1) order.reverse();
+      // Rotate the order every round so each case runs in every position equally often: position alone moved
+      // results by up to 20% on this class of machine.
+      const order = cases.map((_, index) => (index + round) % cases.length);
       for (const index of order) {
-        const run = prepared[index];
-        if (run === undefined) continue;
-        await measure(run, warmup, settings.concurrency);
-        collectGarbage();
-        measurements[index]?.push(await measure(run, settings.ops, settings.concurrency));
+        const worker = processes[index];
+        if (worker === undefined) continue;
+        measurements[index]?.push(await worker.run(settings.ops, warmup, settings.concurrency));
       }
     }
   } finally {
-    await Promise.all(prepared.map((run) => run.teardown()));
+    await Promise.all(processes.map((worker) => worker.stop()));
   }
-  const results = cases.map((benchCase, index): BenchResult => {
+  const results = cases.map(({ benchCase }, index): BenchResult => {
     const typical = medianBy(measurements[index] ?? [], (m) => m.opsPerSec);
     return {
       package: definition.package,
@@ -102,9 +105,9 @@ async function runGroup(
       cpuUsPerOp: medianBy(measurements[index] ?? [], (m) => m.cpuUsPerOp).cpuUsPerOp,
     };
   });
-  for (const [index, benchCase] of cases.entries()) {
+  for (const [index, { benchCase }] of cases.entries()) {
     if (benchCase.vs === undefined) continue;
-    const rivalIndex = cases.findIndex((other) => other.lib === benchCase.vs);
+    const rivalIndex = cases.findIndex((other) => other.benchCase.lib === benchCase.vs);
     const own = measurements[index] ?? [];
     const rival = measurements[rivalIndex] ?? [];
     const result = results[index];
@@ -122,7 +125,9 @@ async function runGroup(
   return results;
 }
 
-async function loadBenchFiles(directory: string): Promise<BenchDefinition[]> {
+async function loadBenchFiles(
+  directory: string,
+): Promise<Array<{ file: string; definition: BenchDefinition }>> {
   const benchDirectory = join(directory, 'bench');
   let files: string[];
   try {
@@ -130,13 +135,12 @@ async function loadBenchFiles(directory: string): Promise<BenchDefinition[]> {
   } catch {
     return [];
   }
-  const definitions: BenchDefinition[] = [];
+  const definitions: Array<{ file: string; definition: BenchDefinition }> = [];
   for (const file of files.sort()) {
-    const module = (await import(pathToFileURL(join(benchDirectory, file)).href)) as {
-      default?: BenchDefinition;
-    };
+    const path = join(benchDirectory, file);
+    const module = (await import(pathToFileURL(path).href)) as { default?: BenchDefinition };
     if (!module.default) throw new Error(`${file} must export default defineBench({...}).`);
-    definitions.push(module.default);
+    definitions.push({ file: path, definition: module.default });
   }
   return definitions;
 }
@@ -161,7 +165,7 @@ export async function main(args: string[]): Promise<number> {
     if (standalone) targets.push({ topology: 'standalone', url: standalone.url });
     if (cluster) targets.push({ topology: 'cluster', nodes: cluster.nodes });
     for (const target of targets) {
-      for (const definition of definitions) {
+      for (const { file, definition } of definitions) {
         if (definition.topologies && !definition.topologies.includes(target.topology)) continue;
         const prefix = `bench:${definition.package}:${Math.random().toString(36).slice(2, 10)}`;
         const context: BenchContext = {
@@ -172,12 +176,12 @@ export async function main(args: string[]): Promise<number> {
         };
         await prepareKeys(target, context);
         try {
-          const groups = new Map<string, BenchCase[]>();
-          for (const benchCase of definition.cases) {
-            groups.set(benchCase.op, [...(groups.get(benchCase.op) ?? []), benchCase]);
+          const groups = new Map<string, IndexedCase[]>();
+          for (const [index, benchCase] of definition.cases.entries()) {
+            groups.set(benchCase.op, [...(groups.get(benchCase.op) ?? []), { benchCase, index }]);
           }
           for (const cases of groups.values()) {
-            for (const result of await runGroup(definition, cases, context)) {
+            for (const result of await runGroup(file, definition, cases, context)) {
               process.stdout.write(`${JSON.stringify(result)}\n`);
             }
           }
