@@ -55,9 +55,10 @@ export function hookSendCommand(client: Redis | Cluster, options: HookOptions): 
       command.reject(new RedisClientClosedError());
       return command.promise;
     }
-    // A Cluster queues commands while it has no slot map without arming ioredis' commandTimeout, which is only
-    // armed when a node connection takes the command; arm it here so nothing waits forever.
-    if (isCluster) command.setTimeout(commandTimeoutMs);
+    // A Cluster that is not ready queues commands without arming ioredis' commandTimeout, which is only armed when
+    // a node connection takes the command; arm it here so nothing waits forever. A ready Cluster hands the command
+    // to a node at once, which arms it.
+    if (isCluster && (this as { status?: string }).status !== 'ready') command.setTimeout(commandTimeoutMs);
     if (tracker !== undefined) tracker.track(command);
     return original.call(this, command, stream, node);
   };
