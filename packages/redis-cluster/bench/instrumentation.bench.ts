@@ -60,6 +60,17 @@ function cases(operation: Operation, autoPipelining: boolean): BenchCase[] {
       },
     },
     {
+      // The same plain ioredis again: its ratio to 'ioredis' is the noise floor of this run, for reading the others.
+      op,
+      lib: 'ioredis (control)',
+      vs: 'ioredis',
+      async setup(context): Promise<PreparedCase> {
+        const client = plainIoredis(context, autoPipelining);
+        await ready(client);
+        return { run: runner(client, operation, context), teardown: async () => void (await client.quit()) };
+      },
+    },
+    {
       op,
       lib: '@austa/redis-cluster',
       vs: 'ioredis',
