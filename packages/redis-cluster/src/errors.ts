@@ -5,8 +5,7 @@ export type RedisErrorCode =
   | 'E_INVALID_CONFIG'
   | 'E_INVALID_ARGUMENT'
   | 'E_CLIENT_CLOSED'
-  | 'E_REDIS_UNAVAILABLE'
-  | 'E_NOT_SUPPORTED';
+  | 'E_REDIS_UNAVAILABLE';
 
 /**
  * Base class of every error this package throws. `isInstance` works across two
@@ -62,19 +61,10 @@ export class RedisUnavailableError extends AustaRedisError {
   }
 }
 
-/** The operation needs a topology or server feature this client does not have. */
-export class RedisNotSupportedError extends AustaRedisError {
-  constructor(message: string) {
-    super('E_NOT_SUPPORTED', message);
-    this.name = 'RedisNotSupportedError';
-  }
-}
-
 export const errors = {
   AustaRedisError,
   RedisConfigError,
   RedisArgumentError,
   RedisClientClosedError,
   RedisUnavailableError,
-  RedisNotSupportedError,
 } as const;

@@ -17,7 +17,6 @@ export {
   RedisArgumentError,
   RedisClientClosedError,
   RedisConfigError,
-  RedisNotSupportedError,
   RedisUnavailableError,
 } from './errors.js';
 export type { ParsedInfo } from './info.js';

@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { createServer } from 'node:net';
 import { createMetrics, type Metrics } from '@austa/metrics';
 import {
   clientKill,
@@ -255,6 +256,8 @@ describe.each<Topology>(['standalone', 'cluster'])('createRedisClient on %s', (t
     expect(health).toMatchObject({ healthy: true, problems: [] });
     if (topology === 'cluster') expect(health).toMatchObject({ clusterState: 'ok', slotsOk: 16384 });
     expect(health.nodes.every((node) => node.ok)).toBe(true);
+    // On a cluster the health PINGs go straight to each master; they are measured all the same.
+    expect(await measured(metrics, 'ping')).toBeGreaterThanOrEqual(topology === 'cluster' ? 3 : 1);
     const text = await metrics.text();
     expect(text).toMatch(
       /austa_redis_connections\{[^}]*role="(standalone|master)"[^}]*status="ready"[^}]*\} \d/,
@@ -342,6 +345,37 @@ describe.each<Topology>(['standalone', 'cluster'])('createRedisClient on %s', (t
     expect(output.trim()).toBe('');
   });
 
+  it('fails within commandTimeoutMs, and ready() with E_REDIS_UNAVAILABLE, when Redis is unreachable', async () => {
+    // A loopback port nothing listens on: the client keeps reconnecting, and a Cluster without a slot map queues
+    // commands itself, so only the armed timeout keeps them from waiting forever.
+    const deadPort = await closedLoopbackPort();
+    const options: RedisClientOptions =
+      topology === 'cluster'
+        ? { cluster: { nodes: [`127.0.0.1:${deadPort}`] }, name: 'unreachable', commandTimeoutMs: 400 }
+        : { url: `redis://127.0.0.1:${deadPort}`, name: 'unreachable', commandTimeoutMs: 400 };
+    const local = createMetrics();
+    const client = createRedisClient(options, {
+      metrics: local,
+      logger: { warn: () => {}, error: () => {} },
+    });
+    extraClients.push(client);
+    await expect(client.ready(300)).rejects.toMatchObject({ code: 'E_REDIS_UNAVAILABLE' });
+    const started = Date.now();
+    const outcome = await Promise.race([
+      client.client.get(key('never')).then(
+        () => 'resolved',
+        (error: Error) => error.message,
+      ),
+      new Promise((resolve) => setTimeout(() => resolve('hung'), 5000)),
+    ]);
+    // Standalone may give up first through maxRetriesPerRequest (3 reconnects); either way it fails fast.
+    expect(outcome).toMatch(topology === 'cluster' ? /timed out/ : /timed out|max retries per request/);
+    expect(Date.now() - started).toBeLessThan(2000);
+    const failures =
+      (await measured(local, 'get', 'timeout')) + (await measured(local, 'get', 'max_retries'));
+    expect(failures).toBe(1);
+  });
+
   it('close() waits for pending replies, then rejects later calls with E_CLIENT_CLOSED', async () => {
     const client = createRedisClient(optionsFor(topology));
     await client.ready();
@@ -358,3 +392,15 @@ describe.each<Topology>(['standalone', 'cluster'])('createRedisClient on %s', (t
     await expect(client.close()).resolves.toBeUndefined();
   });
 });
+
+/** A loopback port that was free a moment ago and has no listener. */
+function closedLoopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
