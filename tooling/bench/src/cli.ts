@@ -31,28 +31,24 @@ const settings = {
   valueBytes: intFromEnv('BENCH_VALUE_BYTES', 256),
 };
 
-function plainClient(target: BenchTarget): Redis | Cluster {
-  return target.topology === 'cluster' ? new Cluster(target.nodes ?? []) : new Redis(target.url ?? '');
-}
-
-async function prepareKeys(target: BenchTarget, context: BenchContext): Promise<void> {
-  const client = plainClient(target);
+async function withPlainClient(target: BenchTarget, work: (client: Redis | Cluster) => Promise<unknown>) {
+  const client =
+    target.topology === 'cluster' ? new Cluster(target.nodes ?? []) : new Redis(target.url ?? '');
   try {
-    // Keys are written one by one so a cluster never sees a cross-slot multi-key command; they expire on their own.
-    await Promise.all(context.keys.map((key) => client.set(key, context.value, 'EX', 900)));
+    await work(client);
   } finally {
     await client.quit();
   }
 }
 
-async function deleteKeys(target: BenchTarget, context: BenchContext): Promise<void> {
-  const client = plainClient(target);
-  try {
-    await Promise.all(context.keys.map((key) => client.unlink(key)));
-  } finally {
-    await client.quit();
-  }
-}
+// Keys are written one by one so a cluster never sees a cross-slot multi-key command; they expire on their own.
+const prepareKeys = (target: BenchTarget, context: BenchContext) =>
+  withPlainClient(target, (client) =>
+    Promise.all(context.keys.map((key) => client.set(key, context.value, 'EX', 900))),
+  );
+
+const deleteKeys = (target: BenchTarget, context: BenchContext) =>
+  withPlainClient(target, (client) => Promise.all(context.keys.map((key) => client.unlink(key))));
 
 function medianBy<T>(items: T[], value: (item: T) => number): T {
   const sorted = [...items].sort((a, b) => value(a) - value(b));
