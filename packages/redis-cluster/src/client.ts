@@ -13,6 +13,7 @@ import {
   PubSub,
   type Unsubscribe,
 } from './pubsub.js';
+import { type ScanOptions, scanKeys } from './scan.js';
 import { assertName } from './validation.js';
 
 export interface RedisClientDependencies {
@@ -76,13 +77,6 @@ export type NodeInfo =
   | { role: NodeStats['role']; ok: true; sections: ParsedInfo }
   | { role: NodeStats['role']; ok: false; error: string };
 
-export interface ScanOptions {
-  /** Hint for keys per SCAN call. Default 250. */
-  count?: number;
-  /** Only keys of this Redis type (`string`, `hash`, `zset`…). */
-  type?: string;
-}
-
 export interface RedisClient {
   /** The ioredis client. Pass it to `@austa/session`, `@austa/cache`, `@austa/rate-limit`… */
   readonly client: Redis | Cluster;
@@ -102,7 +96,10 @@ export interface RedisClient {
   stats(): ClientStats;
   /** PING on every master plus CLUSTER INFO; never throws. */
   health(options?: { timeoutMs?: number }): Promise<HealthResult>;
-  /** Iterates keys matching `pattern` on every master. Escape user parts with `escapeGlob`. */
+  /**
+   * `scanKeys(client, pattern, options)`: keys matching `pattern` on every master, after refreshing the slot map;
+   * throws `E_INCOMPLETE_SCAN` rather than return a partial answer. Escape user parts with `escapeGlob`.
+   */
   scan(pattern: string, options?: ScanOptions): AsyncIterableIterator<string>;
   /** Waits for pending replies, then quits every connection. Later calls reject with `E_CLIENT_CLOSED`. */
   close(): Promise<void>;
@@ -498,28 +495,7 @@ export function createRedisClient(
 
     scan(pattern, scanOptions = {}) {
       assertOpen();
-      assertName(pattern, 'pattern');
-      const count = scanOptions.count ?? 250;
-      if (!Number.isInteger(count) || count <= 0 || count > 100_000) {
-        throw new RedisArgumentError('count must be an integer between 1 and 100000.');
-      }
-      if (scanOptions.type !== undefined && !/^[a-z]{1,16}$/.test(scanOptions.type)) {
-        throw new RedisArgumentError('type must be a Redis type name such as "string" or "hash".');
-      }
-      const extra = scanOptions.type === undefined ? [] : ['TYPE', scanOptions.type];
-      const masters = nodes('master').map(({ node }) => node);
-      return (async function* scanMasters() {
-        for (const node of masters) {
-          let cursor = '0';
-          do {
-            const [next, keys] = (await onNode('scan', () =>
-              node.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', count, ...extra),
-            )) as [string, string[]];
-            cursor = next;
-            yield* keys;
-          } while (cursor !== '0');
-        }
-      })();
+      return scanKeys(client, pattern, scanOptions);
     },
 
     close() {

@@ -6,7 +6,6 @@ export type {
   NodeStats,
   RedisClient,
   RedisClientDependencies,
-  ScanOptions,
 } from './client.js';
 export { createRedisClient, escapeGlob } from './client.js';
 export { errorType } from './error-type.js';
@@ -17,9 +16,13 @@ export {
   RedisArgumentError,
   RedisClientClosedError,
   RedisConfigError,
+  RedisIncompleteScanError,
   RedisUnavailableError,
 } from './errors.js';
 export type { ParsedInfo } from './info.js';
 export type { ClusterConnectionOptions, RedisClientOptions, SeedNode } from './options.js';
 export { DEFAULTS, fromEnv } from './options.js';
 export type { Logger, MessageHandler, PatternMessageHandler, Unsubscribe } from './pubsub.js';
+export type { ScanOptions } from './scan.js';
+export { scanKeys, unlinkKeys } from './scan.js';
+export type { SlotRange } from './slot-map.js';
