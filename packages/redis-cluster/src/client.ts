@@ -1,5 +1,5 @@
 import type { Metrics } from '@austa/metrics';
-import type { Cluster, Redis } from 'ioredis';
+import { type Cluster, Redis } from 'ioredis';
 import { createHookContext } from './command-hook.js';
 import { createConnections } from './connection.js';
 import { RedisArgumentError, RedisClientClosedError, RedisUnavailableError } from './errors.js';
@@ -8,10 +8,13 @@ import { createInstruments, type RedisInstruments } from './instrumentation.js';
 import { healthProbe, infoOfNodes, type NodeInfo, type NodeStats, nodeStats, nodesOf } from './ops.js';
 import { type RedisClientOptions, resolveOptions } from './options.js';
 import {
+  type BufferMessageHandler,
+  type BufferPatternMessageHandler,
   type Logger,
   type MessageHandler,
   type PatternMessageHandler,
   PubSub,
+  type SubscribeOptions,
   type Unsubscribe,
 } from './pubsub.js';
 import { type ScanOptions, scanKeys } from './scan.js';
@@ -25,6 +28,11 @@ export interface RedisClientDependencies {
   logger?: Logger;
   /** Put pub/sub channel names in the `channel` metric label. Off by default: channel names often carry ids. */
   channelLabels?: boolean;
+  /**
+   * Include a failed pub/sub handler's error message in the log entry. Off by default: messages often quote the
+   * payload (a `JSON.parse` error does), which can be patient data; the error's name and code are always logged.
+   */
+  logHandlerErrorMessages?: boolean;
 }
 
 export interface ClientStats {
@@ -53,10 +61,32 @@ export interface RedisClient {
   publish(channel: string, message: string | Buffer): Promise<number>;
   /** Sharded publish (Redis 7+): the message only travels within the channel's shard. */
   spublish(channel: string, message: string | Buffer): Promise<number>;
-  subscribe(channel: string, handler: MessageHandler): Promise<Unsubscribe>;
-  psubscribe(pattern: string, handler: PatternMessageHandler): Promise<Unsubscribe>;
-  /** Sharded subscribe (Redis 7+). On a cluster it connects to the shard that owns the channel. */
-  ssubscribe(channel: string, handler: MessageHandler): Promise<Unsubscribe>;
+  /**
+   * Subscribes `handler` to `channel`; each call returns its own unsubscribe. With `{ buffers: true }` the handler
+   * gets the published bytes as a Buffer (for encrypted or compressed payloads).
+   */
+  subscribe(channel: string, handler: MessageHandler, options?: { buffers?: false }): Promise<Unsubscribe>;
+  subscribe(channel: string, handler: BufferMessageHandler, options: { buffers: true }): Promise<Unsubscribe>;
+  psubscribe(
+    pattern: string,
+    handler: PatternMessageHandler,
+    options?: { buffers?: false },
+  ): Promise<Unsubscribe>;
+  psubscribe(
+    pattern: string,
+    handler: BufferPatternMessageHandler,
+    options: { buffers: true },
+  ): Promise<Unsubscribe>;
+  /**
+   * Sharded subscribe (Redis 7+). On a cluster it subscribes on the master that owns the channel's slot and moves
+   * the subscription when the slot migrates or the master fails over.
+   */
+  ssubscribe(channel: string, handler: MessageHandler, options?: { buffers?: false }): Promise<Unsubscribe>;
+  ssubscribe(
+    channel: string,
+    handler: BufferMessageHandler,
+    options: { buffers: true },
+  ): Promise<Unsubscribe>;
   /** `INFO` from every node, parsed, keyed by `host:port`. */
   info(section?: string): Promise<Record<string, NodeInfo>>;
   stats(): ClientStats;
@@ -131,6 +161,31 @@ export function createRedisClient(
   const pubsub = new PubSub({
     instruments,
     logger,
+    logHandlerErrorMessages: dependencies.logHandlerErrorMessages === true,
+    ...(isCluster
+      ? {
+          sharded: {
+            cluster: client as Cluster,
+            open(address: string) {
+              const index = address.lastIndexOf(':');
+              const connection = new Redis({
+                ...resolved.redis,
+                host: address.slice(0, index),
+                port: Number(address.slice(index + 1)),
+                connectionName: `austa:${resolved.name}:ssub`,
+                enableAutoPipelining: false,
+                enableOfflineQueue: true,
+                maxRetriesPerRequest: null,
+                // One connection holds channels of many slots; ioredis would re-subscribe them in one CROSSSLOT
+                // command, so the router re-subscribes them itself.
+                autoResubscribe: false,
+              });
+              connections.adopt(connection, 'subscriber');
+              return connection;
+            },
+          },
+        }
+      : {}),
     connect(family) {
       let connection: Redis | Cluster;
       if (isCluster) {
@@ -228,19 +283,31 @@ export function createRedisClient(
       return receivers;
     },
 
-    async subscribe(channel, handler) {
+    async subscribe(
+      channel: string,
+      handler: MessageHandler | BufferMessageHandler,
+      options?: SubscribeOptions,
+    ) {
       assertOpen();
-      return pubsub.subscribe('message', channel, handler);
+      return pubsub.subscribe('message', channel, handler as never, options);
     },
 
-    async psubscribe(pattern, handler) {
+    async psubscribe(
+      pattern: string,
+      handler: PatternMessageHandler | BufferPatternMessageHandler,
+      options?: SubscribeOptions,
+    ) {
       assertOpen();
-      return pubsub.subscribe('pmessage', pattern, handler);
+      return pubsub.subscribe('pmessage', pattern, handler as never, options);
     },
 
-    async ssubscribe(channel, handler) {
+    async ssubscribe(
+      channel: string,
+      handler: MessageHandler | BufferMessageHandler,
+      options?: SubscribeOptions,
+    ) {
       assertOpen();
-      return pubsub.subscribe('smessage', channel, handler);
+      return pubsub.subscribe('smessage', channel, handler as never, options);
     },
 
     async info(section) {

@@ -32,6 +32,8 @@ export interface Connections {
   readonly duplicates: ReadonlySet<Redis | Cluster>;
   /** A duplicate of the client for this package's own use (subscribers): hooked, not in `duplicates`. */
   duplicate(scope: Scope, ...args: unknown[]): Redis | Cluster;
+  /** Hooks a connection this package opened itself (a subscriber to one master) like the client's. */
+  adopt(connection: Redis, scope: Scope): void;
   /** Commands issued and not yet settled, on the client and its duplicates. */
   pending(): number;
 }
@@ -154,6 +156,7 @@ export function createConnections({
   return {
     client,
     duplicates,
+    adopt: instrument,
     duplicate(scope, ...args) {
       const copy = ownDuplicate.apply(client, args);
       instrument(copy, scope);

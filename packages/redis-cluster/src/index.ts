@@ -17,7 +17,15 @@ export type { ParsedInfo } from './info.js';
 export type { NodeInfo, NodeStats } from './ops.js';
 export type { ClusterConnectionOptions, RedisClientOptions, SeedNode } from './options.js';
 export { DEFAULTS, fromEnv } from './options.js';
-export type { Logger, MessageHandler, PatternMessageHandler, Unsubscribe } from './pubsub.js';
+export type {
+  BufferMessageHandler,
+  BufferPatternMessageHandler,
+  Logger,
+  MessageHandler,
+  PatternMessageHandler,
+  SubscribeOptions,
+  Unsubscribe,
+} from './pubsub.js';
 export type { ScanOptions } from './scan.js';
 export { scanKeys, unlinkKeys } from './scan.js';
 export type { SlotRange } from './slot-map.js';
