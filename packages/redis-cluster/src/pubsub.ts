@@ -232,7 +232,8 @@ export class PubSub {
     let text: string | undefined;
     for (const { handler, buffers } of subscriptions) {
       try {
-        const payload = buffers ? message : (text ??= message.toString());
+        if (!buffers && text === undefined) text = message.toString();
+        const payload = buffers ? message : text;
         const result = (handler as (m: unknown, c: string, p: string) => unknown)(
           payload,
           channelName,
