@@ -111,3 +111,18 @@ export async function startProxy(target: { host: string; port: number }, startDo
     },
   };
 }
+
+/** How many times a Redis command was measured, whatever its outcome. */
+export async function measuredAll(metrics: Metrics, operation: string): Promise<number> {
+  let total = 0;
+  for (const line of (await metrics.text()).split('\n')) {
+    if (
+      line.startsWith('db_client_operation_duration_seconds_count{') &&
+      line.includes('db_system_name="redis"') &&
+      line.includes(`db_operation_name="${operation}"`)
+    ) {
+      total += Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+  }
+  return total;
+}
