@@ -7,7 +7,7 @@ import { CaseProcess } from './case-process.js';
 import { MICRO_V8_FLAGS } from './micro.js';
 import { lineAppender, outputPath } from './output.js';
 import { Progress, TimeLeft, type UnitKind } from './progress.js';
-import { groupByOp, type Indexed, selectCases } from './select.js';
+import { checkCases, groupByOp, type Indexed, selectCases } from './select.js';
 import { readSettings, type Settings } from './settings.js';
 import { formatSummary } from './summary.js';
 import type {
@@ -253,6 +253,8 @@ function plan(
   return files.map(({ file, definition }) => {
     const micro = definition.micro ?? [];
     const redis = definition.cases ?? [];
+    checkCases(micro, file, 'micro');
+    checkCases(redis, file, 'cases');
     const topologies = settings.topologies.filter(
       (topology) => definition.topologies === undefined || definition.topologies.includes(topology),
     );

@@ -6,6 +6,26 @@ export interface Selectable {
 }
 
 /**
+ * Throws when a file's cases cannot be compared as written: two cases with the same op and lib, or a `vs` that names
+ * no lib of its op (the ratio would be missing from the output without a word).
+ */
+export function checkCases(cases: readonly Selectable[], file: string, kind: 'cases' | 'micro'): void {
+  const seen = new Set<string>();
+  for (const { op, lib } of cases) {
+    const key = JSON.stringify([op, lib]);
+    if (seen.has(key)) throw new Error(`${file}: ${kind} has two cases with op "${op}" and lib "${lib}".`);
+    seen.add(key);
+  }
+  for (const { op, lib, vs } of cases) {
+    if (vs !== undefined && !seen.has(JSON.stringify([op, vs]))) {
+      throw new Error(
+        `${file}: ${kind} case "${lib}" of op "${op}" is compared to "${vs}", which is no case of that op.`,
+      );
+    }
+  }
+}
+
+/**
  * The indexes of the cases to run: all of them without a filter; else those whose op, lib or package matches, plus
  * the case each is compared to (same op, its `vs` lib), so that every ratio printed still has its rival in the run.
  */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { groupByOp, selectCases } from '../src/select.js';
+import { checkCases, groupByOp, selectCases } from '../src/select.js';
 
 const cases = [
   { op: 'GET', lib: 'ioredis' },
@@ -39,5 +39,24 @@ describe('groupByOp()', () => {
       ['0:ioredis', '2:@austa/cache'],
       ['3:ioredis', '5:raw script (ceiling)'],
     ]);
+  });
+});
+
+describe('checkCases()', () => {
+  it('accepts a file whose every vs names a case of the same op', () => {
+    expect(() => checkCases(cases, 'cache.bench.ts', 'cases')).not.toThrow();
+  });
+
+  it('refuses a vs that names no case of its op, which would leave a ratio out without a word', () => {
+    const wrong = [...cases, { op: 'GET', lib: 'cache-manager', vs: 'raw script (ceiling)' }];
+    expect(() => checkCases(wrong, 'cache.bench.ts', 'cases')).toThrow(
+      'cache.bench.ts: cases case "cache-manager" of op "GET" is compared to "raw script (ceiling)", which is no case of that op.',
+    );
+  });
+
+  it('refuses two cases with the same op and lib', () => {
+    expect(() => checkCases([...cases, { op: 'SET', lib: 'ioredis' }], 'cache.bench.ts', 'micro')).toThrow(
+      'cache.bench.ts: micro has two cases with op "SET" and lib "ioredis".',
+    );
   });
 });
