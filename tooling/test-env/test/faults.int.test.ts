@@ -230,7 +230,9 @@ describe('cluster fault helpers', () => {
       ['restoreCluster', () => restoreCluster(borrowed)],
     ];
     for (const [helper, run] of refusals) {
-      await expect(run(), helper).rejects.toThrow(new RegExp(`${helper} refused: .*never harms servers it did not start`));
+      await expect(run(), helper).rejects.toThrow(
+        new RegExp(`${helper} refused: .*never harms servers it did not start`),
+      );
     }
     // Every node still answers and serves its slots: nothing was touched.
     expect(await slotOwner(cluster, 0)).toBeGreaterThan(0);
