@@ -13,6 +13,19 @@ import { opsRoutes } from './routes/ops.js';
 
 export const SERVICE_VERSION = '0.0.0';
 
+/** A route as registered: the catalog lets tests check that every route validates its input and is documented. */
+export interface RouteEntry {
+  method: string;
+  url: string;
+  schema: Record<string, unknown> | undefined;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    routeCatalog: readonly RouteEntry[];
+  }
+}
+
 export interface AppOptions {
   config: Config;
   /** The process's one registry; `createServiceMetrics()` gives it the `service="care-api"` label. */
@@ -61,6 +74,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         allErrors: true,
       },
     },
+  });
+
+  const routes: RouteEntry[] = [];
+  app.decorate('routeCatalog', routes);
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) {
+      if (method !== 'HEAD') routes.push({ method, url: route.url, schema: route.schema as RouteEntry['schema'] });
+    }
   });
 
   installErrorHandling(app, { bodyLimitBytes: config.bodyLimitBytes });

@@ -1,4 +1,4 @@
-export type { AppOptions } from './app.js';
+export type { AppOptions, RouteEntry } from './app.js';
 export { buildApp, SERVICE_VERSION } from './app.js';
 export type { Config, ConfigProblem, Env } from './config.js';
 export { ConfigError, loadConfig } from './config.js';

@@ -26,15 +26,7 @@ if (config.sessionSecret.source === 'generated' || config.encryption.source === 
   );
 }
 
-let service: Awaited<ReturnType<typeof startService>>;
-try {
-  service = await startService(config, logger);
-} catch (error) {
-  logger.fatal({ err: error }, 'care-api could not start');
-  process.exit(1);
-}
-logger.info({ address: service.address, nodeEnv: config.nodeEnv }, 'care-api listening');
-
+let service: Awaited<ReturnType<typeof startService>> | undefined;
 let signals = 0;
 function onSignal(signal: NodeJS.Signals) {
   signals += 1;
@@ -47,7 +39,18 @@ function onSignal(signal: NodeJS.Signals) {
     logger.error({ shutdownTimeoutMs: config.shutdownTimeoutMs }, 'shutdown did not finish in time: exiting');
     process.exit(1);
   }, config.shutdownTimeoutMs + 500).unref();
-  void service.shutdown(signal).then(() => process.exit(0));
+  // A signal during startup is handled once the service is up, so the development servers are stopped too.
+  if (service !== undefined) void service.shutdown(signal).then(() => process.exit(0));
 }
+// Installed before anything starts: a SIGTERM while the embedded Redis is starting must still stop it.
 process.on('SIGTERM', onSignal);
 process.on('SIGINT', onSignal);
+
+try {
+  service = await startService(config, logger);
+} catch (error) {
+  logger.fatal({ err: error }, 'care-api could not start');
+  process.exit(1);
+}
+logger.info({ address: service.address, nodeEnv: config.nodeEnv }, 'care-api listening');
+if (signals > 0) void service.shutdown('signal during startup').then(() => process.exit(0));

@@ -1,0 +1,128 @@
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { buildDashboard, DASHBOARD_PATH } from '../scripts/dashboard.js';
+import { APP_DIR } from './process.js';
+import { exposedFamilies, metricFamily, promqlMetricNames } from './promql.js';
+import { startTestService, type TestService } from './support.js';
+
+const ALERTS = join(APP_DIR, 'deploy/prometheus/alerts.yml');
+const PROMETHEUS_CONFIG = join(APP_DIR, 'deploy/prometheus/prometheus.yml');
+
+function promtool(args: string[], input?: string) {
+  const result = spawnSync('promtool', args, { encoding: 'utf8', input });
+  if (result.error) throw new Error(`promtool is not installed (apt-get install -y prometheus): ${result.error.message}`);
+  return { status: result.status, output: `${result.stdout}${result.stderr}` };
+}
+
+interface AlertRule {
+  alert: string;
+  expr: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+
+function alertRules(): AlertRule[] {
+  const document = parse(readFileSync(ALERTS, 'utf8')) as { groups: Array<{ rules: AlertRule[] }> };
+  return document.groups.flatMap((group) => group.rules);
+}
+
+function dashboardExpressions(dashboard: Record<string, unknown>): Array<{ panel: string; expr: string }> {
+  const found: Array<{ panel: string; expr: string }> = [];
+  for (const panel of dashboard.panels as Array<{ title: string; targets?: Array<{ expr: string }> }>) {
+    for (const target of panel.targets ?? []) found.push({ panel: panel.title, expr: target.expr });
+  }
+  return found;
+}
+
+describe('deploy files', () => {
+  let service: TestService;
+  let exposition: string;
+
+  beforeAll(async () => {
+    service = await startTestService('standalone');
+    // Touch every kind of route so the exposition holds the series a running service has.
+    for (const url of ['/health/live', '/health/ready', '/docs/json', '/not/found']) {
+      await service.app.inject({ method: 'GET', url });
+    }
+    exposition = (await service.app.inject({ method: 'GET', url: '/metrics' })).body;
+  });
+  afterAll(async () => {
+    await service.close();
+  });
+
+  it('the alert rules pass promtool check rules', () => {
+    const result = promtool(['check', 'rules', ALERTS]);
+    expect(result.output).toMatch(/SUCCESS: \d+ rules found/);
+    expect(result.status).toBe(0);
+  });
+
+  it('the Prometheus config of docker-compose passes promtool check config, rules included', () => {
+    const result = promtool(['check', 'config', PROMETHEUS_CONFIG]);
+    expect(result.output).toContain('is valid prometheus config file syntax');
+    expect(result.status).toBe(0);
+  });
+
+  it('every alert has a severity, a summary and a description', () => {
+    const rules = alertRules();
+    expect(rules.length).toBeGreaterThanOrEqual(8);
+    for (const rule of rules) {
+      expect(['critical', 'warning', 'info'], rule.alert).toContain(rule.labels?.severity);
+      expect(rule.annotations?.summary, rule.alert).toBeTruthy();
+      expect(rule.annotations?.description, rule.alert).toBeTruthy();
+    }
+  });
+
+  it('the dashboard JSON parses and is what scripts/dashboard.ts generates', () => {
+    const committed = JSON.parse(readFileSync(DASHBOARD_PATH, 'utf8'));
+    expect(committed).toEqual(buildDashboard());
+    expect(committed.uid).toBe('austa-care-api');
+    const ids = (committed.panels as Array<{ id: number }>).map((panel) => panel.id);
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+
+  it('every metric the alerts and the dashboard query is one the service exposes', () => {
+    const families = new Set(exposedFamilies(exposition).keys());
+    expect(families.has('http_server_request_duration_seconds')).toBe(true);
+    const uses = [
+      ...alertRules().map((rule) => ({ where: `alert ${rule.alert}`, expr: rule.expr })),
+      ...dashboardExpressions(buildDashboard()).map((entry) => ({ where: `panel ${entry.panel}`, expr: entry.expr })),
+    ];
+    const unknown: string[] = [];
+    for (const use of uses) {
+      const names = promqlMetricNames(use.expr).filter((name) => name !== 'up');
+      // `up` is Prometheus' own; every other expression must name at least one of our metrics.
+      if (names.length === 0 && !use.expr.includes('up{')) unknown.push(`${use.where}: no metric found in ${use.expr}`);
+      for (const name of names) {
+        if (metricFamily(name, families) === undefined) unknown.push(`${use.where}: ${name}`);
+      }
+    }
+    expect(unknown).toEqual([]);
+  });
+
+  it('the exposition passes promtool check metrics, apart from prom-client’s own process gauges', () => {
+    const result = promtool(['check', 'metrics'], exposition);
+    // prom-client names three gauges *_total (documented in @austa/metrics' README); anything else is ours to fix.
+    const problems = result.output
+      .split('\n')
+      .filter((line) => line.trim() !== '')
+      .filter((line) => !/^nodejs_active_(handles|requests|resources)_total non-counter metrics should not have "_total" suffix$/.test(line));
+    expect(problems).toEqual([]);
+  });
+});
+
+describe('promqlMetricNames', () => {
+  it('finds metric names and skips functions, labels, grouping and durations', () => {
+    expect(
+      promqlMetricNames(
+        'histogram_quantile(0.99, sum by (le, service) (rate(http_server_request_duration_seconds_bucket{route!="/metrics"}[5m]))) > 1',
+      ),
+    ).toEqual(['http_server_request_duration_seconds_bucket']);
+    expect(
+      promqlMetricNames('sum by (service) (rate(a_total{x=~"5.."}[5m])) / sum by (service) (rate(b_total[$__rate_interval]))'),
+    ).toEqual(['a_total', 'b_total']);
+    expect(promqlMetricNames('up{job="care-api"} == 0')).toEqual(['up']);
+  });
+});
