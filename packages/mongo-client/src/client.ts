@@ -145,8 +145,15 @@ function guardFilters<TSchema extends Document>(
       if (index === undefined || typeof value !== 'function') return value;
       let guarded = wrapped.get(property);
       if (guarded === undefined) {
+        // find() returns a cursor, so it throws; the other methods return promises, so they reject.
+        const returnsCursor = property === 'find';
         guarded = (...args: unknown[]) => {
-          sanitizeFilter(args[index] ?? {}, rules);
+          try {
+            sanitizeFilter(args[index] ?? {}, rules);
+          } catch (error) {
+            if (returnsCursor) throw error;
+            return Promise.reject(error);
+          }
           return (value as (...a: unknown[]) => unknown).apply(target, args);
         };
         wrapped.set(property, guarded);

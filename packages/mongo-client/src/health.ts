@@ -88,9 +88,10 @@ export async function checkHealth(inputs: HealthInputs): Promise<MongoHealth> {
       result.ping = { ok: true, durationMs: performance.now() - started };
     } catch (error) {
       const type = errorType(error);
-      result.ping = { ok: false, durationMs: null, errorType: type };
+      const timedOut = (error as Error | undefined)?.name === 'HealthTimeout';
+      result.ping = { ok: false, durationMs: null, errorType: timedOut ? 'timeout' : type };
       problems.push(
-        type === 'client_error' && (error as Error)?.name === 'HealthTimeout'
+        timedOut
           ? `no server answered hello within ${inputs.timeoutMs} ms`
           : `hello failed (${type}); check the URL, credentials, TLS and the network`,
       );

@@ -14,7 +14,10 @@ export interface SanitizeFilterOptions {
    * regular-expression values too. Default: none, so only plain equality filters pass.
    */
   allowOperators?: readonly string[];
-  /** Deepest nesting of objects and arrays accepted. Default 32: deeper input is a denial-of-service attempt. */
+  /**
+   * Deepest nesting of objects and arrays accepted, the filter itself being level 1. Default 32: deeper input is
+   * a denial-of-service attempt, not a query.
+   */
   maxDepth?: number;
 }
 
@@ -113,6 +116,6 @@ export function sanitizeFilter<T>(filter: T, options: SanitizeFilterOptions = {}
     throw new MongoArgumentError('maxDepth must be a positive integer.');
   }
   const rules: Rules = { allowed: new Set(allowed), allowRegex: allowed.includes('$regex'), maxDepth };
-  checkKeys(filter as Record<string, unknown>, '', 0, rules);
+  checkKeys(filter as Record<string, unknown>, '', 1, rules);
   return filter;
 }

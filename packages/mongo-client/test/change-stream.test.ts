@@ -532,7 +532,7 @@ describe('ManagedStream close()', () => {
     await stream.close();
     expect(await stream.done).toEqual({ reason: 'closed' });
     expect(fake.closeCalls).toBeGreaterThanOrEqual(1);
-    expect(activeTimers()).toBe(before);
+    expect(activeTimers()).toBeLessThanOrEqual(before);
     expect(stream.status().state).toBe('stopped');
   });
 
@@ -547,7 +547,7 @@ describe('ManagedStream close()', () => {
     await stream.close();
     expect(Date.now() - started).toBeLessThan(1000);
     expect(script.opens).toHaveLength(1);
-    expect(activeTimers()).toBe(before);
+    expect(activeTimers()).toBeLessThanOrEqual(before);
   });
 
   it('aborts the handler signal, waits for the running handler and saves the token of the event it finished', async () => {

@@ -220,6 +220,10 @@ export class FakeMongoClient extends EventEmitter {
         client.watches.push({ collection: collectionName, pipeline, options, stream });
         return stream;
       },
+      find(filter: Document) {
+        client.calls.push(`find:${collectionName}:${JSON.stringify(filter)}`);
+        return { toArray: async () => [] };
+      },
       async findOne(filter: Document) {
         client.calls.push(`findOne:${collectionName}:${JSON.stringify(filter)}`);
         return null;
