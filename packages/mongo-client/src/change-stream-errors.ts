@@ -31,7 +31,11 @@ const INVALID_REQUEST_CODES = new Set([
 const RESUMABLE_CODES = new Set([
   6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436, 63, 150, 13388, 234, 133, 43,
 ]);
-const NETWORK_ERRORS = new Set(['MongoNetworkError', 'MongoNetworkTimeoutError', 'MongoServerSelectionError']);
+const NETWORK_ERRORS = new Set([
+  'MongoNetworkError',
+  'MongoNetworkTimeoutError',
+  'MongoServerSelectionError',
+]);
 
 interface ErrorLike {
   name?: unknown;
@@ -77,7 +81,8 @@ export function fatalReason(error: unknown): ChangeStreamFatalReason | undefined
   if (HISTORY_LOST_CODES.has(code)) return 'history_lost';
   if (code === CHANGE_STREAM_FATAL) {
     if (/_id/.test(message)) return 'missing_resume_token';
-    if (/resume token was not found|resume point may no longer be in the oplog/i.test(message)) return 'history_lost';
+    if (/resume token was not found|resume point may no longer be in the oplog/i.test(message))
+      return 'history_lost';
     return 'server_fatal';
   }
   if (code === INVALID_RESUME_TOKEN) return 'invalid_resume_token';
@@ -102,5 +107,6 @@ export const FATAL_ADVICE: Readonly<Record<ChangeStreamFatalReason, string>> = {
     'a change event exceeds 16 MiB. Add { $changeStreamSplitLargeEvent: {} } as the last stage (MongoDB 7.0+) or project fewer fields.',
   invalid_pipeline: 'the server rejected the pipeline or options; fix them and start the stream again.',
   unauthorized: 'the user lacks the changeStream and find privileges on this namespace.',
-  server_fatal: 'the server reported ChangeStreamFatalError; the stream cannot continue from its saved point.',
+  server_fatal:
+    'the server reported ChangeStreamFatalError; the stream cannot continue from its saved point.',
 };

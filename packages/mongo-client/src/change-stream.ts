@@ -1,8 +1,8 @@
 import type { ChangeStreamDocument, Document, ResumeToken, Timestamp } from 'mongodb';
 import { FATAL_ADVICE, fatalReason, isResumableChangeStreamError } from './change-stream-errors.js';
 import { backoffMs, delay } from './delay.js';
-import { FatalChangeStreamError } from './errors.js';
 import { errorType } from './error-type.js';
+import { FatalChangeStreamError, MongoClientClosedError } from './errors.js';
 import type { StreamInstruments } from './instruments.js';
 import type { Logger } from './logger.js';
 import { type ResumeTokenStore, tokenKey } from './token-store.js';
@@ -128,6 +128,12 @@ export interface ManagedChangeStream {
   readonly done: Promise<ChangeStreamEnd>;
   status(): ChangeStreamStatus;
   /**
+   * Resolves once the stream's cursor is open on the server (its first poll answered), so changes made after it
+   * resolves are seen even on a first start without a saved token. Rejects if the stream ends first: with its
+   * `FatalChangeStreamError`, or `E_CLIENT_CLOSED` after `close()`.
+   */
+  ready(): Promise<void>;
+  /**
    * Stops reading, lets a running handler finish (up to `closeTimeoutMs`), saves the newest safe token and closes
    * the driver's cursor. Leaves no timer or cursor behind. Idempotent.
    */
@@ -143,7 +149,10 @@ export interface ChangeStreamLike {
 }
 
 /** Opens a driver change stream with the given start options (what `collection.watch(pipeline, options)` does). */
-export type OpenChangeStream = (start: { startAfter?: ResumeToken; startAtOperationTime?: Timestamp }) => ChangeStreamLike;
+export type OpenChangeStream = (start: {
+  startAfter?: ResumeToken;
+  startAtOperationTime?: Timestamp;
+}) => ChangeStreamLike;
 
 export interface StreamDependencies {
   name: string;
@@ -240,6 +249,8 @@ export class ManagedStream implements ManagedChangeStream {
   private lagSeconds: number | null = null;
   private fatal: FatalChangeStreamError | undefined;
   private readonly settings: StreamSettings;
+  private readonly opened: Promise<void>;
+  private markOpened: () => void = () => {};
 
   constructor(private readonly deps: StreamDependencies) {
     this.name = deps.name;
@@ -254,6 +265,9 @@ export class ManagedStream implements ManagedChangeStream {
       idleCheckpointIntervalMs: options.idleCheckpointIntervalMs ?? STREAM_DEFAULTS.idleCheckpointIntervalMs,
       closeTimeoutMs: options.closeTimeoutMs ?? STREAM_DEFAULTS.closeTimeoutMs,
     };
+    this.opened = new Promise<void>((resolve) => {
+      this.markOpened = resolve;
+    });
     this.done = this.run().then(
       (end) => {
         deps.onEnd?.(end);
@@ -261,9 +275,14 @@ export class ManagedStream implements ManagedChangeStream {
       },
       // run() handles its own errors; this is the last line of defence so `done` never rejects.
       (error: unknown) => {
-        const fatal = new FatalChangeStreamError(this.name, 'server_fatal', 'The change stream loop failed unexpectedly.', {
-          cause: error,
-        });
+        const fatal = new FatalChangeStreamError(
+          this.name,
+          'server_fatal',
+          'The change stream loop failed unexpectedly.',
+          {
+            cause: error,
+          },
+        );
         this.fatal = fatal;
         this.state = 'failed';
         const end = { reason: 'fatal', error: fatal } as const;
@@ -288,6 +307,14 @@ export class ManagedStream implements ManagedChangeStream {
     return status;
   }
 
+  ready(): Promise<void> {
+    // Settles once: whichever comes first, the first answered poll or the end of the stream.
+    return new Promise((resolve, reject) => {
+      void this.opened.then(resolve);
+      void this.done.then((end) => reject(end.reason === 'fatal' ? end.error : new MongoClientClosedError()));
+    });
+  }
+
   close(): Promise<void> {
     this.closePromise ??= this.shutDown().finally(() => this.deps.onClose?.());
     return this.closePromise;
@@ -310,10 +337,13 @@ export class ManagedStream implements ManagedChangeStream {
     if (gaveUp) {
       this.abandoned = true;
       this.state = 'stopped';
-      this.deps.logger.warn('Change stream closed while its handler was still running; the event will be delivered again after a restart.', {
-        stream: this.name,
-        closeTimeoutMs: this.settings.closeTimeoutMs,
-      });
+      this.deps.logger.warn(
+        'Change stream closed while its handler was still running; the event will be delivered again after a restart.',
+        {
+          stream: this.name,
+          closeTimeoutMs: this.settings.closeTimeoutMs,
+        },
+      );
     }
   }
 
@@ -332,10 +362,13 @@ export class ManagedStream implements ManagedChangeStream {
             return this.failWith(outcome.error);
           case 'invalidated':
             if (this.settings.onInvalidate === 'stop') {
-              this.deps.logger.warn('Change stream stopped: the collection was dropped or renamed (onInvalidate: stop).', {
-                stream: this.name,
-                collection: this.collectionName,
-              });
+              this.deps.logger.warn(
+                'Change stream stopped: the collection was dropped or renamed (onInvalidate: stop).',
+                {
+                  stream: this.name,
+                  collection: this.collectionName,
+                },
+              );
               return this.end({ reason: 'invalidated' });
             }
             if (outcome.token !== undefined && !this.isSafeToken(outcome.token)) {
@@ -345,21 +378,32 @@ export class ManagedStream implements ManagedChangeStream {
               // No newer token to start after (the pipeline filtered the invalidate event out): reopening at
               // once would meet the same end of the cursor again, so back off as after an error.
               this.restartAttempt++;
-              const waitMs = backoffMs(this.restartAttempt, this.settings.restartDelayMs, this.settings.maxRestartDelayMs);
+              const waitMs = backoffMs(
+                this.restartAttempt,
+                this.settings.restartDelayMs,
+                this.settings.maxRestartDelayMs,
+              );
               if (!(await delay(waitMs, this.abort.signal))) return this.end({ reason: 'closed' });
             }
             this.restarts++;
             this.deps.instruments.restart();
-            this.deps.logger.warn('Change stream restarting after the collection was dropped or renamed (onInvalidate: restart).', {
-              stream: this.name,
-              collection: this.collectionName,
-            });
+            this.deps.logger.warn(
+              'Change stream restarting after the collection was dropped or renamed (onInvalidate: restart).',
+              {
+                stream: this.name,
+                collection: this.collectionName,
+              },
+            );
             continue;
           case 'error': {
             const resumable = isResumableChangeStreamError(outcome.error);
             this.deps.instruments.error(resumable ? 'resumable' : 'non_resumable');
             this.restartAttempt++;
-            const waitMs = backoffMs(this.restartAttempt, this.settings.restartDelayMs, this.settings.maxRestartDelayMs);
+            const waitMs = backoffMs(
+              this.restartAttempt,
+              this.settings.restartDelayMs,
+              this.settings.maxRestartDelayMs,
+            );
             this.state = 'restarting';
             this.deps.logger.warn('Change stream interrupted; reopening after the last handled event.', {
               stream: this.name,
@@ -393,25 +437,35 @@ export class ManagedStream implements ManagedChangeStream {
     this.fatal = error;
     this.state = 'failed';
     this.deps.instruments.error('fatal');
-    this.deps.logger.error(`Change stream stopped for good (${error.reason}): ${FATAL_ADVICE[error.reason]}`, {
-      stream: this.name,
-      collection: this.collectionName,
-      code: error.code,
-      reason: error.reason,
-      errorType: errorType(error.cause),
-    });
+    this.deps.logger.error(
+      `Change stream stopped for good (${error.reason}): ${FATAL_ADVICE[error.reason]}`,
+      {
+        stream: this.name,
+        collection: this.collectionName,
+        code: error.code,
+        reason: error.reason,
+        errorType: errorType(error.cause),
+      },
+    );
     return { reason: 'fatal', error };
   }
 
   private toFatal(error: unknown): FatalChangeStreamError | undefined {
     const reason = fatalReason(error);
     if (reason === undefined) return undefined;
-    return new FatalChangeStreamError(this.name, reason, `Change stream "${this.name}" cannot continue: ${FATAL_ADVICE[reason]}`, {
-      cause: error,
-    });
+    return new FatalChangeStreamError(
+      this.name,
+      reason,
+      `Change stream "${this.name}" cannot continue: ${FATAL_ADVICE[reason]}`,
+      {
+        cause: error,
+      },
+    );
   }
 
-  private async loadToken(): Promise<{ kind: 'ok' } | { kind: 'closed' } | { kind: 'fatal'; error: FatalChangeStreamError }> {
+  private async loadToken(): Promise<
+    { kind: 'ok' } | { kind: 'closed' } | { kind: 'fatal'; error: FatalChangeStreamError }
+  > {
     let attempt = 0;
     while (!this.closing) {
       try {
@@ -446,7 +500,9 @@ export class ManagedStream implements ManagedChangeStream {
   }
 
   private isSafeToken(token: ResumeToken): boolean {
-    return this.safeToken !== undefined && this.safeToken !== null && tokenKey(token) === tokenKey(this.safeToken);
+    return (
+      this.safeToken !== undefined && this.safeToken !== null && tokenKey(token) === tokenKey(this.safeToken)
+    );
   }
 
   private openOptions(): { startAfter?: ResumeToken; startAtOperationTime?: Timestamp } {
@@ -483,6 +539,7 @@ export class ManagedStream implements ManagedChangeStream {
         if (change === null && stream.closed) return { kind: 'invalidated', token: token ?? undefined };
         this.state = 'running';
         this.restartAttempt = 0;
+        this.markOpened();
         if (change === null) {
           this.lagSeconds = 0;
           this.deps.instruments.lag(0);
@@ -563,16 +620,24 @@ export class ManagedStream implements ManagedChangeStream {
           });
           return true;
         } catch (error) {
-          this.deps.logger.error('The dead-letter callback failed; the stream keeps the event and retries it.', {
-            stream: this.name,
-            operationType: change.operationType,
-            errorType: errorType(error),
-          });
+          this.deps.logger.error(
+            'The dead-letter callback failed; the stream keeps the event and retries it.',
+            {
+              stream: this.name,
+              operationType: change.operationType,
+              errorType: errorType(error),
+            },
+          );
         }
       } else {
         this.deps.logger.error(
           'Change stream is held on an event its handler keeps failing (no deadLetter callback); retrying with backoff.',
-          { stream: this.name, operationType: change.operationType, attempts: maxHandlerAttempts, cycle: cycle + 1 },
+          {
+            stream: this.name,
+            operationType: change.operationType,
+            attempts: maxHandlerAttempts,
+            cycle: cycle + 1,
+          },
         );
       }
       cycle++;
@@ -592,23 +657,33 @@ export class ManagedStream implements ManagedChangeStream {
     const key = tokenKey(token);
     if (key === this.savedKey) return;
     const now = Date.now();
-    if (!force && this.savedKey !== undefined && now - this.lastSaveAt < this.settings.idleCheckpointIntervalMs) return;
+    if (
+      !force &&
+      this.savedKey !== undefined &&
+      now - this.lastSaveAt < this.settings.idleCheckpointIntervalMs
+    )
+      return;
     try {
       await this.deps.tokenStore.save(this.name, token);
       this.savedKey = key;
       this.lastSaveAt = now;
       if (this.saveFailing) {
         this.saveFailing = false;
-        this.deps.logger.warn('Change stream token store recovered; resume tokens are saved again.', { stream: this.name });
+        this.deps.logger.warn('Change stream token store recovered; resume tokens are saved again.', {
+          stream: this.name,
+        });
       }
     } catch (error) {
       this.deps.instruments.tokenSaveFailure();
       if (!this.saveFailing) {
         this.saveFailing = true;
-        this.deps.logger.error('Change stream could not save its resume token; a restart would replay events since the last saved one.', {
-          stream: this.name,
-          errorType: errorType(error),
-        });
+        this.deps.logger.error(
+          'Change stream could not save its resume token; a restart would replay events since the last saved one.',
+          {
+            stream: this.name,
+            errorType: errorType(error),
+          },
+        );
       }
     }
   }

@@ -16,8 +16,8 @@ import {
   ManagedStream,
 } from './change-stream.js';
 import { CommandMetrics, type EventSource, PoolMetrics } from './driver-events.js';
-import { MongoArgumentError, MongoClientClosedError, MongoConfigError } from './errors.js';
 import { errorType } from './error-type.js';
+import { MongoArgumentError, MongoClientClosedError, MongoConfigError } from './errors.js';
 import { checkHealth, type MongoHealth, type TopologyDescriptionLike } from './health.js';
 import {
   collectionLabeler,
@@ -51,7 +51,8 @@ import {
 } from './watch-pipelines.js';
 
 /** Options of `createChangeStream`: the stream options plus the handler. */
-export interface CreateChangeStreamOptions<TSchema extends Document = Document> extends ManagedChangeStreamOptions {
+export interface CreateChangeStreamOptions<TSchema extends Document = Document>
+  extends ManagedChangeStreamOptions {
   /** Handles each event; see {@link ChangeHandler}. */
   handler: ChangeHandler<TSchema>;
 }
@@ -75,7 +76,10 @@ export interface AustaMongoClient {
    * A collection of the default database (or `dbName`). With the `sanitizeFilters` option, its filter arguments
    * are checked by `sanitizeFilter`.
    */
-  collection<TSchema extends Document = Document>(name: string, options?: { dbName?: string }): Collection<TSchema>;
+  collection<TSchema extends Document = Document>(
+    name: string,
+    options?: { dbName?: string },
+  ): Collection<TSchema>;
   /** `hello` plus topology and change-stream status; never throws. Default `timeoutMs` 2000. */
   health(options?: { timeoutMs?: number }): Promise<MongoHealth>;
   /**
@@ -83,7 +87,11 @@ export interface AustaMongoClient {
    * db_collection_name, error_type}` (the commands it sends are measured on their own as well) and returns its
    * result. `operation` is a fixed word such as `findPatientByEmail`.
    */
-  executeWithMetrics<T>(collection: string, operation: string, fn: (collection: Collection) => Promise<T>): Promise<T>;
+  executeWithMetrics<T>(
+    collection: string,
+    operation: string,
+    fn: (collection: Collection) => Promise<T>,
+  ): Promise<T>;
   /** A managed change stream on a collection, with your own pipeline stages after `$changeStream`. */
   createChangeStream<TSchema extends Document = Document>(
     collectionName: string,
@@ -193,11 +201,19 @@ function assertStreamOptions(options: ManagedChangeStreamOptions): void {
   for (const [key, minimum] of integers) {
     const value = options[key];
     if (value !== undefined && (typeof value !== 'number' || !Number.isInteger(value) || value < minimum)) {
-      throw new MongoArgumentError(`${key} must be an integer of at least ${minimum} (got ${String(value)}).`);
+      throw new MongoArgumentError(
+        `${key} must be an integer of at least ${minimum} (got ${String(value)}).`,
+      );
     }
   }
-  if (options.onInvalidate !== undefined && options.onInvalidate !== 'stop' && options.onInvalidate !== 'restart') {
-    throw new MongoArgumentError(`onInvalidate must be "stop" or "restart" (got ${String(options.onInvalidate)}).`);
+  if (
+    options.onInvalidate !== undefined &&
+    options.onInvalidate !== 'stop' &&
+    options.onInvalidate !== 'restart'
+  ) {
+    throw new MongoArgumentError(
+      `onInvalidate must be "stop" or "restart" (got ${String(options.onInvalidate)}).`,
+    );
   }
   if (options.deadLetter !== undefined) assertFunction(options.deadLetter, 'deadLetter callback');
   if (options.tokenStore !== undefined) assertTokenStore(options.tokenStore, 'tokenStore');
@@ -205,10 +221,14 @@ function assertStreamOptions(options: ManagedChangeStreamOptions): void {
   if (options.name !== undefined) assertStreamName(options.name);
 }
 
-function driverWatchOptions(options: ManagedChangeStreamOptions, showExpandedEvents: boolean): ChangeStreamOptions {
+function driverWatchOptions(
+  options: ManagedChangeStreamOptions,
+  showExpandedEvents: boolean,
+): ChangeStreamOptions {
   const watch: ChangeStreamOptions = {};
   if (options.fullDocument !== undefined) watch.fullDocument = options.fullDocument;
-  if (options.fullDocumentBeforeChange !== undefined) watch.fullDocumentBeforeChange = options.fullDocumentBeforeChange;
+  if (options.fullDocumentBeforeChange !== undefined)
+    watch.fullDocumentBeforeChange = options.fullDocumentBeforeChange;
   if (options.maxAwaitTimeMs !== undefined) watch.maxAwaitTimeMS = options.maxAwaitTimeMs;
   if (options.batchSize !== undefined) watch.batchSize = options.batchSize;
   if (options.showExpandedEvents || showExpandedEvents) watch.showExpandedEvents = true;
@@ -247,7 +267,8 @@ export function createMongoClient(options: CreateMongoClientOptions): AustaMongo
   const owns = options.client === undefined;
   if (options.client !== undefined) {
     client = options.client;
-    const monitoring = (client as unknown as { monitorCommands?: boolean }).monitorCommands ?? client.options?.monitorCommands;
+    const monitoring =
+      (client as unknown as { monitorCommands?: boolean }).monitorCommands ?? client.options?.monitorCommands;
     if (metrics !== undefined && monitoring !== true) {
       throw new MongoConfigError(
         'With metrics, build your MongoClient with { monitorCommands: true }: command metrics come from its command events. Or pass { url } and let createMongoClient build it.',
@@ -276,8 +297,8 @@ export function createMongoClient(options: CreateMongoClientOptions): AustaMongo
   const onTopology = (event: { newDescription?: TopologyDescriptionLike }) => {
     topology = event.newDescription;
   };
-  source.on('topologyDescriptionChanged', onTopology as (event: never) => void);
-  detach.push(() => source.off('topologyDescriptionChanged', onTopology as (event: never) => void));
+  source.on('topologyDescriptionChanged', onTopology);
+  detach.push(() => source.off('topologyDescriptionChanged', onTopology));
 
   const streams = new Map<string, ManagedStream>();
   let closed = false;
@@ -290,7 +311,10 @@ export function createMongoClient(options: CreateMongoClientOptions): AustaMongo
     if (dbName !== undefined) assertDatabaseName(dbName);
     return client.db(dbName ?? options.dbName);
   };
-  const collectionOf = <TSchema extends Document>(collectionName: string, dbName?: string): Collection<TSchema> => {
+  const collectionOf = <TSchema extends Document>(
+    collectionName: string,
+    dbName?: string,
+  ): Collection<TSchema> => {
     assertCollectionName(collectionName);
     return database(dbName).collection<TSchema>(collectionName);
   };
@@ -357,7 +381,10 @@ export function createMongoClient(options: CreateMongoClientOptions): AustaMongo
       assertOpen();
       return database(dbName);
     },
-    collection<TSchema extends Document = Document>(collectionName: string, collectionOptions?: { dbName?: string }) {
+    collection<TSchema extends Document = Document>(
+      collectionName: string,
+      collectionOptions?: { dbName?: string },
+    ) {
       assertOpen();
       const collection = collectionOf<TSchema>(collectionName, collectionOptions?.dbName);
       return sanitizeRules ? guardFilters(collection, sanitizeRules) : collection;
@@ -391,21 +418,30 @@ export function createMongoClient(options: CreateMongoClientOptions): AustaMongo
         instruments.operation(operation, collectionName, '', (performance.now() - started) / 1000);
         return result;
       } catch (error) {
-        instruments.operation(operation, collectionName, errorType(error), (performance.now() - started) / 1000);
+        instruments.operation(
+          operation,
+          collectionName,
+          errorType(error),
+          (performance.now() - started) / 1000,
+        );
         throw error;
       }
     },
     createChangeStream(collectionName, pipeline, streamOptions) {
       assertPipeline(pipeline);
       if (typeof streamOptions !== 'object' || streamOptions === null) {
-        throw new MongoArgumentError('createChangeStream needs options with a handler: { handler: async (change) => {…} }.');
+        throw new MongoArgumentError(
+          'createChangeStream needs options with a handler: { handler: async (change) => {…} }.',
+        );
       }
       const { handler, ...rest } = streamOptions;
       return startStream(collectionName, pipeline, handler as ChangeHandler, rest);
     },
     watchOperations(collectionName, operations, handler, streamOptions = {}) {
       const { pipeline, showExpandedEvents } = operationsPipeline(operations);
-      return startStream(collectionName, pipeline, handler as ChangeHandler, streamOptions, { showExpandedEvents });
+      return startStream(collectionName, pipeline, handler as ChangeHandler, streamOptions, {
+        showExpandedEvents,
+      });
     },
     watchFields(collectionName, fields, handler, streamOptions = {}) {
       const { includeInserts, includeReplaces, ...rest } = streamOptions;
@@ -413,7 +449,9 @@ export function createMongoClient(options: CreateMongoClientOptions): AustaMongo
         ...(includeInserts === undefined ? {} : { includeInserts }),
         ...(includeReplaces === undefined ? {} : { includeReplaces }),
       });
-      return startStream(collectionName, watch.pipeline, handler as ChangeHandler, rest, { accept: watch.accept });
+      return startStream(collectionName, watch.pipeline, handler as ChangeHandler, rest, {
+        accept: watch.accept,
+      });
     },
     async withTransaction(fn, transactionOptions) {
       assertOpen();

@@ -21,7 +21,12 @@ export function delay(ms: number, signal: AbortSignal): Promise<boolean> {
  * Exponential backoff with jitter: attempt 1 waits about `initialMs`, each next attempt about twice as long, capped
  * at `maxMs`. Half the delay is random, so many streams restarting after one failover do not reconnect in step.
  */
-export function backoffMs(attempt: number, initialMs: number, maxMs: number, random: () => number = Math.random): number {
+export function backoffMs(
+  attempt: number,
+  initialMs: number,
+  maxMs: number,
+  random: () => number = Math.random,
+): number {
   const ceiling = Math.min(maxMs, initialMs * 2 ** Math.max(0, attempt - 1));
   return Math.round(ceiling / 2 + random() * (ceiling / 2));
 }

@@ -32,8 +32,10 @@ export interface CommandFailedLike {
 
 /** Something that emits driver events: a `MongoClient`, or a fake in tests. */
 export interface EventSource {
-  on(event: string, listener: (event: never) => void): unknown;
-  off(event: string, listener: (event: never) => void): unknown;
+  // biome-ignore lint/suspicious/noExplicitAny: one listener type for every driver event.
+  on(event: string, listener: (event: any) => void): unknown;
+  // biome-ignore lint/suspicious/noExplicitAny: one listener type for every driver event.
+  off(event: string, listener: (event: any) => void): unknown;
 }
 
 // Commands whose first field names the collection. Others (`ping`, `hello`, `configureFailPoint: '<name>'`,
@@ -59,7 +61,7 @@ const COLLECTION_COMMANDS = new Set([
 ]);
 const WRITE_COMMANDS = new Set(['insert', 'update', 'delete']);
 
-// Events can go missing (a listener attached while commands were in flight). Both maps are capped, oldest out
+// Events can go missing (a listener attached while commands were in flight). Every map is capped, oldest out
 // first, so a lost event can never grow memory without bound.
 const MAX_IN_FLIGHT = 10_000;
 const MAX_CHANGE_STREAM_CURSORS = 10_000;
@@ -94,6 +96,13 @@ function evictOldest<K>(map: Map<K, unknown> | Set<K>, cap: number): void {
   if (!oldest.done) map.delete(oldest.value);
 }
 
+// In-flight commands live in a ring indexed by requestId (the driver numbers requests from one counter), so the
+// common case costs an array read and write; a request whose slot is taken goes to a capped Map instead.
+const RING_SIZE = 1024;
+const RING_MASK = RING_SIZE - 1;
+// A slot holding a request this much older than a new one lost its completion event: reuse the slot.
+const STALE_DISTANCE = 1_000_000;
+
 /**
  * Turns command events into one observation per command. Commands are correlated by `requestId`: the started event
  * names the collection (the succeeded and failed events do not), and tells change-stream `aggregate`s apart. The
@@ -101,8 +110,10 @@ function evictOldest<K>(map: Map<K, unknown> | Set<K>, cap: number): void {
  * would otherwise drown the latency of real operations.
  */
 export class CommandMetrics {
-  /** requestId → collection name ('' when the command has none). */
-  private readonly inFlight = new Map<number, string>();
+  private readonly ringIds = new Float64Array(RING_SIZE).fill(-1);
+  private readonly ringCollections: string[] = new Array<string>(RING_SIZE).fill('');
+  /** requestId → collection name, for requests whose ring slot was taken. */
+  private readonly overflow = new Map<number, string>();
   /** requestId → what a change-stream command does; only change-stream commands are here. */
   private readonly special = new Map<number, Special>();
   /** Ids of open change-stream cursors, as decimal strings. */
@@ -130,12 +141,15 @@ export class CommandMetrics {
       if (name === 'aggregate' && opensChangeStream(command.pipeline)) {
         evictOldest(this.special, MAX_IN_FLIGHT);
         this.special.set(event.requestId, { kind: OPENS_CHANGE_STREAM, cursor: '' });
-      } else if (name === 'killCursors' && this.changeStreamCursors.size > 0 && Array.isArray(command.cursors)) {
+      } else if (
+        name === 'killCursors' &&
+        this.changeStreamCursors.size > 0 &&
+        Array.isArray(command.cursors)
+      ) {
         for (const id of command.cursors) this.changeStreamCursors.delete(cursorKey(id));
       }
     }
-    evictOldest(this.inFlight, MAX_IN_FLIGHT);
-    this.inFlight.set(event.requestId, collection);
+    this.remember(event.requestId, collection);
   };
 
   readonly succeeded = (event: CommandSucceededLike): void => {
@@ -187,16 +201,35 @@ export class CommandMetrics {
       source.off('commandStarted', this.started);
       source.off('commandSucceeded', this.succeeded);
       source.off('commandFailed', this.failed);
-      this.inFlight.clear();
+      this.ringIds.fill(-1);
+      this.overflow.clear();
       this.special.clear();
       this.changeStreamCursors.clear();
     };
   }
 
+  private remember(requestId: number, collection: string): void {
+    const slot = requestId & RING_MASK;
+    const held = this.ringIds[slot]!;
+    if (held === -1 || Math.abs(requestId - held) > STALE_DISTANCE) {
+      this.ringIds[slot] = requestId;
+      this.ringCollections[slot] = collection;
+      return;
+    }
+    evictOldest(this.overflow, MAX_IN_FLIGHT);
+    this.overflow.set(requestId, collection);
+  }
+
   private take(requestId: number): string {
-    const collection = this.inFlight.get(requestId);
+    const slot = requestId & RING_MASK;
+    if (this.ringIds[slot] === requestId) {
+      this.ringIds[slot] = -1;
+      return this.ringCollections[slot]!;
+    }
+    if (this.overflow.size === 0) return '';
+    const collection = this.overflow.get(requestId);
     if (collection === undefined) return '';
-    this.inFlight.delete(requestId);
+    this.overflow.delete(requestId);
     return collection;
   }
 
@@ -256,7 +289,8 @@ export class PoolMetrics {
   };
 
   readonly connectionCheckedIn = (event: PoolEventLike): void => {
-    if (event.connectionId !== undefined) this.pools.get(event.address)?.checkedOut.delete(event.connectionId);
+    if (event.connectionId !== undefined)
+      this.pools.get(event.address)?.checkedOut.delete(event.connectionId);
   };
 
   readonly connectionCheckOutFailed = (event: PoolEventLike): void => {

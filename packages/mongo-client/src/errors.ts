@@ -87,7 +87,10 @@ export class MongoClientClosedError extends AustaMongoError {
   declare readonly code: 'E_CLIENT_CLOSED';
 
   constructor() {
-    super('E_CLIENT_CLOSED', 'This client was closed with close(); create a new one with createMongoClient().');
+    super(
+      'E_CLIENT_CLOSED',
+      'This client was closed with close(); create a new one with createMongoClient().',
+    );
     this.name = 'MongoClientClosedError';
   }
 
@@ -125,7 +128,12 @@ export class FatalChangeStreamError extends AustaMongoError {
   /** The stream name (token store key). */
   readonly stream: string;
 
-  constructor(stream: string, reason: ChangeStreamFatalReason, message: string, options?: { cause?: unknown }) {
+  constructor(
+    stream: string,
+    reason: ChangeStreamFatalReason,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
     super('E_CHANGE_STREAM_FATAL', message, options);
     this.name = 'FatalChangeStreamError';
     this.reason = reason;

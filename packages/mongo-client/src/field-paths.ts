@@ -38,7 +38,13 @@ function isIndex(path: string, start: number, end: number): boolean {
   return true;
 }
 
-function sameSegment(left: string, leftStart: number, leftEnd: number, right: string, rightStart: number): boolean {
+function sameSegment(
+  left: string,
+  leftStart: number,
+  leftEnd: number,
+  right: string,
+  rightStart: number,
+): boolean {
   for (let index = leftStart; index < leftEnd; index++) {
     if (left.charCodeAt(index) !== right.charCodeAt(rightStart + index - leftStart)) return false;
   }
@@ -51,10 +57,13 @@ function sameSegment(left: string, leftStart: number, leftEnd: number, right: st
  * - the same path, or a path under it (`address` is touched by `address.city`);
  * - a parent of it (`address.city` is touched by `$set: { address: {...} }`, which replaces the whole object);
  * - through array positions the watched path does not name: `items.price` is touched by `items.3.price` and by
- *   `items.3` (element 3 replaced), as a query on `items.price` matches any element.
+ *   `items.3` (element 3 replaced), as a query on `items.price` matches any element. The first segment is always a
+ *   field name (a document is never an array), so a top-level field named `0` is not skipped as a position.
  * Compares segment by segment without allocating, since it runs for every key of every update event.
  */
 export function fieldPathTouched(watched: string, touched: string): boolean {
+  // The first segment is a top-level field, never an array position: its first character decides most checks.
+  if (watched.charCodeAt(0) !== touched.charCodeAt(0)) return false;
   const watchedLength = watched.length;
   const touchedLength = touched.length;
   let w = 0;
@@ -85,11 +94,22 @@ export interface UpdateDescriptionLike {
 }
 
 /** Returns a predicate telling whether an update description touched any of `fields`. */
-export function createFieldMatcher(fields: readonly string[]): (update: UpdateDescriptionLike | undefined) => boolean {
+export function createFieldMatcher(
+  fields: readonly string[],
+): (update: UpdateDescriptionLike | undefined) => boolean {
   assertFieldPaths(fields);
   const watched = [...new Set(fields)];
   const count = watched.length;
+  // Most touched paths of a typical update share no first character with any watched field: one table read
+  // rules them out before any comparison. Characters past ASCII always take the full check.
+  const firstCharacters = new Uint8Array(128);
+  for (const field of watched) {
+    const code = field.charCodeAt(0);
+    if (code < 128) firstCharacters[code] = 1;
+  }
   const touches = (path: string): boolean => {
+    const code = path.charCodeAt(0);
+    if (code < 128 && firstCharacters[code] === 0) return false;
     for (let index = 0; index < count; index++) {
       if (fieldPathTouched(watched[index]!, path)) return true;
     }
@@ -99,8 +119,9 @@ export function createFieldMatcher(fields: readonly string[]): (update: UpdateDe
     if (update === undefined || update === null) return false;
     const updated = update.updatedFields;
     if (updated) {
-      for (const path in updated) {
-        if (touches(path)) return true;
+      const paths = Object.keys(updated);
+      for (let index = 0; index < paths.length; index++) {
+        if (touches(paths[index]!)) return true;
       }
     }
     const removed = update.removedFields;

@@ -45,7 +45,10 @@ interface HelloReply {
 function withTimeout<T>(promise: Promise<T>, timeoutMs: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(Object.assign(new Error('health check timed out'), { name: 'HealthTimeout' })), timeoutMs);
+    timer = setTimeout(
+      () => reject(Object.assign(new Error('health check timed out'), { name: 'HealthTimeout' })),
+      timeoutMs,
+    );
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
@@ -67,7 +70,11 @@ export async function checkHealth(inputs: HealthInputs): Promise<MongoHealth> {
   const result: MongoHealth = {
     healthy: false,
     ping: { ok: false, durationMs: null },
-    topology: { type: inputs.topology?.type ?? 'Unknown', setName: inputs.topology?.setName ?? null, servers: [] },
+    topology: {
+      type: inputs.topology?.type ?? 'Unknown',
+      setName: inputs.topology?.setName ?? null,
+      servers: [],
+    },
     primary: null,
     changeStreams: inputs.changeStreams,
     problems,
@@ -82,7 +89,9 @@ export async function checkHealth(inputs: HealthInputs): Promise<MongoHealth> {
     let hello: HelloReply | undefined;
     try {
       hello = (await withTimeout(
-        inputs.client.db('admin').command({ hello: 1 }, { readPreference: 'primaryPreferred' }) as Promise<Document>,
+        inputs.client
+          .db('admin')
+          .command({ hello: 1 }, { readPreference: 'primaryPreferred' }) as Promise<Document>,
         inputs.timeoutMs,
       )) as HelloReply;
       result.ping = { ok: true, durationMs: performance.now() - started };
@@ -98,7 +107,10 @@ export async function checkHealth(inputs: HealthInputs): Promise<MongoHealth> {
     }
     const description = inputs.topology;
     if (description) {
-      result.topology.servers = [...description.servers].map(([address, server]) => ({ address, type: server.type }));
+      result.topology.servers = [...description.servers].map(([address, server]) => ({
+        address,
+        type: server.type,
+      }));
     } else if (hello?.hosts) {
       result.topology.servers = hello.hosts.map((address) => ({ address, type: 'Unknown' }));
     }
@@ -109,17 +121,23 @@ export async function checkHealth(inputs: HealthInputs): Promise<MongoHealth> {
       }
       if (hello.setName) {
         result.primary = hello.primary ?? null;
-        if (result.primary === null) problems.push(`replica set ${hello.setName} has no primary: writes fail until one is elected`);
+        if (result.primary === null)
+          problems.push(`replica set ${hello.setName} has no primary: writes fail until one is elected`);
       } else if (hello.isWritablePrimary) {
         result.primary = hello.me ?? result.topology.servers[0]?.address ?? null;
       }
     }
-    if (description?.type === 'ReplicaSetNoPrimary' && !problems.some((problem) => problem.includes('no primary'))) {
+    if (
+      description?.type === 'ReplicaSetNoPrimary' &&
+      !problems.some((problem) => problem.includes('no primary'))
+    ) {
       problems.push('the driver sees no primary: writes fail until one is elected');
     }
     for (const stream of inputs.changeStreams) {
       if (stream.state === 'failed') {
-        problems.push(`change stream "${stream.name}" failed (${stream.error?.reason ?? 'unknown'}) and needs an operator`);
+        problems.push(
+          `change stream "${stream.name}" failed (${stream.error?.reason ?? 'unknown'}) and needs an operator`,
+        );
       } else if (stream.state === 'stopped') {
         problems.push(`change stream "${stream.name}" stopped after its collection was dropped or renamed`);
       }

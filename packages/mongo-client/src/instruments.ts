@@ -35,30 +35,32 @@ const OPERATION_TYPES = new Set([
   'reshardCollection',
 ]);
 
-/** Keeps one bound series per label combination, found through nested maps with no string building. */
+/** Keeps one value per pair of label values, found through nested maps with no string building. */
 class SeriesCache<T> {
-  private readonly root = new Map<string, Map<string, Map<string, T>>>();
+  private readonly root = new Map<string, Map<string, T>>();
 
-  constructor(private readonly create: (a: string, b: string, c: string) => T) {}
+  constructor(private readonly create: (a: string, b: string) => T) {}
 
-  get(a: string, b: string, c: string): T {
-    let level1 = this.root.get(a);
-    if (level1 === undefined) {
-      level1 = new Map();
-      this.root.set(a, level1);
+  get(a: string, b: string): T {
+    let level = this.root.get(a);
+    if (level === undefined) {
+      level = new Map();
+      this.root.set(a, level);
     }
-    let level2 = level1.get(b);
-    if (level2 === undefined) {
-      level2 = new Map();
-      level1.set(b, level2);
+    let value = level.get(b);
+    if (value === undefined) {
+      value = this.create(a, b);
+      level.set(b, value);
     }
-    let series = level2.get(c);
-    if (series === undefined) {
-      series = this.create(a, b, c);
-      level2.set(c, series);
-    }
-    return series;
+    return value;
   }
+}
+
+interface CommandSeries {
+  sharedOk: BoundHistogram;
+  collectionOk: BoundHistogram;
+  errors: Map<string, [BoundHistogram, BoundHistogram]>;
+  bindBoth(errorType: string): [BoundHistogram, BoundHistogram];
 }
 
 /** Why a connection checkout failed, as the driver reports it, mapped to label values. */
@@ -211,22 +213,30 @@ export function createInstruments(metrics: Metrics, options: InstrumentOptions):
     labelNames: ['stream'],
   });
 
-  const sharedSeries = new SeriesCache<BoundHistogram>((operation, errorType) =>
-    shared.bind({ db_system_name: SYSTEM, db_operation_name: operation.toLowerCase(), error_type: errorType }),
-  );
-  const collectionSeries = new SeriesCache<BoundHistogram>((operation, collection, errorType) =>
-    perCollection.bind({
-      db_operation_name: operation.toLowerCase(),
-      db_collection_name: label(collection),
-      error_type: errorType,
-    }),
-  );
+  // One node per (operation, collection) holds both histograms' success series, so the usual call is two map
+  // lookups and two observations; error series hang off the node on first use.
+  const commandSeries = new SeriesCache<CommandSeries>((operation, collection) => {
+    const bindBoth = (errorType: string): [BoundHistogram, BoundHistogram] => [
+      shared.bind({
+        db_system_name: SYSTEM,
+        db_operation_name: operation.toLowerCase(),
+        error_type: errorType,
+      }),
+      perCollection.bind({
+        db_operation_name: operation.toLowerCase(),
+        db_collection_name: label(collection),
+        error_type: errorType,
+      }),
+    ];
+    const [sharedOk, collectionOk] = bindBoth('');
+    return { sharedOk, collectionOk, errors: new Map(), bindBoth };
+  });
   const pollSeries = new SeriesCache<BoundHistogram>((collection, errorType) =>
     polls.bind({ db_collection_name: label(collection), error_type: errorType }),
   );
-  const operationSeries = new SeriesCache<BoundHistogram>((operation, collection, errorType) =>
-    operations.bind({ operation, db_collection_name: label(collection), error_type: errorType }),
-  );
+  // executeWithMetrics runs at request rate, not per command: the convenience lookup is fast enough.
+  const operationSeries = (operation: string, collection: string, errorType: string) =>
+    operations.bind({ operation, db_collection_name: label(collection), error_type: errorType });
   const failureSeries = new Map<string, BoundCounter>();
   const transactionSeries = {
     committed: transactions.bind({ result: 'committed' }),
@@ -235,14 +245,25 @@ export function createInstruments(metrics: Metrics, options: InstrumentOptions):
 
   return {
     command(operation, collection, errorType, seconds) {
-      sharedSeries.get(operation, errorType, '').observe(seconds);
-      collectionSeries.get(operation, collection, errorType).observe(seconds);
+      const series = commandSeries.get(operation, collection);
+      if (errorType === '') {
+        series.sharedOk.observe(seconds);
+        series.collectionOk.observe(seconds);
+        return;
+      }
+      let failed = series.errors.get(errorType);
+      if (failed === undefined) {
+        failed = series.bindBoth(errorType);
+        series.errors.set(errorType, failed);
+      }
+      failed[0].observe(seconds);
+      failed[1].observe(seconds);
     },
     changeStreamPoll(collection, errorType, seconds) {
-      pollSeries.get(collection, errorType, '').observe(seconds);
+      pollSeries.get(collection, errorType).observe(seconds);
     },
     operation(operation, collection, errorType, seconds) {
-      operationSeries.get(operation, collection, errorType).observe(seconds);
+      operationSeries(operation, collection, errorType).observe(seconds);
     },
     poolWait(seconds) {
       poolWait.observe(seconds);
@@ -265,7 +286,15 @@ export function createInstruments(metrics: Metrics, options: InstrumentOptions):
       transactionSeries[result].inc();
     },
     stream(name, collection) {
-      return streamInstruments(name, label(collection), { events, streamErrors, restarts, lag, handlerFailures, deadLetters, tokenSaveFailures });
+      return streamInstruments(name, label(collection), {
+        events,
+        streamErrors,
+        restarts,
+        lag,
+        handlerFailures,
+        deadLetters,
+        tokenSaveFailures,
+      });
     },
     onCollectPool(collect) {
       return connections.onCollect((set) => {
@@ -288,7 +317,11 @@ interface StreamMetricFamilies {
   tokenSaveFailures: Counter<'stream'>;
 }
 
-function streamInstruments(stream: string, collection: string, families: StreamMetricFamilies): StreamInstruments {
+function streamInstruments(
+  stream: string,
+  collection: string,
+  families: StreamMetricFamilies,
+): StreamInstruments {
   const eventSeries = new Map<string, BoundCounter>();
   const errorSeries = {
     resumable: families.streamErrors.bind({ stream, kind: 'resumable' }),
@@ -321,4 +354,3 @@ function streamInstruments(stream: string, collection: string, families: StreamM
 
 /** Stream instruments that record nothing, for clients built without `metrics`. */
 export const noopStreamInstruments = (): StreamInstruments => NOOP_STREAM;
-

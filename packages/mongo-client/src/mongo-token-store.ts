@@ -1,6 +1,11 @@
 import type { Collection, Document } from 'mongodb';
 import { MongoConfigError } from './errors.js';
-import { DEFAULT_TOKEN_TTL_SECONDS, parseToken, type ResumeTokenStore, serializeToken } from './token-store.js';
+import {
+  DEFAULT_TOKEN_TTL_SECONDS,
+  parseToken,
+  type ResumeTokenStore,
+  serializeToken,
+} from './token-store.js';
 import { assertStreamName } from './validation.js';
 
 /** Options of {@link createMongoTokenStore}. */
@@ -38,7 +43,9 @@ interface TokenDocument {
 export function createMongoTokenStore(options: MongoTokenStoreOptions): MongoTokenStore {
   const collection = options?.collection as unknown as Collection<TokenDocument> | undefined;
   if (typeof collection !== 'object' || collection === null || typeof collection.findOne !== 'function') {
-    throw new MongoConfigError('createMongoTokenStore needs { collection }: a Collection from the mongodb package.');
+    throw new MongoConfigError(
+      'createMongoTokenStore needs { collection }: a Collection from the mongodb package.',
+    );
   }
   const ttlSeconds = options.ttlSeconds ?? DEFAULT_TOKEN_TTL_SECONDS;
   if (!Number.isInteger(ttlSeconds) || ttlSeconds <= 0) {

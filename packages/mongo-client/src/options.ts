@@ -109,7 +109,13 @@ export const DEFAULTS = Object.freeze({
 });
 
 const NAME_PATTERN = /^[a-z][a-z0-9_-]{0,31}$/;
-const READ_PREFERENCES = new Set(['primary', 'primaryPreferred', 'secondary', 'secondaryPreferred', 'nearest']);
+const READ_PREFERENCES = new Set([
+  'primary',
+  'primaryPreferred',
+  'secondary',
+  'secondaryPreferred',
+  'nearest',
+]);
 const CONNECTION_OPTION_KEYS = [
   'url',
   'maxPoolSize',
@@ -173,7 +179,11 @@ export interface ResolvedConnection {
  * Turns the public options into a connection string and driver options, failing early on anything that cannot
  * work. Our defaults apply only where neither the options nor the URL set a value.
  */
-export function resolveConnection(options: CreateMongoClientOptions, name: string, monitorCommands: boolean): ResolvedConnection {
+export function resolveConnection(
+  options: CreateMongoClientOptions,
+  name: string,
+  monitorCommands: boolean,
+): ResolvedConnection {
   const url = options.url;
   if (typeof url !== 'string' || url.trim() === '') {
     throw new MongoConfigError(
@@ -187,11 +197,22 @@ export function resolveConnection(options: CreateMongoClientOptions, name: strin
   }
   const inUrl = queryKeys(url);
   const driver: MongoClientOptions = {};
-  const setDefault = <K extends keyof MongoClientOptions>(key: K, urlKey: string, value: MongoClientOptions[K]) => {
+  const setDefault = <K extends keyof MongoClientOptions>(
+    key: K,
+    urlKey: string,
+    value: MongoClientOptions[K],
+  ) => {
     if (!inUrl.has(urlKey.toLowerCase())) driver[key] = value;
   };
   const setNumber = (
-    key: 'maxPoolSize' | 'minPoolSize' | 'maxIdleTimeMS' | 'waitQueueTimeoutMS' | 'connectTimeoutMS' | 'socketTimeoutMS' | 'serverSelectionTimeoutMS',
+    key:
+      | 'maxPoolSize'
+      | 'minPoolSize'
+      | 'maxIdleTimeMS'
+      | 'waitQueueTimeoutMS'
+      | 'connectTimeoutMS'
+      | 'socketTimeoutMS'
+      | 'serverSelectionTimeoutMS',
     value: number | undefined,
     fallback: number,
     field: string,
@@ -203,8 +224,20 @@ export function resolveConnection(options: CreateMongoClientOptions, name: strin
   setNumber('maxPoolSize', options.maxPoolSize, DEFAULTS.maxPoolSize, 'maxPoolSize', false);
   setNumber('minPoolSize', options.minPoolSize, DEFAULTS.minPoolSize, 'minPoolSize', true);
   setNumber('maxIdleTimeMS', options.maxIdleTimeMs, DEFAULTS.maxIdleTimeMs, 'maxIdleTimeMs', true);
-  setNumber('waitQueueTimeoutMS', options.waitQueueTimeoutMs, DEFAULTS.waitQueueTimeoutMs, 'waitQueueTimeoutMs', true);
-  setNumber('connectTimeoutMS', options.connectTimeoutMs, DEFAULTS.connectTimeoutMs, 'connectTimeoutMs', false);
+  setNumber(
+    'waitQueueTimeoutMS',
+    options.waitQueueTimeoutMs,
+    DEFAULTS.waitQueueTimeoutMs,
+    'waitQueueTimeoutMs',
+    true,
+  );
+  setNumber(
+    'connectTimeoutMS',
+    options.connectTimeoutMs,
+    DEFAULTS.connectTimeoutMs,
+    'connectTimeoutMs',
+    false,
+  );
   setNumber('socketTimeoutMS', options.socketTimeoutMs, DEFAULTS.socketTimeoutMs, 'socketTimeoutMs', true);
   setNumber(
     'serverSelectionTimeoutMS',
@@ -233,12 +266,16 @@ export function resolveConnection(options: CreateMongoClientOptions, name: strin
   if (options.writeConcern !== undefined) {
     const { w, journal, wtimeoutMs } = options.writeConcern;
     if (w !== undefined && w !== 'majority' && typeof w !== 'string' && !(Number.isInteger(w) && w >= 0)) {
-      throw new MongoConfigError(`writeConcern.w must be "majority", a tag name or a non-negative integer (got ${String(w)}).`);
+      throw new MongoConfigError(
+        `writeConcern.w must be "majority", a tag name or a non-negative integer (got ${String(w)}).`,
+      );
     }
     driver.writeConcern = {
       ...(w === undefined ? {} : { w: w as number | 'majority' }),
       ...(journal === undefined ? {} : { journal }),
-      ...(wtimeoutMs === undefined ? {} : { wtimeoutMS: nonNegativeInteger(wtimeoutMs, 'writeConcern.wtimeoutMs', true) }),
+      ...(wtimeoutMs === undefined
+        ? {}
+        : { wtimeoutMS: nonNegativeInteger(wtimeoutMs, 'writeConcern.wtimeoutMs', true) }),
     };
   } else if (!inUrl.has('w') && !inUrl.has('journal') && !inUrl.has('wtimeoutms')) {
     driver.writeConcern = { ...DEFAULTS.writeConcern };
@@ -291,7 +328,12 @@ export function assertClientOrUrl(options: CreateMongoClientOptions): void {
     );
   }
   const client = options.client as unknown as { db?: unknown; on?: unknown };
-  if (typeof client !== 'object' || client === null || typeof client.db !== 'function' || typeof client.on !== 'function') {
+  if (
+    typeof client !== 'object' ||
+    client === null ||
+    typeof client.db !== 'function' ||
+    typeof client.on !== 'function'
+  ) {
     throw new MongoConfigError('client must be a MongoClient from the mongodb package.');
   }
 }
@@ -305,7 +347,8 @@ function envFlag(value: string | undefined): boolean {
 function envInteger(env: Env, name: string): number | undefined {
   const raw = env[name]?.trim();
   if (raw === undefined || raw === '') return undefined;
-  if (!/^\d+$/.test(raw)) throw new MongoConfigError(`${name} must be a non-negative integer (got "${raw}").`);
+  if (!/^\d+$/.test(raw))
+    throw new MongoConfigError(`${name} must be a non-negative integer (got "${raw}").`);
   return Number(raw);
 }
 
@@ -321,7 +364,10 @@ function envInteger(env: Env, name: string): number | undefined {
  * `overrides` (metrics, logger, name…) are applied last.
  * @example const mongo = createMongoClient(fromEnv(process.env, { metrics }));
  */
-export function fromEnv(env: Env = process.env, overrides: Partial<CreateMongoClientOptions> = {}): CreateMongoClientOptions {
+export function fromEnv(
+  env: Env = process.env,
+  overrides: Partial<CreateMongoClientOptions> = {},
+): CreateMongoClientOptions {
   const url = env.MONGODB_URL?.trim();
   if (!url) {
     throw new MongoConfigError(

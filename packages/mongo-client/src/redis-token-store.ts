@@ -1,6 +1,11 @@
 import type { Cluster, Redis } from 'ioredis';
 import { MongoConfigError } from './errors.js';
-import { DEFAULT_TOKEN_TTL_SECONDS, parseToken, type ResumeTokenStore, serializeToken } from './token-store.js';
+import {
+  DEFAULT_TOKEN_TTL_SECONDS,
+  parseToken,
+  type ResumeTokenStore,
+  serializeToken,
+} from './token-store.js';
 import { assertStreamName } from './validation.js';
 
 /** Options of {@link createRedisTokenStore}. */

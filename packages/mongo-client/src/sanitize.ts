@@ -4,7 +4,12 @@ import { MongoArgumentError, UnsafeFilterError } from './errors.js';
  * Operators that run JavaScript or arbitrary aggregation expressions on the server. They are refused even when
  * listed in `allowOperators`: no filter built from user input needs them, and each one turns a lookup into code.
  */
-export const FORBIDDEN_OPERATORS: ReadonlySet<string> = new Set(['$where', '$expr', '$function', '$accumulator']);
+export const FORBIDDEN_OPERATORS: ReadonlySet<string> = new Set([
+  '$where',
+  '$expr',
+  '$function',
+  '$accumulator',
+]);
 
 /** Options of {@link sanitizeFilter}. */
 export interface SanitizeFilterOptions {
@@ -52,13 +57,20 @@ function checkValue(value: unknown, path: string, depth: number, rules: Rules): 
   const object = value as object;
   if (object instanceof Date || ArrayBuffer.isView(object)) return;
   if (object instanceof RegExp) {
-    if (!rules.allowRegex) refuse(path, 'a regular expression matches many values; list "$regex" in allowOperators to accept one.');
+    if (!rules.allowRegex)
+      refuse(
+        path,
+        'a regular expression matches many values; list "$regex" in allowOperators to accept one.',
+      );
     return;
   }
   const bson = bsonType(object);
   if (bson !== undefined) {
     if (bson === 'BSONRegExp' && !rules.allowRegex) {
-      refuse(path, 'a regular expression matches many values; list "$regex" in allowOperators to accept one.');
+      refuse(
+        path,
+        'a regular expression matches many values; list "$regex" in allowOperators to accept one.',
+      );
     }
     if (bson === 'Code') refuse(path, 'JavaScript code is not accepted in a filter.');
     return;
@@ -108,7 +120,10 @@ export function sanitizeFilter<T>(filter: T, options: SanitizeFilterOptions = {}
     throw new MongoArgumentError('sanitizeFilter expects a filter object such as { email: "a@b.c" }.');
   }
   const allowed = options.allowOperators ?? [];
-  if (!Array.isArray(allowed) || allowed.some((operator) => typeof operator !== 'string' || !operator.startsWith('$'))) {
+  if (
+    !Array.isArray(allowed) ||
+    allowed.some((operator) => typeof operator !== 'string' || !operator.startsWith('$'))
+  ) {
     throw new MongoArgumentError('allowOperators must be an array of operator names such as ["$in", "$gt"].');
   }
   const maxDepth = options.maxDepth ?? DEFAULT_MAX_DEPTH;

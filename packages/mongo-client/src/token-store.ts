@@ -39,7 +39,9 @@ export function serializeToken(token: ResumeToken): string {
     throw new TokenStoreError('The resume token cannot be serialized as Extended JSON.', { cause });
   }
   if (Buffer.byteLength(text) > MAX_TOKEN_BYTES) {
-    throw new TokenStoreError(`The resume token is larger than ${MAX_TOKEN_BYTES} bytes; it is not a resume token.`);
+    throw new TokenStoreError(
+      `The resume token is larger than ${MAX_TOKEN_BYTES} bytes; it is not a resume token.`,
+    );
   }
   return text;
 }
@@ -50,9 +52,12 @@ export function parseToken(text: string): ResumeToken {
   try {
     token = BSON.EJSON.parse(text, { relaxed: false });
   } catch (cause) {
-    throw new TokenStoreError('The stored resume token is not valid Extended JSON; delete it to start over.', {
-      cause,
-    });
+    throw new TokenStoreError(
+      'The stored resume token is not valid Extended JSON; delete it to start over.',
+      {
+        cause,
+      },
+    );
   }
   if (typeof token !== 'object' || token === null || Array.isArray(token)) {
     throw new TokenStoreError('The stored resume token is not a document; delete it to start over.');

@@ -19,7 +19,9 @@ export function assertCollectionName(name: unknown, what = 'collection name'): a
     throw new MongoArgumentError(`The ${what} must be a non-empty string (got ${describe(name)}).`);
   }
   if (Buffer.byteLength(name) > MAX_NAMESPACE_BYTES) {
-    throw new MongoArgumentError(`The ${what} is longer than MongoDB's ${MAX_NAMESPACE_BYTES}-byte namespace limit.`);
+    throw new MongoArgumentError(
+      `The ${what} is longer than MongoDB's ${MAX_NAMESPACE_BYTES}-byte namespace limit.`,
+    );
   }
   if (name.includes('$')) {
     throw new MongoArgumentError(`The ${what} must not contain "$" (MongoDB reserves it).`);

@@ -42,7 +42,9 @@ export interface OperationsPipeline {
  */
 export function operationsPipeline(operations: unknown): OperationsPipeline {
   if (!Array.isArray(operations) || operations.length === 0) {
-    throw new MongoArgumentError("watchOperations needs a non-empty array of operation types such as ['insert', 'update'].");
+    throw new MongoArgumentError(
+      "watchOperations needs a non-empty array of operation types such as ['insert', 'update'].",
+    );
   }
   let showExpandedEvents = false;
   for (const operation of operations) {

@@ -164,7 +164,9 @@ describe('ManagedStream handler failures', () => {
     await until(() => store.calls.includes('save:t1'));
     expect(attempts).toEqual([1, 2, 3]);
     expect(store.calls.filter((call) => call.startsWith('save'))).toEqual(['save:t1']);
-    expect(await sample(metrics, 'austa_mongo_change_stream_handler_failures_total', { stream: 'patients' })).toBe(2);
+    expect(
+      await sample(metrics, 'austa_mongo_change_stream_handler_failures_total', { stream: 'patients' }),
+    ).toBe(2);
   });
 
   it('sends an event to the dead-letter callback after maxHandlerAttempts failures, then moves on', async () => {
@@ -194,8 +196,12 @@ describe('ManagedStream handler failures', () => {
     expect(handled).toEqual(['next']);
     expect(store.calls.filter((call) => call.startsWith('save'))).toEqual(['save:poison', 'save:next']);
     expect(stream.status()).toMatchObject({ handled: 2, deadLettered: 1 });
-    expect(await sample(metrics, 'austa_mongo_change_stream_dead_letters_total', { stream: 'patients' })).toBe(1);
-    expect(await sample(metrics, 'austa_mongo_change_stream_handler_failures_total', { stream: 'patients' })).toBe(4);
+    expect(
+      await sample(metrics, 'austa_mongo_change_stream_dead_letters_total', { stream: 'patients' }),
+    ).toBe(1);
+    expect(
+      await sample(metrics, 'austa_mongo_change_stream_handler_failures_total', { stream: 'patients' }),
+    ).toBe(4);
   });
 
   it('never advances the token past an event whose dead-letter callback failed, and delivers it again after a restart', async () => {
@@ -220,7 +226,10 @@ describe('ManagedStream handler failures', () => {
     expect(store.tokens.get('patients')).toEqual(token('before'));
     expect(store.calls.filter((call) => call.startsWith('save'))).toEqual([]);
     expect(first.logger.lines).toContainEqual(
-      expect.objectContaining({ level: 'error', message: expect.stringContaining('dead-letter callback failed') }),
+      expect.objectContaining({
+        level: 'error',
+        message: expect.stringContaining('dead-letter callback failed'),
+      }),
     );
 
     // A new process with the same store starts after the last handled event: the poison event comes again.
@@ -254,7 +263,9 @@ describe('ManagedStream handler failures', () => {
 
   it('logs handler failures by error type, never with the event or the error message', async () => {
     const secret = 'patient Ada Lovelace, HIV positive';
-    const fake = new FakeChangeStream([{ change: changeEvent('t1', 'insert', { fullDocument: { note: secret } }) }]);
+    const fake = new FakeChangeStream([
+      { change: changeEvent('t1', 'insert', { fullDocument: { note: secret } }) },
+    ]);
     const { logger } = start(scriptedOpen(fake).open, {
       handler: async () => {
         throw new TypeError(`cannot index ${secret}`);
@@ -275,7 +286,10 @@ describe('ManagedStream restarts', () => {
     const network = Object.assign(new Error('socket closed'), { name: 'MongoNetworkError' });
     const script = scriptedOpen(
       new FakeChangeStream([{ change: changeEvent('t1') }, { error: network }]),
-      new FakeChangeStream([{ change: changeEvent('t2') }, { error: Object.assign(new Error('x'), { code: 11601 }) }]),
+      new FakeChangeStream([
+        { change: changeEvent('t2') },
+        { error: Object.assign(new Error('x'), { code: 11601 }) },
+      ]),
       new FakeChangeStream([{ change: changeEvent('t3') }]),
     );
     const { stream, handled, store } = start(script.open, { metrics });
@@ -286,16 +300,22 @@ describe('ManagedStream restarts', () => {
       { startAfter: token('t1') },
       { startAfter: token('t2') },
     ]);
-    expect(script.opens.every((open) => open.stream.closeCalls >= 1 || open.stream === script.opens[2]?.stream)).toBe(
-      true,
-    );
+    expect(
+      script.opens.every((open) => open.stream.closeCalls >= 1 || open.stream === script.opens[2]?.stream),
+    ).toBe(true);
     expect(stream.status().restarts).toBe(2);
     expect(await sample(metrics, 'austa_mongo_change_stream_restarts_total', { stream: 'patients' })).toBe(2);
     expect(
-      await sample(metrics, 'austa_mongo_change_stream_errors_total', { stream: 'patients', kind: 'resumable' }),
+      await sample(metrics, 'austa_mongo_change_stream_errors_total', {
+        stream: 'patients',
+        kind: 'resumable',
+      }),
     ).toBe(1);
     expect(
-      await sample(metrics, 'austa_mongo_change_stream_errors_total', { stream: 'patients', kind: 'non_resumable' }),
+      await sample(metrics, 'austa_mongo_change_stream_errors_total', {
+        stream: 'patients',
+        kind: 'non_resumable',
+      }),
     ).toBe(1);
     expect(notPrimary.name).toBe('MongoServerError');
   });
@@ -344,7 +364,11 @@ describe('ManagedStream restarts', () => {
 
 describe('ManagedStream fatal errors', () => {
   const cases: Array<[string, unknown, string]> = [
-    ['ChangeStreamHistoryLost', { name: 'MongoServerError', code: 286, message: 'history lost' }, 'history_lost'],
+    [
+      'ChangeStreamHistoryLost',
+      { name: 'MongoServerError', code: 286, message: 'history lost' },
+      'history_lost',
+    ],
     ['CappedPositionLost', { name: 'MongoServerError', code: 136, message: 'capped' }, 'history_lost'],
     [
       'ChangeStreamFatalError about _id',
@@ -354,14 +378,33 @@ describe('ManagedStream fatal errors', () => {
     ['ChangeStreamFatalError', { name: 'MongoServerError', code: 280, message: 'other' }, 'server_fatal'],
     [
       'a driver error for an event without _id',
-      { name: 'MongoChangeStreamError', message: 'A change stream document has been received that lacks a resume token' },
+      {
+        name: 'MongoChangeStreamError',
+        message: 'A change stream document has been received that lacks a resume token',
+      },
       'missing_resume_token',
     ],
-    ['a standalone server', { name: 'MongoServerError', code: 40573, message: 'only on replica sets' }, 'standalone'],
-    ['InvalidResumeToken', { name: 'MongoServerError', code: 260, message: 'bad token' }, 'invalid_resume_token'],
-    ['BSONObjectTooLarge', { name: 'MongoServerError', code: 10334, message: 'too large' }, 'event_too_large'],
+    [
+      'a standalone server',
+      { name: 'MongoServerError', code: 40573, message: 'only on replica sets' },
+      'standalone',
+    ],
+    [
+      'InvalidResumeToken',
+      { name: 'MongoServerError', code: 260, message: 'bad token' },
+      'invalid_resume_token',
+    ],
+    [
+      'BSONObjectTooLarge',
+      { name: 'MongoServerError', code: 10334, message: 'too large' },
+      'event_too_large',
+    ],
     ['Unauthorized', { name: 'MongoServerError', code: 13, message: 'not authorized' }, 'unauthorized'],
-    ['an unknown stage', { name: 'MongoServerError', code: 40324, message: 'Unrecognized stage' }, 'invalid_pipeline'],
+    [
+      'an unknown stage',
+      { name: 'MongoServerError', code: 40324, message: 'Unrecognized stage' },
+      'invalid_pipeline',
+    ],
   ];
 
   it.each(cases)('stops for good on %s and says why', async (_label, shape, reason) => {
@@ -378,10 +421,13 @@ describe('ManagedStream fatal errors', () => {
     expect(fatal.stream).toBe('patients');
     expect(fatal.cause).toBe(error);
     expect(script.opens).toHaveLength(1);
-    expect(stream.status()).toMatchObject({ state: 'failed', error: { code: 'E_CHANGE_STREAM_FATAL', reason } });
-    expect(await sample(metrics, 'austa_mongo_change_stream_errors_total', { stream: 'patients', kind: 'fatal' })).toBe(
-      1,
-    );
+    expect(stream.status()).toMatchObject({
+      state: 'failed',
+      error: { code: 'E_CHANGE_STREAM_FATAL', reason },
+    });
+    expect(
+      await sample(metrics, 'austa_mongo_change_stream_errors_total', { stream: 'patients', kind: 'fatal' }),
+    ).toBe(1);
     const line = logger.lines.find((entry) => entry.level === 'error');
     expect(line?.message).toContain(reason);
     expect(line?.details).toMatchObject({ stream: 'patients', reason });
@@ -513,13 +559,54 @@ describe('ManagedStream checkpoints', () => {
       { change: changeEvent('t2', 'update') },
       { change: changeEvent('t3', 'somethingNew') },
     ]);
-    const { stream } = start(scriptedOpen(fake).open, { metrics, accept: (change) => change.operationType !== 'update' });
+    const { stream } = start(scriptedOpen(fake).open, {
+      metrics,
+      accept: (change) => change.operationType !== 'update',
+    });
     await until(() => stream.status().handled === 2);
     const count = (operationType: string) =>
-      sample(metrics, 'mongodb_change_stream_events_total', { collection: 'patients', operation_type: operationType });
+      sample(metrics, 'mongodb_change_stream_events_total', {
+        collection: 'patients',
+        operation_type: operationType,
+      });
     expect(await count('insert')).toBe(1);
     expect(await count('update')).toBe(1);
     expect(await count('other')).toBe(1);
+  });
+});
+
+describe('ManagedStream ready()', () => {
+  it('resolves once the first poll was answered', async () => {
+    const fake = new FakeChangeStream([]);
+    const { stream } = start(scriptedOpen(fake).open);
+    let isReady = false;
+    const ready = stream.ready().then(() => {
+      isReady = true;
+    });
+    await until(() => fake.polls === 1);
+    expect(isReady).toBe(false);
+    fake.push({ idle: true, token: token('pbrt') });
+    await ready;
+    expect(stream.status().state).toBe('running');
+    // Still resolved after the stream ends.
+    await stream.close();
+    await expect(stream.ready()).resolves.toBeUndefined();
+  });
+
+  it('rejects with the fatal error when the stream fails before it opened', async () => {
+    const error = Object.assign(new Error('x'), { name: 'MongoServerError', code: 40573 });
+    const { stream } = start(scriptedOpen(new FakeChangeStream([{ error }])).open);
+    await expect(stream.ready()).rejects.toMatchObject({
+      code: 'E_CHANGE_STREAM_FATAL',
+      reason: 'standalone',
+    });
+  });
+
+  it('rejects with E_CLIENT_CLOSED when closed before it opened', async () => {
+    const { stream } = start(scriptedOpen(new FakeChangeStream([])).open);
+    const ready = stream.ready();
+    await stream.close();
+    await expect(ready).rejects.toMatchObject({ code: 'E_CLIENT_CLOSED' });
   });
 });
 

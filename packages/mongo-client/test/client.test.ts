@@ -83,7 +83,11 @@ describe('bad input', () => {
     const { fake, mongo } = wrap();
     const store = recordingStore();
     const error = thrown(() =>
-      mongo.createChangeStream(collection as string, pipeline as Document[], { tokenStore: store.store, ...(options as object) } as never),
+      mongo.createChangeStream(
+        collection as string,
+        pipeline as Document[],
+        { tokenStore: store.store, ...(options as object) } as never,
+      ),
     );
     expect(error).toMatchObject({ code: 'E_INVALID_ARGUMENT' });
     expect(fake.watches).toEqual([]);
@@ -97,7 +101,9 @@ describe('bad input', () => {
     ['an empty segment', ['a..b']],
   ])('watchFields() refuses %s and opens nothing', (_label, fields) => {
     const { fake, mongo } = wrap();
-    expect(thrown(() => mongo.watchFields('patients', fields, noop))).toMatchObject({ code: 'E_INVALID_ARGUMENT' });
+    expect(thrown(() => mongo.watchFields('patients', fields, noop))).toMatchObject({
+      code: 'E_INVALID_ARGUMENT',
+    });
     expect(fake.watches).toEqual([]);
   });
 
@@ -134,8 +140,12 @@ describe('bad input', () => {
         code: 'E_INVALID_ARGUMENT',
       });
     }
-    await expect(mongo.executeWithMetrics('', 'find', run)).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
-    await expect(mongo.executeWithMetrics('patients', 'find', 'not a function' as never)).rejects.toMatchObject({
+    await expect(mongo.executeWithMetrics('', 'find', run)).rejects.toMatchObject({
+      code: 'E_INVALID_ARGUMENT',
+    });
+    await expect(
+      mongo.executeWithMetrics('patients', 'find', 'not a function' as never),
+    ).rejects.toMatchObject({
       code: 'E_INVALID_ARGUMENT',
     });
     expect(ran).toBe(false);
@@ -148,7 +158,9 @@ describe('watch helpers', () => {
     mongo.watchOperations('patients', ['insert', 'delete'], noop);
     mongo.watchOperations('patients', ['createIndexes'], noop, { name: 'ddl' });
     await until(() => fake.watches.length === 2);
-    expect(fake.watches[0]?.pipeline).toEqual([{ $match: { operationType: { $in: ['insert', 'delete', 'invalidate'] } } }]);
+    expect(fake.watches[0]?.pipeline).toEqual([
+      { $match: { operationType: { $in: ['insert', 'delete', 'invalidate'] } } },
+    ]);
     expect(fake.watches[0]?.options.showExpandedEvents).toBeUndefined();
     expect(fake.watches[1]?.options.showExpandedEvents).toBe(true);
   });
@@ -193,7 +205,9 @@ describe('watch helpers', () => {
     );
     await until(() => seen.length === 4);
     expect(seen).toEqual(['u2', 'u3', 'u5', 'i1']);
-    expect(fake.watches[0]?.pipeline).toEqual([{ $match: { operationType: { $in: ['update', 'insert', 'invalidate'] } } }]);
+    expect(fake.watches[0]?.pipeline).toEqual([
+      { $match: { operationType: { $in: ['update', 'insert', 'invalidate'] } } },
+    ]);
     await watch.close();
   });
 });
@@ -222,8 +236,12 @@ describe('close()', () => {
     await mongo.close();
     expect(MongoClientClosedError.isInstance(thrown(() => mongo.collection('patients')))).toBe(true);
     expect(thrown(() => mongo.db())).toMatchObject({ code: 'E_CLIENT_CLOSED' });
-    expect(thrown(() => mongo.watchOperations('patients', ['insert'], noop))).toMatchObject({ code: 'E_CLIENT_CLOSED' });
-    await expect(mongo.executeWithMetrics('patients', 'find', noop)).rejects.toMatchObject({ code: 'E_CLIENT_CLOSED' });
+    expect(thrown(() => mongo.watchOperations('patients', ['insert'], noop))).toMatchObject({
+      code: 'E_CLIENT_CLOSED',
+    });
+    await expect(mongo.executeWithMetrics('patients', 'find', noop)).rejects.toMatchObject({
+      code: 'E_CLIENT_CLOSED',
+    });
     await expect(mongo.withTransaction(noop)).rejects.toMatchObject({ code: 'E_CLIENT_CLOSED' });
     await expect(mongo.connect()).rejects.toMatchObject({ code: 'E_CLIENT_CLOSED' });
     expect(await mongo.health()).toMatchObject({ healthy: false, problems: ['the client is closed'] });
@@ -241,7 +259,12 @@ describe('close()', () => {
 describe('health()', () => {
   it('reports a healthy replica set with its primary and stream states', async () => {
     const { fake, mongo } = wrap();
-    fake.commandReply = async () => ({ ok: 1, setName: 'rs0', primary: 'db-0:27017', hosts: ['db-0:27017', 'db-1:27017'] });
+    fake.commandReply = async () => ({
+      ok: 1,
+      setName: 'rs0',
+      primary: 'db-0:27017',
+      hosts: ['db-0:27017', 'db-1:27017'],
+    });
     fake.emit('topologyDescriptionChanged', {
       newDescription: {
         type: 'ReplicaSetWithPrimary',
@@ -268,7 +291,9 @@ describe('health()', () => {
       },
       problems: [],
     });
-    expect(health.changeStreams).toEqual([expect.objectContaining({ name: 'patients', collection: 'patients' })]);
+    expect(health.changeStreams).toEqual([
+      expect.objectContaining({ name: 'patients', collection: 'patients' }),
+    ]);
     expect(fake.calls).toContain('command:hello');
   });
 
@@ -306,7 +331,11 @@ describe('health()', () => {
   it('reports a standalone server as its own primary and a bad timeout without throwing', async () => {
     const { fake, mongo } = wrap();
     fake.commandReply = async () => ({ ok: 1, isWritablePrimary: true, me: 'db-0:27017' });
-    expect(await mongo.health()).toMatchObject({ healthy: true, primary: 'db-0:27017', topology: { type: 'Single' } });
+    expect(await mongo.health()).toMatchObject({
+      healthy: true,
+      primary: 'db-0:27017',
+      topology: { type: 'Single' },
+    });
     expect(await mongo.health({ timeoutMs: -1 })).toMatchObject({ healthy: false });
   });
 
@@ -314,7 +343,9 @@ describe('health()', () => {
     const { fake, mongo } = wrap();
     fake.commandReply = async () => ({ ok: 1, setName: 'rs0', primary: 'db-0:27017' });
     fake.streams.push(
-      new FakeChangeStream([{ error: Object.assign(new Error('x'), { name: 'MongoServerError', code: 286 }) }]),
+      new FakeChangeStream([
+        { error: Object.assign(new Error('x'), { name: 'MongoServerError', code: 286 }) },
+      ]),
     );
     const stream = mongo.watchOperations('patients', ['insert'], noop);
     expect((await stream.done).reason).toBe('fatal');
@@ -328,20 +359,34 @@ describe('executeWithMetrics()', () => {
   it('times the operation, returns its result and rethrows its error with an error_type', async () => {
     const metrics = createMetrics();
     const { mongo } = wrap({ metrics });
-    expect(await mongo.executeWithMetrics('patients', 'findPatientByEmail', async (patients) => patients.collectionName)).toBe(
-      'patients',
-    );
+    expect(
+      await mongo.executeWithMetrics(
+        'patients',
+        'findPatientByEmail',
+        async (patients) => patients.collectionName,
+      ),
+    ).toBe('patients');
     const failure = Object.assign(new Error('dup'), { name: 'MongoServerError', code: 11000 });
     await expect(
       mongo.executeWithMetrics('patients', 'createPatient', async () => {
         throw failure;
       }),
     ).rejects.toBe(failure);
-    const labels = (operation: string, errorType: string) => ({ operation, db_collection_name: 'patients', error_type: errorType });
-    expect(await observations(metrics, 'austa_mongo_operation_duration_seconds', labels('findPatientByEmail', ''))).toBe(1);
-    expect(await observations(metrics, 'austa_mongo_operation_duration_seconds', labels('createPatient', 'DuplicateKey'))).toBe(
-      1,
-    );
+    const labels = (operation: string, errorType: string) => ({
+      operation,
+      db_collection_name: 'patients',
+      error_type: errorType,
+    });
+    expect(
+      await observations(metrics, 'austa_mongo_operation_duration_seconds', labels('findPatientByEmail', '')),
+    ).toBe(1);
+    expect(
+      await observations(
+        metrics,
+        'austa_mongo_operation_duration_seconds',
+        labels('createPatient', 'DuplicateKey'),
+      ),
+    ).toBe(1);
     // Application operations never reach the shared histogram: the commands they send are measured there.
     expect(await metrics.text()).not.toContain('db_operation_name="createPatient"');
   });
@@ -359,7 +404,9 @@ describe('sanitizeFilters option', () => {
     await expect(patients.findOne({ email: { $ne: null } })).rejects.toSatisfy((error) =>
       UnsafeFilterError.isInstance(error),
     );
-    await expect(patients.distinct('email', { $where: '1' })).rejects.toMatchObject({ code: 'E_UNSAFE_FILTER' });
+    await expect(patients.distinct('email', { $where: '1' })).rejects.toMatchObject({
+      code: 'E_UNSAFE_FILTER',
+    });
     // find() returns a cursor rather than a promise, so it throws.
     expect(thrown(() => patients.find({ age: { $gt: 1 } }))).toMatchObject({ code: 'E_UNSAFE_FILTER' });
     expect(fake.calls.filter((call) => /^(find|findOne|distinct):/.test(call))).toEqual([]);
@@ -419,11 +466,18 @@ describe('resume across clients', () => {
   it('a second client with the same token store resumes after the last event the first one handled', async () => {
     const store = recordingStore();
     const first = wrap();
-    first.fake.streams.push(new FakeChangeStream([{ change: changeEvent('t1') }, { change: changeEvent('t2') }]));
+    first.fake.streams.push(
+      new FakeChangeStream([{ change: changeEvent('t1') }, { change: changeEvent('t2') }]),
+    );
     const handled: string[] = [];
-    first.mongo.watchOperations('patients', ['insert'], async (change) => {
-      handled.push((change._id as { _data: string })._data);
-    }, { tokenStore: store.store });
+    first.mongo.watchOperations(
+      'patients',
+      ['insert'],
+      async (change) => {
+        handled.push((change._id as { _data: string })._data);
+      },
+      { tokenStore: store.store },
+    );
     await until(() => store.calls.includes('save:t2'));
     await first.mongo.close();
 

@@ -10,11 +10,17 @@ import { observations, sample } from './support.js';
 let requestId = 0;
 
 function commandListener(metrics: Metrics, collectionLabels: boolean | string[] = true) {
-  const instruments = createInstruments(metrics, { client: 'api', collectionLabel: collectionLabeler(collectionLabels) });
+  const instruments = createInstruments(metrics, {
+    client: 'api',
+    collectionLabel: collectionLabeler(collectionLabels),
+  });
   const listener = new CommandMetrics(instruments);
   const emitter = new EventEmitter();
   const detach = listener.attach(emitter);
-  const run = (command: Record<string, unknown>, outcome: { reply?: unknown; failure?: unknown; durationMs?: number } = {}) => {
+  const run = (
+    command: Record<string, unknown>,
+    outcome: { reply?: unknown; failure?: unknown; durationMs?: number } = {},
+  ) => {
     const id = ++requestId;
     const commandName = Object.keys(command)[0] as string;
     emitter.emit('commandStarted', { requestId: id, commandName, command });
@@ -22,7 +28,12 @@ function commandListener(metrics: Metrics, collectionLabels: boolean | string[] 
     if (outcome.failure !== undefined) {
       emitter.emit('commandFailed', { requestId: id, commandName, duration, failure: outcome.failure });
     } else {
-      emitter.emit('commandSucceeded', { requestId: id, commandName, duration, reply: outcome.reply ?? { ok: 1 } });
+      emitter.emit('commandSucceeded', {
+        requestId: id,
+        commandName,
+        duration,
+        reply: outcome.reply ?? { ok: 1 },
+      });
     }
     return id;
   };
@@ -42,7 +53,9 @@ describe('command metrics from command events', () => {
     run({ find: 'patients', filter: { _id: 1 } }, { durationMs: 2 });
     run({ insert: 'patients', documents: [{}] }, { reply: { ok: 1, n: 1 } });
     expect(await observations(metrics, 'db_client_operation_duration_seconds', shared('find'))).toBe(1);
-    expect(await sample(metrics, 'db_client_operation_duration_seconds_sum', shared('find'))).toBeCloseTo(0.002);
+    expect(await sample(metrics, 'db_client_operation_duration_seconds_sum', shared('find'))).toBeCloseTo(
+      0.002,
+    );
     expect(await observations(metrics, 'db_client_operation_duration_seconds', shared('insert'))).toBe(1);
     expect(
       await observations(metrics, 'austa_mongo_command_duration_seconds', {
@@ -59,7 +72,9 @@ describe('command metrics from command events', () => {
     run({ findAndModify: 'patients', query: {} });
     run({ ping: 1 });
     run({ configureFailPoint: 'failCommand', mode: 'off' });
-    expect(await observations(metrics, 'db_client_operation_duration_seconds', shared('findandmodify'))).toBe(1);
+    expect(await observations(metrics, 'db_client_operation_duration_seconds', shared('findandmodify'))).toBe(
+      1,
+    );
     expect(
       await observations(metrics, 'austa_mongo_command_duration_seconds', {
         db_operation_name: 'configurefailpoint',
@@ -74,9 +89,17 @@ describe('command metrics from command events', () => {
     const { run } = commandListener(metrics);
     run(
       { insert: 'patients', documents: [{ _id: 1 }] },
-      { reply: { ok: 1, n: 0, writeErrors: [{ index: 0, code: 11000, errmsg: 'E11000 dup key: { email: "a@b.c" }' }] } },
+      {
+        reply: {
+          ok: 1,
+          n: 0,
+          writeErrors: [{ index: 0, code: 11000, errmsg: 'E11000 dup key: { email: "a@b.c" }' }],
+        },
+      },
     );
-    expect(await observations(metrics, 'db_client_operation_duration_seconds', shared('insert', 'DuplicateKey'))).toBe(1);
+    expect(
+      await observations(metrics, 'db_client_operation_duration_seconds', shared('insert', 'DuplicateKey')),
+    ).toBe(1);
     expect(await metrics.text()).not.toContain('a@b.c');
   });
 
@@ -85,15 +108,35 @@ describe('command metrics from command events', () => {
     const { run } = commandListener(metrics);
     run(
       { update: 'patients' },
-      { failure: Object.assign(new Error('not primary, ssn 123-45-6789'), { name: 'MongoServerError', codeName: 'NotWritablePrimary', code: 10107 }) },
+      {
+        failure: Object.assign(new Error('not primary, ssn 123-45-6789'), {
+          name: 'MongoServerError',
+          codeName: 'NotWritablePrimary',
+          code: 10107,
+        }),
+      },
     );
-    run({ find: 'patients' }, { failure: Object.assign(new Error('connection reset'), { name: 'MongoNetworkError' }) });
-    run({ find: 'patients' }, { failure: Object.assign(new Error('x'), { name: 'MongoServerError', code: 50 }) });
+    run(
+      { find: 'patients' },
+      { failure: Object.assign(new Error('connection reset'), { name: 'MongoNetworkError' }) },
+    );
+    run(
+      { find: 'patients' },
+      { failure: Object.assign(new Error('x'), { name: 'MongoServerError', code: 50 }) },
+    );
     expect(
-      await observations(metrics, 'db_client_operation_duration_seconds', shared('update', 'NotWritablePrimary')),
+      await observations(
+        metrics,
+        'db_client_operation_duration_seconds',
+        shared('update', 'NotWritablePrimary'),
+      ),
     ).toBe(1);
-    expect(await observations(metrics, 'db_client_operation_duration_seconds', shared('find', 'network'))).toBe(1);
-    expect(await observations(metrics, 'db_client_operation_duration_seconds', shared('find', 'MaxTimeMSExpired'))).toBe(1);
+    expect(
+      await observations(metrics, 'db_client_operation_duration_seconds', shared('find', 'network')),
+    ).toBe(1);
+    expect(
+      await observations(metrics, 'db_client_operation_duration_seconds', shared('find', 'MaxTimeMSExpired')),
+    ).toBe(1);
     expect(await metrics.text()).not.toContain('123-45-6789');
   });
 
@@ -105,10 +148,19 @@ describe('command metrics from command events', () => {
       { reply: { ok: 1, cursor: { id: Long.fromNumber(4242), firstBatch: [] } } },
     );
     expect(listener.openChangeStreamCursors).toBe(1);
-    run({ getMore: Long.fromNumber(4242), collection: 'patients' }, { durationMs: 1000, reply: { ok: 1, cursor: { id: Long.fromNumber(4242) } } });
-    run({ getMore: Long.fromNumber(4242), collection: 'patients' }, { durationMs: 1000, reply: { ok: 1, cursor: { id: Long.fromNumber(4242) } } });
+    run(
+      { getMore: Long.fromNumber(4242), collection: 'patients' },
+      { durationMs: 1000, reply: { ok: 1, cursor: { id: Long.fromNumber(4242) } } },
+    );
+    run(
+      { getMore: Long.fromNumber(4242), collection: 'patients' },
+      { durationMs: 1000, reply: { ok: 1, cursor: { id: Long.fromNumber(4242) } } },
+    );
     // An ordinary cursor's getMore is a real operation.
-    run({ getMore: Long.fromNumber(7), collection: 'patients' }, { reply: { ok: 1, cursor: { id: Long.fromNumber(0) } } });
+    run(
+      { getMore: Long.fromNumber(7), collection: 'patients' },
+      { reply: { ok: 1, cursor: { id: Long.fromNumber(0) } } },
+    );
 
     expect(await observations(metrics, 'db_client_operation_duration_seconds', shared('aggregate'))).toBe(1);
     expect(await observations(metrics, 'db_client_operation_duration_seconds', shared('getmore'))).toBe(1);
@@ -118,7 +170,9 @@ describe('command metrics from command events', () => {
         error_type: '',
       }),
     ).toBe(2);
-    expect(await sample(metrics, 'db_client_operation_duration_seconds_sum', shared('getmore'))).toBeLessThan(0.01);
+    expect(await sample(metrics, 'db_client_operation_duration_seconds_sum', shared('getmore'))).toBeLessThan(
+      0.01,
+    );
   });
 
   it('forgets a change-stream cursor when it is killed, exhausted or fails', async () => {
@@ -134,7 +188,10 @@ describe('command metrics from command events', () => {
     open(3);
     expect(listener.openChangeStreamCursors).toBe(3);
     run({ killCursors: 'patients', cursors: [Long.fromNumber(1)] });
-    run({ getMore: Long.fromNumber(2), collection: 'patients' }, { reply: { ok: 1, cursor: { id: Long.fromNumber(0) } } });
+    run(
+      { getMore: Long.fromNumber(2), collection: 'patients' },
+      { reply: { ok: 1, cursor: { id: Long.fromNumber(0) } } },
+    );
     run(
       { getMore: Long.fromNumber(3), collection: 'patients' },
       { failure: Object.assign(new Error('x'), { name: 'MongoServerError', codeName: 'CursorNotFound' }) },
@@ -151,19 +208,30 @@ describe('command metrics from command events', () => {
   it('still records a command whose started event was missed, without a collection', async () => {
     const metrics = createMetrics();
     const { emitter } = commandListener(metrics);
-    emitter.emit('commandSucceeded', { requestId: 999_999, commandName: 'find', duration: 1, reply: { ok: 1 } });
+    emitter.emit('commandSucceeded', {
+      requestId: 999_999,
+      commandName: 'find',
+      duration: 1,
+      reply: { ok: 1 },
+    });
     expect(await observations(metrics, 'db_client_operation_duration_seconds', shared('find'))).toBe(1);
   });
 
   it('bounds the commands it tracks when completions go missing, dropping the oldest', async () => {
     const metrics = createMetrics();
     const { emitter } = commandListener(metrics);
-    const first = ++requestId;
-    emitter.emit('commandStarted', { requestId: first, commandName: 'find', command: { find: 'lost' } });
-    for (let i = 0; i < 10_000; i++) {
-      emitter.emit('commandStarted', { requestId: ++requestId, commandName: 'find', command: { find: 'never' } });
-    }
-    emitter.emit('commandSucceeded', { requestId: first, commandName: 'find', duration: 1, reply: { ok: 1 } });
+    const start = (collection: string) => {
+      const id = ++requestId;
+      emitter.emit('commandStarted', { requestId: id, commandName: 'find', command: { find: collection } });
+      return id;
+    };
+    // 1,024 commands whose completions never come fill every slot of the in-flight ring…
+    for (let i = 0; i < 1024; i++) start('never');
+    // …so this one waits in the overflow map, and 10,000 more push it out of that capped map.
+    const lost = start('lost');
+    for (let i = 0; i < 10_000; i++) start('never');
+    emitter.emit('commandSucceeded', { requestId: lost, commandName: 'find', duration: 1, reply: { ok: 1 } });
+    // Still measured once, without the collection it no longer knows.
     expect(
       await observations(metrics, 'austa_mongo_command_duration_seconds', {
         db_operation_name: 'find',
@@ -171,6 +239,41 @@ describe('command metrics from command events', () => {
       }),
     ).toBe(1);
     expect(await metrics.text()).not.toContain('db_collection_name="lost"');
+    // A command completing normally after all that is still matched to its collection.
+    const fresh = start('fresh');
+    emitter.emit('commandSucceeded', {
+      requestId: fresh,
+      commandName: 'find',
+      duration: 1,
+      reply: { ok: 1 },
+    });
+    expect(
+      await observations(metrics, 'austa_mongo_command_duration_seconds', {
+        db_operation_name: 'find',
+        db_collection_name: 'fresh',
+      }),
+    ).toBe(1);
+  });
+
+  it('reuses a ring slot whose command is far older than the new one', async () => {
+    const metrics = createMetrics();
+    const { emitter } = commandListener(metrics);
+    const base = 2_048_000 + 5;
+    emitter.emit('commandStarted', { requestId: base, commandName: 'find', command: { find: 'old' } });
+    const newer = base + 1024 * 1000; // same slot, more than a million requests later
+    emitter.emit('commandStarted', { requestId: newer, commandName: 'find', command: { find: 'new' } });
+    emitter.emit('commandSucceeded', {
+      requestId: newer,
+      commandName: 'find',
+      duration: 1,
+      reply: { ok: 1 },
+    });
+    expect(
+      await observations(metrics, 'austa_mongo_command_duration_seconds', {
+        db_operation_name: 'find',
+        db_collection_name: 'new',
+      }),
+    ).toBe(1);
   });
 
   it('reports collections outside the collectionLabels allowlist as other', async () => {
@@ -179,7 +282,10 @@ describe('command metrics from command events', () => {
     run({ find: 'patients' });
     run({ find: 'notes_8f14e45f' });
     expect(
-      await observations(metrics, 'austa_mongo_command_duration_seconds', { db_operation_name: 'find', db_collection_name: 'other' }),
+      await observations(metrics, 'austa_mongo_command_duration_seconds', {
+        db_operation_name: 'find',
+        db_collection_name: 'other',
+      }),
     ).toBe(1);
     expect(await metrics.text()).not.toContain('notes_8f14e45f');
   });
@@ -231,14 +337,23 @@ describe('pool metrics from CMAP events', () => {
     emitter.emit('connectionCheckOutFailed', { address, reason: 'connectionError', durationMS: 3 });
     emitter.emit('connectionCheckOutFailed', { address, reason: 'somethingNew' });
     emitter.emit('connectionPoolCleared', { address });
-    expect(await sample(metrics, 'austa_mongo_pool_checkout_failures_total', { client: 'api', reason: 'timeout' })).toBe(1);
     expect(
-      await sample(metrics, 'austa_mongo_pool_checkout_failures_total', { client: 'api', reason: 'connection_error' }),
+      await sample(metrics, 'austa_mongo_pool_checkout_failures_total', { client: 'api', reason: 'timeout' }),
     ).toBe(1);
-    expect(await sample(metrics, 'austa_mongo_pool_checkout_failures_total', { client: 'api', reason: 'other' })).toBe(1);
+    expect(
+      await sample(metrics, 'austa_mongo_pool_checkout_failures_total', {
+        client: 'api',
+        reason: 'connection_error',
+      }),
+    ).toBe(1);
+    expect(
+      await sample(metrics, 'austa_mongo_pool_checkout_failures_total', { client: 'api', reason: 'other' }),
+    ).toBe(1);
     expect(await sample(metrics, 'austa_mongo_pool_clears_total', { client: 'api' })).toBe(1);
     expect(await observations(metrics, 'austa_mongo_pool_wait_seconds', { client: 'api' })).toBe(4);
-    expect(await sample(metrics, 'austa_mongo_pool_wait_seconds_bucket', { client: 'api', le: '0.001' })).toBe(1);
+    expect(
+      await sample(metrics, 'austa_mongo_pool_wait_seconds_bucket', { client: 'api', le: '0.001' }),
+    ).toBe(1);
   });
 
   it('drops a server’s series when its pool closes', async () => {
@@ -280,10 +395,16 @@ describe('promtool check metrics', () => {
       throw new Error('promtool is not installed; install it with: apt-get install -y prometheus');
     }
     const metrics = createMetrics({ defaultLabels: { service: 'care-api' } });
-    const instruments = createInstruments(metrics, { client: 'api', collectionLabel: collectionLabeler(true) });
+    const instruments = createInstruments(metrics, {
+      client: 'api',
+      collectionLabel: collectionLabeler(true),
+    });
     const { run } = commandListener(metrics);
     run({ find: 'patients' });
-    run({ aggregate: 'patients', pipeline: [{ $changeStream: {} }] }, { reply: { ok: 1, cursor: { id: Long.fromNumber(5) } } });
+    run(
+      { aggregate: 'patients', pipeline: [{ $changeStream: {} }] },
+      { reply: { ok: 1, cursor: { id: Long.fromNumber(5) } } },
+    );
     run({ getMore: Long.fromNumber(5), collection: 'patients' });
     const { emitter } = poolListener(metrics);
     emitter.emit('connectionReady', { address: 'db-0:27017', connectionId: 1 });

@@ -40,7 +40,9 @@ export function changeEvent(id: string, operationType = 'insert', extra: Documen
 }
 
 export function updateEvent(id: string, updatedFields: Document, removedFields: string[] = []): Document {
-  return changeEvent(id, 'update', { updateDescription: { updatedFields, removedFields, truncatedArrays: [] } });
+  return changeEvent(id, 'update', {
+    updateDescription: { updatedFields, removedFields, truncatedArrays: [] },
+  });
 }
 
 export class FakeChangeStream implements ChangeStreamLike {
@@ -187,8 +189,12 @@ export class FakeMongoClient extends EventEmitter {
   commandReply: (command: Document) => Promise<Document> = async () => ({ ok: 1 });
   /** Streams handed out by `collection.watch()`, in order; new empty ones when the list runs out. */
   readonly streams: FakeChangeStream[] = [];
-  readonly watches: Array<{ collection: string; pipeline: Document[]; options: Document; stream: FakeChangeStream }> =
-    [];
+  readonly watches: Array<{
+    collection: string;
+    pipeline: Document[];
+    options: Document;
+    stream: FakeChangeStream;
+  }> = [];
   session = {
     ended: false,
     transaction: { isCommitted: true },

@@ -28,6 +28,9 @@ describe('fieldPathTouched', () => {
     ['orders.items.price', 'orders.0.items.5.qty', false],
     ['matrix.0.1', 'matrix.0.1', true],
     ['matrix.0.1', 'matrix.0.2', false],
+    // A top-level field named with digits is a field, not an array position.
+    ['a', '0.a', false],
+    ['0', '0.a', true],
   ])('watching %s, an update of %s touches it: %s', (watched, touched, expected) => {
     expect(fieldPathTouched(watched, touched)).toBe(expected);
   });
@@ -42,13 +45,22 @@ describe('createFieldMatcher', () => {
     expect(matcher({ updatedFields: { address: { city: 'Paris' } } })).toBe(true);
     expect(matcher({ updatedFields: { 'items.2.price': 5 } })).toBe(true);
     expect(matcher({ updatedFields: {}, removedFields: ['status'] })).toBe(true);
-    expect(matcher({ updatedFields: {}, removedFields: [], truncatedArrays: [{ field: 'items', newSize: 1 } as { field: string }] })).toBe(true);
+    expect(
+      matcher({
+        updatedFields: {},
+        removedFields: [],
+        truncatedArrays: [{ field: 'items', newSize: 1 } as { field: string }],
+      }),
+    ).toBe(true);
   });
 
   it('stays quiet for updates elsewhere', () => {
-    expect(matcher({ updatedFields: { name: 'Ada', 'address.zip': 'N1', 'items.2.qty': 1 }, removedFields: ['note'] })).toBe(
-      false,
-    );
+    expect(
+      matcher({
+        updatedFields: { name: 'Ada', 'address.zip': 'N1', 'items.2.qty': 1 },
+        removedFields: ['note'],
+      }),
+    ).toBe(false);
     expect(matcher({})).toBe(false);
     expect(matcher(undefined)).toBe(false);
   });

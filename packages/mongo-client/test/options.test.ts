@@ -78,7 +78,9 @@ describe('createMongoClient options', () => {
   });
 
   it('turns command monitoring on only when metrics are given', () => {
-    expect(build({ url: 'mongodb://db-0/app', metrics: createMetrics() }).client.options.monitorCommands).toBe(true);
+    expect(
+      build({ url: 'mongodb://db-0/app', metrics: createMetrics() }).client.options.monitorCommands,
+    ).toBe(true);
   });
 
   it('maps TLS options and refuses a CA file that does not exist', () => {
@@ -88,10 +90,12 @@ describe('createMongoClient options', () => {
     expect(mongo.client.options.tls).toBe(true);
     expect(mongo.client.options.tlsCAFile).toBe(ca);
     // The driver turns allowInvalidHostnames into a checkServerIdentity that accepts any host.
-    expect(typeof (mongo.client.options as { checkServerIdentity?: unknown }).checkServerIdentity).toBe('function');
-    expect(configError(() => build({ url: 'mongodb://db-0/app', tls: { caFile: '/nonexistent/ca.pem' } })).message).toContain(
-      '/nonexistent/ca.pem',
+    expect(typeof (mongo.client.options as { checkServerIdentity?: unknown }).checkServerIdentity).toBe(
+      'function',
     );
+    expect(
+      configError(() => build({ url: 'mongodb://db-0/app', tls: { caFile: '/nonexistent/ca.pem' } })).message,
+    ).toContain('/nonexistent/ca.pem');
   });
 
   it.each([
@@ -113,7 +117,10 @@ describe('createMongoClient options', () => {
     ['a database name with a dot', { url: 'mongodb://db-0', dbName: 'a.b' }],
     ['collectionLabels that are not names', { url: 'mongodb://db-0', collectionLabels: [1] }],
     ['a token store without save()', { url: 'mongodb://db-0', tokenStore: { load() {} } }],
-    ['sanitizeFilters allowing a non-operator', { url: 'mongodb://db-0', sanitizeFilters: { allowOperators: ['in'] } }],
+    [
+      'sanitizeFilters allowing a non-operator',
+      { url: 'mongodb://db-0', sanitizeFilters: { allowOperators: ['in'] } },
+    ],
   ])('refuses %s with a typed error', (_label, options) => {
     let thrown: unknown;
     try {
@@ -127,13 +134,19 @@ describe('createMongoClient options', () => {
   it('never echoes the password of a URL in an error', () => {
     const error = configError(() => build({ url: 'mongodb://ada:s3cret-pw@db-0:99999/app' }));
     expect(error.message).not.toContain('s3cret-pw');
-    expect(redactUrl('mongodb+srv://ada:pw@cluster0.example.net/app')).toBe('mongodb+srv://***@cluster0.example.net/app');
+    expect(redactUrl('mongodb+srv://ada:pw@cluster0.example.net/app')).toBe(
+      'mongodb+srv://***@cluster0.example.net/app',
+    );
   });
 
   it('refuses a client together with connection options, and a client without monitoring when metrics are on', () => {
     const fake = new FakeMongoClient();
-    expect(configError(() => build({ client: fake as never, url: 'mongodb://db-0' })).message).toContain('url');
-    expect(configError(() => build({ client: fake as never, maxPoolSize: 3 })).message).toContain('maxPoolSize');
+    expect(configError(() => build({ client: fake as never, url: 'mongodb://db-0' })).message).toContain(
+      'url',
+    );
+    expect(configError(() => build({ client: fake as never, maxPoolSize: 3 })).message).toContain(
+      'maxPoolSize',
+    );
     expect(configError(() => build({ client: {} as never })).message).toContain('MongoClient');
     const quiet = new FakeMongoClient();
     quiet.monitorCommands = false;
@@ -186,15 +199,17 @@ describe('fromEnv', () => {
       tls: { caFile: '/etc/ca.pem' },
       name: 'api',
     });
-    expect(fromEnv({ MONGODB_URL: 'mongodb://db-0', MONGODB_WRITE_CONCERN: 'majority' }).writeConcern).toEqual({
+    expect(
+      fromEnv({ MONGODB_URL: 'mongodb://db-0', MONGODB_WRITE_CONCERN: 'majority' }).writeConcern,
+    ).toEqual({
       w: 'majority',
     });
   });
 
   it('requires MONGODB_URL and refuses numbers that are not numbers', () => {
     expect(configError(() => fromEnv({})).message).toContain('MONGODB_URL');
-    expect(configError(() => fromEnv({ MONGODB_URL: 'mongodb://db-0', MONGODB_MAX_POOL_SIZE: '10k' })).message).toContain(
-      'MONGODB_MAX_POOL_SIZE',
-    );
+    expect(
+      configError(() => fromEnv({ MONGODB_URL: 'mongodb://db-0', MONGODB_MAX_POOL_SIZE: '10k' })).message,
+    ).toContain('MONGODB_MAX_POOL_SIZE');
   });
 });

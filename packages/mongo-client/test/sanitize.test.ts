@@ -51,7 +51,9 @@ describe('sanitizeFilter', () => {
   it('accepts the operators listed in allowOperators, at any depth', () => {
     const filter = { status: { $in: ['a', 'b'] }, $or: [{ age: { $gt: 18 } }, { vip: true }] };
     expect(sanitizeFilter(filter, { allowOperators: ['$in', '$or', '$gt'] })).toBe(filter);
-    expect((refusal(filter, { allowOperators: ['$in', '$or'] }) as UnsafeFilterError).path).toBe('$or.0.age.$gt');
+    expect((refusal(filter, { allowOperators: ['$in', '$or'] }) as UnsafeFilterError).path).toBe(
+      '$or.0.age.$gt',
+    );
   });
 
   it('refuses $where, $expr, $function and $accumulator even when allowed', () => {
@@ -65,9 +67,10 @@ describe('sanitizeFilter', () => {
   it('refuses regular expressions and JavaScript code values unless $regex is allowed', () => {
     expect((refusal({ email: /.*/ }) as UnsafeFilterError).path).toBe('email');
     expect((refusal({ email: new BSON.BSONRegExp('.*') }) as UnsafeFilterError).path).toBe('email');
-    expect((refusal({ note: new BSON.Code('return 1') }, { allowOperators: ['$regex'] }) as UnsafeFilterError).path).toBe(
-      'note',
-    );
+    expect(
+      (refusal({ note: new BSON.Code('return 1') }, { allowOperators: ['$regex'] }) as UnsafeFilterError)
+        .path,
+    ).toBe('note');
     expect(sanitizeFilter({ email: /^ada/ }, { allowOperators: ['$regex'] })).toEqual({ email: /^ada/ });
   });
 

@@ -7,7 +7,11 @@ const LABEL = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g;
  * Sums the samples of `name` whose labels include every label in `labels` (exact values), from the registry's
  * exposition text. 0 when no series matches, the way Prometheus reads an absent counter.
  */
-export async function sample(metrics: Metrics, name: string, labels: Record<string, string> = {}): Promise<number> {
+export async function sample(
+  metrics: Metrics,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<number> {
   const text = await metrics.text();
   let total = 0;
   for (const line of text.split('\n')) {
@@ -21,6 +25,23 @@ export async function sample(metrics: Metrics, name: string, labels: Record<stri
 }
 
 /** The number of observations of a histogram series: its `_count` sample. */
-export function observations(metrics: Metrics, name: string, labels: Record<string, string>): Promise<number> {
+export function observations(
+  metrics: Metrics,
+  name: string,
+  labels: Record<string, string>,
+): Promise<number> {
   return sample(metrics, `${name}_count`, labels);
+}
+
+/** Polls an async check until it holds, failing after `timeoutMs`: waits for a condition, never a fixed time. */
+export async function untilAsync(
+  check: () => Promise<boolean>,
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }

@@ -69,7 +69,9 @@ export function tokenStoreContract(subject: () => ContractSubject): void {
     async (_label, bad) => {
       const { store, written } = subject();
       const before = await written();
-      await expect(store.save(bad as string, { _data: 'x' })).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
+      await expect(store.save(bad as string, { _data: 'x' })).rejects.toMatchObject({
+        code: 'E_INVALID_ARGUMENT',
+      });
       await expect(store.load(bad as string)).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
       await expect(store.delete(bad as string)).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
       expect(await written()).toBe(before);
@@ -84,7 +86,9 @@ export function tokenStoreContract(subject: () => ContractSubject): void {
   ])('refuses %s as a token with E_TOKEN_STORE and writes nothing', async (_label, bad) => {
     const { store, written, name } = subject();
     const before = await written();
-    await expect(store.save(name('bad-token'), bad as ResumeToken)).rejects.toMatchObject({ code: 'E_TOKEN_STORE' });
+    await expect(store.save(name('bad-token'), bad as ResumeToken)).rejects.toMatchObject({
+      code: 'E_TOKEN_STORE',
+    });
     expect(await written()).toBe(before);
   });
 }

@@ -3,7 +3,12 @@ import { describe, expect, it } from 'vitest';
 import { MongoConfigError, TokenStoreError } from '../src/errors.js';
 import { createMongoTokenStore } from '../src/mongo-token-store.js';
 import { createRedisTokenStore } from '../src/redis-token-store.js';
-import { createMemoryTokenStore, DEFAULT_TOKEN_TTL_SECONDS, parseToken, tokenKey } from '../src/token-store.js';
+import {
+  createMemoryTokenStore,
+  DEFAULT_TOKEN_TTL_SECONDS,
+  parseToken,
+  tokenKey,
+} from '../src/token-store.js';
 import { tokenStoreContract } from './token-store-contract.js';
 
 /** A stand-in for the four Collection methods the Mongo token store calls; the real one runs in the integration suite. */
@@ -63,7 +68,7 @@ describe('mongo token store (on a fake collection)', () => {
     const document = fake.documents.get('mongo-layout');
     expect(document?.token).toBe('{"_data":"82AB"}');
     expect(document?.updatedAt).toBeInstanceOf(Date);
-    const expiresAt = (document?.expiresAt as Date).getTime();
+    const expiresAt = (document?.expiresAt as Date | undefined)?.getTime() ?? 0;
     expect(expiresAt).toBeGreaterThanOrEqual(before + 60_000);
     expect(expiresAt).toBeLessThanOrEqual(Date.now() + 60_000);
   });
@@ -84,7 +89,9 @@ describe('mongo token store (on a fake collection)', () => {
 
   it('refuses options that cannot work', () => {
     expect(() => createMongoTokenStore({} as never)).toThrow(MongoConfigError);
-    expect(() => createMongoTokenStore({ collection: fake.collection, ttlSeconds: 0 })).toThrow(MongoConfigError);
+    expect(() => createMongoTokenStore({ collection: fake.collection, ttlSeconds: 0 })).toThrow(
+      MongoConfigError,
+    );
     expect(DEFAULT_TOKEN_TTL_SECONDS).toBe(2_592_000);
   });
 });
@@ -99,7 +106,9 @@ describe('redis token store options', () => {
     ['a zero TTL', { redis, ttlSeconds: 0 }],
     ['a fractional TTL', { redis, ttlSeconds: 1.5 }],
   ])('refuses %s with E_INVALID_CONFIG', (_label, options) => {
-    expect(() => createRedisTokenStore(options as never)).toThrow(expect.objectContaining({ code: 'E_INVALID_CONFIG' }));
+    expect(() => createRedisTokenStore(options as never)).toThrow(
+      expect.objectContaining({ code: 'E_INVALID_CONFIG' }),
+    );
   });
 });
 
