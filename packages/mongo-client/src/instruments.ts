@@ -1,4 +1,5 @@
 import type { BoundCounter, BoundGauge, BoundHistogram, Counter, Gauge, Metrics } from '@austa/metrics';
+import { CHANGE_EVENT_TYPES } from './watch-pipelines.js';
 
 /**
  * Which collection names may appear in metric labels: `true` (all, the default), `false` (none: the label is
@@ -14,26 +15,6 @@ export function collectionLabeler(policy: CollectionLabels): (collection: string
   const allowed = new Set(policy);
   return (collection) => (collection === '' || allowed.has(collection) ? collection : 'other');
 }
-
-// The change event types of the change-streams specification; anything newer is counted as `other` so a server
-// upgrade cannot grow the label set without bound.
-const OPERATION_TYPES = new Set([
-  'insert',
-  'update',
-  'replace',
-  'delete',
-  'invalidate',
-  'drop',
-  'dropDatabase',
-  'rename',
-  'createIndexes',
-  'dropIndexes',
-  'modify',
-  'create',
-  'shardCollection',
-  'refineCollectionShardKey',
-  'reshardCollection',
-]);
 
 /** Keeps one value per pair of label values, found through nested maps with no string building. */
 class SeriesCache<T> {
@@ -187,31 +168,29 @@ export function createInstruments(metrics: Metrics, options: InstrumentOptions):
     help: 'Change stream errors by kind: resumable (the driver gave up resuming), non_resumable, fatal (the stream stopped).',
     labelNames: ['stream', 'kind'],
   });
-  const restarts = mongo.counter({
-    name: 'change_stream_restarts_total',
-    help: 'Change streams reopened by this package from the last handled resume token.',
-    labelNames: ['stream'],
-  });
+  // Per-stream counters share one shape: a count labelled by stream name.
+  const streamCounter = (name: string, help: string) => mongo.counter({ name, help, labelNames: ['stream'] });
+  const restarts = streamCounter(
+    'change_stream_restarts_total',
+    'Change streams reopened by this package from the last handled resume token.',
+  );
   const lag = mongo.gauge({
     name: 'change_stream_lag_seconds',
     help: 'Now minus the wallTime of the last change event handled (0 when the stream is idle and caught up), in seconds.',
     labelNames: ['stream'],
   });
-  const handlerFailures = mongo.counter({
-    name: 'change_stream_handler_failures_total',
-    help: 'Change stream handler calls that threw or rejected (each attempt counts).',
-    labelNames: ['stream'],
-  });
-  const deadLetters = mongo.counter({
-    name: 'change_stream_dead_letters_total',
-    help: 'Change events handed to the dead-letter callback after the handler kept failing.',
-    labelNames: ['stream'],
-  });
-  const tokenSaveFailures = mongo.counter({
-    name: 'change_stream_token_save_failures_total',
-    help: 'Resume tokens the token store failed to save (the stream goes on; a restart replays more events).',
-    labelNames: ['stream'],
-  });
+  const handlerFailures = streamCounter(
+    'change_stream_handler_failures_total',
+    'Change stream handler calls that threw or rejected (each attempt counts).',
+  );
+  const deadLetters = streamCounter(
+    'change_stream_dead_letters_total',
+    'Change events handed to the dead-letter callback after the handler kept failing.',
+  );
+  const tokenSaveFailures = streamCounter(
+    'change_stream_token_save_failures_total',
+    'Resume tokens the token store failed to save (the stream goes on; a restart replays more events).',
+  );
 
   // One node per (operation, collection) holds both histograms' success series, so the usual call is two map
   // lookups and two observations; error series hang off the node on first use.
@@ -335,7 +314,8 @@ function streamInstruments(
   const tokenSaveFailures = families.tokenSaveFailures.bind({ stream });
   return {
     event(operationType) {
-      const known = OPERATION_TYPES.has(operationType) ? operationType : 'other';
+      // Types outside the specification's list count as `other`: a server upgrade cannot grow the label set.
+      const known = CHANGE_EVENT_TYPES.has(operationType) ? operationType : 'other';
       let series = eventSeries.get(known);
       if (series === undefined) {
         series = families.events.bind({ collection, operation_type: known });

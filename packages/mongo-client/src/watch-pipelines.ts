@@ -19,9 +19,17 @@ export type ChangeOperationType =
   | 'refineCollectionShardKey'
   | 'reshardCollection';
 
-const DATA_EVENTS = new Set(['insert', 'update', 'replace', 'delete', 'drop', 'rename', 'dropDatabase']);
+const DATA_EVENTS: ReadonlySet<string> = new Set([
+  'insert',
+  'update',
+  'replace',
+  'delete',
+  'drop',
+  'rename',
+  'dropDatabase',
+]);
 // These arrive only with `showExpandedEvents: true`.
-const EXPANDED_EVENTS = new Set([
+const EXPANDED_EVENTS: ReadonlySet<string> = new Set([
   'createIndexes',
   'dropIndexes',
   'modify',
@@ -29,6 +37,13 @@ const EXPANDED_EVENTS = new Set([
   'shardCollection',
   'refineCollectionShardKey',
   'reshardCollection',
+]);
+
+/** Every event type of the change-streams specification, `invalidate` included. */
+export const CHANGE_EVENT_TYPES: ReadonlySet<string> = new Set([
+  ...DATA_EVENTS,
+  'invalidate',
+  ...EXPANDED_EVENTS,
 ]);
 
 export interface OperationsPipeline {

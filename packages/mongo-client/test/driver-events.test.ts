@@ -40,6 +40,15 @@ function commandListener(metrics: Metrics, collectionLabels: boolean | string[] 
   return { listener, emitter, detach, run };
 }
 
+const succeedFind = (emitter: EventEmitter, requestId: number) =>
+  emitter.emit('commandSucceeded', { requestId, commandName: 'find', duration: 1, reply: { ok: 1 } });
+
+const findsOn = (metrics: Metrics, collection: string) =>
+  observations(metrics, 'austa_mongo_command_duration_seconds', {
+    db_operation_name: 'find',
+    db_collection_name: collection,
+  });
+
 const shared = (operation: string, errorType = '') => ({
   db_system_name: 'mongodb',
   db_operation_name: operation,
@@ -208,12 +217,7 @@ describe('command metrics from command events', () => {
   it('still records a command whose started event was missed, without a collection', async () => {
     const metrics = createMetrics();
     const { emitter } = commandListener(metrics);
-    emitter.emit('commandSucceeded', {
-      requestId: 999_999,
-      commandName: 'find',
-      duration: 1,
-      reply: { ok: 1 },
-    });
+    succeedFind(emitter, 999_999);
     expect(await observations(metrics, 'db_client_operation_duration_seconds', shared('find'))).toBe(1);
   });
 
@@ -230,29 +234,14 @@ describe('command metrics from command events', () => {
     // …so this one waits in the overflow map, and 10,000 more push it out of that capped map.
     const lost = start('lost');
     for (let i = 0; i < 10_000; i++) start('never');
-    emitter.emit('commandSucceeded', { requestId: lost, commandName: 'find', duration: 1, reply: { ok: 1 } });
+    succeedFind(emitter, lost);
     // Still measured once, without the collection it no longer knows.
-    expect(
-      await observations(metrics, 'austa_mongo_command_duration_seconds', {
-        db_operation_name: 'find',
-        db_collection_name: '',
-      }),
-    ).toBe(1);
+    expect(await findsOn(metrics, '')).toBe(1);
     expect(await metrics.text()).not.toContain('db_collection_name="lost"');
     // A command completing normally after all that is still matched to its collection.
     const fresh = start('fresh');
-    emitter.emit('commandSucceeded', {
-      requestId: fresh,
-      commandName: 'find',
-      duration: 1,
-      reply: { ok: 1 },
-    });
-    expect(
-      await observations(metrics, 'austa_mongo_command_duration_seconds', {
-        db_operation_name: 'find',
-        db_collection_name: 'fresh',
-      }),
-    ).toBe(1);
+    succeedFind(emitter, fresh);
+    expect(await findsOn(metrics, 'fresh')).toBe(1);
   });
 
   it('reuses a ring slot whose command is far older than the new one', async () => {
@@ -262,18 +251,8 @@ describe('command metrics from command events', () => {
     emitter.emit('commandStarted', { requestId: base, commandName: 'find', command: { find: 'old' } });
     const newer = base + 1024 * 1000; // same slot, more than a million requests later
     emitter.emit('commandStarted', { requestId: newer, commandName: 'find', command: { find: 'new' } });
-    emitter.emit('commandSucceeded', {
-      requestId: newer,
-      commandName: 'find',
-      duration: 1,
-      reply: { ok: 1 },
-    });
-    expect(
-      await observations(metrics, 'austa_mongo_command_duration_seconds', {
-        db_operation_name: 'find',
-        db_collection_name: 'new',
-      }),
-    ).toBe(1);
+    succeedFind(emitter, newer);
+    expect(await findsOn(metrics, 'new')).toBe(1);
   });
 
   it('reports collections outside the collectionLabels allowlist as other', async () => {
@@ -281,12 +260,7 @@ describe('command metrics from command events', () => {
     const { run } = commandListener(metrics, ['patients']);
     run({ find: 'patients' });
     run({ find: 'notes_8f14e45f' });
-    expect(
-      await observations(metrics, 'austa_mongo_command_duration_seconds', {
-        db_operation_name: 'find',
-        db_collection_name: 'other',
-      }),
-    ).toBe(1);
+    expect(await findsOn(metrics, 'other')).toBe(1);
     expect(await metrics.text()).not.toContain('notes_8f14e45f');
   });
 

@@ -47,6 +47,24 @@ describe.runIf(mongo.available)('@austa/mongo-client on a real MongoDB replica s
   };
   const collection = (name: string) => admin.db(dbName).collection<Document>(name);
   const running = (stream: ManagedChangeStream) => stream.ready();
+  /** Watches inserts into `name`, collecting the inserted ids in order, and waits until the stream is open. */
+  const watchInserts = async (
+    client: AustaMongoClient,
+    name: string,
+    options: Parameters<AustaMongoClient['watchOperations']>[3],
+  ) => {
+    const seen: unknown[] = [];
+    const stream = client.watchOperations(
+      name,
+      ['insert'],
+      async (change) => {
+        seen.push(idOf(change));
+      },
+      options,
+    );
+    await running(stream);
+    return { stream, seen };
+  };
   const shared = (operation: string, errorType = '') => ({
     db_system_name: 'mongodb',
     db_operation_name: operation,
@@ -211,33 +229,19 @@ describe.runIf(mongo.available)('@austa/mongo-client on a real MongoDB replica s
         const name = `resume-${kind}`;
         const target = collection(name);
         await target.insertOne({ _id: 'seed' as never });
-        const first: unknown[] = [];
         const before = newClient();
-        const stream = before.watchOperations(
-          name,
-          ['insert'],
-          async (change) => {
-            first.push(idOf(change));
-          },
-          { ...FAST_POLLS, name, tokenStore: store },
-        );
-        await running(stream);
+        const { seen: first } = await watchInserts(before, name, { ...FAST_POLLS, name, tokenStore: store });
         await target.insertOne({ _id: 'a' as never });
         await until(() => first.includes('a'), 30_000, 'event a');
         await before.close();
 
         await target.insertMany([{ _id: 'b' }, { _id: 'c' }, { _id: 'd' }] as never[]);
 
-        const second: unknown[] = [];
-        const after = newClient();
-        after.watchOperations(
+        const { seen: second } = await watchInserts(newClient(), name, {
+          ...FAST_POLLS,
           name,
-          ['insert'],
-          async (change) => {
-            second.push(idOf(change));
-          },
-          { ...FAST_POLLS, name, tokenStore: store },
-        );
+          tokenStore: store,
+        });
         await until(() => second.length >= 3, 30_000, 'the three missed events');
         await target.insertOne({ _id: 'e' as never });
         await until(() => second.includes('e'), 30_000, 'event e');
@@ -247,24 +251,12 @@ describe.runIf(mongo.available)('@austa/mongo-client on a real MongoDB replica s
 
       it('a stream that never saw an event still resumes from where it started', async () => {
         const name = `fresh-${kind}`;
+        const options = { ...FAST_POLLS, name, tokenStore: store };
         const before = newClient();
-        const stream = before.watchOperations(name, ['insert'], async () => {}, {
-          ...FAST_POLLS,
-          name,
-          tokenStore: store,
-        });
-        await running(stream);
+        await watchInserts(before, name, options);
         await before.close();
         await collection(name).insertOne({ _id: 'while-down' as never });
-        const seen: unknown[] = [];
-        newClient().watchOperations(
-          name,
-          ['insert'],
-          async (change) => {
-            seen.push(idOf(change));
-          },
-          { ...FAST_POLLS, name, tokenStore: store },
-        );
+        const { seen } = await watchInserts(newClient(), name, options);
         await until(() => seen.length === 1, 30_000, 'the event that happened while no stream ran');
         expect(seen).toEqual(['while-down']);
       });
@@ -274,16 +266,7 @@ describe.runIf(mongo.available)('@austa/mongo-client on a real MongoDB replica s
       const client = newClient();
       const target = collection('killed');
       await target.insertOne({ _id: 'seed' as never });
-      const seen: unknown[] = [];
-      const stream = client.watchOperations(
-        'killed',
-        ['insert'],
-        async (change) => {
-          seen.push(idOf(change));
-        },
-        FAST_POLLS,
-      );
-      await running(stream);
+      const { seen } = await watchInserts(client, 'killed', FAST_POLLS);
       await target.insertOne({ _id: 'x1' as never });
       await until(() => seen.length === 1, 30_000, 'x1');
       let killed = 0;
@@ -330,16 +313,7 @@ describe.runIf(mongo.available)('@austa/mongo-client on a real MongoDB replica s
         const client = newClient();
         const name = `failpoint-${errorCode}`;
         await collection(name).insertOne({ _id: 'seed' as never });
-        const seen: unknown[] = [];
-        const stream = client.watchOperations(
-          name,
-          ['insert'],
-          async (change) => {
-            seen.push(idOf(change));
-          },
-          FAST_POLLS,
-        );
-        await running(stream);
+        const { stream, seen } = await watchInserts(client, name, FAST_POLLS);
         try {
           await configure({ times: 1 });
           await collection(name).insertOne({ _id: 'after-fail' as never });
@@ -361,16 +335,7 @@ describe.runIf(mongo.available)('@austa/mongo-client on a real MongoDB replica s
         );
       const client = newClient();
       await collection('stepdown').insertOne({ _id: 'seed' as never });
-      const seen: unknown[] = [];
-      const stream = client.watchOperations(
-        'stepdown',
-        ['insert'],
-        async (change) => {
-          seen.push(idOf(change));
-        },
-        FAST_POLLS,
-      );
-      await running(stream);
+      const { seen } = await watchInserts(client, 'stepdown', FAST_POLLS);
       // A single member steps down for 5 s, then is elected again: the stream sees its getMore fail and no primary.
       await admin
         .db('admin')
@@ -403,16 +368,10 @@ describe.runIf(mongo.available)('@austa/mongo-client on a real MongoDB replica s
     it('goes on with the recreated collection after a drop (onInvalidate: restart)', async () => {
       const client = newClient();
       await collection('recreated').insertOne({ _id: 'seed' as never });
-      const seen: unknown[] = [];
-      const stream = client.watchOperations(
-        'recreated',
-        ['insert'],
-        async (change) => {
-          seen.push(idOf(change));
-        },
-        { ...FAST_POLLS, onInvalidate: 'restart' },
-      );
-      await running(stream);
+      const { stream, seen } = await watchInserts(client, 'recreated', {
+        ...FAST_POLLS,
+        onInvalidate: 'restart',
+      });
       await collection('recreated').drop();
       await until(() => stream.status().restarts === 1, 30_000, 'the restart after invalidate');
       await collection('recreated').insertOne({ _id: 'reborn' as never });
