@@ -1,8 +1,9 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import type { ChangeStreamDocument, Document, ResumeToken, Timestamp } from 'mongodb';
 import { FATAL_ADVICE, fatalReason, isResumableChangeStreamError } from './change-stream-errors.js';
 import { backoffMs, delay } from './delay.js';
 import { errorType } from './error-type.js';
-import { FatalChangeStreamError, MongoClientClosedError } from './errors.js';
+import { FatalChangeStreamError, MongoClientClosedError, TokenStoreError } from './errors.js';
 import type { StreamInstruments } from './instruments.js';
 import type { Logger } from './logger.js';
 import { type ResumeTokenStore, tokenKey } from './token-store.js';
@@ -135,7 +136,8 @@ export interface ManagedChangeStream {
   ready(): Promise<void>;
   /**
    * Stops reading, lets a running handler finish (up to `closeTimeoutMs`), saves the newest safe token and closes
-   * the driver's cursor. Leaves no timer or cursor behind. Idempotent.
+   * the driver's cursor. Leaves no timer or cursor behind. Idempotent. Called from inside the handler (to stop after
+   * some event), it resolves at once; the stream stops, saving that event's token, when the handler returns.
    */
   close(): Promise<void>;
 }
@@ -251,6 +253,10 @@ export class ManagedStream implements ManagedChangeStream {
   private readonly settings: StreamSettings;
   private readonly opened: Promise<void>;
   private markOpened: () => void = () => {};
+  /** Marks code running inside this stream's handler, so close() called from there does not wait on itself. */
+  private readonly handlerScope = new AsyncLocalStorage<true>();
+  /** When the current driver stream was opened; a stream that ran this long before failing resets the backoff. */
+  private openedAt = 0;
 
   constructor(private readonly deps: StreamDependencies) {
     this.name = deps.name;
@@ -326,6 +332,9 @@ export class ManagedStream implements ManagedChangeStream {
     // Closing the driver's stream ends a poll waiting on the server (up to maxAwaitTimeMS).
     const stream = this.stream;
     if (stream) await closeQuietly(stream);
+    // Called from inside the handler: waiting for the loop would wait for this very handler. The loop stops (and
+    // saves the event's token) as soon as the handler returns.
+    if (this.handlerScope.getStore() === true) return;
     let timer: NodeJS.Timeout | undefined;
     const gaveUp = await Promise.race([
       this.done.then(() => false),
@@ -398,6 +407,11 @@ export class ManagedStream implements ManagedChangeStream {
           case 'error': {
             const resumable = isResumableChangeStreamError(outcome.error);
             this.deps.instruments.error(resumable ? 'resumable' : 'non_resumable');
+            // A stream that ran for a while before failing starts its backoff over; one that keeps failing soon
+            // after opening backs off further each time, even if its first polls succeed.
+            if (this.openedAt > 0 && Date.now() - this.openedAt >= this.settings.maxRestartDelayMs) {
+              this.restartAttempt = 0;
+            }
             this.restartAttempt++;
             const waitMs = backoffMs(
               this.restartAttempt,
@@ -470,6 +484,11 @@ export class ManagedStream implements ManagedChangeStream {
     while (!this.closing) {
       try {
         const token = await this.deps.tokenStore.load(this.name);
+        if (token !== undefined && (typeof token !== 'object' || token === null || Array.isArray(token))) {
+          throw new TokenStoreError(
+            'The token store returned something that is not a resume token document.',
+          );
+        }
         if (token === undefined) {
           this.deps.logger.warn('Change stream has no saved resume token; it starts from the current time.', {
             stream: this.name,
@@ -521,6 +540,7 @@ export class ManagedStream implements ManagedChangeStream {
       return fatal ? { kind: 'fatal', error: fatal } : { kind: 'error', error };
     }
     this.stream = stream;
+    this.openedAt = Date.now();
     try {
       while (true) {
         if (this.closing) return CLOSED;
@@ -538,7 +558,6 @@ export class ManagedStream implements ManagedChangeStream {
         // The server ended the cursor without an invalidate event reaching us (the pipeline filtered it out).
         if (change === null && stream.closed) return { kind: 'invalidated', token: token ?? undefined };
         this.state = 'running';
-        this.restartAttempt = 0;
         this.markOpened();
         if (change === null) {
           this.lagSeconds = 0;
@@ -558,7 +577,7 @@ export class ManagedStream implements ManagedChangeStream {
           this.deps.instruments.lag(lag);
         }
         if (change.operationType === 'invalidate') return { kind: 'invalidated', token: change._id ?? token };
-        if (this.deps.accept === undefined || this.deps.accept(change)) {
+        if (this.accepts(change)) {
           if (!(await this.deliver(change))) return CLOSED;
           this.lastEventAt = Date.now();
           this.safeToken = token ?? change._id;
@@ -574,6 +593,16 @@ export class ManagedStream implements ManagedChangeStream {
     }
   }
 
+  /** The client-side filter; an event it cannot judge (an odd shape) is delivered rather than skipped. */
+  private accepts(change: Document): boolean {
+    if (this.deps.accept === undefined) return true;
+    try {
+      return this.deps.accept(change);
+    } catch {
+      return true;
+    }
+  }
+
   /** Resolves `true` once the event is handled or dead-lettered, `false` if the stream closed first. */
   private async deliver(change: Document): Promise<boolean> {
     const { maxHandlerAttempts, handlerRetryDelayMs, maxRestartDelayMs } = this.settings;
@@ -586,7 +615,9 @@ export class ManagedStream implements ManagedChangeStream {
       for (let attempt = 1; attempt <= maxHandlerAttempts; attempt++) {
         if (this.closing) return false;
         try {
-          await this.deps.handler(event, { stream: this.name, attempt, signal });
+          await this.handlerScope.run(true, () =>
+            this.deps.handler(event, { stream: this.name, attempt, signal }),
+          );
           this.handled++;
           return true;
         } catch (error) {
@@ -608,7 +639,9 @@ export class ManagedStream implements ManagedChangeStream {
       if (this.closing) return false;
       if (deadLetter) {
         try {
-          await deadLetter(event, lastError, { stream: this.name, attempts: maxHandlerAttempts });
+          await this.handlerScope.run(true, () =>
+            deadLetter(event, lastError, { stream: this.name, attempts: maxHandlerAttempts }),
+          );
           this.handled++;
           this.deadLettered++;
           this.deps.instruments.deadLetter();

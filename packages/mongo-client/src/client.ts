@@ -235,6 +235,15 @@ function driverWatchOptions(
   return watch;
 }
 
+/** Runs checks shared with method arguments, reporting a failure as the factory's `E_INVALID_CONFIG`. */
+function asConfigError(check: () => void): void {
+  try {
+    check();
+  } catch (cause) {
+    throw new MongoConfigError((cause as Error).message, { cause });
+  }
+}
+
 /**
  * Creates an instrumented MongoDB client. Nothing connects until `connect()` or the first operation.
  * @example
@@ -246,8 +255,22 @@ export function createMongoClient(options: CreateMongoClientOptions): AustaMongo
   const name = resolveName(options.name);
   const metrics = options.metrics;
   const logger: Logger = options.logger ?? consoleLogger;
-  if (options.dbName !== undefined) assertDatabaseName(options.dbName);
-  if (options.tokenStore !== undefined) assertTokenStore(options.tokenStore, 'tokenStore');
+  if (typeof logger?.warn !== 'function' || typeof logger.error !== 'function') {
+    throw new MongoConfigError(
+      'logger must have warn(message, details) and error(message, details) methods.',
+    );
+  }
+  if (
+    options.sanitizeFilters !== undefined &&
+    typeof options.sanitizeFilters !== 'boolean' &&
+    (typeof options.sanitizeFilters !== 'object' || options.sanitizeFilters === null)
+  ) {
+    throw new MongoConfigError('sanitizeFilters must be true, false or { allowOperators, maxDepth }.');
+  }
+  asConfigError(() => {
+    if (options.dbName !== undefined) assertDatabaseName(options.dbName);
+    if (options.tokenStore !== undefined) assertTokenStore(options.tokenStore, 'tokenStore');
+  });
   const collectionLabels = options.collectionLabels ?? true;
   if (
     typeof collectionLabels !== 'boolean' &&
@@ -261,7 +284,7 @@ export function createMongoClient(options: CreateMongoClientOptions): AustaMongo
       : typeof options.sanitizeFilters === 'object' && options.sanitizeFilters !== null
         ? options.sanitizeFilters
         : undefined;
-  if (sanitizeRules) sanitizeFilter({}, sanitizeRules); // validates allowOperators and maxDepth now
+  if (sanitizeRules) asConfigError(() => sanitizeFilter({}, sanitizeRules)); // checks allowOperators, maxDepth
 
   let client: MongoClient;
   const owns = options.client === undefined;
@@ -301,6 +324,8 @@ export function createMongoClient(options: CreateMongoClientOptions): AustaMongo
   detach.push(() => source.off('topologyDescriptionChanged', onTopology));
 
   const streams = new Map<string, ManagedStream>();
+  // One default store per client: a stream closed and created again under the same name resumes where it was.
+  const defaultTokenStore = options.tokenStore ?? createMemoryTokenStore();
   let closed = false;
   let closePromise: Promise<void> | undefined;
 
@@ -343,7 +368,7 @@ export function createMongoClient(options: CreateMongoClientOptions): AustaMongo
       name: streamName,
       collection: collectionName,
       open: (start) => target.watch(pipeline, { ...watchOptions, ...start }) as unknown as ChangeStreamLike,
-      tokenStore: streamOptions.tokenStore ?? options.tokenStore ?? createMemoryTokenStore(),
+      tokenStore: streamOptions.tokenStore ?? defaultTokenStore,
       handler,
       ...(extra.accept ? { accept: extra.accept } : {}),
       instruments: instruments ? instruments.stream(streamName, collectionName) : noopStreamInstruments(),

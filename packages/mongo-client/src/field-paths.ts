@@ -107,7 +107,8 @@ export function createFieldMatcher(
     const code = field.charCodeAt(0);
     if (code < 128) firstCharacters[code] = 1;
   }
-  const touches = (path: string): boolean => {
+  const touches = (path: unknown): boolean => {
+    if (typeof path !== 'string') return false;
     const code = path.charCodeAt(0);
     if (code < 128 && firstCharacters[code] === 0) return false;
     for (let index = 0; index < count; index++) {

@@ -56,7 +56,10 @@ export interface CreateMongoClientOptions {
   logger?: Logger;
   /** Which collection names may appear in metric labels. Default `true` (all). See {@link CollectionLabels}. */
   collectionLabels?: CollectionLabels;
-  /** Where change streams keep their resume tokens unless a stream names its own store. Default: in memory, per stream. */
+  /**
+   * Where change streams keep their resume tokens unless a stream names its own store. Default: one in-memory store
+   * per client, so a stream created again under the same name resumes, but a new process starts from now.
+   */
   tokenStore?: ResumeTokenStore;
   /**
    * Apply `sanitizeFilter` to the filter argument of `find`, `findOne`, `countDocuments`, `distinct`, `update*`,
@@ -285,6 +288,9 @@ export function resolveConnection(
   if (options.retryReads !== undefined) driver.retryReads = options.retryReads;
 
   const tls = options.tls;
+  if (tls !== undefined && typeof tls !== 'boolean' && (typeof tls !== 'object' || tls === null)) {
+    throw new MongoConfigError('tls must be true, false or { caFile, certificateKeyFile, … }.');
+  }
   if (tls === true) driver.tls = true;
   else if (tls === false) driver.tls = false;
   else if (tls !== undefined) {

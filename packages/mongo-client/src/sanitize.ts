@@ -76,6 +76,20 @@ function checkValue(value: unknown, path: string, depth: number, rules: Rules): 
     return;
   }
   if (depth >= rules.maxDepth) refuse(path, `nested deeper than ${rules.maxDepth} levels.`);
+  // The BSON serializer calls toBSON() and writes what it returns, unchecked here: not a value from user input.
+  if (typeof (object as { toBSON?: unknown }).toBSON === 'function') {
+    refuse(path, 'an object with toBSON() is serialized as whatever it returns; pass plain values.');
+  }
+  // A Map is serialized as a document of its entries, so its keys are checked like an object's.
+  if (object instanceof Map) {
+    const entries: Record<string, unknown> = {};
+    for (const [key, value] of object) {
+      if (typeof key !== 'string') refuse(path, 'a Map with non-string keys cannot be a filter.');
+      entries[key] = value;
+    }
+    checkKeys(entries, path, depth + 1, rules);
+    return;
+  }
   if (Array.isArray(object)) {
     for (let index = 0; index < object.length; index++) {
       checkValue(object[index], joinPath(path, String(index)), depth + 1, rules);
@@ -131,6 +145,7 @@ export function sanitizeFilter<T>(filter: T, options: SanitizeFilterOptions = {}
     throw new MongoArgumentError('maxDepth must be a positive integer.');
   }
   const rules: Rules = { allowed: new Set(allowed), allowRegex: allowed.includes('$regex'), maxDepth };
-  checkKeys(filter as Record<string, unknown>, '', 1, rules);
+  // Through checkValue, so a Map or an object with toBSON() is handled at the top level as it is below.
+  checkValue(filter, '', 0, rules);
   return filter;
 }

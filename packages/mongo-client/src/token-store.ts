@@ -24,8 +24,11 @@ export interface ResumeTokenStore {
 /** Default lifetime of a saved token in the Redis and Mongo stores: 30 days, longer than most oplog windows. */
 export const DEFAULT_TOKEN_TTL_SECONDS = 30 * 24 * 60 * 60;
 
-/** Largest serialized token accepted. Real tokens are a few hundred bytes; anything bigger is not a token. */
-export const MAX_TOKEN_BYTES = 16 * 1024;
+/**
+ * Largest serialized token accepted. Tokens are a few hundred bytes, growing with the document key they encode;
+ * anything this big is not a token.
+ */
+export const MAX_TOKEN_BYTES = 64 * 1024;
 
 /** A resume token as canonical Extended JSON, so BSON types (Binary on old servers) survive a round trip. */
 export function serializeToken(token: ResumeToken): string {

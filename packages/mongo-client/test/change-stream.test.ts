@@ -341,6 +341,24 @@ describe('ManagedStream restarts', () => {
     expect(stream.status().restarts).toBe(3);
   });
 
+  it('keeps backing off a stream that fails soon after each reopen, even when its first poll succeeds', async () => {
+    const flapping = Array.from(
+      { length: 5 },
+      () =>
+        new FakeChangeStream([
+          { idle: true, token: token('pbrt') },
+          { error: Object.assign(new Error('reset'), { name: 'MongoNetworkError' }) },
+        ]),
+    );
+    const script = scriptedOpen(...flapping);
+    const started = Date.now();
+    const { stream } = start(script.open, { stream: { restartDelayMs: 20, maxRestartDelayMs: 1000 } });
+    await until(() => script.opens.length === 5, 10_000, 'five opens');
+    // Attempts 1-4 wait at least 10 + 20 + 40 + 80 ms: the backoff grew although every stream opened fine.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(150);
+    await stream.close();
+  });
+
   it('grows the restart delay exponentially, with jitter, up to the cap', () => {
     expect(backoffMs(1, 500, 30_000, () => 0)).toBe(250);
     expect(backoffMs(1, 500, 30_000, () => 1)).toBe(500);
@@ -431,6 +449,14 @@ describe('ManagedStream fatal errors', () => {
     const line = logger.lines.find((entry) => entry.level === 'error');
     expect(line?.message).toContain(reason);
     expect(line?.details).toMatchObject({ stream: 'patients', reason });
+  });
+
+  it('treats a token store answer that is not a document as fatal', async () => {
+    const store = recordingStore({ patients: 'not-a-token' as never });
+    const script = scriptedOpen();
+    const { stream } = start(script.open, { store });
+    expect(await stream.done).toMatchObject({ reason: 'fatal', error: { reason: 'invalid_resume_token' } });
+    expect(script.opens).toHaveLength(0);
   });
 
   it('treats a corrupt stored token as fatal instead of silently starting from now', async () => {
@@ -550,6 +576,17 @@ describe('ManagedStream checkpoints', () => {
     fake.push({ idle: true, token: token('pbrt') });
     await until(() => stream.status().lagSeconds === 0);
     expect(await sample(metrics, 'austa_mongo_change_stream_lag_seconds', { stream: 'patients' })).toBe(0);
+  });
+
+  it('delivers an event the client-side filter cannot judge rather than skipping it', async () => {
+    const fake = new FakeChangeStream([{ change: changeEvent('odd', 'update', { updateDescription: 42 }) }]);
+    const { handled } = start(scriptedOpen(fake).open, {
+      accept: () => {
+        throw new TypeError('unexpected shape');
+      },
+    });
+    await until(() => handled.length === 1);
+    expect(handled).toEqual(['odd']);
   });
 
   it('counts every received event by collection and operation type, unknown types as other', async () => {
@@ -701,6 +738,26 @@ describe('ManagedStream close()', () => {
     await managed.close();
     expect(handled).toEqual([]);
     expect(store.calls.filter((call) => call.startsWith('save'))).toEqual([]);
+  });
+
+  it('can be called from inside the handler without waiting on itself, and saves that event’s token', async () => {
+    const fake = new FakeChangeStream([{ change: changeEvent('t1') }, { change: changeEvent('t2') }]);
+    const store = recordingStore();
+    const handled: string[] = [];
+    let stream: ManagedStream | undefined;
+    ({ stream } = start(scriptedOpen(fake).open, {
+      store,
+      stream: { closeTimeoutMs: 60_000 },
+      handler: async (change) => {
+        handled.push((change._id as { _data: string })._data);
+        const started = Date.now();
+        await stream?.close();
+        expect(Date.now() - started).toBeLessThan(1000);
+      },
+    }));
+    expect(await stream.done).toEqual({ reason: 'closed' });
+    expect(handled).toEqual(['t1']);
+    expect(store.tokens.get('patients')).toEqual(token('t1'));
   });
 
   it('is idempotent and resolves done once', async () => {

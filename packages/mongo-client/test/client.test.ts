@@ -247,12 +247,19 @@ describe('close()', () => {
     expect(await mongo.health()).toMatchObject({ healthy: false, problems: ['the client is closed'] });
   });
 
-  it('forgets a stream closed on its own, so its name can be used again', async () => {
-    const { mongo } = wrap();
-    const first = mongo.watchOperations('patients', ['insert'], noop);
+  it('forgets a stream closed on its own, and a new stream of that name resumes from the client’s default store', async () => {
+    const { fake, mongo } = wrap();
+    fake.streams.push(new FakeChangeStream([{ change: changeEvent('t1') }]));
+    let handled = 0;
+    const first = mongo.watchOperations('patients', ['insert'], async () => {
+      handled++;
+    });
+    await until(() => handled === 1);
     await first.close();
     expect(mongo.changeStreams()).toEqual([]);
     expect(mongo.watchOperations('patients', ['insert'], noop).name).toBe('patients');
+    await until(() => fake.watches.length === 2);
+    expect(fake.watches[1]?.options.startAfter).toEqual(token('t1'));
   });
 });
 

@@ -54,6 +54,16 @@ describe('createFieldMatcher', () => {
     ).toBe(true);
   });
 
+  it('ignores entries of an odd shape instead of throwing', () => {
+    expect(
+      matcher({
+        updatedFields: {},
+        removedFields: [42 as never],
+        truncatedArrays: [{} as { field: string }],
+      }),
+    ).toBe(false);
+  });
+
   it('stays quiet for updates elsewhere', () => {
     expect(
       matcher({

@@ -74,6 +74,14 @@ describe('sanitizeFilter', () => {
     expect(sanitizeFilter({ email: /^ada/ }, { allowOperators: ['$regex'] })).toEqual({ email: /^ada/ });
   });
 
+  it('checks the entries of a Map and refuses objects with toBSON(), which the serializer would expand unchecked', () => {
+    expect((refusal({ email: new Map([['$ne', null]]) }) as UnsafeFilterError).path).toBe('email.$ne');
+    expect((refusal({ email: { toBSON: () => ({ $ne: null }) } }) as UnsafeFilterError).path).toBe('email');
+    expect((refusal(new Map([['$where', 'sleep(1)']])) as UnsafeFilterError).path).toBe('$where');
+    const plain = { tags: new Map([['a', 1]]) };
+    expect(sanitizeFilter(plain)).toBe(plain);
+  });
+
   it('refuses functions, symbols and NUL in field names', () => {
     expect((refusal({ a: () => 1 }) as UnsafeFilterError).path).toBe('a');
     expect((refusal({ a: Symbol('x') }) as UnsafeFilterError).path).toBe('a');
