@@ -82,7 +82,7 @@ export function tokenStoreContract(subject: () => ContractSubject): void {
     ['null', null],
     ['a string', 'token'],
     ['an array', [1]],
-    ['something too large to be a token', { _data: 'x'.repeat(20_000) }],
+    ['something too large to be a token', { _data: 'x'.repeat(70_000) }],
   ])('refuses %s as a token with E_TOKEN_STORE and writes nothing', async (_label, bad) => {
     const { store, written, name } = subject();
     const before = await written();
