@@ -500,9 +500,11 @@ export class ManagedStream implements ManagedChangeStream {
         }
         return { kind: 'ok' };
       } catch (error) {
-        const fatal = this.toFatal(error);
-        if (fatal) return { kind: 'fatal', error: fatal };
-        // Starting without the saved token would skip every event since it: wait for the store instead.
+        // Only a token the store holds but cannot turn back into a token is fatal; an unreachable or refusing
+        // store may recover, and starting without the saved token would skip every event since it: wait for it.
+        if (TokenStoreError.isInstance(error)) {
+          return { kind: 'fatal', error: this.toFatal(error) as FatalChangeStreamError };
+        }
         attempt++;
         const waitMs = backoffMs(attempt, this.settings.restartDelayMs, this.settings.maxRestartDelayMs);
         this.state = 'restarting';

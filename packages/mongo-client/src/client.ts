@@ -33,6 +33,7 @@ import {
   resolveConnection,
   resolveName,
 } from './options.js';
+import { Reconnector } from './reconnect.js';
 import { type SanitizeFilterOptions, sanitizeFilter } from './sanitize.js';
 import { createMemoryTokenStore, type ResumeTokenStore } from './token-store.js';
 import {
@@ -235,6 +236,11 @@ function driverWatchOptions(
   return watch;
 }
 
+// Reconnecting a client that never connected: soon at first (a database starting next to the service), then
+// every 30 s at most, as for change streams.
+const RECONNECT_INITIAL_DELAY_MS = 500;
+const RECONNECT_MAX_DELAY_MS = 30_000;
+
 /** Runs checks shared with method arguments, reporting a failure as the factory's `E_INVALID_CONFIG`. */
 function asConfigError(check: () => void): void {
   try {
@@ -323,6 +329,26 @@ export function createMongoClient(options: CreateMongoClientOptions): AustaMongo
   source.on('topologyDescriptionChanged', onTopology);
   detach.push(() => source.off('topologyDescriptionChanged', onTopology));
 
+  // Only for clients created here: reopening a client you built and closed would override your decision.
+  const reconnector = owns
+    ? new Reconnector({
+        connect: () => client.connect(),
+        closeAgain: () => client.close(),
+        logger,
+        client: name,
+        initialDelayMs: RECONNECT_INITIAL_DELAY_MS,
+        maxDelayMs: RECONNECT_MAX_DELAY_MS,
+        ...(instruments ? { onAttempt: (ok: boolean) => instruments.connectAttempt(ok) } : {}),
+      })
+    : undefined;
+  if (reconnector) {
+    const onTopologyClosed = () => {
+      if (!closed) reconnector.trigger();
+    };
+    source.on('topologyClosed', onTopologyClosed);
+    detach.push(() => source.off('topologyClosed', onTopologyClosed));
+  }
+
   const streams = new Map<string, ManagedStream>();
   // One default store per client: a stream closed and created again under the same name resumes where it was.
   const defaultTokenStore = options.tokenStore ?? createMemoryTokenStore();
@@ -397,8 +423,11 @@ export function createMongoClient(options: CreateMongoClientOptions): AustaMongo
         closed = true;
         await Promise.all([...streams.values()].map((stream) => stream.close()));
         streams.clear();
-        for (const stop of detach.splice(0)) stop();
+        const stopping = reconnector?.stop();
         if (owns) await client.close();
+        // A connect attempt in flight fails once the client is closed (or closes it again if it won the race).
+        await stopping;
+        for (const stop of detach.splice(0)) stop();
       })();
       return closePromise;
     },

@@ -16,6 +16,14 @@ export function collectionLabeler(policy: CollectionLabels): (collection: string
   return (collection) => (collection === '' || allowed.has(collection) ? collection : 'other');
 }
 
+/**
+ * Past this many collections per operation, new collection names share one `other` entry. The registry's
+ * cardinality guard already folds their series; this keeps the lookup cache itself from growing with every
+ * collection a multi-tenant schema creates.
+ */
+const MAX_CACHED_COLLECTIONS = 1000;
+const OTHER = 'other';
+
 /** Keeps one value per pair of label values, found through nested maps with no string building. */
 class SeriesCache<T> {
   private readonly root = new Map<string, Map<string, T>>();
@@ -30,8 +38,9 @@ class SeriesCache<T> {
     }
     let value = level.get(b);
     if (value === undefined) {
-      value = this.create(a, b);
-      level.set(b, value);
+      const key = level.size >= MAX_CACHED_COLLECTIONS ? OTHER : b;
+      value = level.get(key) ?? this.create(a, key);
+      level.set(key, value);
     }
     return value;
   }
@@ -91,6 +100,8 @@ export interface MongoInstruments {
   checkoutFailure(reason: string): void;
   poolCleared(): void;
   transaction(result: 'committed' | 'aborted'): void;
+  /** One background reconnect attempt of a client whose connection attempts failed. */
+  connectAttempt(ok: boolean): void;
   stream(name: string, collection: string): StreamInstruments;
   /** Reports pool counts at scrape time; returns the function that stops it. */
   onCollectPool(collect: () => PoolSnapshot[]): () => void;
@@ -157,6 +168,11 @@ export function createInstruments(metrics: Metrics, options: InstrumentOptions):
     name: 'transactions_total',
     help: 'Transactions run with withTransaction, by result (committed, aborted).',
     labelNames: ['result'],
+  });
+  const connectAttempts = mongo.counter({
+    name: 'reconnect_attempts_total',
+    help: 'Background connect attempts of a client whose earlier connection attempts failed, by result (ok, failed).',
+    labelNames: ['client', 'result'],
   });
   const events = metrics.counter({
     name: 'mongodb_change_stream_events_total',
@@ -263,6 +279,9 @@ export function createInstruments(metrics: Metrics, options: InstrumentOptions):
     },
     transaction(result) {
       transactionSeries[result].inc();
+    },
+    connectAttempt(ok) {
+      connectAttempts.inc({ client: options.client, result: ok ? 'ok' : 'failed' });
     },
     stream(name, collection) {
       return streamInstruments(name, label(collection), {

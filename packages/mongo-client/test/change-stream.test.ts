@@ -369,7 +369,11 @@ describe('ManagedStream restarts', () => {
 
   it('waits for a token store that cannot be read instead of starting without the saved token', async () => {
     const store = recordingStore({ patients: token('saved') });
-    store.control.failLoad = new Error('ECONNREFUSED');
+    // Even an authorization error from the store is waited out: it is the store's, not the stream's.
+    store.control.failLoad = Object.assign(new Error('not authorized'), {
+      name: 'MongoServerError',
+      code: 13,
+    });
     store.control.failLoadTimes = 2;
     const script = scriptedOpen(new FakeChangeStream([{ change: changeEvent('t2') }]));
     const { handled } = start(script.open, { store });

@@ -14,7 +14,7 @@ import {
   until,
   updateEvent,
 } from './fakes.js';
-import { observations, sample } from './support.js';
+import { observations, sample, untilAsync } from './support.js';
 
 const open: AustaMongoClient[] = [];
 afterEach(async () => {
@@ -493,5 +493,46 @@ describe('resume across clients', () => {
     await until(() => second.fake.watches.length === 1);
     expect(second.fake.watches[0]?.options.startAfter).toEqual(token('t2'));
     expect(handled).toEqual(['t1', 't2']);
+  });
+});
+
+describe('with the real driver and no server', () => {
+  it('keeps reopening a stream and reconnecting the client it created, and close() leaves nothing running', async () => {
+    const before = activeTimers();
+    const metrics = createMetrics();
+    const logger = recordingLogger();
+    const mongo = createMongoClient({
+      url: 'mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=100&connectTimeoutMS=100',
+      metrics,
+      logger,
+    });
+    const stream = mongo.watchOperations('patients', ['insert'], noop, {
+      restartDelayMs: 10,
+      maxRestartDelayMs: 50,
+    });
+    // The first attempt fails server selection; the driver then keeps its topology closed (MongoTopologyClosedError)
+    // until connect() is called again, which this client does in the background.
+    await until(() => stream.status().restarts >= 2, 10_000, 'two reopen attempts');
+    expect(stream.status().state).toBe('restarting');
+    const errors = async () =>
+      (await sample(metrics, 'austa_mongo_change_stream_errors_total', {
+        stream: 'patients',
+        kind: 'resumable',
+      })) +
+      (await sample(metrics, 'austa_mongo_change_stream_errors_total', {
+        stream: 'patients',
+        kind: 'non_resumable',
+      }));
+    expect(await errors()).toBeGreaterThanOrEqual(2);
+    expect(logger.lines.some((line) => line.details?.errorType === 'server_selection')).toBe(true);
+    await untilAsync(
+      async () => (await sample(metrics, 'austa_mongo_reconnect_attempts_total', { result: 'failed' })) >= 1,
+      10_000,
+      'a background reconnect attempt',
+    );
+    expect(logger.lines.some((line) => line.message.includes('cannot connect; retrying'))).toBe(true);
+    await mongo.close();
+    expect(await stream.done).toEqual({ reason: 'closed' });
+    await until(() => activeTimers() <= before, 5000, 'the driver’s timers to clear');
   });
 });

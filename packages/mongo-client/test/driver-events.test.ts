@@ -264,6 +264,15 @@ describe('command metrics from command events', () => {
     expect(await metrics.text()).not.toContain('notes_8f14e45f');
   });
 
+  it('stops caching new collections past 1,000 per operation, reporting the rest as other', async () => {
+    const metrics = createMetrics({ maxSeries: Number.POSITIVE_INFINITY });
+    const { run } = commandListener(metrics);
+    for (let i = 0; i < 1005; i++) run({ find: `tenant_${i}` });
+    expect(await findsOn(metrics, 'tenant_999')).toBe(1);
+    expect(await findsOn(metrics, 'tenant_1000')).toBe(0);
+    expect(await findsOn(metrics, 'other')).toBe(5);
+  });
+
   it('stops listening and forgets its state when detached', async () => {
     const metrics = createMetrics();
     const { emitter, detach, run } = commandListener(metrics);
@@ -388,6 +397,8 @@ describe('promtool check metrics', () => {
     instruments.operation('findPatientByEmail', 'patients', '', 0.003);
     instruments.transaction('committed');
     instruments.transaction('aborted');
+    instruments.connectAttempt(true);
+    instruments.connectAttempt(false);
     const stream = instruments.stream('patients-audit', 'patients');
     stream.event('insert');
     stream.error('resumable');
@@ -409,6 +420,7 @@ describe('promtool check metrics', () => {
       'austa_mongo_pool_checkout_failures_total',
       'austa_mongo_pool_clears_total',
       'austa_mongo_transactions_total',
+      'austa_mongo_reconnect_attempts_total',
       'mongodb_change_stream_events_total',
       'austa_mongo_change_stream_errors_total',
       'austa_mongo_change_stream_restarts_total',
