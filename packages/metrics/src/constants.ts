@@ -64,3 +64,12 @@ export const CARDINALITY_OVERFLOW_METRIC = 'austa_metrics_cardinality_overflow_t
 
 /** Prefix of every package metric name built by `metricName()`. */
 export const PACKAGE_METRIC_PREFIX = 'austa_';
+
+/** The one definition of the shared database histogram, used by real and no-op metrics alike. */
+export const OPERATION_DURATION_DEFINITION = Object.freeze({
+  name: DB_CLIENT_OPERATION_DURATION,
+  help: 'Duration of database client operations, in seconds (OpenTelemetry db.client.operation.duration).',
+  labelNames: DB_OPERATION_LABEL_NAMES,
+  buckets: BUCKETS.dbOperationSeconds,
+  partitionBy: LABEL.dbSystemName,
+});

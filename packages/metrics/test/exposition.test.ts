@@ -141,10 +141,17 @@ describe('handler', () => {
     expect(reply.headers['Content-Length']).toBe(Buffer.byteLength(reply.body));
   });
 
-  it('answers HEAD with headers and no body', async () => {
-    const reply = await call(createMetrics().handler, 'HEAD');
+  it('answers HEAD with the headers a GET would get and no body', async () => {
+    const metrics = createMetrics();
+    metrics.counter({ name: 'austa_head_total', help: 'h' }).bind().inc();
+    const reply = await call(metrics.handler, 'HEAD');
+    const get = await call(metrics.handler, 'GET');
     expect(reply.status).toBe(200);
     expect(reply.body).toBe('');
+    expect(reply.headers['Content-Type']).toBe(metrics.contentType);
+    expect(reply.headers['Cache-Control']).toBe('no-store');
+    expect(reply.headers['Content-Length']).toBe(Buffer.byteLength(get.body));
+    expect(reply.headers['Content-Length']).toBeGreaterThan(0);
   });
 
   it('answers POST with 405 and an Allow header', async () => {

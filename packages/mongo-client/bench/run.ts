@@ -1,45 +1,36 @@
 /*
- * `pnpm bench` for @austa/mongo-client:
- * 1. the server-free micro-benchmark (bench/micro.ts), on every machine;
- * 2. findOne / insertOne against the raw driver (bench/driver.bench.ts) through the shared bench harness, when a
- *    MongoDB can be had (MONGODB_URL or BENCH_MONGODB_URL, else mongodb-memory-server, else Docker); otherwise one
- *    line, "skipped: no MongoDB". A MONGODB_URL that does not answer is an error, not a skip.
+ * `pnpm bench` for @austa/mongo-client. Finds a MongoDB (MONGODB_URL, or BENCH_MONGODB_URL, which turbo passes to the
+ * bench task; else mongodb-memory-server; else Docker), then runs the bench harness over bench/*.bench.ts:
+ * - micro.bench.ts always (no server);
+ * - driver.bench.ts (findOne / insertOne against the raw driver) only with a MongoDB; otherwise one line,
+ *   "skipped: no MongoDB". A MONGODB_URL that does not answer, or REQUIRE_MONGO without a MongoDB, is an error.
  */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { resolveMongo } from '@austa/test-env';
-import { runMicroBenchmarks } from './micro.js';
 
 const packageDirectory = fileURLToPath(new URL('..', import.meta.url));
+const env = { ...process.env };
+if (!env.MONGODB_URL && env.BENCH_MONGODB_URL) env.MONGODB_URL = env.BENCH_MONGODB_URL;
 
-runMicroBenchmarks();
-
-// turbo passes BENCH_* variables to the bench task; MONGODB_URL only when declared there.
-if (!process.env.MONGODB_URL && process.env.BENCH_MONGODB_URL)
-  process.env.MONGODB_URL = process.env.BENCH_MONGODB_URL;
-const mongo = await resolveMongo();
+const mongo = await resolveMongo(env);
 try {
-  if (!mongo.target.available) {
-    process.stdout.write(
+  if (mongo.target.available) {
+    env.MONGODB_URL = mongo.target.url;
+    env.BENCH_TOPOLOGIES ??= 'standalone';
+  } else {
+    delete env.MONGODB_URL;
+    process.stderr.write(
       `[bench] mongo-client findOne/insertOne: skipped: no MongoDB (${mongo.target.reason})\n`,
     );
-  } else {
-    const harness = join(packageDirectory, 'node_modules', '.bin', 'austa-bench');
-    const code = await new Promise<number>((resolve, reject) => {
-      const child = spawn(harness, [packageDirectory], {
-        stdio: 'inherit',
-        env: {
-          ...process.env,
-          MONGODB_URL: mongo.target.available ? mongo.target.url : '',
-          BENCH_TOPOLOGIES: 'standalone',
-        },
-      });
-      child.on('error', reject);
-      child.on('exit', (exitCode) => resolve(exitCode ?? 1));
-    });
-    process.exitCode = code;
   }
+  const harness = join(packageDirectory, 'node_modules', '.bin', 'austa-bench');
+  process.exitCode = await new Promise<number>((resolve, reject) => {
+    const child = spawn(harness, [packageDirectory], { stdio: 'inherit', env });
+    child.on('error', reject);
+    child.on('exit', (code) => resolve(code ?? 1));
+  });
 } finally {
   await mongo.stop();
 }
