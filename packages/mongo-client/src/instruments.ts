@@ -47,10 +47,9 @@ class SeriesCache<T> {
 }
 
 interface CommandSeries {
-  sharedOk: BoundHistogram;
-  collectionOk: BoundHistogram;
-  errors: Map<string, [BoundHistogram, BoundHistogram]>;
-  bindBoth(errorType: string): [BoundHistogram, BoundHistogram];
+  ok: BoundHistogram;
+  errors: Map<string, BoundHistogram>;
+  bind(errorType: string): BoundHistogram;
 }
 
 /** Why a connection checkout failed, as the driver reports it, mapped to label values. */
@@ -121,12 +120,6 @@ export function createInstruments(metrics: Metrics, options: InstrumentOptions):
   const shared = metrics.operationDuration();
   const buckets = shared.buckets;
 
-  const perCollection = mongo.histogram({
-    name: 'command_duration_seconds',
-    help: 'Duration of MongoDB commands by collection, in seconds (change-stream polls excluded), from the driver command events.',
-    labelNames: ['db_operation_name', 'db_collection_name', 'error_type'],
-    buckets,
-  });
   const polls = mongo.histogram({
     name: 'change_stream_poll_duration_seconds',
     help: 'Duration of getMore polls of change-stream cursors, in seconds; mostly the server waiting maxAwaitTimeMS for new events.',
@@ -208,23 +201,17 @@ export function createInstruments(metrics: Metrics, options: InstrumentOptions):
     'Resume tokens the token store failed to save (the stream goes on; a restart replays more events).',
   );
 
-  // One node per (operation, collection) holds both histograms' success series, so the usual call is two map
-  // lookups and two observations; error series hang off the node on first use.
+  // One node per (operation, collection) holds the success series, so the usual call is two map lookups and one
+  // observation; error series hang off the node on first use.
   const commandSeries = new SeriesCache<CommandSeries>((operation, collection) => {
-    const bindBoth = (errorType: string): [BoundHistogram, BoundHistogram] => [
+    const bind = (errorType: string): BoundHistogram =>
       shared.bind({
         db_system_name: SYSTEM,
         db_operation_name: operation.toLowerCase(),
-        error_type: errorType,
-      }),
-      perCollection.bind({
-        db_operation_name: operation.toLowerCase(),
         db_collection_name: label(collection),
         error_type: errorType,
-      }),
-    ];
-    const [sharedOk, collectionOk] = bindBoth('');
-    return { sharedOk, collectionOk, errors: new Map(), bindBoth };
+      });
+    return { ok: bind(''), errors: new Map(), bind };
   });
   const pollSeries = new SeriesCache<BoundHistogram>((collection, errorType) =>
     polls.bind({ db_collection_name: label(collection), error_type: errorType }),
@@ -242,17 +229,15 @@ export function createInstruments(metrics: Metrics, options: InstrumentOptions):
     command(operation, collection, errorType, seconds) {
       const series = commandSeries.get(operation, collection);
       if (errorType === '') {
-        series.sharedOk.observe(seconds);
-        series.collectionOk.observe(seconds);
+        series.ok.observe(seconds);
         return;
       }
       let failed = series.errors.get(errorType);
       if (failed === undefined) {
-        failed = series.bindBoth(errorType);
+        failed = series.bind(errorType);
         series.errors.set(errorType, failed);
       }
-      failed[0].observe(seconds);
-      failed[1].observe(seconds);
+      failed.observe(seconds);
     },
     changeStreamPoll(collection, errorType, seconds) {
       pollSeries.get(collection, errorType).observe(seconds);

@@ -44,7 +44,7 @@ const succeedFind = (emitter: EventEmitter, requestId: number) =>
   emitter.emit('commandSucceeded', { requestId, commandName: 'find', duration: 1, reply: { ok: 1 } });
 
 const findsOn = (metrics: Metrics, collection: string) =>
-  observations(metrics, 'austa_mongo_command_duration_seconds', {
+  observations(metrics, 'db_client_operation_duration_seconds', {
     db_operation_name: 'find',
     db_collection_name: collection,
   });
@@ -67,7 +67,7 @@ describe('command metrics from command events', () => {
     );
     expect(await observations(metrics, 'db_client_operation_duration_seconds', shared('insert'))).toBe(1);
     expect(
-      await observations(metrics, 'austa_mongo_command_duration_seconds', {
+      await observations(metrics, 'db_client_operation_duration_seconds', {
         db_operation_name: 'find',
         db_collection_name: 'patients',
         error_type: '',
@@ -85,7 +85,7 @@ describe('command metrics from command events', () => {
       1,
     );
     expect(
-      await observations(metrics, 'austa_mongo_command_duration_seconds', {
+      await observations(metrics, 'db_client_operation_duration_seconds', {
         db_operation_name: 'configurefailpoint',
         db_collection_name: '',
       }),
@@ -412,7 +412,7 @@ describe('promtool check metrics', () => {
     const input = await metrics.text();
     for (const name of [
       'db_client_operation_duration_seconds',
-      'austa_mongo_command_duration_seconds',
+      'db_client_operation_duration_seconds',
       'austa_mongo_change_stream_poll_duration_seconds',
       'austa_mongo_operation_duration_seconds',
       'austa_mongo_pool_connections',

@@ -99,7 +99,7 @@ describe.runIf(mongo.available)('@austa/mongo-client on a real MongoDB replica s
           1,
         );
         expect(
-          await observations(metrics, 'austa_mongo_command_duration_seconds', {
+          await observations(metrics, 'db_client_operation_duration_seconds', {
             db_operation_name: operation,
             db_collection_name: 'crud',
             error_type: '',
