@@ -114,6 +114,56 @@ export const ROWS: Array<[title: string, panels: PanelSpec[]]> = [
     ],
   ],
   [
+    'MongoDB',
+    [
+      {
+        title: 'MongoDB p99 by command and collection',
+        unit: 's',
+        targets: [
+          [
+            `histogram_quantile(0.99, sum by (le, db_operation_name, db_collection_name) (rate(db_client_operation_duration_seconds_bucket{${SEL},db_system_name="mongodb"}${RATE})))`,
+            '{{db_operation_name}} {{db_collection_name}}',
+          ],
+        ],
+        description: 'Change-stream getMore polls are kept out of this histogram (they wait by design).',
+      },
+      {
+        title: 'MongoDB commands per second and errors',
+        unit: 'ops',
+        targets: [
+          [`sum(rate(db_client_operation_duration_seconds_count{${SEL},db_system_name="mongodb"}${RATE}))`, 'all'],
+          [
+            `sum by (error_type) (rate(db_client_operation_duration_seconds_count{${SEL},db_system_name="mongodb",error_type!=""}${RATE}))`,
+            'error {{error_type}}',
+          ],
+        ],
+      },
+      {
+        title: 'Pool: connections and checkout failures',
+        unit: 'short',
+        targets: [
+          [`sum by (state) (austa_mongo_pool_connections{${SEL}})`, '{{state}}'],
+          [`sum by (reason) (increase(austa_mongo_pool_checkout_failures_total{${SEL}}${RATE}))`, 'failed {{reason}}'],
+        ],
+      },
+      {
+        title: 'Change-stream lag',
+        unit: 's',
+        targets: [[`max by (stream) (austa_mongo_change_stream_lag_seconds{${SEL}})`, '{{stream}}']],
+        description: 'How far behind the profile-cache invalidation stream is: a write in Mongo is visible in the cache after this.',
+      },
+      {
+        title: 'Change-stream events, restarts and errors',
+        unit: 'short',
+        targets: [
+          [`sum by (collection, operation_type) (increase(mongodb_change_stream_events_total{${SEL}}${RATE}))`, '{{collection}} {{operation_type}}'],
+          [`sum by (stream) (increase(austa_mongo_change_stream_restarts_total{${SEL}}${RATE}))`, 'restart {{stream}}'],
+          [`sum by (stream, kind) (increase(austa_mongo_change_stream_errors_total{${SEL}}${RATE}))`, 'error {{stream}} {{kind}}'],
+        ],
+      },
+    ],
+  ],
+  [
     'Process',
     [
       {

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { type CreateMongoClientOptions, fromEnv as mongoFromEnv } from '@austa/mongo-client';
 import { fromEnv, type RedisClientOptions } from '@austa/redis-cluster';
 import { z } from 'zod';
 
@@ -26,11 +27,14 @@ export interface Config {
   /** `embedded`: no REDIS_URL / REDIS_CLUSTER_NODES, so a local redis-server child is started (development only). */
   redis: { mode: 'embedded' } | { mode: 'external'; options: RedisClientOptions };
   redisCommandTimeoutMs: number;
-  /** `embedded`: no MONGODB_URL, so mongodb-memory-server is tried; `disabled`: MONGODB_EMBEDDED=false. */
+  /**
+   * `embedded`: no MONGODB_URL, so mongodb-memory-server is tried; `disabled`: MONGODB_EMBEDDED=false;
+   * `external`: @austa/mongo-client's options from the MONGODB_* variables it documents.
+   */
   mongo:
     | { mode: 'embedded'; database: string }
     | { mode: 'disabled'; database: string }
-    | { mode: 'external'; url: string; database: string };
+    | { mode: 'external'; options: CreateMongoClientOptions; database: string };
   sessionSecret: { value: string; source: SecretSource };
   encryption: { currentKeyId: string; keys: Record<string, Buffer>; source: SecretSource };
 }
@@ -223,16 +227,45 @@ const schema = z.object({
   REDIS_TLS_REJECT_UNAUTHORIZED: booleanVar.optional(),
   REDIS_COMMAND_TIMEOUT_MS: integerVar(10, 60_000).default(2000),
   MONGODB_URL: mongoUrlVar.optional(),
-  MONGODB_DATABASE: z
+  MONGODB_DB: z
     .string()
     .trim()
     .regex(/^[A-Za-z0-9_-]{1,63}$/, 'must be 1-63 characters of A-Z a-z 0-9 _ -')
-    .default('care'),
+    .optional(),
   MONGODB_EMBEDDED: booleanVar.default(true),
+  // Read by @austa/mongo-client's fromEnv; checked here too so that every problem is reported at once.
+  MONGODB_MAX_POOL_SIZE: integerVar(1, 10_000).optional(),
+  MONGODB_MIN_POOL_SIZE: integerVar(0, 10_000).optional(),
+  MONGODB_SERVER_SELECTION_TIMEOUT_MS: integerVar(1, 600_000).optional(),
+  MONGODB_CONNECT_TIMEOUT_MS: integerVar(1, 600_000).optional(),
+  MONGODB_SOCKET_TIMEOUT_MS: integerVar(0, 600_000).optional(),
+  MONGODB_WAIT_QUEUE_TIMEOUT_MS: integerVar(1, 600_000).optional(),
+  MONGODB_READ_PREFERENCE: z
+    .enum(
+      ['primary', 'primaryPreferred', 'secondary', 'secondaryPreferred', 'nearest'],
+      'must be primary, primaryPreferred, secondary, secondaryPreferred or nearest',
+    )
+    .optional(),
+  MONGODB_WRITE_CONCERN: z
+    .string()
+    .trim()
+    .regex(/^(majority|\d+)$/, 'must be majority or a number of members')
+    .optional(),
+  MONGODB_TLS: booleanVar.optional(),
+  MONGODB_TLS_ALLOW_INVALID_CERTIFICATES: booleanVar.optional(),
   SESSION_SECRET: z.string().min(32, 'must be at least 32 characters (openssl rand -base64 48)').optional(),
   DATA_ENCRYPTION_KEYS: encryptionKeysVar.optional(),
   DATA_ENCRYPTION_KEY_ID: z.string().trim().regex(KEY_ID, 'must be 1-32 characters A-Z a-z 0-9 . _ -').optional(),
 });
+
+/** A package's fromEnv error names its variable first ("REDIS_TLS_CA_FILE (…) cannot be read"): report it under that name. */
+function problemFrom(error: unknown, fallback: string): ConfigProblem {
+  const message = error instanceof Error ? error.message : String(error);
+  const named = /^([A-Z][A-Z0-9_]+)\b/.exec(message)?.[1];
+  return named !== undefined && named.includes('_')
+    ? { variable: named, message: message.slice(named.length).replace(/^[\s:]+/, '') }
+    : { variable: fallback, message };
+}
 
 function isSecret(variable: string): boolean {
   return (SECRET_VARIABLES as readonly string[]).includes(variable);
@@ -370,13 +403,27 @@ export function loadConfig(
       // accepts exactly what the package accepts.
       redis = { mode: 'external', options: fromEnv(env) };
     } catch (error) {
-      problems.push({ variable: 'REDIS_URL', message: (error as Error).message });
+      problems.push(problemFrom(error, 'REDIS_URL'));
+    }
+  }
+
+  // The database: MONGODB_DB, else the one the URL names, else `care`.
+  let database = values.MONGODB_DB ?? 'care';
+  let mongoOptions: CreateMongoClientOptions | undefined;
+  if (values.MONGODB_URL !== undefined && problems.length === 0) {
+    try {
+      // fromEnv reads every variable @austa/mongo-client documents (pool, timeouts, TLS, read preference).
+      mongoOptions = mongoFromEnv(env);
+      const path = new URL(values.MONGODB_URL.replace(/^mongodb(\+srv)?:/, 'http:')).pathname.slice(1);
+      database = values.MONGODB_DB ?? (path !== '' ? decodeURIComponent(path) : 'care');
+      mongoOptions.dbName = database;
+    } catch (error) {
+      problems.push(problemFrom(error, 'MONGODB_URL'));
     }
   }
 
   if (problems.length > 0) throw new ConfigError(problems);
 
-  const database = values.MONGODB_DATABASE;
   return {
     nodeEnv: values.NODE_ENV,
     production,
@@ -391,8 +438,8 @@ export function loadConfig(
     redis,
     redisCommandTimeoutMs: values.REDIS_COMMAND_TIMEOUT_MS,
     mongo:
-      values.MONGODB_URL !== undefined
-        ? { mode: 'external', url: values.MONGODB_URL, database }
+      mongoOptions !== undefined
+        ? { mode: 'external', options: mongoOptions, database }
         : values.MONGODB_EMBEDDED
           ? { mode: 'embedded', database }
           : { mode: 'disabled', database },

@@ -1,3 +1,5 @@
+import { AustaMongoError } from '@austa/mongo-client';
+import { AustaRedisError } from '@austa/redis-cluster';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 /** The JSON body of every error response: a stable `code` for programs, a `message` for people. */
@@ -66,7 +68,9 @@ export class DependencyUnavailableError extends HttpError {
   }
 }
 
-const REDIS_UNAVAILABLE_CODES = new Set(['E_REDIS_UNAVAILABLE', 'E_CLIENT_CLOSED', 'E_INCOMPLETE_SCAN']);
+const REDIS_CLIENT_CODES = new Set(['E_REDIS_UNAVAILABLE', 'E_CLIENT_CLOSED', 'E_INCOMPLETE_SCAN']);
+/** Codes the @austa stores give when Redis cannot answer (their own error classes, same meaning). */
+const STORE_UNAVAILABLE_CODES = new Set(['E_REDIS_UNAVAILABLE']);
 const REDIS_UNAVAILABLE_NAMES = new Set(['MaxRetriesPerRequestError', 'ClusterAllFailedError']);
 const REDIS_UNAVAILABLE_MESSAGES = [
   'Command timed out',
@@ -97,12 +101,14 @@ export function unavailableDependency(error: unknown): 'redis' | 'mongodb' | und
   let current: unknown = error;
   for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
     if (current instanceof DependencyUnavailableError) return current.dependency;
+    if (AustaMongoError.isInstance(current) && current.code === 'E_CLIENT_CLOSED') return 'mongodb';
+    if (AustaRedisError.isInstance(current) && REDIS_CLIENT_CODES.has(current.code)) return 'redis';
     const name = current.name;
     if (MONGO_UNAVAILABLE_NAMES.has(name) || (name.startsWith('Mongo') && /timed out|closed/i.test(current.message))) {
       return 'mongodb';
     }
     const code = (current as { code?: unknown }).code;
-    if (typeof code === 'string' && REDIS_UNAVAILABLE_CODES.has(code)) return 'redis';
+    if (typeof code === 'string' && STORE_UNAVAILABLE_CODES.has(code)) return 'redis';
     if (REDIS_UNAVAILABLE_NAMES.has(name)) return 'redis';
     if (REDIS_UNAVAILABLE_MESSAGES.some((text) => current instanceof Error && current.message.startsWith(text))) {
       return 'redis';

@@ -1,73 +1,55 @@
-import { type Db, MongoClient } from 'mongodb';
+import type { AustaMongoClient, ChangeStreamStatus } from '@austa/mongo-client';
 import { DependencyUnavailableError } from './http-errors.js';
 
 export interface MongoCheck {
   status: 'up' | 'down' | 'disabled';
+  /** `hello` round trip, in milliseconds. */
   latencyMs?: number;
   /** Why Mongo is disabled (configuration), never a driver message. */
   reason?: string;
+  /** The change streams the service runs (profile cache invalidation), by name and state. */
+  changeStreams?: Array<{ name: string; state: string; lagSeconds: number | null }>;
 }
 
-/** MongoDB as the routes see it: either a database, or disabled with the reason logged once at startup. */
+/** MongoDB as the routes see it: an instrumented client, or disabled with the reason logged once at startup. */
 export type MongoDependency =
-  | {
-      enabled: true;
-      client: MongoClient;
-      db: Db;
-      check(timeoutMs: number): Promise<MongoCheck>;
-    }
+  | { enabled: true; mongo: AustaMongoClient; check(timeoutMs: number): Promise<MongoCheck> }
   | { enabled: false; reason: string; check(timeoutMs: number): Promise<MongoCheck> };
 
 export function disabledMongo(reason: string): MongoDependency {
-  return {
-    enabled: false,
-    reason,
-    check: async () => ({ status: 'disabled', reason }),
-  };
+  return { enabled: false, reason, check: async () => ({ status: 'disabled', reason }) };
 }
 
-function withTimeout<T>(promise: Promise<T>, timeoutMs: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`ping timed out after ${timeoutMs} ms`)), timeoutMs);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+function streamSummary(stream: ChangeStreamStatus) {
+  return { name: stream.name, state: stream.state, lagSeconds: stream.lagSeconds };
 }
 
-/** Wraps a client the caller owns (and closes). */
-export function mongoDependency(client: MongoClient, database: string): MongoDependency {
-  const db = client.db(database);
+/** Wraps a client the caller owns (and closes). `health()` never throws; its problems are for the log. */
+export function mongoDependency(
+  mongo: AustaMongoClient,
+  onProblems: (problems: string[]) => void = () => {},
+): MongoDependency {
   return {
     enabled: true,
-    client,
-    db,
+    mongo,
     async check(timeoutMs) {
-      const started = performance.now();
-      try {
-        await withTimeout(db.command({ ping: 1 }), timeoutMs);
-        return { status: 'up', latencyMs: Math.round((performance.now() - started) * 1000) / 1000 };
-      } catch {
-        return { status: 'down', latencyMs: Math.round((performance.now() - started) * 1000) / 1000 };
-      }
+      const health = await mongo.health({ timeoutMs });
+      if (!health.healthy) onProblems(health.problems);
+      const check: MongoCheck = { status: health.healthy ? 'up' : 'down' };
+      if (health.ping.durationMs !== null) check.latencyMs = Math.round(health.ping.durationMs * 1000) / 1000;
+      if (health.changeStreams.length > 0) check.changeStreams = health.changeStreams.map(streamSummary);
+      return check;
     },
   };
 }
 
-/** The database, or a 503 that says Mongo is not available to this service. */
-export function requireMongo(mongo: MongoDependency): Db {
-  if (!mongo.enabled) {
+/** The client, or a 503 that says MongoDB is not available to this service. */
+export function requireMongo(dependency: MongoDependency): AustaMongoClient {
+  if (!dependency.enabled) {
     throw new DependencyUnavailableError(
       'mongodb',
-      'Patient profiles need MongoDB, which is not configured on this service (set MONGODB_URL).',
+      'Patient profiles need MongoDB, which this service runs without (set MONGODB_URL).',
     );
   }
-  return mongo.db;
-}
-
-export function createMongoClient(url: string, options: { serverSelectionTimeoutMs: number }): MongoClient {
-  return new MongoClient(url, {
-    appName: 'care-api',
-    // A request must not wait the driver's default 30 s for a primary: it answers 503 and the client retries.
-    serverSelectionTimeoutMS: options.serverSelectionTimeoutMs,
-  });
+  return dependency.mongo;
 }

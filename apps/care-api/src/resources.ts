@@ -1,11 +1,11 @@
 import { createMetrics, type Metrics } from '@austa/metrics';
 import { createRedisClient, type RedisClient, type RedisClientOptions } from '@austa/redis-cluster';
-import type { MongoClient } from 'mongodb';
+import { type AustaMongoClient, type CreateMongoClientOptions, createMongoClient } from '@austa/mongo-client';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { startEmbeddedMongo } from './embedded/mongo.js';
 import { type EmbeddedRedis, startEmbeddedRedis } from './embedded/redis.js';
-import { createMongoClient, disabledMongo, type MongoDependency, mongoDependency } from './mongo.js';
+import { disabledMongo, type MongoDependency, mongoDependency } from './mongo.js';
 
 /** What the service connects to. The app uses these and never closes them; `close()` here does, last. */
 export interface Resources {
@@ -31,19 +31,33 @@ export function redisOptions(base: RedisClientOptions, config: Config): RedisCli
   };
 }
 
-export function redisLogger(logger: Logger) {
+/** The `{ warn, error }` logger the @austa packages take, writing to pino. */
+export function packageLogger(logger: Logger, field: string) {
   return {
-    warn: (message: string, details?: unknown) => logger.warn({ redis: details }, message),
-    error: (message: string, details?: unknown) => logger.error({ redis: details }, message),
+    warn: (message: string, details?: unknown) => logger.warn({ [field]: details }, message),
+    error: (message: string, details?: unknown) => logger.error({ [field]: details }, message),
+  };
+}
+
+/** The service's MongoDB client options on top of where MongoDB is. */
+export function mongoOptions(base: CreateMongoClientOptions, config: Config): CreateMongoClientOptions {
+  return {
+    // A request should not wait 15 s for a primary: it answers 503 sooner and the client retries. Overridable
+    // with MONGODB_SERVER_SELECTION_TIMEOUT_MS.
+    serverSelectionTimeoutMs: 5000,
+    ...base,
+    dbName: config.mongo.database,
+    name: 'care-api',
   };
 }
 
 async function openMongo(
   config: Config,
   logger: Logger,
+  metrics: Metrics,
   stops: Array<() => Promise<void>>,
 ): Promise<MongoDependency> {
-  let url: string;
+  let base: CreateMongoClientOptions;
   if (config.mongo.mode === 'disabled') {
     logger.warn('MongoDB disabled (MONGODB_EMBEDDED=false and no MONGODB_URL): patient profile routes answer 503');
     return disabledMongo('MONGODB_EMBEDDED=false and no MONGODB_URL');
@@ -61,18 +75,22 @@ async function openMongo(
       { url: embedded.url },
       'started an in-memory MongoDB replica set (development only; set MONGODB_URL for a real server)',
     );
-    url = embedded.url;
+    base = { url: embedded.url };
   } else {
-    url = config.mongo.url;
+    base = config.mongo.options;
   }
-  const client: MongoClient = createMongoClient(url, { serverSelectionTimeoutMs: 5000 });
-  stops.push(() => client.close());
+  const mongo: AustaMongoClient = createMongoClient({
+    ...mongoOptions(base, config),
+    metrics,
+    logger: packageLogger(logger, 'mongodb'),
+  });
+  stops.push(() => mongo.close());
   // Connecting in the background: a MongoDB that is down at startup makes /health/ready and the profile routes
-  // answer 503 until it is back, rather than keeping the whole service (sessions, chat) down.
-  client.connect().catch((error: Error) => {
+  // answer 503 until it is back (the client keeps reconnecting), rather than keeping sessions and chat down too.
+  mongo.connect().catch((error: Error) => {
     logger.warn({ err: { name: error.name } }, 'MongoDB is not reachable yet; profile routes answer 503 until it is');
   });
-  return mongoDependency(client, config.mongo.database);
+  return mongoDependency(mongo, (problems) => logger.warn({ problems }, 'MongoDB is unhealthy'));
 }
 
 /**
@@ -106,12 +124,12 @@ export async function openResources(config: Config, logger: Logger): Promise<Res
     } else {
       base = config.redis.options;
     }
-    const redis = createRedisClient(redisOptions(base, config), { metrics, logger: redisLogger(logger) });
+    const redis = createRedisClient(redisOptions(base, config), { metrics, logger: packageLogger(logger, 'redis') });
     stops.push(() => redis.close());
     redis.ready(config.redisCommandTimeoutMs * 5).catch(() => {
       logger.warn('Redis is not reachable yet; /health/ready answers 503 until it is');
     });
-    const mongo = await openMongo(config, logger, stops);
+    const mongo = await openMongo(config, logger, metrics, stops);
     return { metrics, redis, mongo, close };
   } catch (error) {
     await close();

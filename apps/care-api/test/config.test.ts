@@ -51,7 +51,11 @@ describe('loadConfig', () => {
     expect(config.production).toBe(true);
     expect(config.host).toBe('0.0.0.0');
     expect(config.redis).toMatchObject({ mode: 'external', options: { url: 'redis://redis:6379' } });
-    expect(config.mongo).toEqual({ mode: 'external', url: PRODUCTION.MONGODB_URL, database: 'care' });
+    expect(config.mongo).toEqual({
+      mode: 'external',
+      options: { url: PRODUCTION.MONGODB_URL, dbName: 'care' },
+      database: 'care',
+    });
     expect(config.sessionSecret).toEqual({ value: SECRET, source: 'env' });
     expect(config.encryption.currentKeyId).toBe('k1');
   });
@@ -73,14 +77,14 @@ describe('loadConfig', () => {
       SHUTDOWN_TIMEOUT_MS: '10',
       REDIS_TLS: 'on',
       TRUST_PROXY: 'everyone',
-      MONGODB_DATABASE: 'bad name!',
+      MONGODB_DB: 'bad name!',
       BODY_LIMIT_BYTES: '-1',
     });
     expect(variables(error)).toEqual([
       'BODY_LIMIT_BYTES',
       'DATA_ENCRYPTION_KEYS',
       'LOG_LEVEL',
-      'MONGODB_DATABASE',
+      'MONGODB_DB',
       'MONGODB_URL',
       'PORT',
       'REDIS_TLS',
@@ -147,7 +151,10 @@ describe('loadConfig', () => {
     expect(config.sessionSecret).toEqual({ value: SECRET, source: 'file' });
     expect(config.encryption.source).toBe('file');
     expect(config.encryption.keys.k1).toEqual(Buffer.from(KEY, 'base64'));
-    expect(config.mongo).toMatchObject({ mode: 'external', url: 'mongodb://user:pw@mongo:27017/?replicaSet=rs0' });
+    expect(config.mongo).toMatchObject({
+      mode: 'external',
+      options: { url: 'mongodb://user:pw@mongo:27017/?replicaSet=rs0' },
+    });
     expect(config.redis).toMatchObject({ mode: 'external', options: { password: 'redis-pw' } });
   });
 
@@ -193,6 +200,34 @@ describe('loadConfig', () => {
       mode: 'external',
       options: { cluster: { nodes: ['r1:7000', 'r2:7001'] }, tls: {} },
     });
+  });
+
+  it('passes the MONGODB_* settings @austa/mongo-client documents, and names each bad one', () => {
+    const config = loadConfig({
+      MONGODB_URL: 'mongodb://db:27017/records?replicaSet=rs0',
+      MONGODB_MAX_POOL_SIZE: '20',
+      MONGODB_WRITE_CONCERN: 'majority',
+      MONGODB_READ_PREFERENCE: 'primaryPreferred',
+    });
+    expect(config.mongo).toEqual({
+      mode: 'external',
+      database: 'records',
+      options: {
+        url: 'mongodb://db:27017/records?replicaSet=rs0',
+        dbName: 'records',
+        maxPoolSize: 20,
+        writeConcern: { w: 'majority' },
+        readPreference: 'primaryPreferred',
+      },
+    });
+    expect(loadConfig({ MONGODB_URL: 'mongodb://db/records', MONGODB_DB: 'care2' }).mongo.database).toBe('care2');
+    const error = problemsOf({
+      MONGODB_URL: 'mongodb://db:27017',
+      MONGODB_MAX_POOL_SIZE: 'many',
+      MONGODB_READ_PREFERENCE: 'fastest',
+      MONGODB_WRITE_CONCERN: 'all',
+    });
+    expect(variables(error)).toEqual(['MONGODB_MAX_POOL_SIZE', 'MONGODB_READ_PREFERENCE', 'MONGODB_WRITE_CONCERN']);
   });
 
   it('treats empty variables as unset and MONGODB_EMBEDDED=false as Mongo disabled', () => {

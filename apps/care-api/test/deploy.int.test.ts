@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { type AustaMongoClient, createMongoClient } from '@austa/mongo-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { buildDashboard, DASHBOARD_PATH } from '../scripts/dashboard.js';
@@ -40,9 +41,15 @@ function dashboardExpressions(dashboard: Record<string, unknown>): Array<{ panel
 describe('deploy files', () => {
   let service: TestService;
   let exposition: string;
+  let idleMongo: AustaMongoClient | undefined;
 
   beforeAll(async () => {
     service = await startTestService('standalone');
+    if (!service.mongo.enabled) {
+      // Without a reachable MongoDB the service runs with Mongo disabled and registers no Mongo metrics; a client
+      // that never connects registers them as a service with MONGODB_URL does, so the check still covers them.
+      idleMongo = createMongoClient({ url: 'mongodb://127.0.0.1:9/care', metrics: service.metrics, name: 'care-api' });
+    }
     // Touch every kind of route so the exposition holds the series a running service has.
     for (const url of ['/health/live', '/health/ready', '/docs/json', '/not/found']) {
       await service.app.inject({ method: 'GET', url });
@@ -50,6 +57,7 @@ describe('deploy files', () => {
     exposition = (await service.app.inject({ method: 'GET', url: '/metrics' })).body;
   });
   afterAll(async () => {
+    await idleMongo?.close();
     await service.close();
   });
 

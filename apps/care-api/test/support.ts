@@ -2,11 +2,11 @@ import { createServer } from 'node:net';
 import { createRedisClient, type RedisClient, type RedisClientOptions } from '@austa/redis-cluster';
 import { mongoTarget, type RedisTopology, redisTarget } from '@austa/test-env/vitest';
 import type { FastifyInstance } from 'fastify';
-import { MongoClient } from 'mongodb';
+import { type AustaMongoClient, createMongoClient } from '@austa/mongo-client';
 import { buildApp } from '../src/app.js';
 import { type Env, loadConfig } from '../src/config.js';
 import { disabledMongo, type MongoDependency, mongoDependency } from '../src/mongo.js';
-import { createServiceMetrics, redisOptions } from '../src/resources.js';
+import { createServiceMetrics, mongoOptions, redisOptions } from '../src/resources.js';
 
 export const TOPOLOGIES = ['standalone', 'cluster'] as const satisfies readonly RedisTopology[];
 
@@ -62,11 +62,16 @@ export async function startTestService(
     logger: { warn: () => {}, error: () => {} },
   });
   const target = mongoTarget();
-  let mongoClient: MongoClient | undefined;
+  let mongoClient: AustaMongoClient | undefined;
   let mongo: MongoDependency;
   if (target.available) {
-    mongoClient = new MongoClient(target.url, { serverSelectionTimeoutMS: 5000 });
-    mongo = mongoDependency(mongoClient, `care_api_test_${process.pid}`);
+    mongoClient = createMongoClient({
+      ...mongoOptions({ url: target.url }, config),
+      dbName: `care_api_test_${process.pid}`,
+      metrics,
+      logger: { warn: () => {}, error: () => {} },
+    });
+    mongo = mongoDependency(mongoClient);
   } else {
     mongo = disabledMongo('MongoDB is not reachable in this test environment');
   }

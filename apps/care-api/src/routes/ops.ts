@@ -75,8 +75,20 @@ const readySchema = {
           required: ['status'],
           properties: {
             status: checkStatus,
-            latencyMs: { type: 'number', description: 'ping round trip, in milliseconds.' },
-            reason: { type: 'string' },
+            latencyMs: { type: 'number', description: '`hello` round trip, in milliseconds.' },
+            reason: { type: 'string', description: 'Why MongoDB is disabled.' },
+            changeStreams: {
+              type: 'array',
+              items: {
+                type: 'object',
+                required: ['name', 'state'],
+                properties: {
+                  name: { type: 'string' },
+                  state: { type: 'string' },
+                  lagSeconds: { type: ['number', 'null'] },
+                },
+              },
+            },
           },
         },
       },
