@@ -6,8 +6,11 @@
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-export const DASHBOARD_PATH = fileURLToPath(new URL('../deploy/grafana/dashboards/care-api.json', import.meta.url));
+export const DASHBOARD_PATH = fileURLToPath(
+  new URL('../deploy/grafana/dashboards/care-api.json', import.meta.url),
+);
 
+// biome-ignore lint/suspicious/noTemplateCurlyInString: a Grafana template variable, not a JavaScript template.
 const DS = { type: 'prometheus', uid: '${datasource}' };
 const SEL = 'service="$service"';
 const RATE = '[$__rate_interval]';
@@ -37,8 +40,14 @@ export const ROWS: Array<[title: string, panels: PanelSpec[]]> = [
         title: 'Error ratio',
         unit: 'percentunit',
         targets: [
-          [`sum(rate(${http(',http_response_status_code=~"5.."')}${RATE})) / sum(rate(${http()}${RATE}))`, '5xx'],
-          [`sum(rate(${http(',http_response_status_code=~"4.."')}${RATE})) / sum(rate(${http()}${RATE}))`, '4xx'],
+          [
+            `sum(rate(${http(',http_response_status_code=~"5.."')}${RATE})) / sum(rate(${http()}${RATE}))`,
+            '5xx',
+          ],
+          [
+            `sum(rate(${http(',http_response_status_code=~"4.."')}${RATE})) / sum(rate(${http()}${RATE}))`,
+            '4xx',
+          ],
         ],
         description: '503 means a dependency is down; 429 is the rate limiter.',
       },
@@ -70,7 +79,9 @@ export const ROWS: Array<[title: string, panels: PanelSpec[]]> = [
       {
         title: 'Status codes',
         unit: 'reqps',
-        targets: [[`sum by (http_response_status_code) (rate(${http()}${RATE}))`, '{{http_response_status_code}}']],
+        targets: [
+          [`sum by (http_response_status_code) (rate(${http()}${RATE}))`, '{{http_response_status_code}}'],
+        ],
       },
     ],
   ],
@@ -107,7 +118,10 @@ export const ROWS: Array<[title: string, panels: PanelSpec[]]> = [
         targets: [
           [`sum by (scope) (increase(austa_redis_reconnects_total{${SEL}}${RATE}))`, 'reconnect {{scope}}'],
           [`sum by (type) (increase(austa_redis_redirections_total{${SEL}}${RATE}))`, 'redirect {{type}}'],
-          [`sum by (reason) (increase(austa_redis_cluster_retries_total{${SEL}}${RATE}))`, 'retry {{reason}}'],
+          [
+            `sum by (reason) (increase(austa_redis_cluster_retries_total{${SEL}}${RATE}))`,
+            'retry {{reason}}',
+          ],
         ],
         description: 'Spikes during failovers and slot migrations.',
       },
@@ -131,7 +145,10 @@ export const ROWS: Array<[title: string, panels: PanelSpec[]]> = [
         title: 'MongoDB commands per second and errors',
         unit: 'ops',
         targets: [
-          [`sum(rate(db_client_operation_duration_seconds_count{${SEL},db_system_name="mongodb"}${RATE}))`, 'all'],
+          [
+            `sum(rate(db_client_operation_duration_seconds_count{${SEL},db_system_name="mongodb"}${RATE}))`,
+            'all',
+          ],
           [
             `sum by (error_type) (rate(db_client_operation_duration_seconds_count{${SEL},db_system_name="mongodb",error_type!=""}${RATE}))`,
             'error {{error_type}}',
@@ -143,22 +160,35 @@ export const ROWS: Array<[title: string, panels: PanelSpec[]]> = [
         unit: 'short',
         targets: [
           [`sum by (state) (austa_mongo_pool_connections{${SEL}})`, '{{state}}'],
-          [`sum by (reason) (increase(austa_mongo_pool_checkout_failures_total{${SEL}}${RATE}))`, 'failed {{reason}}'],
+          [
+            `sum by (reason) (increase(austa_mongo_pool_checkout_failures_total{${SEL}}${RATE}))`,
+            'failed {{reason}}',
+          ],
         ],
       },
       {
         title: 'Change-stream lag',
         unit: 's',
         targets: [[`max by (stream) (austa_mongo_change_stream_lag_seconds{${SEL}})`, '{{stream}}']],
-        description: 'How far behind the profile-cache invalidation stream is: a write in Mongo is visible in the cache after this.',
+        description:
+          'How far behind the profile-cache invalidation stream is: a write in Mongo is visible in the cache after this.',
       },
       {
         title: 'Change-stream events, restarts and errors',
         unit: 'short',
         targets: [
-          [`sum by (collection, operation_type) (increase(mongodb_change_stream_events_total{${SEL}}${RATE}))`, '{{collection}} {{operation_type}}'],
-          [`sum by (stream) (increase(austa_mongo_change_stream_restarts_total{${SEL}}${RATE}))`, 'restart {{stream}}'],
-          [`sum by (stream, kind) (increase(austa_mongo_change_stream_errors_total{${SEL}}${RATE}))`, 'error {{stream}} {{kind}}'],
+          [
+            `sum by (collection, operation_type) (increase(mongodb_change_stream_events_total{${SEL}}${RATE}))`,
+            '{{collection}} {{operation_type}}',
+          ],
+          [
+            `sum by (stream) (increase(austa_mongo_change_stream_restarts_total{${SEL}}${RATE}))`,
+            'restart {{stream}}',
+          ],
+          [
+            `sum by (stream, kind) (increase(austa_mongo_change_stream_errors_total{${SEL}}${RATE}))`,
+            'error {{stream}} {{kind}}',
+          ],
         ],
       },
     ],
@@ -188,7 +218,10 @@ export const ROWS: Array<[title: string, panels: PanelSpec[]]> = [
         title: 'Metrics folded into "other"',
         unit: 'short',
         targets: [
-          [`sum by (metric) (increase(austa_metrics_cardinality_overflow_total{${SEL}}${RATE}))`, '{{metric}}'],
+          [
+            `sum by (metric) (increase(austa_metrics_cardinality_overflow_total{${SEL}}${RATE}))`,
+            '{{metric}}',
+          ],
         ],
         description: 'Should stay at zero; anything else is a label with unbounded values.',
       },
@@ -201,7 +234,14 @@ export function buildDashboard(): Record<string, unknown> {
   let id = 1;
   let y = 0;
   for (const [title, specs] of ROWS) {
-    panels.push({ type: 'row', title, id: id++, collapsed: false, gridPos: { h: 1, w: 24, x: 0, y }, panels: [] });
+    panels.push({
+      type: 'row',
+      title,
+      id: id++,
+      collapsed: false,
+      gridPos: { h: 1, w: 24, x: 0, y },
+      panels: [],
+    });
     y += 1;
     specs.forEach((spec, index) => {
       panels.push({

@@ -7,8 +7,8 @@ import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { HttpError, installErrorHandling } from './http-errors.js';
 import { registerHttpMetrics } from './http-metrics.js';
-import type { MongoDependency } from './mongo.js';
 import { createLogger } from './logger.js';
+import type { MongoDependency } from './mongo.js';
 import { opsRoutes } from './routes/ops.js';
 
 export const SERVICE_VERSION = '0.0.0';
@@ -38,7 +38,9 @@ export interface AppOptions {
 }
 
 /** A hop count trusts that many proxies nearest the service, as proxy-addr does for a number. */
-function trustProxy(setting: Config['trustProxy']): boolean | string[] | ((address: string, hop: number) => boolean) {
+function trustProxy(
+  setting: Config['trustProxy'],
+): boolean | string[] | ((address: string, hop: number) => boolean) {
   if (typeof setting !== 'number') return setting;
   return (_address, hop) => hop < setting;
 }
@@ -80,7 +82,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.decorate('routeCatalog', routes);
   app.addHook('onRoute', (route) => {
     for (const method of [route.method].flat()) {
-      if (method !== 'HEAD') routes.push({ method, url: route.url, schema: route.schema as RouteEntry['schema'] });
+      if (method !== 'HEAD')
+        routes.push({ method, url: route.url, schema: route.schema as RouteEntry['schema'] });
     }
   });
 

@@ -63,7 +63,12 @@ export class ConfigError extends Error {
  * Secrets may come from the variable itself or from a file named by `<NAME>_FILE` (Docker and Kubernetes secrets).
  * Their values are never quoted in an error message.
  */
-export const SECRET_VARIABLES = ['SESSION_SECRET', 'DATA_ENCRYPTION_KEYS', 'REDIS_PASSWORD', 'MONGODB_URL'] as const;
+export const SECRET_VARIABLES = [
+  'SESSION_SECRET',
+  'DATA_ENCRYPTION_KEYS',
+  'REDIS_PASSWORD',
+  'MONGODB_URL',
+] as const;
 
 const BOOLEAN_WORDS: Record<string, boolean> = {
   true: true,
@@ -92,12 +97,7 @@ function integerVar(min: number, max: number) {
     .trim()
     .regex(/^\d+$/, 'must be a whole number')
     .transform(Number)
-    .pipe(
-      z
-        .number()
-        .min(min, `must be at least ${min}`)
-        .max(max, `must be at most ${max}`),
-    );
+    .pipe(z.number().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
 }
 
 const HOST_PORT = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
@@ -255,14 +255,18 @@ const schema = z.object({
   MONGODB_TLS_ALLOW_INVALID_CERTIFICATES: booleanVar.optional(),
   SESSION_SECRET: z.string().min(32, 'must be at least 32 characters (openssl rand -base64 48)').optional(),
   DATA_ENCRYPTION_KEYS: encryptionKeysVar.optional(),
-  DATA_ENCRYPTION_KEY_ID: z.string().trim().regex(KEY_ID, 'must be 1-32 characters A-Z a-z 0-9 . _ -').optional(),
+  DATA_ENCRYPTION_KEY_ID: z
+    .string()
+    .trim()
+    .regex(KEY_ID, 'must be 1-32 characters A-Z a-z 0-9 . _ -')
+    .optional(),
 });
 
 /** A package's fromEnv error names its variable first ("REDIS_TLS_CA_FILE (…) cannot be read"): report it under that name. */
 function problemFrom(error: unknown, fallback: string): ConfigProblem {
   const message = error instanceof Error ? error.message : String(error);
   const named = /^([A-Z][A-Z0-9_]+)\b/.exec(message)?.[1];
-  return named !== undefined && named.includes('_')
+  return named?.includes('_')
     ? { variable: named, message: message.slice(named.length).replace(/^[\s:]+/, '') }
     : { variable: fallback, message };
 }
@@ -304,7 +308,8 @@ function resolveSecretFiles(
 /** Empty strings mean "unset": compose files and shells often export `VAR=` for an optional setting. */
 function withoutEmpty(env: Env): Env {
   const result: Env = {};
-  for (const [name, value] of Object.entries(env)) if (value !== undefined && value !== '') result[name] = value;
+  for (const [name, value] of Object.entries(env))
+    if (value !== undefined && value !== '') result[name] = value;
   return result;
 }
 
@@ -391,7 +396,10 @@ export function loadConfig(
     };
   } else {
     if (values.DATA_ENCRYPTION_KEY_ID !== undefined) {
-      problems.push({ variable: 'DATA_ENCRYPTION_KEY_ID', message: 'is set but DATA_ENCRYPTION_KEYS is not' });
+      problems.push({
+        variable: 'DATA_ENCRYPTION_KEY_ID',
+        message: 'is set but DATA_ENCRYPTION_KEYS is not',
+      });
     }
     encryption = { currentKeyId: 'dev', keys: { dev: randomBytes(32) }, source: 'generated' };
   }

@@ -40,7 +40,12 @@ export class HttpError extends Error {
   readonly code: string;
   readonly headers: Record<string, string>;
 
-  constructor(statusCode: number, code: string, message: string, options: { headers?: Record<string, string>; cause?: unknown } = {}) {
+  constructor(
+    statusCode: number,
+    code: string,
+    message: string,
+    options: { headers?: Record<string, string>; cause?: unknown } = {},
+  ) {
     super(message, { cause: options.cause });
     this.name = 'HttpError';
     this.statusCode = statusCode;
@@ -104,13 +109,18 @@ export function unavailableDependency(error: unknown): 'redis' | 'mongodb' | und
     if (AustaMongoError.isInstance(current) && current.code === 'E_CLIENT_CLOSED') return 'mongodb';
     if (AustaRedisError.isInstance(current) && REDIS_CLIENT_CODES.has(current.code)) return 'redis';
     const name = current.name;
-    if (MONGO_UNAVAILABLE_NAMES.has(name) || (name.startsWith('Mongo') && /timed out|closed/i.test(current.message))) {
+    if (
+      MONGO_UNAVAILABLE_NAMES.has(name) ||
+      (name.startsWith('Mongo') && /timed out|closed/i.test(current.message))
+    ) {
       return 'mongodb';
     }
     const code = (current as { code?: unknown }).code;
     if (typeof code === 'string' && STORE_UNAVAILABLE_CODES.has(code)) return 'redis';
     if (REDIS_UNAVAILABLE_NAMES.has(name)) return 'redis';
-    if (REDIS_UNAVAILABLE_MESSAGES.some((text) => current instanceof Error && current.message.startsWith(text))) {
+    if (
+      REDIS_UNAVAILABLE_MESSAGES.some((text) => current instanceof Error && current.message.startsWith(text))
+    ) {
       return 'redis';
     }
     current = current.cause;
@@ -129,19 +139,27 @@ function validationDetails(error: FastifyError): ErrorBody['details'] {
   return ((error.validation ?? []) as ValidationIssue[]).slice(0, 20).map((issue) => {
     // Ajv reports a missing or unknown property on the parent: name it, so the client knows which field.
     const property =
-      (issue.params?.missingProperty as string | undefined) ?? (issue.params?.additionalProperty as string | undefined);
+      (issue.params?.missingProperty as string | undefined) ??
+      (issue.params?.additionalProperty as string | undefined);
     const path = `${issue.instancePath ?? ''}${property !== undefined ? `/${property}` : ''}` || '/';
     return { location, path, message: issue.message ?? 'is invalid' };
   });
 }
 
 /** Fastify's own 4xx errors, mapped to our codes and to messages that say what to fix and nothing internal. */
-function frameworkClientError(error: FastifyError, bodyLimitBytes: number): { status: number; code: string; message: string } | undefined {
+function frameworkClientError(
+  error: FastifyError,
+  bodyLimitBytes: number,
+): { status: number; code: string; message: string } | undefined {
   switch (error.code) {
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return { status: 400, code: 'E_INVALID_JSON', message: 'The request body is not valid JSON.' };
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-      return { status: 400, code: 'E_INVALID_JSON', message: 'The request body is empty; send a JSON object.' };
+      return {
+        status: 400,
+        code: 'E_INVALID_JSON',
+        message: 'The request body is empty; send a JSON object.',
+      };
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return {
         status: 413,
@@ -183,7 +201,14 @@ function send(
   message: string,
   extra: Partial<ErrorBody> = {},
 ): FastifyReply {
-  const body: ErrorBody = { statusCode: status, error: reasonPhrase(status), code, message, requestId: request.id, ...extra };
+  const body: ErrorBody = {
+    statusCode: status,
+    error: reasonPhrase(status),
+    code,
+    message,
+    requestId: request.id,
+    ...extra,
+  };
   return reply.code(status).type('application/json; charset=utf-8').send(body);
 }
 
@@ -199,7 +224,8 @@ export function installErrorHandling(app: FastifyInstance, options: { bodyLimitB
       });
     }
     if (error instanceof HttpError) {
-      if (error.statusCode >= 500) request.log.warn({ err: error.cause ?? error, code: error.code }, error.message);
+      if (error.statusCode >= 500)
+        request.log.warn({ err: error.cause ?? error, code: error.code }, error.message);
       for (const [name, value] of Object.entries(error.headers)) reply.header(name, value);
       return send(reply, request, error.statusCode, error.code, error.message);
     }

@@ -1,4 +1,4 @@
-import { BUCKETS, type BoundGauge, type BoundHistogram, type Metrics } from '@austa/metrics';
+import { type BoundGauge, type BoundHistogram, BUCKETS, type Metrics } from '@austa/metrics';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 
 /** OpenTelemetry's `http.server.request.duration`, mapped to Prometheus naming like the shared db histogram. */

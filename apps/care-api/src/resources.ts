@@ -1,6 +1,6 @@
 import { createMetrics, type Metrics } from '@austa/metrics';
-import { createRedisClient, type RedisClient, type RedisClientOptions } from '@austa/redis-cluster';
 import { type AustaMongoClient, type CreateMongoClientOptions, createMongoClient } from '@austa/mongo-client';
+import { createRedisClient, type RedisClient, type RedisClientOptions } from '@austa/redis-cluster';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { startEmbeddedMongo } from './embedded/mongo.js';
@@ -59,7 +59,9 @@ async function openMongo(
 ): Promise<MongoDependency> {
   let base: CreateMongoClientOptions;
   if (config.mongo.mode === 'disabled') {
-    logger.warn('MongoDB disabled (MONGODB_EMBEDDED=false and no MONGODB_URL): patient profile routes answer 503');
+    logger.warn(
+      'MongoDB disabled (MONGODB_EMBEDDED=false and no MONGODB_URL): patient profile routes answer 503',
+    );
     return disabledMongo('MONGODB_EMBEDDED=false and no MONGODB_URL');
   }
   if (config.mongo.mode === 'embedded') {
@@ -88,7 +90,10 @@ async function openMongo(
   // Connecting in the background: a MongoDB that is down at startup makes /health/ready and the profile routes
   // answer 503 until it is back (the client keeps reconnecting), rather than keeping sessions and chat down too.
   mongo.connect().catch((error: Error) => {
-    logger.warn({ err: { name: error.name } }, 'MongoDB is not reachable yet; profile routes answer 503 until it is');
+    logger.warn(
+      { err: { name: error.name } },
+      'MongoDB is not reachable yet; profile routes answer 503 until it is',
+    );
   });
   return mongoDependency(mongo, (problems) => logger.warn({ problems }, 'MongoDB is unhealthy'));
 }
@@ -124,7 +129,10 @@ export async function openResources(config: Config, logger: Logger): Promise<Res
     } else {
       base = config.redis.options;
     }
-    const redis = createRedisClient(redisOptions(base, config), { metrics, logger: packageLogger(logger, 'redis') });
+    const redis = createRedisClient(redisOptions(base, config), {
+      metrics,
+      logger: packageLogger(logger, 'redis'),
+    });
     stops.push(() => redis.close());
     redis.ready(config.redisCommandTimeoutMs * 5).catch(() => {
       logger.warn('Redis is not reachable yet; /health/ready answers 503 until it is');

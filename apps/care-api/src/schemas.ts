@@ -10,7 +10,10 @@ export const ERROR_RESPONSE = {
     code: { type: 'string', examples: ['E_VALIDATION', 'E_NOT_FOUND', 'E_REDIS_UNAVAILABLE'] },
     message: { type: 'string' },
     requestId: { type: 'string' },
-    retryAfterMs: { type: 'integer', description: 'With 429: how long to wait before the next request, in milliseconds.' },
+    retryAfterMs: {
+      type: 'integer',
+      description: 'With 429: how long to wait before the next request, in milliseconds.',
+    },
     details: {
       type: 'array',
       items: {

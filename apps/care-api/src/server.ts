@@ -49,12 +49,18 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       const started = Date.now();
       logger.info({ reason }, 'shutting down: no new connections, draining requests in flight');
       // Drain gets most of the budget; closing Redis and Mongo (each bounded by its own timeouts) gets the rest.
-      const drainBudgetMs = Math.max(500, config.shutdownTimeoutMs - Math.min(3000, config.shutdownTimeoutMs / 3));
+      const drainBudgetMs = Math.max(
+        500,
+        config.shutdownTimeoutMs - Math.min(3000, config.shutdownTimeoutMs / 3),
+      );
       const appClosed = app.close().then(() => 'closed' as const);
       const drained = await Promise.race([appClosed, delay(drainBudgetMs)]);
       let clean = drained === 'closed';
       if (!clean) {
-        logger.warn({ drainBudgetMs }, 'requests still in flight at the drain deadline: closing their connections');
+        logger.warn(
+          { drainBudgetMs },
+          'requests still in flight at the drain deadline: closing their connections',
+        );
         app.server.closeAllConnections();
         const closedLate = await Promise.race([
           appClosed,
@@ -63,7 +69,10 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
         if (closedLate !== 'closed') logger.error('the app did not finish closing');
       }
       const remainingMs = config.shutdownTimeoutMs - (Date.now() - started);
-      const closed = await Promise.race([resources.close().then(() => 'closed' as const), delay(Math.max(100, remainingMs))]);
+      const closed = await Promise.race([
+        resources.close().then(() => 'closed' as const),
+        delay(Math.max(100, remainingMs)),
+      ]);
       if (closed !== 'closed') {
         logger.error('Redis/MongoDB did not close within the shutdown timeout');
         clean = false;

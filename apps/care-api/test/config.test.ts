@@ -173,7 +173,10 @@ describe('loadConfig', () => {
   });
 
   it('does not report production requirements twice when the secret file is the problem', () => {
-    const error = problemsOf({ ...PRODUCTION, SESSION_SECRET: undefined, SESSION_SECRET_FILE: '/nope' }, noFiles);
+    const error = problemsOf(
+      { ...PRODUCTION, SESSION_SECRET: undefined, SESSION_SECRET_FILE: '/nope' },
+      noFiles,
+    );
     expect(variables(error)).toEqual(['SESSION_SECRET_FILE']);
   });
 
@@ -182,9 +185,15 @@ describe('loadConfig', () => {
     expect(variables(problemsOf({ DATA_ENCRYPTION_KEYS: `old:${KEY},new:${other}` }))).toEqual([
       'DATA_ENCRYPTION_KEY_ID',
     ]);
-    const wrong = problemsOf({ DATA_ENCRYPTION_KEYS: `old:${KEY},new:${other}`, DATA_ENCRYPTION_KEY_ID: 'newer' });
+    const wrong = problemsOf({
+      DATA_ENCRYPTION_KEYS: `old:${KEY},new:${other}`,
+      DATA_ENCRYPTION_KEY_ID: 'newer',
+    });
     expect(wrong.message).toContain('"newer" is not one of the ids in DATA_ENCRYPTION_KEYS (old, new)');
-    const config = loadConfig({ DATA_ENCRYPTION_KEYS: `old:${KEY},new:${other}`, DATA_ENCRYPTION_KEY_ID: 'new' });
+    const config = loadConfig({
+      DATA_ENCRYPTION_KEYS: `old:${KEY},new:${other}`,
+      DATA_ENCRYPTION_KEY_ID: 'new',
+    });
     expect(config.encryption.currentKeyId).toBe('new');
     expect(Object.keys(config.encryption.keys)).toEqual(['old', 'new']);
   });
@@ -220,14 +229,20 @@ describe('loadConfig', () => {
         readPreference: 'primaryPreferred',
       },
     });
-    expect(loadConfig({ MONGODB_URL: 'mongodb://db/records', MONGODB_DB: 'care2' }).mongo.database).toBe('care2');
+    expect(loadConfig({ MONGODB_URL: 'mongodb://db/records', MONGODB_DB: 'care2' }).mongo.database).toBe(
+      'care2',
+    );
     const error = problemsOf({
       MONGODB_URL: 'mongodb://db:27017',
       MONGODB_MAX_POOL_SIZE: 'many',
       MONGODB_READ_PREFERENCE: 'fastest',
       MONGODB_WRITE_CONCERN: 'all',
     });
-    expect(variables(error)).toEqual(['MONGODB_MAX_POOL_SIZE', 'MONGODB_READ_PREFERENCE', 'MONGODB_WRITE_CONCERN']);
+    expect(variables(error)).toEqual([
+      'MONGODB_MAX_POOL_SIZE',
+      'MONGODB_READ_PREFERENCE',
+      'MONGODB_WRITE_CONCERN',
+    ]);
   });
 
   it('treats empty variables as unset and MONGODB_EMBEDDED=false as Mongo disabled', () => {

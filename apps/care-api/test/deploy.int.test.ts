@@ -14,7 +14,8 @@ const PROMETHEUS_CONFIG = join(APP_DIR, 'deploy/prometheus/prometheus.yml');
 
 function promtool(args: string[], input?: string) {
   const result = spawnSync('promtool', args, { encoding: 'utf8', input });
-  if (result.error) throw new Error(`promtool is not installed (apt-get install -y prometheus): ${result.error.message}`);
+  if (result.error)
+    throw new Error(`promtool is not installed (apt-get install -y prometheus): ${result.error.message}`);
   return { status: result.status, output: `${result.stdout}${result.stderr}` };
 }
 
@@ -48,7 +49,11 @@ describe('deploy files', () => {
     if (!service.mongo.enabled) {
       // Without a reachable MongoDB the service runs with Mongo disabled and registers no Mongo metrics; a client
       // that never connects registers them as a service with MONGODB_URL does, so the check still covers them.
-      idleMongo = createMongoClient({ url: 'mongodb://127.0.0.1:9/care', metrics: service.metrics, name: 'care-api' });
+      idleMongo = createMongoClient({
+        url: 'mongodb://127.0.0.1:9/care',
+        metrics: service.metrics,
+        name: 'care-api',
+      });
     }
     // Touch every kind of route so the exposition holds the series a running service has.
     for (const url of ['/health/live', '/health/ready', '/docs/json', '/not/found']) {
@@ -96,13 +101,17 @@ describe('deploy files', () => {
     expect(families.has('http_server_request_duration_seconds')).toBe(true);
     const uses = [
       ...alertRules().map((rule) => ({ where: `alert ${rule.alert}`, expr: rule.expr })),
-      ...dashboardExpressions(buildDashboard()).map((entry) => ({ where: `panel ${entry.panel}`, expr: entry.expr })),
+      ...dashboardExpressions(buildDashboard()).map((entry) => ({
+        where: `panel ${entry.panel}`,
+        expr: entry.expr,
+      })),
     ];
     const unknown: string[] = [];
     for (const use of uses) {
       const names = promqlMetricNames(use.expr).filter((name) => name !== 'up');
       // `up` is Prometheus' own; every other expression must name at least one of our metrics.
-      if (names.length === 0 && !use.expr.includes('up{')) unknown.push(`${use.where}: no metric found in ${use.expr}`);
+      if (names.length === 0 && !use.expr.includes('up{'))
+        unknown.push(`${use.where}: no metric found in ${use.expr}`);
       for (const name of names) {
         if (metricFamily(name, families) === undefined) unknown.push(`${use.where}: ${name}`);
       }
@@ -116,7 +125,12 @@ describe('deploy files', () => {
     const problems = result.output
       .split('\n')
       .filter((line) => line.trim() !== '')
-      .filter((line) => !/^nodejs_active_(handles|requests|resources)_total non-counter metrics should not have "_total" suffix$/.test(line));
+      .filter(
+        (line) =>
+          !/^nodejs_active_(handles|requests|resources)_total non-counter metrics should not have "_total" suffix$/.test(
+            line,
+          ),
+      );
     expect(problems).toEqual([]);
   });
 });
@@ -129,7 +143,9 @@ describe('promqlMetricNames', () => {
       ),
     ).toEqual(['http_server_request_duration_seconds_bucket']);
     expect(
-      promqlMetricNames('sum by (service) (rate(a_total{x=~"5.."}[5m])) / sum by (service) (rate(b_total[$__rate_interval]))'),
+      promqlMetricNames(
+        'sum by (service) (rate(a_total{x=~"5.."}[5m])) / sum by (service) (rate(b_total[$__rate_interval]))',
+      ),
     ).toEqual(['a_total', 'b_total']);
     expect(promqlMetricNames('up{job="care-api"} == 0')).toEqual(['up']);
   });

@@ -2,7 +2,7 @@ import type { RedisClient } from '@austa/redis-cluster';
 import { createRedisClient } from '@austa/redis-cluster';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DependencyUnavailableError } from '../src/http-errors.js';
-import { closedPort, startTestService, TOPOLOGIES, type TestService } from './support.js';
+import { closedPort, startTestService, type TestService, TOPOLOGIES } from './support.js';
 
 const SECRET_DETAIL = 'internal detail: patient 4711 row locked at /srv/app/db.ts:42';
 
@@ -34,7 +34,10 @@ describe.each(TOPOLOGIES)('error responses on %s Redis', (topology) => {
                 type: 'object',
                 required: ['name'],
                 additionalProperties: false,
-                properties: { name: { type: 'string', minLength: 1, maxLength: 20 }, age: { type: 'integer' } },
+                properties: {
+                  name: { type: 'string', minLength: 1, maxLength: 20 },
+                  age: { type: 'integer' },
+                },
               },
             },
           },
@@ -124,7 +127,11 @@ describe.each(TOPOLOGIES)('error responses on %s Redis', (topology) => {
   });
 
   it('a valid body passes', async () => {
-    const response = await service.app.inject({ method: 'POST', url: '/test/echo', payload: { name: 'ann' } });
+    const response = await service.app.inject({
+      method: 'POST',
+      url: '/test/echo',
+      payload: { name: 'ann' },
+    });
     expect(response.statusCode).toBe(200);
     expect(response.json()).toEqual({ name: 'ann' });
   });

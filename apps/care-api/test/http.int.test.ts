@@ -24,7 +24,9 @@ describe('care-api over real HTTP, scraped by Prometheus', () => {
   });
 
   it('starts with nothing configured: a local redis-server child, logged as development only', () => {
-    const started = service.logs.find((entry) => String(entry.msg).startsWith('started a local redis-server child'));
+    const started = service.logs.find((entry) =>
+      String(entry.msg).startsWith('started a local redis-server child'),
+    );
     expect(started?.msg).toContain('development only');
     expect(started?.url).toMatch(/^redis:\/\/127\.0\.0\.1:\d+$/);
     const mongoLines = service.logs.filter((entry) => /MongoDB/.test(String(entry.msg)));
@@ -42,7 +44,8 @@ describe('care-api over real HTTP, scraped by Prometheus', () => {
 
   it('Prometheus scrapes /metrics and a PromQL query returns the request series with service="care-api"', async () => {
     const requests = 7;
-    for (let i = 0; i < requests; i++) expect((await fetch(`${service.address}/health/live`)).status).toBe(200);
+    for (let i = 0; i < requests; i++)
+      expect((await fetch(`${service.address}/health/live`)).status).toBe(200);
     const targets = await eventually(
       () => prometheus.targets(),
       (list) => list.length === 1 && list[0]?.health === 'up',
@@ -67,7 +70,10 @@ describe('care-api over real HTTP, scraped by Prometheus', () => {
     });
 
     const redis = await eventually(
-      () => prometheus.query('sum by (service) (db_client_operation_duration_seconds_count{db_system_name="redis"})'),
+      () =>
+        prometheus.query(
+          'sum by (service) (db_client_operation_duration_seconds_count{db_system_name="redis"})',
+        ),
       (series) => Number(series[0]?.value[1] ?? 0) > 0,
       30_000,
       'no Redis operation series',

@@ -1,6 +1,6 @@
 import { mongoTarget } from '@austa/test-env/vitest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { closedPort, samples, startTestService, TOPOLOGIES, type TestService } from './support.js';
+import { closedPort, samples, startTestService, type TestService, TOPOLOGIES } from './support.js';
 
 describe.each(TOPOLOGIES)('operations routes on %s Redis', (topology) => {
   let service: TestService;
@@ -78,7 +78,9 @@ describe.each(TOPOLOGIES)('operations routes on %s Redis', (topology) => {
     expect(pings.every((sample) => sample.labels.service === 'care-api')).toBe(true);
     expect(samples(text, 'process_resident_memory_bytes')[0]?.labels.service).toBe('care-api');
     // Only the scrape itself is in flight while it is served.
-    expect(samples(text, 'http_server_active_requests').find((s) => s.labels.http_request_method === 'GET')?.value).toBe(1);
+    expect(
+      samples(text, 'http_server_active_requests').find((s) => s.labels.http_request_method === 'GET')?.value,
+    ).toBe(1);
   });
 
   it('GET /docs/json is an OpenAPI 3.1 document generated from the route schemas', async () => {
@@ -87,7 +89,9 @@ describe.each(TOPOLOGIES)('operations routes on %s Redis', (topology) => {
     const document = response.json();
     expect(document.openapi).toBe('3.1.0');
     expect(document.info.title).toBe('care-api');
-    expect(Object.keys(document.paths)).toEqual(expect.arrayContaining(['/health/live', '/health/ready', '/metrics']));
+    expect(Object.keys(document.paths)).toEqual(
+      expect.arrayContaining(['/health/live', '/health/ready', '/metrics']),
+    );
     expect(document.paths['/docs/json']).toBeUndefined();
   });
 
@@ -100,7 +104,8 @@ describe.each(TOPOLOGIES)('operations routes on %s Redis', (topology) => {
       const operation = document.paths[openApiPath]?.[route.method.toLowerCase()];
       expect(operation, `${route.method} ${route.url} is in the OpenAPI document`).toBeDefined();
       expect(route.schema?.response, `${route.method} ${route.url} has response schemas`).toBeDefined();
-      if (route.url.includes(':')) expect(route.schema?.params, `${route.method} ${route.url} validates params`).toBeDefined();
+      if (route.url.includes(':'))
+        expect(route.schema?.params, `${route.method} ${route.url} validates params`).toBeDefined();
       if (['POST', 'PUT', 'PATCH'].includes(route.method)) {
         expect(route.schema?.body, `${route.method} ${route.url} validates its body`).toBeDefined();
       }

@@ -6,11 +6,13 @@ export const APP_DIR = fileURLToPath(new URL('..', import.meta.url));
 export const MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url));
 
 /** Variables a developer's shell or CI may carry that would change what "nothing configured" means. */
-const SERVICE_VARIABLES = /^(NODE_ENV|HOST|PORT|LOG_LEVEL|REDIS_|MONGODB_|SESSION_SECRET|DATA_ENCRYPTION_|TRUST_PROXY|BODY_LIMIT_BYTES|SHUTDOWN_TIMEOUT_MS|HEALTH_TIMEOUT_MS)/;
+const SERVICE_VARIABLES =
+  /^(NODE_ENV|HOST|PORT|LOG_LEVEL|REDIS_|MONGODB_|SESSION_SECRET|DATA_ENCRYPTION_|TRUST_PROXY|BODY_LIMIT_BYTES|SHUTDOWN_TIMEOUT_MS|HEALTH_TIMEOUT_MS)/;
 
 export function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
-  for (const [name, value] of Object.entries(process.env)) if (!SERVICE_VARIABLES.test(name)) env[name] = value;
+  for (const [name, value] of Object.entries(process.env))
+    if (!SERVICE_VARIABLES.test(name)) env[name] = value;
   return { ...env, ...extra };
 }
 
@@ -29,7 +31,10 @@ export interface ServiceProcess {
  * Starts `node dist/main.js` (the build the Dockerfile runs) on a free port and waits for its "listening" line.
  * Rejects with the process output when it exits first or does not listen within `timeoutMs`.
  */
-export function startServiceProcess(env: Record<string, string>, timeoutMs = 60_000): Promise<ServiceProcess> {
+export function startServiceProcess(
+  env: Record<string, string>,
+  timeoutMs = 60_000,
+): Promise<ServiceProcess> {
   if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run pnpm --filter @austa/care-api build first`);
   const child = spawn(process.execPath, [MAIN], {
     cwd: APP_DIR,
@@ -48,7 +53,11 @@ export function startServiceProcess(env: Record<string, string>, timeoutMs = 60_
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`care-api did not listen within ${timeoutMs} ms; stderr: ${stderr}; logs: ${JSON.stringify(logs)}`));
+      reject(
+        new Error(
+          `care-api did not listen within ${timeoutMs} ms; stderr: ${stderr}; logs: ${JSON.stringify(logs)}`,
+        ),
+      );
     }, timeoutMs);
     child.stdout?.on('data', (chunk: Buffer) => {
       buffered += chunk.toString();
@@ -79,7 +88,11 @@ export function startServiceProcess(env: Record<string, string>, timeoutMs = 60_
     });
     void exited.then(({ code, signal }) => {
       clearTimeout(timer);
-      reject(new Error(`care-api exited (${code ?? signal}) before listening; stderr: ${stderr}; logs: ${JSON.stringify(logs)}`));
+      reject(
+        new Error(
+          `care-api exited (${code ?? signal}) before listening; stderr: ${stderr}; logs: ${JSON.stringify(logs)}`,
+        ),
+      );
     });
   });
 }
@@ -98,9 +111,16 @@ export async function stopServiceProcess(
 }
 
 /** Runs the built service with an env and returns its exit code and output (for startup failures). */
-export function runToExit(env: Record<string, string>, timeoutMs = 30_000): Promise<{ code: number | null; stderr: string; stdout: string }> {
+export function runToExit(
+  env: Record<string, string>,
+  timeoutMs = 30_000,
+): Promise<{ code: number | null; stderr: string; stdout: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN], { cwd: APP_DIR, env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [MAIN], {
+      cwd: APP_DIR,
+      env: cleanEnv(env),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => {

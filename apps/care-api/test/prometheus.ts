@@ -42,7 +42,9 @@ export async function startPrometheus(options: {
     'global:',
     '  scrape_interval: 1s',
     '  evaluation_interval: 1s',
-    ...(options.ruleFiles?.length ? ['rule_files:', ...options.ruleFiles.map((file) => `  - ${JSON.stringify(file)}`)] : []),
+    ...(options.ruleFiles?.length
+      ? ['rule_files:', ...options.ruleFiles.map((file) => `  - ${JSON.stringify(file)}`)]
+      : []),
     'scrape_configs:',
     '  - job_name: care-api',
     '    static_configs:',
@@ -99,17 +101,23 @@ export async function startPrometheus(options: {
   return {
     url,
     query: async (promql) =>
-      (await getJson<{ result: Array<{ metric: Record<string, string>; value: [number, string] }> }>(
-        `${url}/api/v1/query?query=${encodeURIComponent(promql)}`,
-      )).result,
+      (
+        await getJson<{ result: Array<{ metric: Record<string, string>; value: [number, string] }> }>(
+          `${url}/api/v1/query?query=${encodeURIComponent(promql)}`,
+        )
+      ).result,
     rules: async () =>
-      (await getJson<{ groups: Array<{ rules: Array<{ name: string; health: string; lastError?: string; type: string }> }> }>(
-        `${url}/api/v1/rules`,
-      )).groups.flatMap((group) => group.rules),
+      (
+        await getJson<{
+          groups: Array<{ rules: Array<{ name: string; health: string; lastError?: string; type: string }> }>;
+        }>(`${url}/api/v1/rules`)
+      ).groups.flatMap((group) => group.rules),
     targets: async () =>
-      (await getJson<{ activeTargets: Array<{ health: string; lastError: string; scrapeUrl: string }> }>(
-        `${url}/api/v1/targets`,
-      )).activeTargets,
+      (
+        await getJson<{ activeTargets: Array<{ health: string; lastError: string; scrapeUrl: string }> }>(
+          `${url}/api/v1/targets`,
+        )
+      ).activeTargets,
     stop,
   };
 }
@@ -132,7 +140,9 @@ export async function eventually<T>(
       lastError = error;
     }
     if (Date.now() > deadline) {
-      throw new Error(`${what} within ${timeoutMs} ms; last: ${JSON.stringify(last)} ${lastError ? String(lastError) : ''}`);
+      throw new Error(
+        `${what} within ${timeoutMs} ms; last: ${JSON.stringify(last)} ${lastError ? String(lastError) : ''}`,
+      );
     }
     await new Promise((resolve) => setTimeout(resolve, 250));
   }

@@ -71,14 +71,19 @@ describe('graceful shutdown', () => {
       await waitForLog(service, /^shutting down/, 5000);
 
       // New connections are refused while the request in flight is still being served.
-      await expect(get(`${service.address}/health/live`)).rejects.toThrow(/ECONNREFUSED|ECONNRESET|socket hang up/);
+      await expect(get(`${service.address}/health/live`)).rejects.toThrow(
+        /ECONNREFUSED|ECONNRESET|socket hang up/,
+      );
       await resumeNode(standalone);
       paused = false;
 
       const response = await inFlight;
       expect(Date.now() - signalledAt).toBeLessThan(healthTimeoutMs + 2000);
       expect(response.status).toBe(200);
-      expect(JSON.parse(response.body)).toMatchObject({ status: 'ready', checks: { redis: { status: 'up' } } });
+      expect(JSON.parse(response.body)).toMatchObject({
+        status: 'ready',
+        checks: { redis: { status: 'up' } },
+      });
 
       const { code } = await service.exited;
       const exitedAfterMs = Date.now() - signalledAt;
@@ -124,7 +129,14 @@ describe('startup configuration errors', () => {
     const lines = result.stderr.trim().split('\n');
     expect(lines[0]).toBe('care-api cannot start: 6 configuration problems');
     const named = lines.slice(1).map((line) => /^ {2}- ([A-Z_]+): /.exec(line)?.[1]);
-    expect(named.sort()).toEqual(['DATA_ENCRYPTION_KEYS', 'LOG_LEVEL', 'MONGODB_URL', 'PORT', 'REDIS_URL', 'SESSION_SECRET']);
+    expect(named.sort()).toEqual([
+      'DATA_ENCRYPTION_KEYS',
+      'LOG_LEVEL',
+      'MONGODB_URL',
+      'PORT',
+      'REDIS_URL',
+      'SESSION_SECRET',
+    ]);
     expect(result.stderr).not.toContain('too-short');
   });
 

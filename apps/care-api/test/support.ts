@@ -1,8 +1,8 @@
 import { createServer } from 'node:net';
+import { type AustaMongoClient, createMongoClient } from '@austa/mongo-client';
 import { createRedisClient, type RedisClient, type RedisClientOptions } from '@austa/redis-cluster';
 import { mongoTarget, type RedisTopology, redisTarget } from '@austa/test-env/vitest';
 import type { FastifyInstance } from 'fastify';
-import { type AustaMongoClient, createMongoClient } from '@austa/mongo-client';
 import { buildApp } from '../src/app.js';
 import { type Env, loadConfig } from '../src/config.js';
 import { disabledMongo, type MongoDependency, mongoDependency } from '../src/mongo.js';
@@ -92,7 +92,10 @@ export async function startTestService(
 }
 
 /** `name{labels} value` lines of an exposition, for assertions that do not depend on label order. */
-export function samples(exposition: string, name: string): Array<{ labels: Record<string, string>; value: number }> {
+export function samples(
+  exposition: string,
+  name: string,
+): Array<{ labels: Record<string, string>; value: number }> {
   const result: Array<{ labels: Record<string, string>; value: number }> = [];
   for (const line of exposition.split('\n')) {
     if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;

@@ -37,7 +37,11 @@ export async function startEmbeddedMongo(
   process.env.MONGOMS_MAX_RETRIES ??= '1';
   try {
     // Resolving the binary first keeps a failure to one line: the replica set prints a warning block of its own.
-    await withTimeout(library.MongoBinary.getPath({}), options.binaryTimeoutMs ?? 10_000, 'finding or downloading mongod');
+    await withTimeout(
+      library.MongoBinary.getPath({}),
+      options.binaryTimeoutMs ?? 10_000,
+      'finding or downloading mongod',
+    );
   } catch (error) {
     return { available: false, reason: shortReason(error) };
   }

@@ -1,5 +1,14 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { accessSync, constants, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  constants,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -135,7 +144,9 @@ function waitForExit(child: ChildProcess, timeoutMs: number): Promise<boolean> {
 }
 
 /** Starts redis-server on a free loopback port and resolves once it answers PING. */
-export async function startEmbeddedRedis(options: { readyTimeoutMs?: number; binary?: string } = {}): Promise<EmbeddedRedis> {
+export async function startEmbeddedRedis(
+  options: { readyTimeoutMs?: number; binary?: string } = {},
+): Promise<EmbeddedRedis> {
   const binary = options.binary ?? findOnPath('redis-server');
   if (binary === undefined) {
     throw new EmbeddedRedisError(
@@ -151,14 +162,22 @@ export async function startEmbeddedRedis(options: { readyTimeoutMs?: number; bin
   const child = spawn(
     binary,
     [
-      '--port', String(port),
-      '--bind', '127.0.0.1',
-      '--protected-mode', 'yes',
-      '--save', '',
-      '--appendonly', 'no',
-      '--dir', dir,
-      '--logfile', join(dir, 'redis.log'),
-      '--daemonize', 'no',
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--protected-mode',
+      'yes',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--dir',
+      dir,
+      '--logfile',
+      join(dir, 'redis.log'),
+      '--daemonize',
+      'no',
     ],
     { detached: true, stdio: 'ignore', cwd: dir },
   );
@@ -179,7 +198,9 @@ export async function startEmbeddedRedis(options: { readyTimeoutMs?: number; bin
   const deadline = Date.now() + (options.readyTimeoutMs ?? 10_000);
   while (!(await ping(port, 500))) {
     if (exited || Date.now() > deadline) {
-      const why = exited ? `exited with ${child.exitCode ?? child.signalCode}` : 'did not answer PING in time';
+      const why = exited
+        ? `exited with ${child.exitCode ?? child.signalCode}`
+        : 'did not answer PING in time';
       const tail = logTail(dir);
       killOnExit();
       process.removeListener('exit', killOnExit);

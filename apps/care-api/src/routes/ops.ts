@@ -113,7 +113,8 @@ export async function opsRoutes(app: FastifyInstance, options: OpsOptions): Prom
       config: { rateLimit: false },
       schema: {
         tags: ['operations'],
-        summary: 'Liveness: the process serves HTTP. Checks no dependency, so a Redis outage never restarts pods.',
+        summary:
+          'Liveness: the process serves HTTP. Checks no dependency, so a Redis outage never restarts pods.',
         response: {
           200: {
             type: 'object',
@@ -163,7 +164,8 @@ export async function opsRoutes(app: FastifyInstance, options: OpsOptions): Prom
       config: { rateLimit: false },
       schema: {
         tags: ['operations'],
-        summary: 'Prometheus exposition of every package’s metrics and the HTTP metrics, labelled service="care-api".',
+        summary:
+          'Prometheus exposition of every package’s metrics and the HTTP metrics, labelled service="care-api".',
         produces: ['text/plain'],
         response: { 200: { type: 'string' }, 500: ERROR_RESPONSE },
       },
