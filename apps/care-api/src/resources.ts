@@ -41,10 +41,12 @@ export function packageLogger(logger: Logger, field: string) {
 
 /** The service's MongoDB client options on top of where MongoDB is. */
 export function mongoOptions(base: CreateMongoClientOptions, config: Config): CreateMongoClientOptions {
+  // A request should not wait 15 s for a primary: it answers 503 sooner and the client retries. Set only when
+  // neither MONGODB_SERVER_SELECTION_TIMEOUT_MS nor the URL's serverSelectionTimeoutMS says otherwise (an option
+  // given here would win over the URL's).
+  const urlSetsIt = /[?&]serverSelectionTimeoutMS=/i.test(base.url ?? '');
   return {
-    // A request should not wait 15 s for a primary: it answers 503 sooner and the client retries. Overridable
-    // with MONGODB_SERVER_SELECTION_TIMEOUT_MS.
-    serverSelectionTimeoutMs: 5000,
+    ...(urlSetsIt ? {} : { serverSelectionTimeoutMs: 5000 }),
     ...base,
     dbName: config.mongo.database,
     name: 'care-api',
