@@ -21,7 +21,8 @@ function integer(name: string, fallback: number): number {
   const raw = process.env[name];
   if (raw === undefined || raw === '') return fallback;
   const value = Number(raw);
-  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer (got "${raw}")`);
+  if (!Number.isInteger(value) || value < 1)
+    throw new Error(`${name} must be a positive integer (got "${raw}")`);
   return value;
 }
 
@@ -110,7 +111,9 @@ interface RoundResult {
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? (sorted[middle] as number) : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
+  return sorted.length % 2 === 1
+    ? (sorted[middle] as number)
+    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
 }
 
 async function run(baseUrl: string, request: Request, seconds: number): Promise<RoundResult> {
@@ -118,7 +121,9 @@ async function run(baseUrl: string, request: Request, seconds: number): Promise<
     url: baseUrl,
     connections,
     duration: seconds,
-    requests: [{ method: request.method ?? 'GET', path: request.path, headers: request.headers, body: request.body }],
+    requests: [
+      { method: request.method ?? 'GET', path: request.path, headers: request.headers, body: request.body },
+    ],
   });
   return {
     reqPerSec: result.requests.average,
@@ -140,8 +145,15 @@ async function main(): Promise<void> {
     LOG_LEVEL: 'warn',
     MONGODB_EMBEDDED: process.env.MONGODB_EMBEDDED ?? 'false',
   };
-  const service = spawn(process.execPath, [MAIN], { cwd: APP_DIR, env, stdio: ['ignore', 'ignore', 'inherit'] });
-  const bare = spawn(process.execPath, [BARE, String(barePort)], { cwd: APP_DIR, stdio: ['ignore', 'ignore', 'inherit'] });
+  const service = spawn(process.execPath, [MAIN], {
+    cwd: APP_DIR,
+    env,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const bare = spawn(process.execPath, [BARE, String(barePort)], {
+    cwd: APP_DIR,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   const urls = { service: `http://127.0.0.1:${servicePort}`, bare: `http://127.0.0.1:${barePort}` };
   try {
     await Promise.all([
@@ -149,7 +161,8 @@ async function main(): Promise<void> {
       waitForHttp(`${urls.bare}/`, bare, 30_000),
     ]);
     const requests = new Map<string, Request>();
-    for (const scenario of SCENARIOS) requests.set(scenario.name, await scenario.prepare(urls[scenario.base]));
+    for (const scenario of SCENARIOS)
+      requests.set(scenario.name, await scenario.prepare(urls[scenario.base]));
 
     for (const scenario of SCENARIOS) {
       await run(urls[scenario.base], requests.get(scenario.name) as Request, warmupSeconds);
@@ -158,7 +171,11 @@ async function main(): Promise<void> {
     // Round by round, so a burst of load from elsewhere on the machine hits every scenario alike.
     for (let round = 0; round < rounds; round++) {
       for (const scenario of SCENARIOS) {
-        const result = await run(urls[scenario.base], requests.get(scenario.name) as Request, durationSeconds);
+        const result = await run(
+          urls[scenario.base],
+          requests.get(scenario.name) as Request,
+          durationSeconds,
+        );
         results.get(scenario.name)?.push(result);
         process.stderr.write(
           `[load] round ${round + 1}/${rounds} ${scenario.name}: ${Math.round(result.reqPerSec)} req/s, p99 ${result.p99Ms} ms\n`,
@@ -166,7 +183,8 @@ async function main(): Promise<void> {
       }
     }
 
-    const bareRate = median((results.get('bare-fastify-hello') ?? []).map((result) => result.reqPerSec));
+    // The ratio is the median of per-round ratios: each round's scenarios ran back to back under the same load.
+    const bareRounds = results.get('bare-fastify-hello') ?? [];
     let failed = false;
     const summary: Record<string, number> = {};
     for (const scenario of SCENARIOS) {
@@ -175,7 +193,10 @@ async function main(): Promise<void> {
       const errors = list.reduce((sum, result) => sum + result.errors, 0);
       const non2xx = list.reduce((sum, result) => sum + result.non2xx, 0);
       if (errors > 0 || non2xx > 0) failed = true;
-      summary[scenario.name] = Math.round((reqPerSec / bareRate) * 1000) / 1000;
+      const ratios = list.map(
+        (result, round) => result.reqPerSec / (bareRounds[round]?.reqPerSec ?? Number.NaN),
+      );
+      summary[scenario.name] = Math.round(median(ratios) * 1000) / 1000;
       console.log(
         JSON.stringify({
           scenario: scenario.name,
@@ -196,7 +217,7 @@ async function main(): Promise<void> {
     const cpuList = cpus();
     console.log(
       JSON.stringify({
-        summary: 'ratios of median req/s to the bare Fastify hello route of the same run',
+        summary: 'req/s relative to the bare Fastify hello route: median of the per-round ratios of this run',
         ratios: summary,
         machine: {
           cpu: cpuList[0]?.model ?? 'unknown',
@@ -204,12 +225,18 @@ async function main(): Promise<void> {
           memoryGiB: Math.round(totalmem() / 2 ** 30),
           loadAverage1m: Math.round((loadavg()[0] ?? 0) * 10) / 10,
           node: process.version,
-          redis: process.env.REDIS_CLUSTER_NODES ? 'cluster (REDIS_CLUSTER_NODES)' : process.env.REDIS_URL ? 'REDIS_URL' : 'embedded redis-server',
+          redis: process.env.REDIS_CLUSTER_NODES
+            ? 'cluster (REDIS_CLUSTER_NODES)'
+            : process.env.REDIS_URL
+              ? 'REDIS_URL'
+              : 'embedded redis-server',
         },
       }),
     );
     if (failed) {
-      process.stderr.write('[load] some requests failed or were not 2xx: the figures above are not comparable\n');
+      process.stderr.write(
+        '[load] some requests failed or were not 2xx: the figures above are not comparable\n',
+      );
       process.exitCode = 1;
     }
   } finally {

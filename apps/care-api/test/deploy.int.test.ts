@@ -160,7 +160,9 @@ describe('docker-compose.yml and the Dockerfile', () => {
   it('has a Redis Cluster of six nodes, a Mongo replica set, the service and Prometheus', () => {
     const names = Object.keys(compose.services);
     expect(names.filter((name) => /^redis-\d$/.test(name))).toHaveLength(6);
-    expect(names).toEqual(expect.arrayContaining(['redis-cluster-init', 'mongo', 'care-api', 'prometheus', 'grafana']));
+    expect(names).toEqual(
+      expect.arrayContaining(['redis-cluster-init', 'mongo', 'care-api', 'prometheus', 'grafana']),
+    );
     expect(JSON.stringify(compose.services['redis-cluster-init'])).toContain('--cluster-replicas 1');
     expect(JSON.stringify(compose.services.mongo)).toContain('--replSet');
   });
@@ -177,10 +179,12 @@ describe('docker-compose.yml and the Dockerfile', () => {
     for (const [name, service] of Object.entries(compose.services)) {
       for (const volume of service.volumes ?? []) {
         const source = volume.split(':')[0] as string;
-        if (source.startsWith('.')) expect(existsSync(resolve(DEPLOY, source)), `${name}: ${source}`).toBe(true);
+        if (source.startsWith('.'))
+          expect(existsSync(resolve(DEPLOY, source)), `${name}: ${source}`).toBe(true);
       }
     }
-    for (const secret of Object.values(compose.secrets)) expect(secret.file.startsWith('./secrets/')).toBe(true);
+    for (const secret of Object.values(compose.secrets))
+      expect(secret.file.startsWith('./secrets/')).toBe(true);
     expect(readFileSync(join(DEPLOY, 'secrets.sh'), 'utf8')).toContain('secrets/data_encryption_keys');
   });
 
@@ -196,7 +200,10 @@ describe('docker-compose.yml and the Dockerfile', () => {
       return content;
     });
     expect(config.production).toBe(true);
-    expect(config.redis).toMatchObject({ mode: 'external', options: { cluster: { nodes: expect.any(Array) } } });
+    expect(config.redis).toMatchObject({
+      mode: 'external',
+      options: { cluster: { nodes: expect.any(Array) } },
+    });
     expect(config.mongo.mode).toBe('external');
     expect(config.sessionSecret.source).toBe('file');
     expect(config.encryption.source).toBe('file');
