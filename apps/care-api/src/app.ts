@@ -87,7 +87,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     }
   });
 
-  installErrorHandling(app, { bodyLimitBytes: config.bodyLimitBytes });
+  installErrorHandling(app, {
+    bodyLimitBytes: config.bodyLimitBytes,
+    logErrorMessages: config.logErrorMessages,
+  });
   registerHttpMetrics(app, metrics);
 
   let closing = false;

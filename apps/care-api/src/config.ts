@@ -17,6 +17,8 @@ export interface Config {
   host: string;
   port: number;
   logLevel: LogLevel;
+  /** Include error messages in logs (they can quote patient data); name, code and stack are always logged. */
+  logErrorMessages: boolean;
   /** Passed to Fastify's `trustProxy`: false, true, a hop count, or the proxies' addresses/CIDRs. */
   trustProxy: boolean | number | string[];
   bodyLimitBytes: number;
@@ -198,6 +200,7 @@ const schema = z.object({
       'must be fatal, error, warn, info, debug, trace or silent',
     )
     .default('info'),
+  LOG_ERROR_MESSAGES: booleanVar.default(false),
   TRUST_PROXY: z
     .string()
     .trim()
@@ -439,6 +442,7 @@ export function loadConfig(
     host: values.HOST ?? (production ? '0.0.0.0' : '127.0.0.1'),
     port: values.PORT,
     logLevel: values.LOG_LEVEL,
+    logErrorMessages: values.LOG_ERROR_MESSAGES,
     trustProxy: values.TRUST_PROXY,
     bodyLimitBytes: values.BODY_LIMIT_BYTES,
     shutdownTimeoutMs: values.SHUTDOWN_TIMEOUT_MS,

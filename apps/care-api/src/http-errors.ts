@@ -128,6 +128,32 @@ export function unavailableDependency(error: unknown): 'redis' | 'mongodb' | und
   return undefined;
 }
 
+export interface LoggedError {
+  type: string;
+  code?: string | number;
+  message?: string;
+  /** Stack frames without the first line, which repeats the message. */
+  stack?: string;
+  cause?: LoggedError;
+}
+
+/**
+ * An error as it goes to the log. Messages are left out unless asked for: driver and store messages can quote
+ * values (a duplicate-key error quotes the key, a parse error the payload), and in this service values are patient
+ * data. Name, code and stack frames are enough to find the place; LOG_ERROR_MESSAGES=true adds the messages.
+ */
+export function loggedError(error: unknown, withMessages: boolean, depth = 0): LoggedError {
+  if (!(error instanceof Error)) return { type: typeof error };
+  const code = (error as { code?: unknown }).code;
+  const entry: LoggedError = { type: error.name };
+  if (typeof code === 'string' || typeof code === 'number') entry.code = code;
+  if (withMessages) entry.message = error.message;
+  const frames = error.stack?.split('\n').filter((line) => /^\s+at /.test(line));
+  if (frames && frames.length > 0) entry.stack = frames.slice(0, 15).join('\n');
+  if (error.cause !== undefined && depth < 3) entry.cause = loggedError(error.cause, withMessages, depth + 1);
+  return entry;
+}
+
 interface ValidationIssue {
   instancePath?: string;
   message?: string;
@@ -216,7 +242,11 @@ function send(
  * Every error becomes a JSON body: validation and framework errors a 4xx naming what to fix, a dependency that is down
  * a 503, anything else a 500 saying only that it failed (the error itself goes to the log with the request id).
  */
-export function installErrorHandling(app: FastifyInstance, options: { bodyLimitBytes: number }): void {
+export function installErrorHandling(
+  app: FastifyInstance,
+  options: { bodyLimitBytes: number; logErrorMessages: boolean },
+): void {
+  const logged = (error: unknown) => loggedError(error, options.logErrorMessages);
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (error.validation) {
       return send(reply, request, 400, 'E_VALIDATION', 'The request is invalid: see details.', {
@@ -225,14 +255,14 @@ export function installErrorHandling(app: FastifyInstance, options: { bodyLimitB
     }
     if (error instanceof HttpError) {
       if (error.statusCode >= 500)
-        request.log.warn({ err: error.cause ?? error, code: error.code }, error.message);
+        request.log.warn({ error: logged(error.cause ?? error), code: error.code }, error.message);
       for (const [name, value] of Object.entries(error.headers)) reply.header(name, value);
       return send(reply, request, error.statusCode, error.code, error.message);
     }
     const dependency = unavailableDependency(error);
     if (dependency !== undefined) {
       const unavailable = new DependencyUnavailableError(dependency);
-      request.log.warn({ err: error, dependency }, 'dependency unavailable');
+      request.log.warn({ error: logged(error), dependency }, 'dependency unavailable');
       for (const [name, value] of Object.entries(unavailable.headers)) reply.header(name, value);
       return send(reply, request, 503, unavailable.code, unavailable.message);
     }
@@ -241,7 +271,7 @@ export function installErrorHandling(app: FastifyInstance, options: { bodyLimitB
       request.log.info({ code: error.code, statusCode: client.status }, client.message);
       return send(reply, request, client.status, client.code, client.message);
     }
-    request.log.error({ err: error }, 'request failed');
+    request.log.error({ error: logged(error) }, 'request failed');
     return send(reply, request, 500, 'E_INTERNAL', 'The request failed on our side; it has been logged.');
   });
 

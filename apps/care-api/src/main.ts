@@ -1,4 +1,5 @@
 import { ConfigError, loadConfig } from './config.js';
+import { loggedError } from './http-errors.js';
 import { createLogger } from './logger.js';
 import { startService } from './server.js';
 
@@ -26,6 +27,15 @@ if (config.sessionSecret.source === 'generated' || config.encryption.source === 
   );
 }
 
+// A crash is logged as JSON like everything else (without the message unless LOG_ERROR_MESSAGES), then the process
+// exits: the orchestrator restarts it, and the 'exit' handlers stop the development servers.
+for (const event of ['uncaughtException', 'unhandledRejection'] as const) {
+  process.on(event, (error: unknown) => {
+    logger.fatal({ error: loggedError(error, config.logErrorMessages), event }, 'care-api crashed');
+    process.exit(1);
+  });
+}
+
 let service: Awaited<ReturnType<typeof startService>> | undefined;
 let signals = 0;
 function onSignal(signal: NodeJS.Signals) {
@@ -49,7 +59,8 @@ process.on('SIGINT', onSignal);
 try {
   service = await startService(config, logger);
 } catch (error) {
-  logger.fatal({ err: error }, 'care-api could not start');
+  // Startup errors are ours or connection errors (no patient data yet): their messages say what to fix.
+  logger.fatal({ error: loggedError(error, true) }, 'care-api could not start');
   process.exit(1);
 }
 logger.info({ address: service.address, nodeEnv: config.nodeEnv }, 'care-api listening');

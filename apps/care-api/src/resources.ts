@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { startEmbeddedMongo } from './embedded/mongo.js';
 import { type EmbeddedRedis, startEmbeddedRedis } from './embedded/redis.js';
+import { loggedError } from './http-errors.js';
 import { disabledMongo, type MongoDependency, mongoDependency } from './mongo.js';
 
 /** What the service connects to. The app uses these and never closes them; `close()` here does, last. */
@@ -113,7 +114,10 @@ export async function openResources(config: Config, logger: Logger): Promise<Res
       try {
         await stop();
       } catch (error) {
-        logger.warn({ err: error }, 'a resource did not close cleanly');
+        logger.warn(
+          { error: loggedError(error, config.logErrorMessages) },
+          'a resource did not close cleanly',
+        );
       }
     }
     stops.length = 0;

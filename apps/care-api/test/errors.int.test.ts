@@ -2,7 +2,7 @@ import type { RedisClient } from '@austa/redis-cluster';
 import { createRedisClient } from '@austa/redis-cluster';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DependencyUnavailableError } from '../src/http-errors.js';
-import { closedPort, startTestService, type TestService, TOPOLOGIES } from './support.js';
+import { capturingLogger, closedPort, startTestService, type TestService, TOPOLOGIES } from './support.js';
 
 const SECRET_DETAIL = 'internal detail: patient 4711 row locked at /srv/app/db.ts:42';
 
@@ -16,6 +16,7 @@ function expectErrorBody(body: Record<string, unknown>, statusCode: number, code
 describe.each(TOPOLOGIES)('error responses on %s Redis', (topology) => {
   let service: TestService;
   let deadRedis: RedisClient;
+  const log = capturingLogger();
 
   beforeAll(async () => {
     deadRedis = createRedisClient(
@@ -24,6 +25,7 @@ describe.each(TOPOLOGIES)('error responses on %s Redis', (topology) => {
     );
     service = await startTestService(topology, {
       env: { BODY_LIMIT_BYTES: '1024' },
+      logger: log.logger,
       // Test-only routes: the error handling is the app's, whatever route raises the error.
       beforeReady(app) {
         app.post(
@@ -143,6 +145,18 @@ describe.each(TOPOLOGIES)('error responses on %s Redis', (topology) => {
     expect(response.body).not.toContain('patient 4711');
     expect(response.body).not.toContain('db.ts');
     expect(response.body).not.toMatch(/\bat [^\n]+:\d+:\d+/);
+  });
+
+  it('logs an unexpected error with its type and stack but not its message, which may quote patient data', async () => {
+    const response = await service.app.inject({ method: 'GET', url: '/test/boom' });
+    const requestId = response.json().requestId;
+    const entry = log.lines.find((line) => line.requestId === requestId && line.msg === 'request failed');
+    expect(entry?.level).toBe(50);
+    const error = entry?.error as { type: string; stack: string; message?: string };
+    expect(error.type).toBe('Error');
+    expect(error.stack).toMatch(/at .*errors\.int\.test\.ts/);
+    expect(error.message).toBeUndefined();
+    expect(JSON.stringify(log.lines)).not.toContain('patient 4711');
   });
 
   it('Redis being unreachable is a 503 JSON error with Retry-After, within the command timeout', async () => {

@@ -3,8 +3,10 @@ import { type AustaMongoClient, createMongoClient } from '@austa/mongo-client';
 import { createRedisClient, type RedisClient, type RedisClientOptions } from '@austa/redis-cluster';
 import { mongoTarget, type RedisTopology, redisTarget } from '@austa/test-env/vitest';
 import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
 import { buildApp } from '../src/app.js';
 import { type Env, loadConfig } from '../src/config.js';
+import { createLogger } from '../src/logger.js';
 import { disabledMongo, type MongoDependency, mongoDependency } from '../src/mongo.js';
 import { createServiceMetrics, mongoOptions, redisOptions } from '../src/resources.js';
 
@@ -52,6 +54,8 @@ export async function startTestService(
   options: {
     env?: Env;
     redis?: RedisClientOptions;
+    /** Where the app logs (default: nowhere). */
+    logger?: Logger;
     beforeReady?: (app: FastifyInstance, service: Omit<TestService, 'app' | 'close'>) => void;
   } = {},
 ): Promise<TestService> {
@@ -75,7 +79,13 @@ export async function startTestService(
   } else {
     mongo = disabledMongo('MongoDB is not reachable in this test environment');
   }
-  const app = await buildApp({ config, metrics, redis, mongo });
+  const app = await buildApp({
+    config,
+    metrics,
+    redis,
+    mongo,
+    ...(options.logger ? { logger: options.logger } : {}),
+  });
   options.beforeReady?.(app, { redis, mongo, metrics });
   await app.ready();
   return {
@@ -108,4 +118,15 @@ export function samples(
     result.push({ labels, value: Number(match[2]) });
   }
   return result;
+}
+
+/** A pino logger at `info` whose lines are kept, parsed, for assertions on what the service logs. */
+export function capturingLogger(): { logger: Logger; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  const logger = createLogger('info', {
+    write(line: string) {
+      lines.push(JSON.parse(line));
+    },
+  });
+  return { logger, lines };
 }
