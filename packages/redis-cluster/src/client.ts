@@ -1,5 +1,5 @@
 import type { Metrics } from '@austa/metrics';
-import { type Cluster, Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { createHookContext } from './command-hook.js';
 import { createConnections } from './connection.js';
 import { RedisArgumentError, RedisClientClosedError, RedisUnavailableError } from './errors.js';
@@ -114,16 +114,37 @@ const consoleLogger: Logger = {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+function waitForEnd(connection: Redis | Cluster, ms: number): Promise<void> {
+  if (connection.status === 'end') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      connection.off('end', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    connection.once('end', done);
+  });
+}
+
+/** Ends a connection within `ms`: QUIT if there is time, else (or then) close its sockets now. */
 async function quitWithin(connection: Redis | Cluster, ms: number): Promise<void> {
-  if (ms <= 0 || connection.status === 'end') {
-    connection.disconnect();
-    return;
+  if (ms > 0 && connection.status !== 'end' && connection.status !== 'wait') {
+    const started = performance.now();
+    try {
+      await withTimeout(connection.quit(), ms, 'QUIT');
+      await waitForEnd(connection, Math.max(0, ms - (performance.now() - started)));
+    } catch {
+      // Closed below.
+    }
   }
-  try {
-    await withTimeout(connection.quit(), ms, 'QUIT');
-  } catch {
-    connection.disconnect();
-  }
+  if (connection.status === 'end') return;
+  // disconnect() alone ends a socket gracefully and destroys it only after ioredis' 2 s disconnectTimeout, while
+  // commands in flight still wait: destroy the sockets so they fail now and close() means closed.
+  const sockets = connection instanceof Cluster ? connection.nodes('all') : [connection];
+  connection.disconnect();
+  for (const node of sockets) (node as unknown as { stream?: { destroy(): void } }).stream?.destroy();
+  await waitForEnd(connection, 100);
 }
 
 /**
@@ -154,7 +175,13 @@ export function createRedisClient(
     isClosed: () => closed,
     tracker: instruments ? createTracker(instruments.observer) : undefined,
   });
-  const connections = createConnections({ resolved, context, instruments, logger });
+  const connections = createConnections({
+    resolved,
+    context,
+    instruments,
+    logger,
+    isClosing: () => closed || closing !== undefined,
+  });
   const { client } = connections;
   const isCluster = resolved.topology === 'cluster';
 
@@ -241,6 +268,7 @@ export function createRedisClient(
 
     ready(timeoutMs = 10_000) {
       if (closed || closing) return Promise.reject(new RedisClientClosedError());
+      if (context.fatal !== undefined) return Promise.reject(context.fatal);
       if (client.status === 'ready') return Promise.resolve();
       return new Promise<void>((resolve, reject) => {
         const done = (error?: Error) => {
@@ -252,7 +280,9 @@ export function createRedisClient(
         };
         const onReady = () => done();
         const onEnd = () =>
-          done(new RedisUnavailableError('The Redis connection ended before it became ready.'));
+          done(
+            context.fatal ?? new RedisUnavailableError('The Redis connection ended before it became ready.'),
+          );
         const timer = setTimeout(
           () =>
             done(
@@ -335,22 +365,25 @@ export function createRedisClient(
       };
     },
 
-    async health(healthOptions = {}) {
-      if (closed || closing) {
+    async health(healthOptions) {
+      const problem = closed || closing ? 'the client is closed' : context.fatal?.message;
+      if (problem !== undefined) {
         return {
           healthy: false,
           topology: resolved.topology,
           nodes: [],
-          problems: ['the client is closed'],
-          checkedAt: performance.now(),
+          problems: [problem],
+          checkedAt: Date.now(),
         };
       }
-      return checkHealth(healthProbe(client, healthOptions.timeoutMs ?? 1000));
+      const timeoutMs = healthOptions?.timeoutMs ?? 1000;
+      const valid = Number.isInteger(timeoutMs) && timeoutMs > 0 && timeoutMs <= 600_000;
+      return checkHealth(healthProbe(client, valid ? timeoutMs : 1000));
     },
 
-    scan(pattern, scanOptions = {}) {
+    scan(pattern, scanOptions) {
       assertOpen();
-      return scanKeys(client, pattern, scanOptions);
+      return scanKeys(client, pattern, scanOptions ?? {});
     },
 
     close() {

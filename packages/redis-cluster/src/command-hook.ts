@@ -1,6 +1,7 @@
+import { exists, hasFlag } from '@ioredis/commands';
 import type { Cluster, Command, Redis } from 'ioredis';
 import { TIMEOUT_MESSAGE } from './error-type.js';
-import { RedisClientClosedError } from './errors.js';
+import { RedisClientClosedError, RedisMaybeAppliedError } from './errors.js';
 import { type CommandTracker, isScriptCommand, recordPipeline } from './tracker.js';
 
 /*
@@ -22,14 +23,15 @@ type CommandFields = { _commandTimeoutTimer?: unknown; pipelineIndex?: number };
 const fields = (command: Command) => command as unknown as CommandFields;
 
 /** The pseudo-stream an ioredis Pipeline passes to sendCommand; it counts one write per command. */
-type PipelineStream = { isPipeline?: boolean; write(data: string): void };
+type PipelineStream = { isPipeline?: boolean; destination?: { redis?: unknown }; write(data: string): void };
 
 type SendCommand = (command: Command, stream?: unknown, node?: unknown) => unknown;
 
 /** ioredis' Pipeline, as far as this file reads and wraps it. */
 interface PipelineInternals {
   promise: Promise<unknown>;
-  _queue: InternalCommand[];
+  _transactions: number;
+  _queue: Array<InternalCommand & { inTransaction?: boolean }>;
   _result: Array<[Error | null, unknown?]>;
   replyPending: number;
   exec: (...args: unknown[]) => unknown;
@@ -51,6 +53,17 @@ export interface HookContext {
   readonly tracker: CommandTracker | undefined;
   /** Commands whose caller was told they timed out; they must never be written afterwards. */
   readonly dead: WeakSet<Command>;
+  /**
+   * Commands that were written on a connection that then closed before their reply: Redis may have run them. ioredis
+   * sends them again (its offline resend, a cluster's retry); only read-only ones may go.
+   */
+  readonly inFlight: WeakSet<Command>;
+  /** Commands ioredis sent on its own, seen at the Cluster before they reach a node connection. */
+  readonly untracked: WeakSet<Command>;
+  /** Called after a command timed out; the connections use it to cut off a command stuck behind a blocking one. */
+  onExpire: ((command: Command) => void) | undefined;
+  /** Set when the connection cannot be used safely (a database that does not exist): every command gets it. */
+  fatal: Error | undefined;
 }
 
 export function createHookContext(options: {
@@ -63,7 +76,18 @@ export function createHookContext(options: {
     isClosed: options.isClosed,
     tracker: options.tracker,
     dead: new WeakSet(),
+    inFlight: new WeakSet(),
+    untracked: new WeakSet(),
+    onExpire: undefined,
+    fatal: undefined,
   };
+}
+
+/** A command Redis flags read-only, or a script defined read-only: safe to send again. */
+export function isReadOnly(command: Command): boolean {
+  if ((command as { isReadOnly?: boolean }).isReadOnly === true) return true;
+  const name = command.name.toLowerCase();
+  return exists(name) && hasFlag(name, 'readonly');
 }
 
 const SECONDS_LAST = new Set(['blpop', 'brpop', 'brpoplpush', 'blmove', 'bzpopmin', 'bzpopmax']);
@@ -92,7 +116,16 @@ export function blockingMs(name: string, args: readonly unknown[]): number | nul
   else if (SECONDS_FIRST.has(lower)) ms = numberArg(args[0]) * 1000;
   else if (MILLISECONDS_LAST.has(lower)) ms = numberArg(args[args.length - 1]);
   else if (BLOCK_OPTION.has(lower)) {
-    const index = args.findIndex((arg) => String(arg).toUpperCase() === 'BLOCK');
+    // Options come before STREAMS; after it every argument is a key or an id, whatever it spells.
+    let index = -1;
+    for (let i = 0; i < args.length; i++) {
+      const word = String(args[i]).toUpperCase();
+      if (word === 'STREAMS') break;
+      if (word === 'BLOCK') {
+        index = i;
+        break;
+      }
+    }
     if (index < 0) return undefined;
     ms = numberArg(args[index + 1]);
   } else return undefined;
@@ -129,6 +162,15 @@ function timeoutError(): Error {
   return new Error(TIMEOUT_MESSAGE);
 }
 
+function maybeApplied(command: Command, stream: unknown): unknown {
+  command.reject(new RedisMaybeAppliedError(command.name));
+  const pipelineStream = stream as PipelineStream | undefined;
+  // The rest of this batch is still written when every command has passed: keep the pipeline's count, where it
+  // already knows its connection (a re-send; before routing a cluster has not chosen one).
+  if (pipelineStream?.isPipeline && pipelineStream.destination?.redis !== undefined) pipelineStream.write('');
+  return command.promise;
+}
+
 /** Hooks one connection (client, cluster node, duplicate or subscriber) with the shared per-client context. */
 export function hookSendCommand(
   connection: Redis | Cluster,
@@ -138,12 +180,15 @@ export function hookSendCommand(
   const isNode = options.node === true;
   const target = connection as unknown as { sendCommand: SendCommand };
   const original = target.sendCommand;
-  const { tracker, dead, isClosed, commandTimeoutMs } = context;
+  const { tracker, dead, inFlight, untracked, isClosed, commandTimeoutMs } = context;
+  // Pipeline batches in which a write was refused: the rest of the batch must not run without it (a MULTI would).
+  const poisoned = new WeakSet<object>();
 
   const expire = (command: InternalCommand) => {
     if (command.isResolved) return;
     dead.add(command);
     command.reject(timeoutError());
+    context.onExpire?.(command);
   };
 
   target.sendCommand = function sendCommand(
@@ -152,14 +197,24 @@ export function hookSendCommand(
     stream?: unknown,
     node?: unknown,
   ) {
-    if (dead.has(command)) {
-      // A pipeline counts one write per command before it sends its batch; keep the count right.
-      if ((stream as PipelineStream | undefined)?.isPipeline) (stream as PipelineStream).write('');
-      return command.promise;
-    }
+    // Timed out: never written again. A pipeline is timed out whole, so no batch is left half written.
+    if (dead.has(command)) return command.promise;
     if (isClosed()) {
       command.reject(new RedisClientClosedError());
       return command.promise;
+    }
+    if (context.fatal !== undefined) {
+      command.reject(context.fatal);
+      return command.promise;
+    }
+    if (typeof stream === 'object' && stream !== null && poisoned.has(stream))
+      return maybeApplied(command, stream);
+    if (inFlight.has(command)) {
+      inFlight.delete(command);
+      if (!isReadOnly(command)) {
+        if ((stream as PipelineStream | undefined)?.isPipeline) poisoned.add(stream as object);
+        return maybeApplied(command, stream);
+      }
     }
     const own = fields(command);
     if (own.pipelineIndex === undefined) {
@@ -167,11 +222,10 @@ export function hookSendCommand(
         const ms = commandDeadlineMs(command, commandTimeoutMs);
         own._commandTimeoutTimer = ms === undefined ? NO_TIMER : setTimeout(expire, ms, command);
       }
-      if (
-        tracker !== undefined &&
-        !isInternalCommand(command.name, (this as { status?: string }).status, isNode)
-      ) {
-        tracker.track(command);
+      if (tracker !== undefined) {
+        if (isInternalCommand(command.name, (this as { status?: string }).status, isNode))
+          untracked.add(command);
+        else if (!isNode || !untracked.has(command)) tracker.track(command);
       }
     } else {
       if (own._commandTimeoutTimer === undefined) own._commandTimeoutTimer = NO_TIMER;
@@ -208,7 +262,7 @@ export function hookPipelines(connection: Redis | Cluster, context: HookContext)
 
 function instrumentPipeline(pipeline: PipelineInternals, context: HookContext): void {
   const { exec, resolve, reject } = pipeline;
-  const { dead, tracker, commandTimeoutMs } = context;
+  const { dead, inFlight, tracker, commandTimeoutMs } = context;
   let started = -1;
   let timer: NodeJS.Timeout | undefined;
   let finished = false;
@@ -220,24 +274,31 @@ function instrumentPipeline(pipeline: PipelineInternals, context: HookContext): 
     if (tracker === undefined || started < 0) return;
     const seconds = (performance.now() - started) / 1000;
     const queue = pipeline._queue;
-    recordPipeline(
-      tracker.observer,
-      error === undefined ? { queue, results: pipeline._result } : { queue, error },
-      seconds,
-    );
+    if (error === undefined) {
+      recordPipeline(tracker.observer, { queue, results: pipeline._result }, seconds);
+      return;
+    }
+    recordPipeline(tracker.observer, { queue, error }, seconds);
+    // A MULTI that failed before it was written has no EXEC in its queue yet; the caller issued one.
+    if (pipeline._transactions > 0) tracker.observer.error('exec', seconds, error);
+  };
+
+  const failWhole = (error: Error) => {
+    for (const command of pipeline._queue) dead.add(command);
+    // MULTI's exec returns its own promise on some paths, so nobody may be listening to the pipeline's.
+    pipeline.promise.catch(() => {});
+    pipeline.reject(error);
   };
 
   const expire = () => {
     timer = undefined;
     if (finished) return;
-    for (const command of pipeline._queue) dead.add(command);
     // Not written yet (waiting for a cluster's first slot map, or between a retry and its re-send): fail it whole.
-    // MULTI's exec returns its own promise on that path, so nobody may be listening to the pipeline's.
     if (pipeline.replyPending === 0) {
-      pipeline.promise.catch(() => {});
-      pipeline.reject(timeoutError());
+      failWhole(timeoutError());
       return;
     }
+    for (const command of pipeline._queue) dead.add(command);
     const error = timeoutError();
     for (const command of pipeline._queue) command.reject(error);
   };
@@ -245,8 +306,10 @@ function instrumentPipeline(pipeline: PipelineInternals, context: HookContext): 
   pipeline.exec = function (this: unknown, ...args: unknown[]) {
     if (started < 0) {
       started = performance.now();
+      // Commands inside MULTI never block: the server runs them at EXEC.
       let ms: number | undefined = commandTimeoutMs;
       for (const command of pipeline._queue) {
+        if (command.inTransaction) continue;
         const deadline = commandDeadlineMs(command, commandTimeoutMs);
         if (deadline === undefined) {
           ms = undefined;
@@ -255,8 +318,20 @@ function instrumentPipeline(pipeline: PipelineInternals, context: HookContext): 
         if (deadline > ms) ms = deadline;
       }
       if (ms !== undefined) timer = setTimeout(expire, ms);
+    } else if (!finished) {
+      // A cluster re-sends the whole pipeline after its connection closed: if a write of it may have run, none goes.
+      const lost = pipeline._queue.find((command) => inFlight.has(command) && !isReadOnly(command));
+      if (lost !== undefined) {
+        failWhole(new RedisMaybeAppliedError(lost.name));
+        return pipeline.promise;
+      }
     }
-    return exec.apply(this, args);
+    const result = exec.apply(this, args);
+    // MULTI on a cluster without a slot map fails its own promise and never the pipeline's.
+    if (result !== pipeline.promise && result instanceof Promise) {
+      result.then(undefined, (error: Error) => finish(error));
+    }
+    return result;
   };
   pipeline.resolve = (results: unknown) => {
     finish(undefined);

@@ -1,6 +1,13 @@
 import { Cluster, type Command, Redis } from 'ioredis';
-import { boundReadyWaits, type HookContext, hookPipelines, hookSendCommand } from './command-hook.js';
-import { clusterErrorKind } from './error-type.js';
+import {
+  blockingMs,
+  boundReadyWaits,
+  type HookContext,
+  hookPipelines,
+  hookSendCommand,
+} from './command-hook.js';
+import { clusterErrorKind, errorType } from './error-type.js';
+import { RedisClientClosedError, RedisConfigError } from './errors.js';
 import type { RedisInstruments } from './instrumentation.js';
 import type { ResolvedOptions } from './options.js';
 import type { Logger } from './pubsub.js';
@@ -9,6 +16,8 @@ type Queue = { length: number; peekAt(index: number): { command: Command } | und
 type Internals = {
   commandQueue?: Queue;
   offlineQueue?: Queue;
+  prevCommandQueue?: Queue | null;
+  flushQueue?: (error: Error, options?: { commandQueue?: boolean }) => void;
   delayQueue?: { queues: Record<string, { length: number } | null> };
   _autoPipelines?: Map<unknown, unknown>;
   options: { host?: string; port?: number };
@@ -43,13 +52,26 @@ export interface ConnectionOptions {
   context: HookContext;
   instruments: RedisInstruments | undefined;
   logger: Logger;
+  /** True once `close()` started: duplicates are refused from then on. */
+  isClosing(): boolean;
 }
+
+/**
+ * A connection error as the operator may see it: ioredis quotes the reply that puzzled it ("Last reply: sunsubscribe,
+ * <channel>…"), and replies can carry channel names or data, so that part is cut.
+ */
+export function safeErrorMessage(error: Error): string {
+  return error.message.replace(/\.?\s*Last (reply|error):[\s\S]*$/, '').slice(0, 200);
+}
+
+const DB_OUT_OF_RANGE = /DB index is out of range/;
 
 export function createConnections({
   resolved,
   context,
   instruments,
   logger,
+  isClosing,
 }: ConnectionOptions): Connections {
   const duplicates = new Set<Redis | Cluster>();
   const client: Redis | Cluster =
@@ -60,11 +82,38 @@ export function createConnections({
   function hookNode(node: Redis): void {
     hookSendCommand(node, context, { node: true });
     hookPipelines(node, context);
+    markLostInFlight(node);
+  }
+
+  /**
+   * Remembers the commands a connection had written when it closed: ioredis sends them again (a standalone client's
+   * resend after reconnecting, a cluster's retry after "Connection is closed") and the hook lets only read-only ones
+   * go, since Redis may have run the others already.
+   */
+  function markLostInFlight(connection: Redis): void {
+    const internals = connection as unknown as Internals;
+    const mark = (queue: Queue | null | undefined) => {
+      if (queue === null || queue === undefined) return;
+      for (let index = 0; index < queue.length; index++) {
+        const command = queue.peekAt(index)?.command;
+        if (command !== undefined && !command.isResolved) context.inFlight.add(command);
+      }
+    };
+    const flush = internals.flushQueue;
+    if (flush !== undefined) {
+      internals.flushQueue = function (this: unknown, error: Error, options?: { commandQueue?: boolean }) {
+        if (options?.commandQueue !== false) mark(internals.commandQueue);
+        return flush.call(this, error, options);
+      };
+    }
+    // A standalone client keeps them in prevCommandQueue, set just before the "close" event.
+    connection.on('close', () => mark(internals.prevCommandQueue));
   }
 
   function instrument(connection: Redis | Cluster, scope: Scope): void {
     hookSendCommand(connection, context);
     hookPipelines(connection, context);
+    if (!(connection instanceof Cluster)) markLostInFlight(connection);
     if (connection instanceof Cluster) {
       boundReadyWaits(connection, context.commandTimeoutMs);
       // Node connections carry the commands a cluster retries after a failover and those sent to one node; they are
@@ -82,6 +131,8 @@ export function createConnections({
     const target = connection as unknown as { duplicate: Duplicate };
     const duplicate = target.duplicate;
     target.duplicate = function (this: unknown, ...args: unknown[]) {
+      // After close() a duplicate would reconnect forever: the hook refuses its handshake.
+      if (isClosing()) throw new RedisClientClosedError();
       const copy = duplicate.apply(this, args);
       instrument(copy, 'client');
       duplicates.add(copy);
@@ -95,11 +146,25 @@ export function createConnections({
     // operator once per distinct message, not once per retry.
     let lastError = '';
     connection.on('error', (error: Error) => {
-      if (error.message === lastError) return;
-      lastError = error.message;
+      if (
+        connection === client &&
+        !(connection instanceof Cluster) &&
+        context.fatal === undefined &&
+        DB_OUT_OF_RANGE.test(error.message)
+      ) {
+        // ioredis carries on in database 0 when SELECT fails: every write would land in the wrong database.
+        context.fatal = new RedisConfigError(
+          `Database ${resolved.redis.db ?? 0} does not exist on this server (its "databases" setting is lower); nothing was sent.`,
+        );
+        connection.disconnect();
+      }
+      const message = safeErrorMessage(error);
+      if (message === lastError) return;
+      lastError = message;
       logger.warn(`@austa/redis-cluster: ${scope} connection error`, {
         client: resolved.name,
-        error: error.message,
+        error: message,
+        type: errorType(error),
       });
     });
     connection.on('ready', () => {
@@ -151,6 +216,34 @@ export function createConnections({
     }
     return pending;
   }
+
+  /**
+   * A command that timed out while written behind a blocking command (BLPOP, XREAD BLOCK…) on the same connection
+   * would still run once the block ends. Redis drops what a client sent but has not run when it disconnects, so the
+   * connection is closed (a standalone or duplicate reconnects; a cluster opens a new node connection).
+   */
+  function cutOffBehindBlock(command: Command): void {
+    const candidates: Redis[] = [];
+    for (const connection of [client, ...duplicates]) {
+      if (connection instanceof Cluster) candidates.push(...connection.nodes('all'));
+      else candidates.push(connection);
+    }
+    for (const connection of candidates) {
+      const queue = (connection as unknown as Internals).commandQueue;
+      if (queue === undefined) continue;
+      let blocked = false;
+      for (let index = 0; index < queue.length; index++) {
+        const queued = queue.peekAt(index)?.command;
+        if (queued === undefined) continue;
+        if (queued === command) {
+          if (blocked) connection.disconnect(true);
+          return;
+        }
+        if (!queued.isResolved && blockingMs(queued.name, queued.args) !== undefined) blocked = true;
+      }
+    }
+  }
+  context.onExpire = cutOffBehindBlock;
 
   instrument(client, 'client');
   return {

@@ -18,13 +18,52 @@ const CLIENT_ERRORS: ReadonlyArray<[RegExp, string]> = [
   [/^This Redis client was closed/, 'client_closed'],
   [/only subscriber commands may be used/, 'subscriber_mode'],
   [/^Transaction aborted by WATCH/, 'watch_aborted'],
+  [/^The connection closed after .* was sent/, 'maybe_applied'],
 ];
+
+/**
+ * The error kinds Redis itself replies with. Scripts and modules can reply with any upper-case word; those are
+ * recorded as `other`, so a script that makes up codes cannot flood the `error_type` label.
+ */
+const REPLY_KINDS = new Set([
+  'ERR',
+  'WRONGTYPE',
+  'NOSCRIPT',
+  'MOVED',
+  'ASK',
+  'TRYAGAIN',
+  'CLUSTERDOWN',
+  'CROSSSLOT',
+  'LOADING',
+  'BUSY',
+  'BUSYKEY',
+  'BUSYGROUP',
+  'NOGROUP',
+  'NOAUTH',
+  'WRONGPASS',
+  'NOPERM',
+  'NOPROTO',
+  'READONLY',
+  'MASTERDOWN',
+  'MISCONF',
+  'EXECABORT',
+  'OOM',
+  'NOREPLICAS',
+  'NOTBUSY',
+  'UNBLOCKED',
+  'UNKILLABLE',
+  'NOTFOUND',
+]);
 
 /** Maps any error to a short, low-cardinality `error_type` label value. */
 export function errorType(error: unknown): string {
   if (!(error instanceof Error)) return 'unknown';
   const message = error.message;
-  if (error.name === 'ReplyError') return REPLY_PREFIX.exec(message)?.[1] ?? 'ERR';
+  if (error.name === 'ReplyError') {
+    const kind = REPLY_PREFIX.exec(message)?.[1];
+    if (kind === undefined) return 'ERR';
+    return REPLY_KINDS.has(kind) ? kind : 'other';
+  }
   for (const [pattern, type] of CLIENT_ERRORS) {
     if (pattern.test(message)) return type;
   }

@@ -6,7 +6,8 @@ export type RedisErrorCode =
   | 'E_INVALID_ARGUMENT'
   | 'E_CLIENT_CLOSED'
   | 'E_REDIS_UNAVAILABLE'
-  | 'E_INCOMPLETE_SCAN';
+  | 'E_INCOMPLETE_SCAN'
+  | 'E_MAYBE_APPLIED';
 
 /**
  * Base class of every error this package throws. `isInstance` works across two
@@ -77,6 +78,21 @@ export class RedisIncompleteScanError extends AustaRedisError {
   }
 }
 
+/**
+ * The connection closed after this command was written and before its reply came: Redis may or may not have run it.
+ * ioredis would send it again (and apply a write twice); this package does so only for read-only commands. Retry a
+ * write only if it is idempotent, or check its effect first.
+ */
+export class RedisMaybeAppliedError extends AustaRedisError {
+  constructor(command: string) {
+    super(
+      'E_MAYBE_APPLIED',
+      `The connection closed after "${command}" was sent and before its reply: it may or may not have run, so it was not sent again. Retry only if it is idempotent.`,
+    );
+    this.name = 'RedisMaybeAppliedError';
+  }
+}
+
 export const errors = {
   AustaRedisError,
   RedisConfigError,
@@ -84,4 +100,5 @@ export const errors = {
   RedisClientClosedError,
   RedisUnavailableError,
   RedisIncompleteScanError,
+  RedisMaybeAppliedError,
 } as const;

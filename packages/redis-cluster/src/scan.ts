@@ -1,5 +1,5 @@
 import calculateSlot from 'cluster-key-slot';
-import { Cluster, type Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { RedisArgumentError, RedisIncompleteScanError } from './errors.js';
 import {
   formatRanges,
@@ -10,6 +10,7 @@ import {
   type SlotPlan,
   type SlotRange,
   slotPlan,
+  toRanges,
 } from './slot-map.js';
 import { assertName } from './validation.js';
 
@@ -124,17 +125,77 @@ async function reachablePlan(cluster: Cluster, timeoutMs: number): Promise<SlotP
   return plan;
 }
 
-/** Masters that are importing a slot right now: keys may have landed on them after we scanned them. */
-async function importingMasters(plan: SlotPlan, timeoutMs: number): Promise<MasterShard[]> {
-  const found = await Promise.all(
+interface MigrationTarget {
+  address: string;
+  node: Redis | undefined;
+  slots: number[];
+}
+
+/**
+ * Where open slot migrations are taking keys: read from each source's own CLUSTER NODES line (`[slot->-<target id>]`).
+ * The target may be a master that serves no slot yet (a new, empty master during a scale-out), which the client's slot
+ * map does not list at all.
+ */
+async function migrationTargets(
+  cluster: Cluster,
+  plan: SlotPlan,
+  timeoutMs: number,
+): Promise<MigrationTarget[]> {
+  const targets = new Map<string, MigrationTarget>();
+  const natMapper = (cluster as unknown as { natMapper?: (key: string) => { host: string; port: number } })
+    .natMapper;
+  await Promise.all(
     plan.masters.map(async (master) => {
-      if (master.node === undefined) return undefined;
-      const nodes = (await withTimeout(master.node.call('CLUSTER', 'NODES'), timeoutMs)) as string;
-      const myself = nodes.split('\n').find((line) => line.split(' ')[2]?.includes('myself'));
-      return myself?.includes('-<-') ? master : undefined;
+      if (master.node === undefined) return;
+      const text = (await withTimeout(master.node.call('CLUSTER', 'NODES'), timeoutMs)) as string;
+      const lines = text.split('\n').map((line) => line.trim().split(' '));
+      const myself = lines.find((fields) => fields[2]?.includes('myself'));
+      for (const field of myself?.slice(8) ?? []) {
+        const migrating = /^\[(\d+)->-([0-9a-f]+)\]$/.exec(field);
+        if (migrating === null) continue;
+        const announced = lines.find((fields) => fields[0] === migrating[2])?.[1]?.split('@')[0];
+        if (announced === undefined) continue;
+        const mapped = natMapper ? natMapper.call(cluster, announced) : undefined;
+        const address = mapped ? `${mapped.host}:${mapped.port}` : announced;
+        let target = targets.get(address);
+        if (target === undefined) {
+          const node = cluster.nodes('all').find((candidate) => {
+            const options = candidate.options as { host?: string; port?: number };
+            return `${options.host}:${options.port}` === address;
+          });
+          target = { address, node, slots: [] };
+          targets.set(address, target);
+        }
+        target.slots.push(Number(migrating[1]));
+      }
     }),
   );
-  return found.filter((master): master is MasterShard => master !== undefined);
+  return [...targets.values()];
+}
+
+/** Scans a migration target, over a short-lived connection when the client has none to it. */
+async function* scanTarget(cluster: Cluster, target: MigrationTarget, args: string[]) {
+  const ranges = toRanges(target.slots.sort((a, b) => a - b));
+  if (target.node !== undefined) {
+    yield* scanNode(target.node, args, ranges, `migration target ${target.address}`);
+    return;
+  }
+  const index = target.address.lastIndexOf(':');
+  const connection = new Redis({
+    ...cluster.options.redisOptions,
+    host: target.address.slice(0, index),
+    port: Number(target.address.slice(index + 1)),
+    enableOfflineQueue: true,
+    maxRetriesPerRequest: 1,
+    retryStrategy: () => null,
+    lazyConnect: false,
+  });
+  connection.on('error', () => {});
+  try {
+    yield* scanNode(connection, args, ranges, `migration target ${target.address}`);
+  } finally {
+    connection.disconnect();
+  }
 }
 
 async function* scanCluster(cluster: Cluster, args: string[], timeoutMs: number) {
@@ -158,8 +219,22 @@ async function* scanCluster(cluster: Cluster, args: string[], timeoutMs: number)
     plan = await reachablePlan(cluster, timeoutMs);
     const again = new Map<string, MasterShard>();
     for (const master of mastersThatGainedSlots(before, plan)) again.set(master.address, master);
-    for (const master of await importingMasters(plan, timeoutMs).catch(() => plan.masters)) {
-      if (pass === 0) again.set(master.address, master);
+    if (pass === 0) {
+      let targets: MigrationTarget[];
+      try {
+        targets = await migrationTargets(cluster, plan, timeoutMs);
+      } catch (cause) {
+        throw new RedisIncompleteScanError(
+          `Open slot migrations could not be read (${message(cause)}); keys moving during the scan may have been missed.`,
+          ALL_SLOTS,
+          { cause },
+        );
+      }
+      for (const target of targets) {
+        const known = plan.masters.find((master) => master.address === target.address);
+        if (known !== undefined) again.set(known.address, known);
+        else yield* scanTarget(cluster, target, args);
+      }
     }
     pending = [...again.values()];
   }
@@ -188,7 +263,7 @@ export function scanKeys(
   pattern: string,
   options: ScanOptions = {},
 ): AsyncIterableIterator<string> {
-  const args = validate(pattern, options);
+  const args = validate(pattern, options ?? {});
   return client instanceof Cluster
     ? scanCluster(client, args, options.timeoutMs ?? DEFAULT_TIMEOUT_MS)
     : scanStandalone(client, args);

@@ -157,6 +157,9 @@ export interface PipelineOutcome {
   results: ReadonlyArray<[Error | null, unknown?] | undefined>;
 }
 
+/** Commands of cluster routing that ioredis adds to pipelines on its own (auto-pipelined READONLY, say). */
+const ROUTING = new Set(['asking', 'readonly', 'readwrite']);
+
 const WATCH_ABORTED = new Error('Transaction aborted by WATCH: EXEC returned null and ran no command.');
 
 /**
@@ -171,7 +174,8 @@ export function recordPipeline(
   const { queue } = outcome;
   if ('error' in outcome) {
     for (const command of queue) {
-      if (!command.ignore) observer.error(operationName(command), seconds, outcome.error);
+      if (!command.ignore && !ROUTING.has(command.name))
+        observer.error(operationName(command), seconds, outcome.error);
     }
     return;
   }
@@ -194,7 +198,7 @@ export function recordPipeline(
   }
   for (let index = 0; index < queue.length; index++) {
     const command = queue[index];
-    if (command === undefined || command.ignore) continue;
+    if (command === undefined || command.ignore || ROUTING.has(command.name)) continue;
     const error = fromExec.has(index) ? fromExec.get(index) : (results[index]?.[0] ?? null);
     const name = operationName(command);
     if (error) {

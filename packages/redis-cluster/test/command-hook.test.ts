@@ -98,14 +98,35 @@ describe('hookSendCommand', () => {
     expect(calls).toEqual([{ name: 'incr', outcome: 'Command timed out' }]);
   });
 
-  it('keeps the write count of a pipeline batch when it drops a timed-out command', () => {
+  it('drops a timed-out pipelined command without touching the batch, which may not know its connection yet', () => {
     const { connection, context } = hooked();
     const command = new Command('set', ['k', 'v']);
     context.dead.add(command);
     const writes: string[] = [];
     const send = connection.sendCommand as (command: Command, stream?: unknown) => unknown;
-    void send.call(connection, command, { isPipeline: true, write: (data: string) => writes.push(data) });
-    expect(writes).toEqual(['']);
+    // A cluster pipeline's batch before routing: its destination has no connection, and writing to it would throw.
+    void send.call(connection, command, {
+      isPipeline: true,
+      destination: {},
+      write: (data: string) => writes.push(data),
+    });
+    expect(writes).toEqual([]);
+  });
+
+  it('refuses to send again a write that was in flight when its connection closed, and lets a read go', async () => {
+    const { connection, sent, context } = hooked();
+    const write = new Command('incr', ['k']);
+    const read = new Command('get', ['k']);
+    context.inFlight.add(write);
+    context.inFlight.add(read);
+    const outcome = write.promise.then(
+      () => 'sent',
+      (error: { code?: string }) => error.code,
+    );
+    void connection.sendCommand(write);
+    void connection.sendCommand(read);
+    expect(await outcome).toBe('E_MAYBE_APPLIED');
+    expect(sent).toEqual([read]);
   });
 
   it('does not arm a timer for a block without end, and arms block time plus the timeout otherwise', () => {

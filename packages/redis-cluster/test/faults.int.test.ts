@@ -131,9 +131,14 @@ describe('fault tolerance on a real cluster', () => {
     const victim = await slotOwner(cluster, keySlot(key));
     await replicated(client, victim);
     await killNode(cluster, victim);
-    // The INCR meets a closed connection, waits in the cluster's retry queue, and times out there.
+    // The INCR meets a closed connection and waits in the cluster's retry queue: it times out there, or, when it was
+    // written to the dying master first, fails as possibly applied instead of being sent again.
     const started = Date.now();
-    await expect(client.client.incr(key)).rejects.toThrow(/timed out/);
+    const failure = await client.client.incr(key).then(
+      () => undefined,
+      (error: Error) => error,
+    );
+    expect(failure?.message).toMatch(/timed out|may or may not have run/);
     expect(Date.now() - started).toBeLessThan(600 + 1000);
     await waitForPromotion(cluster, victim, 30_000);
     // The retry queue fires every 200 ms: give it many chances to send the INCR it still holds.
@@ -144,7 +149,9 @@ describe('fault tolerance on a real cluster', () => {
       200,
     );
     expect(value).toBe('0');
-    expect(await measured(metrics, 'incr', 'timeout')).toBe(1);
+    expect(
+      (await measured(metrics, 'incr', 'timeout')) + (await measured(metrics, 'incr', 'maybe_applied')),
+    ).toBe(1);
     expect(await measured(metrics, 'incr')).toBe(0);
     expect(
       await sample(metrics, 'austa_redis_cluster_retries_total', {

@@ -1,4 +1,5 @@
 import {
+  addEmptyMaster,
   clusterTopology,
   createTestClient,
   deleteByPrefix,
@@ -175,4 +176,45 @@ describe('scanKeys on a cluster under faults', () => {
     for await (const key of iterator) seen.add(key);
     expect(moving.filter((key) => !seen.has(key))).toEqual([]);
   });
+
+  it('sees the keys a reshard has already moved to a new master that serves no slot yet', async () => {
+    const cluster = redisTargets().cluster;
+    client = createTestClient(redisTargets(), 'cluster');
+    const base = `${prefix}:scaleout`;
+    const spread = await writeKeys(client, `${base}:s`, 100);
+    const tagged = Array.from({ length: 40 }, (_, i) => `${base}:{grow}:${i}`);
+    await Promise.all(tagged.map((key) => client.set(key, 'v', 'EX', 120)));
+    const slot = keySlot('grow');
+    const owner = await slotOwner(cluster, slot);
+    const extra = await addEmptyMaster(cluster);
+    try {
+      // Half the slot's keys move to the new master; the migration is still open, as during a live reshard.
+      await migrateSlotToNewMaster(owner, extra, slot, tagged.slice(0, 20));
+      const found = new Set(await collect(scanKeys(client, `${escapeGlob(base)}:*`)));
+      expect([...spread, ...tagged].filter((key) => !found.has(key))).toEqual([]);
+    } finally {
+      await extra.remove();
+    }
+  });
 });
+
+/** Opens a migration of `slot` from `ownerPort` to the new master and moves `keys` there, leaving it open. */
+async function migrateSlotToNewMaster(
+  ownerPort: number,
+  extra: { port: number; id: string },
+  slot: number,
+  keys: string[],
+): Promise<void> {
+  const { Redis: Direct } = await import('ioredis');
+  const source = new Direct({ host: '127.0.0.1', port: ownerPort });
+  const target = new Direct({ host: '127.0.0.1', port: extra.port });
+  try {
+    const sourceId = (await source.call('CLUSTER', 'MYID')) as string;
+    await target.call('CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', sourceId);
+    await source.call('CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', extra.id);
+    await source.call('MIGRATE', '127.0.0.1', String(extra.port), '', '0', '5000', 'KEYS', ...keys);
+  } finally {
+    source.disconnect();
+    target.disconnect();
+  }
+}

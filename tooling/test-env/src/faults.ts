@@ -12,8 +12,16 @@ import {
   SLOT_COUNT,
 } from './cluster-state.js';
 import { keySlot } from './key-slot.js';
+import { findFreePortBlock } from './ports.js';
 import { isAlive, isPaused, livePid, nodeDir, signal, sleep } from './processes.js';
-import { findRedisServer, logTail, REDIS_MISSING_MESSAGE, spawnNode } from './redis-node.js';
+import {
+  findRedisServer,
+  LOOPBACK,
+  logTail,
+  REDIS_MISSING_MESSAGE,
+  spawnNode,
+  writeNodeConfig,
+} from './redis-node.js';
 import { asBuffers, asInteger, asText, type RedisAddress, RespConnection, redisCommand } from './resp.js';
 import type { RedisClusterTarget, RedisNodeAddress, RedisStandaloneTarget } from './types.js';
 
@@ -614,4 +622,60 @@ export async function restoreCluster(cluster: ClusterDescriptor, timeoutMs = 60_
   }
   const logs = cluster.nodes.map((node) => logTail(owned.stateDir, node.port, 3)).join('');
   throw new Error(`[test-env] restoreCluster: cluster not healthy after ${timeoutMs} ms: ${problem}${logs}`);
+}
+
+export interface ExtraMaster {
+  port: number;
+  /** The node's cluster id. */
+  id: string;
+  /** Cancels the node's open migrations, stops it and makes the cluster forget it. */
+  remove(): Promise<void>;
+}
+
+/**
+ * Adds a master that serves no slot yet, as a scale-out does before resharding, and waits until every node knows it.
+ * It is not in `cluster.nodes`; call `remove()` (in a `finally`) before `restoreCluster`.
+ */
+export async function addEmptyMaster(cluster: ClusterDescriptor, timeoutMs = 20_000): Promise<ExtraMaster> {
+  assertOwned(cluster, 'addEmptyMaster');
+  const owned = cluster as ClusterDescriptor & { stateDir: string };
+  const port = await findFreePortBlock(1);
+  writeNodeConfig({ stateDir: owned.stateDir, port, cluster: true });
+  await spawnDetached(owned.stateDir, port);
+  const address = { host: LOOPBACK, port };
+  const id = asText(await redisCommand(address, ['CLUSTER', 'MYID']));
+  const seed = cluster.nodes[0] as RedisNodeAddress;
+  await redisCommand(seed, ['CLUSTER', 'MEET', seed.host, String(port)]);
+  await until(`port ${port} to join the cluster`, timeoutMs, async () => {
+    if ((await clusterInfoOf(address, 1_000)).get('cluster_state') !== 'ok') return null;
+    for (const node of [...cluster.nodes, address]) {
+      const view = await clusterNodesOf(node, 1_000);
+      if (
+        view.length !== cluster.nodes.length + 1 ||
+        view.some((entry) => entry.flags.includes('handshake'))
+      ) {
+        return null;
+      }
+    }
+    return true;
+  });
+  return {
+    port,
+    id,
+    async remove() {
+      // An open migration towards this node would leave its slot half-owned.
+      for (const node of cluster.nodes) {
+        const text = asText(await redisCommand(node, ['CLUSTER', 'NODES']).catch(() => ''));
+        const line = text.split('\n').find((candidate) => candidate.includes('myself')) ?? '';
+        for (const match of line.matchAll(/\[(\d+)->-([0-9a-f]+)\]/g)) {
+          if (match[2] === id) await redisCommand(node, ['CLUSTER', 'SETSLOT', match[1] as string, 'STABLE']);
+        }
+      }
+      const pid = livePid(owned.stateDir, port);
+      if (pid !== null) signal(pid, 'SIGKILL');
+      await Promise.all(
+        cluster.nodes.map((node) => redisCommand(node, ['CLUSTER', 'FORGET', id]).catch(() => undefined)),
+      );
+    },
+  };
 }

@@ -6,12 +6,14 @@ export type {
   ClientKillFilter,
   ClusterDescriptor,
   ClusterTopology,
+  ExtraMaster,
   FailoverMode,
   MigrateSlotOptions,
   MigrateSlotResult,
   ServerDescriptor,
 } from './faults.js';
 export {
+  addEmptyMaster,
   clientKill,
   clusterTopology,
   failover,
