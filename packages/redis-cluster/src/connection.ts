@@ -6,6 +6,7 @@ import {
   hookPipelines,
   hookSendCommand,
 } from './command-hook.js';
+import { INSTRUMENTED } from './command-timer.js';
 import { clusterErrorKind, errorType } from './error-type.js';
 import { RedisClientClosedError, RedisConfigError } from './errors.js';
 import type { RedisInstruments } from './instrumentation.js';
@@ -111,6 +112,9 @@ export function createConnections({
   }
 
   function instrument(connection: Redis | Cluster, scope: Scope): void {
+    if (context.tracker !== undefined) {
+      Object.defineProperty(connection, INSTRUMENTED, { value: true, enumerable: false });
+    }
     hookSendCommand(connection, context);
     hookPipelines(connection, context);
     if (!(connection instanceof Cluster)) markLostInFlight(connection);

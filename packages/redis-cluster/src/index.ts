@@ -1,5 +1,7 @@
 export type { ClientStats, RedisClient, RedisClientDependencies } from './client.js';
 export { createRedisClient } from './client.js';
+export type { CommandTimer } from './command-timer.js';
+export { commandTimer, isInstrumented } from './command-timer.js';
 export { errorType } from './error-type.js';
 export type { RedisErrorCode } from './errors.js';
 export {
@@ -9,6 +11,7 @@ export {
   RedisClientClosedError,
   RedisConfigError,
   RedisIncompleteScanError,
+  RedisMaybeAppliedError,
   RedisUnavailableError,
 } from './errors.js';
 export { escapeGlob } from './glob.js';

@@ -2,7 +2,13 @@ import { createMetrics, type Metrics } from '@austa/metrics';
 import { createTestClient, deleteByPrefix, redisTargets, uniquePrefix } from '@austa/test-env/vitest';
 import { type Cluster, Command, type Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createRedisClient, type RedisClient, type RedisClientOptions } from '../src/index.js';
+import {
+  commandTimer,
+  createRedisClient,
+  isInstrumented,
+  type RedisClient,
+  type RedisClientOptions,
+} from '../src/index.js';
 import { eventually, measured, sample, startProxy } from './support.js';
 
 type Topology = 'standalone' | 'cluster';
@@ -205,5 +211,27 @@ describe.each<Topology>(['standalone', 'cluster'])('commands on %s', (topology) 
     const seen = await observations(metrics);
     expect(Object.keys(seen).filter((entry) => entry.startsWith('bogus'))).toEqual([]);
     expect(seen['other/ERR']).toBe(20);
+  });
+
+  it('commandTimer() records the round trips of a store on a plain client, and leaves an instrumented one alone', async () => {
+    const metrics = createMetrics();
+    const timer = commandTimer(plain, metrics);
+    expect(isInstrumented(plain)).toBe(false);
+    await timer.time('set', () => plain.set(`${prefix}:{timer}:a`, '1', 'EX', 60));
+    await expect(timer.time('lpush', () => plain.lpush(`${prefix}:{timer}:a`, 'x'))).rejects.toThrow(
+      /WRONGTYPE/,
+    );
+    expect(await measured(metrics, 'set')).toBe(1);
+    expect(await measured(metrics, 'lpush', 'WRONGTYPE')).toBe(1);
+
+    const { client, metrics: own } = make();
+    expect(isInstrumented(client.client)).toBe(true);
+    const storeTimer = commandTimer(client.client, own);
+    await storeTimer.time('get', () => client.client.get(`${prefix}:{timer}:a`));
+    // Recorded once, by the client's own hook.
+    expect(await measured(own, 'get')).toBe(1);
+    const bare = createRedisClient(optionsFor(topology));
+    clients.push(bare);
+    expect(isInstrumented(bare.client)).toBe(false);
   });
 });
