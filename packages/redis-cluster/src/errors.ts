@@ -5,7 +5,8 @@ export type RedisErrorCode =
   | 'E_INVALID_CONFIG'
   | 'E_INVALID_ARGUMENT'
   | 'E_CLIENT_CLOSED'
-  | 'E_REDIS_UNAVAILABLE';
+  | 'E_REDIS_UNAVAILABLE'
+  | 'E_INCOMPLETE_SCAN';
 
 /**
  * Base class of every error this package throws. `isInstance` works across two
@@ -61,10 +62,26 @@ export class RedisUnavailableError extends AustaRedisError {
   }
 }
 
+/**
+ * A cluster-wide scan could not visit every hash slot: a slot range has no master in the slot map, or its master did
+ * not answer. Nothing is returned as if it were complete; retry once the cluster is healthy (see `health()`).
+ */
+export class RedisIncompleteScanError extends AustaRedisError {
+  /** The slot ranges (inclusive) that were not scanned. `[[0, 16383]]` on a standalone server that failed. */
+  readonly uncoveredSlots: Array<[number, number]>;
+
+  constructor(message: string, uncoveredSlots: Array<[number, number]>, options?: { cause?: unknown }) {
+    super('E_INCOMPLETE_SCAN', message, options);
+    this.name = 'RedisIncompleteScanError';
+    this.uncoveredSlots = uncoveredSlots;
+  }
+}
+
 export const errors = {
   AustaRedisError,
   RedisConfigError,
   RedisArgumentError,
   RedisClientClosedError,
   RedisUnavailableError,
+  RedisIncompleteScanError,
 } as const;
