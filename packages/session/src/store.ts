@@ -1,0 +1,714 @@
+import { AustaCodecError, type Codec, createCodec } from '@austa/codec';
+import { escapeGlob, scanKeys } from '@austa/redis-cluster';
+import { normalizeDevice } from './device.js';
+import { SessionError } from './errors.js';
+import { createInstruments, type Operation, type Result } from './instruments.js';
+import {
+  assertCallerId,
+  assertUserId,
+  createHasher,
+  isCallerId,
+  isSessionRef,
+  isToken,
+  KeyBuilder,
+  type SessionKeys,
+  TAG_LENGTH,
+} from './keys.js';
+import {
+  type DeviceInfo,
+  resolveOptions,
+  type SessionAuditEvent,
+  type SessionStoreOptions,
+} from './options.js';
+import { ScriptRunner, script, unavailable } from './runner.js';
+import { CREATE } from './scripts/create.js';
+import { DELETE } from './scripts/delete.js';
+import { DELETE_USER } from './scripts/delete-user.js';
+import { EXTEND } from './scripts/extend.js';
+import { GET } from './scripts/get.js';
+import { LIST } from './scripts/list.js';
+import { UPDATE } from './scripts/update.js';
+
+/** What `createSession` needs. */
+export interface CreateSessionInput<T = Record<string, unknown>> {
+  /** The user the session belongs to. Never stored in a key name (only its hash). */
+  userId: string;
+  /** Session data: anything `@austa/codec` encodes (Date, Map, BigInt…), up to `maxDataBytes` encoded. */
+  data?: T;
+  /** Where the session was opened from, for the "active devices" screen. */
+  device?: DeviceInfo;
+  /**
+   * Bring your own session id (framework adapters do). 22-128 base64url characters. It cannot carry the user's slot
+   * tag, so reads by such an id cost one more round trip (a pointer lookup); tokens we issue need one.
+   */
+  sessionId?: string;
+}
+
+/** The result of `createSession`. `token` is the only time the raw token is seen: hand it to the client. */
+export interface CreatedSession {
+  /** The secret the client presents (cookie, bearer). Never stored: Redis holds only its hash. */
+  token: string;
+  /** Stable reference for listing and revoking (the token's hash). Safe to show and log. */
+  handle: string;
+  createdAtMs: number;
+  /** The earlier of the idle and the absolute deadline. */
+  expiresAtMs: number;
+  absoluteExpiresAtMs: number;
+  /** How many of the user's older sessions were evicted to respect `maxSessionsPerUser`. */
+  evicted: number;
+}
+
+/** A live session as `getSession` returns it. */
+export interface Session<T = Record<string, unknown>> {
+  handle: string;
+  userId: string;
+  data: T;
+  device: DeviceInfo;
+  createdAtMs: number;
+  lastSeenAtMs: number;
+  expiresAtMs: number;
+  absoluteExpiresAtMs: number;
+  /** Increases with every update; pass it as `expectedVersion` for compare-and-set. */
+  version: number;
+}
+
+/** One entry of `getUserSessions`: no token, no data. */
+export interface SessionInfo {
+  handle: string;
+  device: DeviceInfo;
+  createdAtMs: number;
+  lastSeenAtMs: number;
+  expiresAtMs: number;
+  absoluteExpiresAtMs: number;
+}
+
+export interface UpdateOptions {
+  /** Write only if the session is still at this version; otherwise `E_CONFLICT` and nothing is written. */
+  expectedVersion?: number;
+}
+
+export interface CleanupResult {
+  /** User indexes visited. */
+  usersScanned: number;
+  /** Index entries removed because their session had expired. */
+  entriesRemoved: number;
+}
+
+export interface SessionStore {
+  createSession<T = Record<string, unknown>>(input: CreateSessionInput<T>): Promise<CreatedSession>;
+  /**
+   * The session for a token or id, or `null` when it is unknown, expired, revoked or malformed (never throws for
+   * those). Touches the session (sliding expiration) when `touchIntervalSeconds` have passed since the last touch.
+   */
+  getSession<T = Record<string, unknown>>(token: string, options?: { touch?: boolean }): Promise<Session<T> | null>;
+  /**
+   * Merges `patch` into the data (a key set to `undefined` is removed), or replaces it with `updater(current)`.
+   * Concurrent updates are never lost: each is a compare-and-set on the version, retried on conflict.
+   * `E_SESSION_NOT_FOUND` when the session is gone: a deleted session is never brought back.
+   */
+  updateSession<T = Record<string, unknown>>(
+    token: string,
+    patchOrUpdater: Partial<T> | ((current: T) => T),
+    options?: UpdateOptions,
+  ): Promise<Session<T>>;
+  /** Deletes (logs out) a session; false when there was none. */
+  deleteSession(token: string): Promise<boolean>;
+  /** Touches now: the idle deadline moves to now + idle, capped by the absolute one. Null when gone. */
+  extendSession(token: string): Promise<{ expiresAtMs: number; absoluteExpiresAtMs: number } | null>;
+  /** The user's live sessions, newest first, for an "active devices" screen. */
+  getUserSessions(userId: string): Promise<SessionInfo[]>;
+  /** Revokes every session of the user, except the one of `except` (a token or id) if given. Returns how many. */
+  deleteUserSessions(userId: string, options?: { except?: string }): Promise<number>;
+  /** Revokes one session of the user by its `handle` (from `getUserSessions`). */
+  deleteUserSession(userId: string, handle: string): Promise<boolean>;
+  /** How many live sessions the user has. */
+  getSessionCount(userId: string): Promise<number>;
+  /** Removes index entries of expired sessions on every master (no KEYS). Fails whole if a slot is unreachable. */
+  cleanupExpiredSessions(options?: { count?: number }): Promise<CleanupResult>;
+  /**
+   * For framework adapters: create-or-replace the data of a caller-supplied id for this user. Moves the session to
+   * the user's slot when the id was first saved for another user (an anonymous session that logged in).
+   */
+  saveSession<T = Record<string, unknown>>(
+    sessionId: string,
+    input: { userId: string; data: T; device?: DeviceInfo },
+  ): Promise<void>;
+  /** Ends nothing but this store: the Redis client is yours and stays open. Later calls fail with `E_CLOSED`. */
+  close(): Promise<void>;
+}
+
+const UPDATE_ATTEMPTS = 50;
+const DECLARE_ATTEMPTS = 50;
+const TAG = /^[A-Za-z0-9_-]{22}$/;
+
+const text = (value: unknown): string => (Buffer.isBuffer(value) ? value.toString('latin1') : String(value));
+const numberOf = (value: unknown): number => Number(text(value));
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null) return false;
+  const prototype = Object.getPrototypeOf(value);
+  return prototype === Object.prototype || prototype === null;
+}
+
+function codecError(error: unknown): never {
+  if (AustaCodecError.isInstance(error)) {
+    const code = error.code === 'E_UNSERIALIZABLE' || error.code === 'E_VALUE_TOO_LARGE' ? error.code : 'E_DECODE';
+    throw new SessionError(code, error.message, { cause: error });
+  }
+  throw error;
+}
+
+/**
+ * Creates a session store on an existing ioredis client. Nothing connects or starts here; `close()` stops nothing
+ * but the store.
+ * @example
+ * const sessions = createSessionStore({ redis, idleTimeoutSeconds: 900, absoluteTimeoutSeconds: 43200, maxSessionsPerUser: 5 });
+ * const { token } = await sessions.createSession({ userId: 'u-1', device: { userAgent, ip } });
+ */
+export function createSessionStore(options: SessionStoreOptions): SessionStore {
+  const settings = resolveOptions(options);
+  const { redis } = settings;
+  const codec: Codec = settings.codec ?? createCodec();
+  const hash = createHasher(settings.tokenSecret);
+  const keys = new KeyBuilder(settings.prefix, hash);
+  const runner = new ScriptRunner(redis, settings.replicated, settings.replicationTimeoutMs);
+  const instruments = createInstruments(settings.metrics);
+  const scripts = {
+    create: script(CREATE),
+    get: script(GET),
+    update: script(UPDATE),
+    extend: script(EXTEND),
+    delete: script(DELETE),
+    deleteUser: script(DELETE_USER),
+    list: script(LIST),
+  };
+  let closed = false;
+
+  const audit = (event: SessionAuditEvent) => {
+    if (!settings.onAudit) return;
+    try {
+      settings.onAudit(event);
+    } catch {
+      // An audit sink that fails must not fail (or half-fail) the session operation it reports.
+    }
+  };
+
+  async function measured<R>(operation: Operation, work: () => Promise<R>, resultOf: (value: R) => Result) {
+    if (closed) throw new SessionError('E_CLOSED', 'This session store was closed; create a new one.');
+    const startedAt = instruments.enabled ? performance.now() : 0;
+    try {
+      const value = await work();
+      instruments.record(operation, resultOf(value), startedAt);
+      return value;
+    } catch (error) {
+      const code = SessionError.isInstance(error) ? error.code : '';
+      const result: Result =
+        code === 'E_CONFLICT'
+          ? 'conflict'
+          : code === 'E_SESSION_NOT_FOUND'
+            ? 'miss'
+            : code.startsWith('E_INVALID') || code === 'E_UNSERIALIZABLE' || code === 'E_VALUE_TOO_LARGE' || code === 'E_SESSION_EXISTS'
+              ? 'rejected'
+              : 'error';
+      instruments.record(operation, result, startedAt, error);
+      throw SessionError.isInstance(error) ? error : unavailable(error);
+    }
+  }
+
+  /**
+   * Runs a script that touches other sessions of one user with their keys declared (see scripts/common.ts): the
+   * first run declares `members` (often none); when the script answers 'declare' with the index members, it runs
+   * again with those. Bounded: a user whose index changes faster than this converges gets E_CONFLICT.
+   */
+  async function withDeclared(
+    run: (keys: string[], args: Array<string | Buffer | number>) => Promise<unknown>,
+    tag: string,
+    fixedKeys: string[],
+    fixedArgs: Array<string | Buffer | number>,
+    members: string[] = [],
+  ): Promise<unknown[]> {
+    let declared = members;
+    for (let attempt = 1; attempt <= DECLARE_ATTEMPTS; attempt++) {
+      const reply = (await run(
+        [...fixedKeys, ...declared.map((ref) => keys.session(tag, ref))],
+        [...fixedArgs, ...declared],
+      )) as unknown[];
+      if (text(reply[0]) !== 'declare') return reply;
+      declared = reply.slice(1).map(text);
+      if (attempt > 2) await new Promise((resolve) => setTimeout(resolve, Math.random() * attempt));
+    }
+    throw new SessionError(
+      'E_CONFLICT',
+      `The user's sessions changed concurrently ${DECLARE_ATTEMPTS} times during this call; nothing was written.`,
+    );
+  }
+
+  const metaData = (key: string) => `${key}#m`;
+  const dataData = (key: string) => `${key}#d`;
+
+  function encodeData(key: string, data: unknown): Buffer {
+    try {
+      return codec.encode(data === undefined ? {} : data, {
+        associatedData: dataData(key),
+        maxBytes: settings.maxDataBytes,
+      });
+    } catch (error) {
+      return codecError(error);
+    }
+  }
+
+  function decodeMeta(key: string, bytes: unknown): { userId: string; device: DeviceInfo } {
+    try {
+      return codec.decode(bytes as Buffer, { associatedData: metaData(key) });
+    } catch (error) {
+      return codecError(error);
+    }
+  }
+
+  /** Finds where a token or caller-supplied id lives; null when it cannot exist. */
+  async function locate(id: unknown): Promise<SessionKeys | null> {
+    if (isToken(id)) return keys.forToken(id);
+    if (!isCallerId(id)) return null;
+    const sessionRef = keys.sessionRef(id);
+    const pointer = keys.pointer(sessionRef);
+    let tag: string | null;
+    try {
+      tag = await redis.get(pointer);
+    } catch (error) {
+      throw unavailable(error);
+    }
+    if (tag === null || !TAG.test(tag)) return null;
+    return { tag, sessionRef, session: keys.session(tag, sessionRef), pointer };
+  }
+
+  function assertId(id: unknown): void {
+    if (!isToken(id) && !isCallerId(id)) {
+      throw new SessionError(
+        'E_INVALID_SESSION_ID',
+        'The session token or id is malformed (expected a token from createSession or a 22-128 character base64url id).',
+      );
+    }
+  }
+
+  async function create<T>(input: CreateSessionInput<T>, replace: boolean): Promise<CreatedSession> {
+    if (typeof input !== 'object' || input === null) {
+      throw new SessionError('E_INVALID_ARGUMENT', 'createSession needs { userId, data?, device?, sessionId? }.');
+    }
+    assertUserId(input.userId);
+    if (input.sessionId !== undefined) assertCallerId(input.sessionId);
+    const device = normalizeDevice(input.device, settings.ipAddress, hash);
+    const user = keys.user(input.userId);
+    const token = input.sessionId ?? keys.newToken(user.tag);
+    const sessionRef = keys.sessionRef(token);
+    const sessionKey = keys.session(user.tag, sessionRef);
+    // Everything is encoded before the first command: bad data is refused with nothing written.
+    const data = encodeData(sessionKey, input.data);
+    let meta: Buffer;
+    let name: Buffer;
+    try {
+      meta = codec.encode({ userId: input.userId, device }, { associatedData: metaData(sessionKey) });
+      name = codec.encode(input.userId, { associatedData: user.name });
+    } catch (error) {
+      return codecError(error);
+    }
+    if (input.sessionId !== undefined) {
+      await runner.command(keys.pointer(sessionRef), (pipeline) =>
+        pipeline.set(keys.pointer(sessionRef), user.tag, 'PX', settings.absoluteMs),
+      );
+    }
+    const reply = await withDeclared(
+      (declaredKeys, args) => runner.write(scripts.create, declaredKeys, args),
+      user.tag,
+      [sessionKey, user.index, user.name],
+      [
+        sessionRef,
+        settings.idleMs,
+        settings.absoluteMs,
+        settings.maxSessionsPerUser,
+        data,
+        meta,
+        name,
+        replace ? '1' : '0',
+      ],
+    );
+    if (text(reply[0]) === 'exists') {
+      throw new SessionError('E_SESSION_EXISTS', 'A session with this sessionId already exists; ids must be unique.');
+    }
+    const createdAtMs = numberOf(reply[1]);
+    const absoluteExpiresAtMs = numberOf(reply[2]);
+    audit({ type: 'create', sessionRef, userId: input.userId, device, atMs: createdAtMs });
+    let evicted = 0;
+    for (let index = 3; index + 1 < reply.length; index += 2) {
+      const ref = text(reply[index]);
+      const evictedMeta = reply[index + 1] as Buffer;
+      let evictedDevice: DeviceInfo | undefined;
+      try {
+        evictedDevice = evictedMeta.length > 0 ? decodeMeta(keys.session(user.tag, ref), evictedMeta).device : undefined;
+      } catch {
+        evictedDevice = undefined;
+      }
+      evicted++;
+      audit({ type: 'evict', sessionRef: ref, userId: input.userId, device: evictedDevice, atMs: createdAtMs });
+    }
+    instruments.evicted(evicted);
+    return {
+      token,
+      handle: sessionRef,
+      createdAtMs,
+      expiresAtMs: Math.min(absoluteExpiresAtMs, createdAtMs + settings.idleMs),
+      absoluteExpiresAtMs,
+      evicted,
+    };
+  }
+
+  async function read<T>(id: unknown, touch: boolean): Promise<Session<T> | null> {
+    const located = await locate(id);
+    return located ? readAt<T>(located, touch) : null;
+  }
+
+  async function readAt<T>(located: SessionKeys, touch: boolean): Promise<Session<T> | null> {
+    const reply = (await runner.read(scripts.get, [located.session], [settings.touchIntervalMs, touch ? '1' : '0'])) as
+      | unknown[]
+      | null;
+    if (!reply) return null;
+    const [created, last, absolute, idle, version, data, meta, touched, now] = reply;
+    const { userId, device } = decodeMeta(located.session, meta);
+    let value: T;
+    try {
+      value = codec.decode<T>(data as Buffer, { associatedData: dataData(located.session) });
+    } catch (error) {
+      return codecError(error);
+    }
+    const lastSeenAtMs = numberOf(last);
+    const absoluteExpiresAtMs = numberOf(absolute);
+    if (text(touched) === '1') {
+      audit({ type: 'touch', sessionRef: located.sessionRef, userId, device, atMs: numberOf(now) });
+    }
+    return {
+      handle: located.sessionRef,
+      userId,
+      data: value,
+      device,
+      createdAtMs: numberOf(created),
+      lastSeenAtMs,
+      expiresAtMs: Math.min(absoluteExpiresAtMs, lastSeenAtMs + numberOf(idle)),
+      absoluteExpiresAtMs,
+      version: numberOf(version),
+    };
+  }
+
+  function notFound(): SessionError {
+    return new SessionError('E_SESSION_NOT_FOUND', 'No such session: it expired, was revoked, or never existed.');
+  }
+
+  async function update<T>(
+    id: string,
+    patchOrUpdater: Partial<T> | ((current: T) => T),
+    updateOptions: UpdateOptions | undefined,
+  ): Promise<Session<T>> {
+    assertId(id);
+    if (typeof patchOrUpdater !== 'function' && !isPlainObject(patchOrUpdater)) {
+      throw new SessionError('E_INVALID_ARGUMENT', 'updateSession takes a plain-object patch or an updater function.');
+    }
+    const expected = updateOptions?.expectedVersion;
+    if (expected !== undefined && (!Number.isSafeInteger(expected) || expected < 1)) {
+      throw new SessionError('E_INVALID_ARGUMENT', 'expectedVersion must be a positive integer from getSession().');
+    }
+    const located = await locate(id);
+    if (!located) throw notFound();
+    const sessionKey = located.session;
+    for (let attempt = 1; ; attempt++) {
+      const current = await readAt<T>(located, false);
+      if (!current) throw notFound();
+      if (expected !== undefined && current.version !== expected) {
+        throw new SessionError('E_CONFLICT', `The session is at version ${current.version}, not ${expected}.`);
+      }
+      let next: unknown;
+      if (typeof patchOrUpdater === 'function') {
+        next = (patchOrUpdater as (value: T) => T)(current.data);
+      } else {
+        const merged: Record<string, unknown> = isPlainObject(current.data) ? { ...current.data } : {};
+        for (const [key, value] of Object.entries(patchOrUpdater as Record<string, unknown>)) {
+          if (value === undefined) delete merged[key];
+          else merged[key] = value;
+        }
+        next = merged;
+      }
+      const bytes = encodeData(sessionKey, next);
+      const reply = (await runner.write(scripts.update, [sessionKey], [bytes, String(current.version)])) as unknown[];
+      const status = text(reply[0]);
+      if (status === 'missing') throw notFound();
+      if (status === 'ok') {
+        const lastSeenAtMs = numberOf(reply[2]);
+        const absoluteExpiresAtMs = numberOf(reply[3]);
+        audit({ type: 'update', sessionRef: current.handle, userId: current.userId, device: current.device, atMs: lastSeenAtMs });
+        return {
+          ...current,
+          data: next as T,
+          version: numberOf(reply[1]),
+          lastSeenAtMs,
+          expiresAtMs: Math.min(absoluteExpiresAtMs, lastSeenAtMs + numberOf(reply[4])),
+          absoluteExpiresAtMs,
+        };
+      }
+      if (expected !== undefined || attempt >= UPDATE_ATTEMPTS) {
+        throw new SessionError(
+          'E_CONFLICT',
+          `The session changed concurrently ${attempt} time(s) while updating; nothing was written by this call.`,
+        );
+      }
+      // Another update won the compare-and-set: read again and re-apply, after a short random pause so that
+      // many writers of one session do not retry in lockstep.
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(attempt, 10)));
+    }
+  }
+
+  const store: SessionStore = {
+    createSession<T>(input: CreateSessionInput<T>) {
+      return measured('create_session', () => create(input, false), () => 'ok');
+    },
+
+    getSession<T>(token: string, getOptions?: { touch?: boolean }) {
+      return measured(
+        'get_session',
+        () => read<T>(token, getOptions?.touch ?? true),
+        (session) => (session ? 'ok' : 'miss'),
+      );
+    },
+
+    updateSession<T>(token: string, patchOrUpdater: Partial<T> | ((current: T) => T), updateOptions?: UpdateOptions) {
+      return measured('update_session', () => update<T>(token, patchOrUpdater, updateOptions), () => 'ok');
+    },
+
+    deleteSession(token: string) {
+      return measured(
+        'delete_session',
+        async () => {
+          assertId(token);
+          const located = await locate(token);
+          if (!located) return false;
+          const meta = await runner.write(
+            scripts.delete,
+            [located.session, keys.index(located.tag)],
+            [located.sessionRef],
+          );
+          if (located.pointer) await runner.command(located.pointer, (pipeline) => pipeline.unlink(located.pointer as string));
+          if (meta === null || meta === undefined) return false;
+          let owner: { userId: string; device: DeviceInfo } | undefined;
+          try {
+            owner = (meta as Buffer).length > 0 ? decodeMeta(located.session, meta) : undefined;
+          } catch {
+            owner = undefined;
+          }
+          audit({
+            type: 'revoke',
+            reason: 'logout',
+            sessionRef: located.sessionRef,
+            userId: owner?.userId,
+            device: owner?.device,
+            atMs: Date.now(),
+          });
+          return true;
+        },
+        (deleted) => (deleted ? 'ok' : 'miss'),
+      );
+    },
+
+    extendSession(token: string) {
+      return measured(
+        'extend_session',
+        async () => {
+          assertId(token);
+          const located = await locate(token);
+          if (!located) return null;
+          const reply = (await runner.write(scripts.extend, [located.session], [])) as unknown[] | null;
+          if (!reply) return null;
+          const lastSeenAtMs = numberOf(reply[0]);
+          const absoluteExpiresAtMs = numberOf(reply[1]);
+          const { userId, device } = decodeMeta(located.session, reply[3]);
+          audit({ type: 'extend', sessionRef: located.sessionRef, userId, device, atMs: lastSeenAtMs });
+          return { expiresAtMs: Math.min(absoluteExpiresAtMs, lastSeenAtMs + numberOf(reply[2])), absoluteExpiresAtMs };
+        },
+        (result) => (result ? 'ok' : 'miss'),
+      );
+    },
+
+    getUserSessions(userId: string) {
+      return measured(
+        'get_user_sessions',
+        async () => {
+          assertUserId(userId);
+          const user = keys.user(userId);
+          const reply = await withDeclared(
+            (declaredKeys, args) => runner.read(scripts.list, declaredKeys, args),
+            user.tag,
+            [user.index, user.name],
+            ['list'],
+          );
+          const sessions: SessionInfo[] = [];
+          for (let index = 3; index + 5 < reply.length; index += 6) {
+            const handle = text(reply[index]);
+            const lastSeenAtMs = numberOf(reply[index + 2]);
+            const absoluteExpiresAtMs = numberOf(reply[index + 3]);
+            sessions.push({
+              handle,
+              device: decodeMeta(keys.session(user.tag, handle), reply[index + 5]).device,
+              createdAtMs: numberOf(reply[index + 1]),
+              lastSeenAtMs,
+              expiresAtMs: Math.min(absoluteExpiresAtMs, lastSeenAtMs + numberOf(reply[index + 4])),
+              absoluteExpiresAtMs,
+            });
+          }
+          return sessions.sort((a, b) => b.createdAtMs - a.createdAtMs || (a.handle < b.handle ? -1 : 1));
+        },
+        () => 'ok',
+      );
+    },
+
+    deleteUserSessions(userId: string, deleteOptions?: { except?: string }) {
+      return measured(
+        'delete_user_sessions',
+        async () => {
+          assertUserId(userId);
+          const except = deleteOptions?.except;
+          if (except !== undefined) assertId(except);
+          return revoke(userId, except === undefined ? '' : keys.sessionRef(except), '', 'revoke-all');
+        },
+        () => 'ok',
+      );
+    },
+
+    deleteUserSession(userId: string, handle: string) {
+      return measured(
+        'delete_user_sessions',
+        async () => {
+          assertUserId(userId);
+          if (!isSessionRef(handle)) {
+            throw new SessionError('E_INVALID_SESSION_ID', 'handle must be a handle from getUserSessions().');
+          }
+          return (await revoke(userId, '', handle, 'revoke-handle')) > 0;
+        },
+        (deleted) => (deleted ? 'ok' : 'miss'),
+      );
+    },
+
+    getSessionCount(userId: string) {
+      return measured(
+        'get_session_count',
+        async () => {
+          assertUserId(userId);
+          const user = keys.user(userId);
+          const reply = await withDeclared(
+            (declaredKeys, args) => runner.read(scripts.list, declaredKeys, args),
+            user.tag,
+            [user.index, user.name],
+            ['count'],
+          );
+          return numberOf(reply[1]);
+        },
+        () => 'ok',
+      );
+    },
+
+    cleanupExpiredSessions(cleanupOptions?: { count?: number }) {
+      return measured('cleanup_expired_sessions', () => cleanup(cleanupOptions?.count), () => 'ok');
+    },
+
+    saveSession<T>(sessionId: string, input: { userId: string; data: T; device?: DeviceInfo }) {
+      return measured(
+        'update_session',
+        async () => {
+          assertCallerId(sessionId);
+          assertUserId(input?.userId);
+          const located = await locate(sessionId);
+          const user = keys.user(input.userId);
+          if (located && located.tag === user.tag) {
+            const bytes = encodeData(located.session, input.data);
+            const reply = (await runner.write(scripts.update, [located.session], [bytes, ''])) as unknown[];
+            if (text(reply[0]) === 'ok') {
+              audit({ type: 'update', sessionRef: located.sessionRef, userId: input.userId, device: undefined, atMs: numberOf(reply[2]) });
+              return;
+            }
+          }
+          await create({ userId: input.userId, data: input.data, device: input.device, sessionId }, true);
+          if (located && located.tag !== user.tag) {
+            // The id moved to another user's slot (an anonymous session that logged in): drop the old copy.
+            await runner.write(scripts.delete, [located.session, keys.index(located.tag)], [located.sessionRef]);
+          }
+        },
+        () => 'ok',
+      );
+    },
+
+    async close() {
+      closed = true;
+    },
+  };
+
+  async function revoke(
+    userId: string,
+    keepRef: string,
+    onlyRef: string,
+    reason: 'revoke-all' | 'revoke-handle',
+  ): Promise<number> {
+    const user = keys.user(userId);
+    const reply = await withDeclared(
+      (declaredKeys, args) => runner.write(scripts.deleteUser, declaredKeys, args),
+      user.tag,
+      [user.index, user.name],
+      [keepRef, onlyRef],
+      onlyRef === '' ? [] : [onlyRef],
+    );
+    const atMs = Date.now();
+    let count = 0;
+    for (let index = 1; index + 1 < reply.length; index += 2) {
+      const ref = text(reply[index]);
+      let device: DeviceInfo | undefined;
+      try {
+        device = decodeMeta(keys.session(user.tag, ref), reply[index + 1]).device;
+      } catch {
+        device = undefined;
+      }
+      count++;
+      audit({ type: 'revoke', reason, sessionRef: ref, userId, device, atMs });
+    }
+    return count;
+  }
+
+  async function cleanup(count: number | undefined): Promise<CleanupResult> {
+    const pattern = `${escapeGlob(settings.prefix)}:u:*`;
+    const indexKey = new RegExp(`^${settings.prefix.replace(/[.]/g, '\\.')}:u:\\{([A-Za-z0-9_-]{${TAG_LENGTH}})\\}$`);
+    const result: CleanupResult = { usersScanned: 0, entriesRemoved: 0 };
+    const seen = new Set<string>();
+    for await (const key of scanKeys(redis, pattern, count === undefined ? {} : { count })) {
+      // A key can be yielded twice during a slot migration; pruning is idempotent, but count users once.
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const tag = indexKey.exec(key)?.[1];
+      if (tag === undefined) continue;
+      const nameKey = keys.name(tag);
+      const reply = await withDeclared(
+        (declaredKeys, args) => runner.write(scripts.list, declaredKeys, args),
+        tag,
+        [key, nameKey],
+        ['prune'],
+      );
+      result.usersScanned++;
+      let userId: string | undefined;
+      const name = reply[2] as Buffer;
+      try {
+        userId = name && name.length > 0 ? codec.decode<string>(name, { associatedData: nameKey }) : undefined;
+      } catch {
+        userId = undefined;
+      }
+      const atMs = Date.now();
+      for (const ref of reply.slice(3)) {
+        result.entriesRemoved++;
+        audit({ type: 'expire', sessionRef: text(ref), userId, device: undefined, atMs });
+      }
+    }
+    return result;
+  }
+
+  return store;
+}
