@@ -328,7 +328,9 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
         data,
         meta,
         name,
-        replace ? '1' : '0',
+        // A token we generated cannot collide: "exists" can only be our own write retried after a failover, which
+        // then rewrites the same session instead of failing.
+        replace || input.sessionId === undefined ? '1' : '0',
       ],
     );
     if (text(reply[0]) === 'exists') {

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { createCodec } from '@austa/codec';
 import { createMetrics } from '@austa/metrics';
 import { keySlot, keysWithoutTtl } from '@austa/test-env/vitest';
@@ -429,6 +430,10 @@ describe.each(['standalone', 'cluster'] as const)('session store on %s', (topolo
     expect(text).not.toContain('u-metrics');
     expect(text).not.toContain(created.token.slice(0, 22));
     expect(text).not.toContain(created.handle);
+    const promtool = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+    expect(promtool.error, 'promtool must be installed (apt-get install -y prometheus)').toBeUndefined();
+    expect(`${promtool.stdout}${promtool.stderr}`).toBe('');
+    expect(promtool.status).toBe(0);
   });
 
   it('works with a codec without encryption and with an HMAC token secret', async () => {
