@@ -1,6 +1,7 @@
 import { AustaCodecError, type Codec, createCodec } from '@austa/codec';
 import { escapeGlob, scanKeys } from '@austa/redis-cluster';
 import { normalizeDevice } from './device.js';
+import { HEADER_BYTES, readHeader } from './header.js';
 import { SessionError } from './errors.js';
 import { createInstruments, type Operation, type Result } from './instruments.js';
 import {
@@ -24,9 +25,8 @@ import { ScriptRunner, script, unavailable } from './runner.js';
 import { CREATE } from './scripts/create.js';
 import { DELETE } from './scripts/delete.js';
 import { DELETE_USER } from './scripts/delete-user.js';
-import { EXTEND } from './scripts/extend.js';
-import { GET } from './scripts/get.js';
 import { LIST } from './scripts/list.js';
+import { TOUCH } from './scripts/touch.js';
 import { UPDATE } from './scripts/update.js';
 
 /** What `createSession` needs. */
@@ -139,6 +139,8 @@ export interface SessionStore {
 
 const UPDATE_ATTEMPTS = 50;
 const DECLARE_ATTEMPTS = 50;
+/** Users whose index members and encoded user id are remembered, so creating at the cap is one round trip. */
+const USER_CACHE_SIZE = 10_000;
 const TAG = /^[A-Za-z0-9_-]{22}$/;
 
 const text = (value: unknown): string => (Buffer.isBuffer(value) ? value.toString('latin1') : String(value));
@@ -158,6 +160,38 @@ function codecError(error: unknown): never {
   throw error;
 }
 
+/** A small least-recently-used map: bounded memory for per-user hints. */
+class Lru<K, V> {
+  private readonly entries = new Map<K, V>();
+  constructor(private readonly size: number) {}
+  get(key: K): V | undefined {
+    const value = this.entries.get(key);
+    if (value !== undefined) {
+      this.entries.delete(key);
+      this.entries.set(key, value);
+    }
+    return value;
+  }
+  set(key: K, value: V): void {
+    this.entries.delete(key);
+    this.entries.set(key, value);
+    if (this.entries.size > this.size) this.entries.delete(this.entries.keys().next().value as K);
+  }
+  delete(key: K): void {
+    this.entries.delete(key);
+  }
+}
+
+/** What one session stores after its header, encoded (and encrypted) as one value bound to the session key. */
+interface SessionRecord {
+  /** user id */
+  u: string;
+  /** device */
+  v: DeviceInfo;
+  /** data */
+  d: unknown;
+}
+
 /**
  * Creates a session store on an existing ioredis client. Nothing connects or starts here; `close()` stops nothing
  * but the store.
@@ -173,15 +207,19 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
   const keys = new KeyBuilder(settings.prefix, hash);
   const runner = new ScriptRunner(redis, settings.replicated, settings.replicationTimeoutMs);
   const instruments = createInstruments(settings.metrics);
+  const auditing = settings.onAudit !== undefined;
+  const wantRecords = auditing ? '1' : '0';
   const scripts = {
     create: script(CREATE),
-    get: script(GET),
+    touch: script(TOUCH),
     update: script(UPDATE),
-    extend: script(EXTEND),
     delete: script(DELETE),
     deleteUser: script(DELETE_USER),
     list: script(LIST),
   };
+  // Hints only: a stale entry costs one more round trip (the script asks again), never a wrong answer.
+  const knownMembers = new Lru<string, string[]>(USER_CACHE_SIZE);
+  const encodedNames = new Lru<string, Buffer>(USER_CACHE_SIZE);
   let closed = false;
 
   const audit = (event: SessionAuditEvent) => {
@@ -207,7 +245,10 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
           ? 'conflict'
           : code === 'E_SESSION_NOT_FOUND'
             ? 'miss'
-            : code.startsWith('E_INVALID') || code === 'E_UNSERIALIZABLE' || code === 'E_VALUE_TOO_LARGE' || code === 'E_SESSION_EXISTS'
+            : code.startsWith('E_INVALID') ||
+                code === 'E_UNSERIALIZABLE' ||
+                code === 'E_VALUE_TOO_LARGE' ||
+                code === 'E_SESSION_EXISTS'
               ? 'rejected'
               : 'error';
       instruments.record(operation, result, startedAt, error);
@@ -217,21 +258,21 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
 
   /**
    * Runs a script that touches other sessions of one user with their keys declared (see scripts/common.ts): the
-   * first run declares `members` (often none); when the script answers 'declare' with the index members, it runs
-   * again with those. Bounded: a user whose index changes faster than this converges gets E_CONFLICT.
+   * first run declares `members` (the last known ones); when the script answers 'declare' with the index members,
+   * it runs again with those. Bounded: a user whose index changes faster than this converges gets E_CONFLICT.
    */
   async function withDeclared(
     run: (keys: string[], args: Array<string | Buffer | number>) => Promise<unknown>,
     tag: string,
     fixedKeys: string[],
     fixedArgs: Array<string | Buffer | number>,
-    members: string[] = [],
+    members: readonly string[] = [],
   ): Promise<unknown[]> {
     let declared = members;
     for (let attempt = 1; attempt <= DECLARE_ATTEMPTS; attempt++) {
       const reply = (await run(
         [...fixedKeys, ...declared.map((ref) => keys.session(tag, ref))],
-        [...fixedArgs, ...declared],
+        fixedArgs,
       )) as unknown[];
       if (text(reply[0]) !== 'declare') return reply;
       declared = reply.slice(1).map(text);
@@ -243,26 +284,43 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     );
   }
 
-  const metaData = (key: string) => `${key}#m`;
-  const dataData = (key: string) => `${key}#d`;
-
-  function encodeData(key: string, data: unknown): Buffer {
+  function encodeRecord(sessionKey: string, record: SessionRecord): Buffer {
     try {
-      return codec.encode(data === undefined ? {} : data, {
-        associatedData: dataData(key),
-        maxBytes: settings.maxDataBytes,
-      });
+      return codec.encode(record, { associatedData: sessionKey, maxBytes: settings.maxDataBytes });
     } catch (error) {
       return codecError(error);
     }
   }
 
-  function decodeMeta(key: string, bytes: unknown): { userId: string; device: DeviceInfo } {
+  function decodeRecord(sessionKey: string, bytes: unknown): SessionRecord {
     try {
-      return codec.decode(bytes as Buffer, { associatedData: metaData(key) });
+      return codec.decode<SessionRecord>(bytes as Buffer, { associatedData: sessionKey });
     } catch (error) {
       return codecError(error);
     }
+  }
+
+  /** For audit events only: a stored value that cannot be read still gets its event, without the details. */
+  function recordForAudit(sessionKey: string, value: unknown): SessionRecord | undefined {
+    if (!Buffer.isBuffer(value) || value.length <= HEADER_BYTES) return undefined;
+    try {
+      return decodeRecord(sessionKey, value.subarray(HEADER_BYTES));
+    } catch {
+      return undefined;
+    }
+  }
+
+  function encodedName(userId: string, nameKey: string): Buffer {
+    let name = encodedNames.get(userId);
+    if (!name) {
+      try {
+        name = codec.encode(userId, { associatedData: nameKey });
+      } catch (error) {
+        return codecError(error);
+      }
+      encodedNames.set(userId, name);
+    }
+    return name;
   }
 
   /** Finds where a token or caller-supplied id lives; null when it cannot exist. */
@@ -290,6 +348,10 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     }
   }
 
+  function notFound(): SessionError {
+    return new SessionError('E_SESSION_NOT_FOUND', 'No such session: it expired, was revoked, or never existed.');
+  }
+
   async function create<T>(input: CreateSessionInput<T>, replace: boolean): Promise<CreatedSession> {
     if (typeof input !== 'object' || input === null) {
       throw new SessionError('E_INVALID_ARGUMENT', 'createSession needs { userId, data?, device?, sessionId? }.');
@@ -302,36 +364,25 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     const sessionRef = keys.sessionRef(token);
     const sessionKey = keys.session(user.tag, sessionRef);
     // Everything is encoded before the first command: bad data is refused with nothing written.
-    const data = encodeData(sessionKey, input.data);
-    let meta: Buffer;
-    let name: Buffer;
-    try {
-      meta = codec.encode({ userId: input.userId, device }, { associatedData: metaData(sessionKey) });
-      name = codec.encode(input.userId, { associatedData: user.name });
-    } catch (error) {
-      return codecError(error);
-    }
+    const record = encodeRecord(sessionKey, { u: input.userId, v: device, d: input.data ?? {} });
+    const name = encodedName(input.userId, user.name);
     if (input.sessionId !== undefined) {
-      await runner.command(keys.pointer(sessionRef), (pipeline) =>
-        pipeline.set(keys.pointer(sessionRef), user.tag, 'PX', settings.absoluteMs),
-      );
+      const pointer = keys.pointer(sessionRef);
+      await runner.command(pointer, (pipeline) => pipeline.set(pointer, user.tag, 'PX', settings.absoluteMs));
     }
+    // A token we generated cannot collide: "exists" can only be our own write retried after a failover, which then
+    // rewrites the same session instead of failing.
+    const replaceFlag = replace || input.sessionId === undefined ? '1' : '0';
     const reply = await withDeclared(
       (declaredKeys, args) => runner.write(scripts.create, declaredKeys, args),
       user.tag,
       [sessionKey, user.index, user.name],
       [
-        sessionRef,
-        settings.idleMs,
-        settings.absoluteMs,
-        settings.maxSessionsPerUser,
-        data,
-        meta,
+        `${settings.idleMs},${settings.absoluteMs},${settings.maxSessionsPerUser},${replaceFlag},${wantRecords}`,
+        record,
         name,
-        // A token we generated cannot collide: "exists" can only be our own write retried after a failover, which
-        // then rewrites the same session instead of failing.
-        replace || input.sessionId === undefined ? '1' : '0',
       ],
+      knownMembers.get(user.tag),
     );
     if (text(reply[0]) === 'exists') {
       throw new SessionError('E_SESSION_EXISTS', 'A session with this sessionId already exists; ids must be unique.');
@@ -339,19 +390,18 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     const createdAtMs = numberOf(reply[1]);
     const absoluteExpiresAtMs = numberOf(reply[2]);
     audit({ type: 'create', sessionRef, userId: input.userId, device, atMs: createdAtMs });
-    let evicted = 0;
+    const evictedRefs = new Set<string>();
     for (let index = 3; index + 1 < reply.length; index += 2) {
       const ref = text(reply[index]);
-      const evictedMeta = reply[index + 1] as Buffer;
-      let evictedDevice: DeviceInfo | undefined;
-      try {
-        evictedDevice = evictedMeta.length > 0 ? decodeMeta(keys.session(user.tag, ref), evictedMeta).device : undefined;
-      } catch {
-        evictedDevice = undefined;
-      }
-      evicted++;
-      audit({ type: 'evict', sessionRef: ref, userId: input.userId, device: evictedDevice, atMs: createdAtMs });
+      evictedRefs.add(ref);
+      const evictedRecord = recordForAudit(keys.session(user.tag, ref), reply[index + 1]);
+      audit({ type: 'evict', sessionRef: ref, userId: input.userId, device: evictedRecord?.v, atMs: createdAtMs });
     }
+    const evicted = evictedRefs.size;
+    // The next create for this user declares these keys up front: one round trip at the cap.
+    const known = (knownMembers.get(user.tag) ?? []).filter((ref) => ref !== sessionRef && !evictedRefs.has(ref));
+    known.push(sessionRef);
+    knownMembers.set(user.tag, known.slice(-(settings.maxSessionsPerUser + 1)));
     instruments.evicted(evicted);
     return {
       token,
@@ -368,39 +418,43 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     return located ? readAt<T>(located, touch) : null;
   }
 
+  /**
+   * The hot path is one HMGET: the key's TTL already is the earlier of the two deadlines, so a key that exists is a
+   * live session. Only when the throttle interval has passed does a second command touch it (a script that never
+   * writes a missing key).
+   */
   async function readAt<T>(located: SessionKeys, touch: boolean): Promise<Session<T> | null> {
-    const reply = (await runner.read(scripts.get, [located.session], [settings.touchIntervalMs, touch ? '1' : '0'])) as
-      | unknown[]
-      | null;
-    if (!reply) return null;
-    const [created, last, absolute, idle, version, data, meta, touched, now] = reply;
-    const { userId, device } = decodeMeta(located.session, meta);
-    let value: T;
+    let value: Buffer | null;
     try {
-      value = codec.decode<T>(data as Buffer, { associatedData: dataData(located.session) });
+      value = await redis.getBuffer(located.session);
     } catch (error) {
-      return codecError(error);
+      throw unavailable(error);
     }
-    const lastSeenAtMs = numberOf(last);
-    const absoluteExpiresAtMs = numberOf(absolute);
-    if (text(touched) === '1') {
-      audit({ type: 'touch', sessionRef: located.sessionRef, userId, device, atMs: numberOf(now) });
+    const header = value ? readHeader(value) : null;
+    if (!value || !header) return null;
+    const record = decodeRecord(located.session, value.subarray(HEADER_BYTES));
+    let lastSeenAtMs = header.lastSeenAtMs;
+    if (touch && Date.now() - lastSeenAtMs >= settings.touchIntervalMs) {
+      const reply = (await runner.read(scripts.touch, [located.session], [settings.touchIntervalMs])) as
+        | unknown[]
+        | null;
+      if (!reply) return null;
+      lastSeenAtMs = numberOf(reply[1]);
+      if (text(reply[0]) === '1') {
+        audit({ type: 'touch', sessionRef: located.sessionRef, userId: record.u, device: record.v, atMs: lastSeenAtMs });
+      }
     }
     return {
       handle: located.sessionRef,
-      userId,
-      data: value,
-      device,
-      createdAtMs: numberOf(created),
+      userId: record.u,
+      data: record.d as T,
+      device: record.v,
+      createdAtMs: header.createdAtMs,
       lastSeenAtMs,
-      expiresAtMs: Math.min(absoluteExpiresAtMs, lastSeenAtMs + numberOf(idle)),
-      absoluteExpiresAtMs,
-      version: numberOf(version),
+      expiresAtMs: Math.min(header.absoluteExpiresAtMs, lastSeenAtMs + header.idleMs),
+      absoluteExpiresAtMs: header.absoluteExpiresAtMs,
+      version: header.version,
     };
-  }
-
-  function notFound(): SessionError {
-    return new SessionError('E_SESSION_NOT_FOUND', 'No such session: it expired, was revoked, or never existed.');
   }
 
   async function update<T>(
@@ -418,7 +472,6 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     }
     const located = await locate(id);
     if (!located) throw notFound();
-    const sessionKey = located.session;
     for (let attempt = 1; ; attempt++) {
       const current = await readAt<T>(located, false);
       if (!current) throw notFound();
@@ -436,8 +489,8 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
         }
         next = merged;
       }
-      const bytes = encodeData(sessionKey, next);
-      const reply = (await runner.write(scripts.update, [sessionKey], [bytes, String(current.version)])) as unknown[];
+      const bytes = encodeRecord(located.session, { u: current.userId, v: current.device, d: next });
+      const reply = (await runner.write(scripts.update, [located.session], [bytes, String(current.version)])) as unknown[];
       const status = text(reply[0]);
       if (status === 'missing') throw notFound();
       if (status === 'ok') {
@@ -465,7 +518,91 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     }
   }
 
-  const store: SessionStore = {
+  async function remove(located: SessionKeys, reason: 'logout'): Promise<boolean> {
+    const reply = await runner.write(scripts.delete, [located.session, keys.index(located.tag)], [wantRecords]);
+    if (located.pointer) {
+      const pointer = located.pointer;
+      await runner.command(pointer, (pipeline) => pipeline.unlink(pointer));
+    }
+    if (reply === null || reply === undefined) return false;
+    const record = recordForAudit(located.session, reply);
+    audit({ type: 'revoke', reason, sessionRef: located.sessionRef, userId: record?.u, device: record?.v, atMs: Date.now() });
+    return true;
+  }
+
+  async function revoke(
+    userId: string,
+    keepRef: string,
+    onlyRef: string,
+    reason: 'revoke-all' | 'revoke-handle',
+  ): Promise<number> {
+    const user = keys.user(userId);
+    const reply = await withDeclared(
+      (declaredKeys, args) => runner.write(scripts.deleteUser, declaredKeys, args),
+      user.tag,
+      [user.index, user.name],
+      [keepRef, onlyRef, wantRecords],
+      onlyRef === '' ? (knownMembers.get(user.tag) ?? []) : [onlyRef],
+    );
+    knownMembers.delete(user.tag);
+    const atMs = Date.now();
+    let count = 0;
+    for (let index = 1; index + 1 < reply.length; index += 2) {
+      const ref = text(reply[index]);
+      const record = recordForAudit(keys.session(user.tag, ref), reply[index + 1]);
+      count++;
+      audit({ type: 'revoke', reason, sessionRef: ref, userId, device: record?.v, atMs });
+    }
+    return count;
+  }
+
+  async function list(userId: string, mode: 'list' | 'count'): Promise<unknown[]> {
+    const user = keys.user(userId);
+    return withDeclared(
+      (declaredKeys, args) => runner.read(scripts.list, declaredKeys, args),
+      user.tag,
+      [user.index, user.name],
+      [mode],
+      knownMembers.get(user.tag),
+    );
+  }
+
+  async function cleanup(count: number | undefined): Promise<CleanupResult> {
+    const pattern = `${escapeGlob(settings.prefix)}:u:*`;
+    const indexKey = new RegExp(`^${settings.prefix.replace(/[.]/g, '\\.')}:u:\\{([A-Za-z0-9_-]{${TAG_LENGTH}})\\}$`);
+    const result: CleanupResult = { usersScanned: 0, entriesRemoved: 0 };
+    const seen = new Set<string>();
+    for await (const key of scanKeys(redis, pattern, count === undefined ? {} : { count })) {
+      // A key can be yielded twice during a slot migration; pruning is idempotent, but count users once.
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const tag = indexKey.exec(key)?.[1];
+      if (tag === undefined) continue;
+      const nameKey = keys.name(tag);
+      const reply = await withDeclared(
+        (declaredKeys, args) => runner.write(scripts.list, declaredKeys, args),
+        tag,
+        [key, nameKey],
+        ['prune'],
+      );
+      result.usersScanned++;
+      let userId: string | undefined;
+      const name = reply[2];
+      try {
+        userId = Buffer.isBuffer(name) && name.length > 0 ? codec.decode<string>(name, { associatedData: nameKey }) : undefined;
+      } catch {
+        userId = undefined;
+      }
+      const atMs = Date.now();
+      for (const ref of reply.slice(3)) {
+        result.entriesRemoved++;
+        audit({ type: 'expire', sessionRef: text(ref), userId, device: undefined, atMs });
+      }
+    }
+    return result;
+  }
+
+  return {
     createSession<T>(input: CreateSessionInput<T>) {
       return measured('create_session', () => create(input, false), () => 'ok');
     },
@@ -488,29 +625,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
         async () => {
           assertId(token);
           const located = await locate(token);
-          if (!located) return false;
-          const meta = await runner.write(
-            scripts.delete,
-            [located.session, keys.index(located.tag)],
-            [located.sessionRef],
-          );
-          if (located.pointer) await runner.command(located.pointer, (pipeline) => pipeline.unlink(located.pointer as string));
-          if (meta === null || meta === undefined) return false;
-          let owner: { userId: string; device: DeviceInfo } | undefined;
-          try {
-            owner = (meta as Buffer).length > 0 ? decodeMeta(located.session, meta) : undefined;
-          } catch {
-            owner = undefined;
-          }
-          audit({
-            type: 'revoke',
-            reason: 'logout',
-            sessionRef: located.sessionRef,
-            userId: owner?.userId,
-            device: owner?.device,
-            atMs: Date.now(),
-          });
-          return true;
+          return located ? remove(located, 'logout') : false;
         },
         (deleted) => (deleted ? 'ok' : 'miss'),
       );
@@ -523,13 +638,16 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
           assertId(token);
           const located = await locate(token);
           if (!located) return null;
-          const reply = (await runner.write(scripts.extend, [located.session], [])) as unknown[] | null;
+          const reply = (await runner.write(scripts.touch, [located.session], ['0'])) as unknown[] | null;
           if (!reply) return null;
-          const lastSeenAtMs = numberOf(reply[0]);
-          const absoluteExpiresAtMs = numberOf(reply[1]);
-          const { userId, device } = decodeMeta(located.session, reply[3]);
-          audit({ type: 'extend', sessionRef: located.sessionRef, userId, device, atMs: lastSeenAtMs });
-          return { expiresAtMs: Math.min(absoluteExpiresAtMs, lastSeenAtMs + numberOf(reply[2])), absoluteExpiresAtMs };
+          const lastSeenAtMs = numberOf(reply[1]);
+          const absoluteExpiresAtMs = numberOf(reply[2]);
+          if (auditing) {
+            // Audit needs the user and device: one more read, only when someone listens.
+            const record = recordForAudit(located.session, await redis.getBuffer(located.session).catch(() => null));
+            audit({ type: 'extend', sessionRef: located.sessionRef, userId: record?.u, device: record?.v, atMs: lastSeenAtMs });
+          }
+          return { expiresAtMs: Math.min(absoluteExpiresAtMs, lastSeenAtMs + numberOf(reply[3])), absoluteExpiresAtMs };
         },
         (result) => (result ? 'ok' : 'miss'),
       );
@@ -541,27 +659,25 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
         async () => {
           assertUserId(userId);
           const user = keys.user(userId);
-          const reply = await withDeclared(
-            (declaredKeys, args) => runner.read(scripts.list, declaredKeys, args),
-            user.tag,
-            [user.index, user.name],
-            ['list'],
-          );
+          const reply = await list(userId, 'list');
           const sessions: SessionInfo[] = [];
-          for (let index = 3; index + 5 < reply.length; index += 6) {
+          for (let index = 3; index + 1 < reply.length; index += 2) {
             const handle = text(reply[index]);
-            const lastSeenAtMs = numberOf(reply[index + 2]);
-            const absoluteExpiresAtMs = numberOf(reply[index + 3]);
+            const value = reply[index + 1] as Buffer;
+            const header = readHeader(value);
+            if (!header) continue;
             sessions.push({
               handle,
-              device: decodeMeta(keys.session(user.tag, handle), reply[index + 5]).device,
-              createdAtMs: numberOf(reply[index + 1]),
-              lastSeenAtMs,
-              expiresAtMs: Math.min(absoluteExpiresAtMs, lastSeenAtMs + numberOf(reply[index + 4])),
-              absoluteExpiresAtMs,
+              device: decodeRecord(keys.session(user.tag, handle), value.subarray(HEADER_BYTES)).v,
+              createdAtMs: header.createdAtMs,
+              lastSeenAtMs: header.lastSeenAtMs,
+              expiresAtMs: Math.min(header.absoluteExpiresAtMs, header.lastSeenAtMs + header.idleMs),
+              absoluteExpiresAtMs: header.absoluteExpiresAtMs,
             });
           }
-          return sessions.sort((a, b) => b.createdAtMs - a.createdAtMs || (a.handle < b.handle ? -1 : 1));
+          knownMembers.set(user.tag, sessions.map((session) => session.handle));
+          // The index is in creation order (to the microsecond); newest first for an "active devices" screen.
+          return sessions.reverse();
         },
         () => 'ok',
       );
@@ -599,14 +715,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
         'get_session_count',
         async () => {
           assertUserId(userId);
-          const user = keys.user(userId);
-          const reply = await withDeclared(
-            (declaredKeys, args) => runner.read(scripts.list, declaredKeys, args),
-            user.tag,
-            [user.index, user.name],
-            ['count'],
-          );
-          return numberOf(reply[1]);
+          return numberOf((await list(userId, 'count'))[1]);
         },
         () => 'ok',
       );
@@ -621,21 +730,25 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
         'update_session',
         async () => {
           assertCallerId(sessionId);
-          assertUserId(input?.userId);
+          if (typeof input !== 'object' || input === null) {
+            throw new SessionError('E_INVALID_ARGUMENT', 'saveSession needs { userId, data, device? }.');
+          }
+          assertUserId(input.userId);
           const located = await locate(sessionId);
           const user = keys.user(input.userId);
           if (located && located.tag === user.tag) {
-            const bytes = encodeData(located.session, input.data);
+            const device = normalizeDevice(input.device, settings.ipAddress, hash);
+            const bytes = encodeRecord(located.session, { u: input.userId, v: device, d: input.data });
             const reply = (await runner.write(scripts.update, [located.session], [bytes, ''])) as unknown[];
             if (text(reply[0]) === 'ok') {
-              audit({ type: 'update', sessionRef: located.sessionRef, userId: input.userId, device: undefined, atMs: numberOf(reply[2]) });
+              audit({ type: 'update', sessionRef: located.sessionRef, userId: input.userId, device, atMs: numberOf(reply[2]) });
               return;
             }
           }
           await create({ userId: input.userId, data: input.data, device: input.device, sessionId }, true);
           if (located && located.tag !== user.tag) {
             // The id moved to another user's slot (an anonymous session that logged in): drop the old copy.
-            await runner.write(scripts.delete, [located.session, keys.index(located.tag)], [located.sessionRef]);
+            await runner.write(scripts.delete, [located.session, keys.index(located.tag)], ['0']);
           }
         },
         () => 'ok',
@@ -646,71 +759,4 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
       closed = true;
     },
   };
-
-  async function revoke(
-    userId: string,
-    keepRef: string,
-    onlyRef: string,
-    reason: 'revoke-all' | 'revoke-handle',
-  ): Promise<number> {
-    const user = keys.user(userId);
-    const reply = await withDeclared(
-      (declaredKeys, args) => runner.write(scripts.deleteUser, declaredKeys, args),
-      user.tag,
-      [user.index, user.name],
-      [keepRef, onlyRef],
-      onlyRef === '' ? [] : [onlyRef],
-    );
-    const atMs = Date.now();
-    let count = 0;
-    for (let index = 1; index + 1 < reply.length; index += 2) {
-      const ref = text(reply[index]);
-      let device: DeviceInfo | undefined;
-      try {
-        device = decodeMeta(keys.session(user.tag, ref), reply[index + 1]).device;
-      } catch {
-        device = undefined;
-      }
-      count++;
-      audit({ type: 'revoke', reason, sessionRef: ref, userId, device, atMs });
-    }
-    return count;
-  }
-
-  async function cleanup(count: number | undefined): Promise<CleanupResult> {
-    const pattern = `${escapeGlob(settings.prefix)}:u:*`;
-    const indexKey = new RegExp(`^${settings.prefix.replace(/[.]/g, '\\.')}:u:\\{([A-Za-z0-9_-]{${TAG_LENGTH}})\\}$`);
-    const result: CleanupResult = { usersScanned: 0, entriesRemoved: 0 };
-    const seen = new Set<string>();
-    for await (const key of scanKeys(redis, pattern, count === undefined ? {} : { count })) {
-      // A key can be yielded twice during a slot migration; pruning is idempotent, but count users once.
-      if (seen.has(key)) continue;
-      seen.add(key);
-      const tag = indexKey.exec(key)?.[1];
-      if (tag === undefined) continue;
-      const nameKey = keys.name(tag);
-      const reply = await withDeclared(
-        (declaredKeys, args) => runner.write(scripts.list, declaredKeys, args),
-        tag,
-        [key, nameKey],
-        ['prune'],
-      );
-      result.usersScanned++;
-      let userId: string | undefined;
-      const name = reply[2] as Buffer;
-      try {
-        userId = name && name.length > 0 ? codec.decode<string>(name, { associatedData: nameKey }) : undefined;
-      } catch {
-        userId = undefined;
-      }
-      const atMs = Date.now();
-      for (const ref of reply.slice(3)) {
-        result.entriesRemoved++;
-        audit({ type: 'expire', sessionRef: text(ref), userId, device: undefined, atMs });
-      }
-    }
-    return result;
-  }
-
-  return store;
 }

@@ -1,30 +1,30 @@
-import { CLOCK, DECLARED } from './common.js';
+import { CLOCK, DECLARED, HEADER } from './common.js';
 
 /**
  * Lists a user's live sessions (for an "active devices" screen), or counts them, and prunes index entries whose
  * session has expired. KEYS[1] user index, KEYS[2] user-name key, KEYS[3..] member session keys (see DECLARED).
- * ARGV[1] 'list' (return sessions), 'count' or 'prune' (return the refs removed); ARGV[2..] refs.
- * Returns {'declare', members...} (nothing written) | {'ok', count, name, then per session ref, createdAt,
- * lastSeen, absolute, idle, meta ('list') or per removed entry its ref ('prune')}: no data, no tokens. `name` is the
- * encoded user id (cleanupExpiredSessions reports it in audit events).
+ * ARGV[1] 'list' (return the sessions' stored values), 'count', or 'prune' (return the refs removed).
+ * Returns {'declare', members...} (nothing written) | {'ok', count, encodedName, then per live session its ref and
+ * stored value ('list'), or per removed entry its ref ('prune')}. No tokens are stored, so none can be returned.
  */
-export const LIST = `${CLOCK}${DECLARED}
-local declared = declaredKeys(3, 2)
+export const LIST = `${CLOCK}${HEADER}${DECLARED}
+local declared = declaredKeys(3)
 local members = redis.call('ZRANGE', KEYS[1], 0, -1)
 for _, member in ipairs(members) do
   if not declared[member] then return redeclare(KEYS[1]) end
 end
 local result = {'ok', 0, redis.call('GET', KEYS[2]) or ''}
 for _, member in ipairs(members) do
-  local h = redis.call('HMGET', declared[member], 'c', 'l', 'a', 'i', 'm')
-  if not h[1] or now >= tonumber(h[3]) or now >= tonumber(h[2]) + tonumber(h[4]) then
+  local value = ARGV[1] == 'list' and redis.call('GET', declared[member])
+    or redis.call('GETRANGE', declared[member], 0, HEADER_BYTES - 1)
+  if not alive(readHeader(value)) then
     redis.call('ZREM', KEYS[1], member)
     if ARGV[1] == 'prune' then result[#result + 1] = member end
   else
     result[2] = result[2] + 1
     if ARGV[1] == 'list' then
       result[#result + 1] = member
-      for i = 1, 5 do result[#result + 1] = h[i] end
+      result[#result + 1] = value
     end
   end
 end

@@ -1,21 +1,20 @@
-import { CLOCK, EXPIRE_AT_EARLIER } from './common.js';
+import { CLOCK, HEADER } from './common.js';
 
 /**
- * Replaces a session's data if, and only if, the session still exists and its version is the one the caller read
+ * Replaces a session's record if, and only if, the session still exists and its version is the one the caller read
  * (compare-and-set), then counts as activity (sliding expiration).
- * KEYS[1] session hash. ARGV[1] data, ARGV[2] expected version ('' for any).
- * A deleted, revoked or expired session is never recreated (the connect-redis #328 race): HSET runs only after the
- * existence check, inside the same script.
- * Returns {'missing'} | {'conflict', version} | {'ok', version, lastSeen, absoluteDeadline, idleMs, meta}.
+ * KEYS[1] session. ARGV[1] encoded record, ARGV[2] expected version ('' for any).
+ * A deleted, revoked or expired session is never recreated (the connect-redis #328 race): the SET runs only after
+ * the existence check, inside the same script.
+ * Returns {'missing'} | {'conflict', version} | {'ok', version, lastSeen, absoluteDeadline, idleMs}.
  */
-export const UPDATE = `${CLOCK}${EXPIRE_AT_EARLIER}
-local h = redis.call('HMGET', KEYS[1], 'v', 'l', 'a', 'i', 'm')
-if not h[1] then return {'missing'} end
-local absolute, idle = tonumber(h[3]), tonumber(h[4])
-if now >= absolute or now >= tonumber(h[2]) + idle then return {'missing'} end
-if ARGV[2] ~= '' and ARGV[2] ~= h[1] then return {'conflict', h[1]} end
-local version = redis.call('HINCRBY', KEYS[1], 'v', 1)
-redis.call('HSET', KEYS[1], 'd', ARGV[1], 'l', now)
-expireAtEarlier(KEYS[1], now, absolute, idle)
-return {'ok', tostring(version), tostring(now), h[3], h[4], h[5]}
+export const UPDATE = `${CLOCK}${HEADER}
+local h = readHeader(redis.call('GETRANGE', KEYS[1], 0, HEADER_BYTES - 1))
+if not alive(h) then return {'missing'} end
+if ARGV[2] ~= '' and tonumber(ARGV[2]) ~= h.version then return {'conflict', tostring(h.version)} end
+h.version = h.version + 1
+h.last = now
+redis.call('SET', KEYS[1], header(h.created, h.absolute, h.idle, now, h.version) .. ARGV[1],
+  'PX', math.max(math.min(h.absolute, now + h.idle) - now, 1))
+return {'ok', tostring(h.version), tostring(now), tostring(h.absolute), tostring(h.idle)}
 `;
