@@ -1,4 +1,4 @@
-import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { createHash, createHmac, randomFillSync } from 'node:crypto';
 import { SessionError } from './errors.js';
 
 /*
@@ -79,7 +79,14 @@ export interface SessionKeys {
   pointer?: string;
 }
 
+const TOKEN_BYTES = 32;
+/** CSPRNG bytes are drawn 128 tokens at a time: one call into the CSPRNG instead of one per token. */
+const RANDOM_POOL_BYTES = TOKEN_BYTES * 128;
+
 export class KeyBuilder {
+  private readonly pool = Buffer.allocUnsafeSlow(RANDOM_POOL_BYTES);
+  private poolOffset = RANDOM_POOL_BYTES;
+
   constructor(
     readonly prefix: string,
     private readonly hash: Hasher,
@@ -92,7 +99,16 @@ export class KeyBuilder {
 
   /** A new token for a user: the user's ref, a dot, 256 bits from the CSPRNG. */
   newToken(tag: string): string {
-    return `${tag}.${randomBytes(32).toString('base64url')}`;
+    if (this.poolOffset + TOKEN_BYTES > RANDOM_POOL_BYTES) {
+      randomFillSync(this.pool);
+      this.poolOffset = 0;
+    }
+    const start = this.poolOffset;
+    this.poolOffset += TOKEN_BYTES;
+    const secret = this.pool.toString('base64url', start, start + TOKEN_BYTES);
+    // Bytes handed out are wiped from the pool: nothing keeps a copy of an issued token's secret.
+    this.pool.fill(0, start, start + TOKEN_BYTES);
+    return `${tag}.${secret}`;
   }
 
   sessionRef(id: string): string {

@@ -365,20 +365,20 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     const sessionKey = keys.session(user.tag, sessionRef);
     // Everything is encoded before the first command: bad data is refused with nothing written.
     const record = encodeRecord(sessionKey, { u: input.userId, v: device, d: input.data ?? {} });
-    const name = encodedName(input.userId, user.name);
+    const name = auditing ? encodedName(input.userId, user.name) : '';
     if (input.sessionId !== undefined) {
       const pointer = keys.pointer(sessionRef);
       await runner.command(pointer, (pipeline) => pipeline.set(pointer, user.tag, 'PX', settings.absoluteMs));
     }
-    // A token we generated cannot collide: "exists" can only be our own write retried after a failover, which then
-    // rewrites the same session instead of failing.
-    const replaceFlag = replace || input.sessionId === undefined ? '1' : '0';
+    // A token we generated cannot exist yet ('n'; a retry after a failover rewrites the same session). A
+    // caller-supplied id must not exist ('c') unless the adapter re-saves it ('r').
+    const mode = input.sessionId === undefined ? 'n' : replace ? 'r' : 'c';
     const reply = await withDeclared(
       (declaredKeys, args) => runner.write(scripts.create, declaredKeys, args),
       user.tag,
       [sessionKey, user.index, user.name],
       [
-        `${settings.idleMs},${settings.absoluteMs},${settings.maxSessionsPerUser},${replaceFlag},${wantRecords}`,
+        `${settings.idleMs},${settings.absoluteMs},${settings.maxSessionsPerUser},${mode},${wantRecords}`,
         record,
         name,
       ],
