@@ -65,7 +65,12 @@ const sessionIds = Array.from({ length: USERS }, (_, index) =>
 
 function expressSession(context: BenchContext, index: number) {
   return {
-    cookie: { originalMaxAge: IDLE_SECONDS * 1000, expires: new Date(Date.now() + 900_000), httpOnly: true, path: '/' },
+    cookie: {
+      originalMaxAge: IDLE_SECONDS * 1000,
+      expires: new Date(Date.now() + 900_000),
+      httpOnly: true,
+      path: '/',
+    },
     userId: userIds[index],
     value: context.value,
   };
@@ -105,12 +110,16 @@ function austaCase(op: 'getSession' | 'createSession', lib: string, encrypted: b
         idleTimeoutSeconds: IDLE_SECONDS,
         absoluteTimeoutSeconds: ABSOLUTE_SECONDS,
         maxSessionsPerUser: 5,
-        ...(encrypted ? { codec: createCodec({ encryption: { currentKeyId: 'bench', keys: { bench: KEY } } }) } : {}),
+        ...(encrypted
+          ? { codec: createCodec({ encryption: { currentKeyId: 'bench', keys: { bench: KEY } } }) }
+          : {}),
       });
       const data = userIds.map(() => ({ value: context.value }));
       const device = { userAgent: 'Mozilla/5.0 (bench)', ip: '203.0.113.7', platform: 'web' };
       const tokens = await Promise.all(
-        userIds.map(async (userId, index) => (await store.createSession({ userId, data: data[index], device })).token),
+        userIds.map(
+          async (userId, index) => (await store.createSession({ userId, data: data[index], device })).token,
+        ),
       );
       const run =
         op === 'getSession'
@@ -149,4 +158,7 @@ function cases(op: 'getSession' | 'createSession'): BenchCase[] {
   ];
 }
 
-export default defineBench({ package: 'session', cases: [...cases('getSession'), ...cases('createSession')] });
+export default defineBench({
+  package: 'session',
+  cases: [...cases('getSession'), ...cases('createSession')],
+});

@@ -1,10 +1,16 @@
 import { isIP } from 'node:net';
-import type { Hasher } from './keys.js';
 import { SessionError } from './errors.js';
+import type { Hasher } from './keys.js';
 import type { DeviceInfo, ResolvedOptions } from './options.js';
 
 const LIMITS: Record<keyof DeviceInfo, number> = { userAgent: 512, ip: 64, deviceId: 128, platform: 32 };
-const CONTROL = /[\u0000-\u001f\u007f]/;
+function hasControlCharacter(value: string): boolean {
+  for (let index = 0; index < value.length; index++) {
+    const code = value.charCodeAt(index);
+    if (code < 0x20 || code === 0x7f) return true;
+  }
+  return false;
+}
 
 function truncateIp(ip: string): string {
   const version = isIP(ip);
@@ -30,7 +36,7 @@ export function normalizeDevice(
   for (const [field, limit] of Object.entries(LIMITS) as Array<[keyof DeviceInfo, number]>) {
     const value = (device as Record<string, unknown>)[field];
     if (value === undefined) continue;
-    if (typeof value !== 'string' || value.length > limit || CONTROL.test(value)) {
+    if (typeof value !== 'string' || value.length > limit || hasControlCharacter(value)) {
       throw new SessionError(
         'E_INVALID_ARGUMENT',
         `device.${field} must be a string of at most ${limit} characters without control characters.`,

@@ -29,7 +29,9 @@ export function createFastifyStore<S extends object = any>(
   const operations = adapterOperations(store, options);
   return {
     set(sessionId, session, callback) {
-      operations.set(sessionId, session as unknown as Record<string, unknown>).then(() => callback(), callback);
+      operations
+        .set(sessionId, session as unknown as Record<string, unknown>)
+        .then(() => callback(), callback);
     },
     get(sessionId, callback) {
       operations.get(sessionId).then(

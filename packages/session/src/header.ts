@@ -29,7 +29,9 @@ export function readHeader(value: Buffer): Header | null {
     lastSeenAtMs: digits(value, 37, 13),
     version: digits(value, 50, 10),
   };
-  return Number.isNaN(header.createdAtMs + header.absoluteExpiresAtMs + header.idleMs + header.lastSeenAtMs + header.version)
+  return Number.isNaN(
+    header.createdAtMs + header.absoluteExpiresAtMs + header.idleMs + header.lastSeenAtMs + header.version,
+  )
     ? null
     : header;
 }

@@ -44,7 +44,8 @@ export function createInstruments(metrics: Metrics | undefined): Instruments {
   const counters = new Map<string, BoundCounter>();
   const okDurations = new Map<Operation, BoundHistogram>();
   for (const operation of OPERATIONS) {
-    for (const result of RESULTS) counters.set(`${operation}|${result}`, operations.bind({ operation, result }));
+    for (const result of RESULTS)
+      counters.set(`${operation}|${result}`, operations.bind({ operation, result }));
     okDurations.set(
       operation,
       duration.bind({ db_system_name: DB_SYSTEM.redis, db_operation_name: operation, error_type: '' }),

@@ -94,7 +94,9 @@ function config(message: string): SessionError {
 
 function seconds(value: unknown, name: string): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || value > MAX_TIMEOUT_SECONDS) {
-    throw config(`${name} must be a finite number of seconds > 0 and at most one year (got ${String(value)}).`);
+    throw config(
+      `${name} must be a finite number of seconds > 0 and at most one year (got ${String(value)}).`,
+    );
   }
   const ms = Math.round(value * 1000);
   if (ms < 1) throw config(`${name} must be at least 1 ms.`);
@@ -111,14 +113,17 @@ function isClient(value: unknown): value is Redis | Cluster {
 }
 
 export function resolveOptions(options: SessionStoreOptions): ResolvedOptions {
-  if (typeof options !== 'object' || options === null) throw config('createSessionStore needs an options object.');
+  if (typeof options !== 'object' || options === null)
+    throw config('createSessionStore needs an options object.');
   if (!isClient(options.redis)) {
     throw config('redis must be an ioredis Redis or Cluster (for example createRedisClient(...).client).');
   }
   const idleMs = seconds(options.idleTimeoutSeconds, 'idleTimeoutSeconds');
   const absoluteMs = seconds(options.absoluteTimeoutSeconds, 'absoluteTimeoutSeconds');
   if (absoluteMs < idleMs) {
-    throw config('absoluteTimeoutSeconds must be at least idleTimeoutSeconds (the absolute limit is the outer one).');
+    throw config(
+      'absoluteTimeoutSeconds must be at least idleTimeoutSeconds (the absolute limit is the outer one).',
+    );
   }
   const max = options.maxSessionsPerUser;
   if (!Number.isSafeInteger(max) || max < 1 || max > 1000) {
@@ -161,7 +166,11 @@ export function resolveOptions(options: SessionStoreOptions): ResolvedOptions {
     throw config("durability must be 'default' or 'replicated'.");
   }
   const replicationTimeoutMs = options.replicationTimeoutMs ?? DEFAULTS.replicationTimeoutMs;
-  if (!Number.isSafeInteger(replicationTimeoutMs) || replicationTimeoutMs < 1 || replicationTimeoutMs > 60_000) {
+  if (
+    !Number.isSafeInteger(replicationTimeoutMs) ||
+    replicationTimeoutMs < 1 ||
+    replicationTimeoutMs > 60_000
+  ) {
     throw config('replicationTimeoutMs must be an integer from 1 to 60000.');
   }
   const codec = options.codec;

@@ -1,8 +1,8 @@
 import { AustaCodecError, type Codec, createCodec } from '@austa/codec';
 import { escapeGlob, scanKeys } from '@austa/redis-cluster';
 import { normalizeDevice } from './device.js';
-import { HEADER_BYTES, readHeader } from './header.js';
 import { SessionError } from './errors.js';
+import { HEADER_BYTES, readHeader } from './header.js';
 import { createInstruments, type Operation, type Result } from './instruments.js';
 import {
   assertCallerId,
@@ -100,7 +100,10 @@ export interface SessionStore {
    * The session for a token or id, or `null` when it is unknown, expired, revoked or malformed (never throws for
    * those). Touches the session (sliding expiration) when `touchIntervalSeconds` have passed since the last touch.
    */
-  getSession<T = Record<string, unknown>>(token: string, options?: { touch?: boolean }): Promise<Session<T> | null>;
+  getSession<T = Record<string, unknown>>(
+    token: string,
+    options?: { touch?: boolean },
+  ): Promise<Session<T> | null>;
   /**
    * Merges `patch` into the data (a key set to `undefined` is removed), or replaces it with `updater(current)`.
    * Concurrent updates are never lost: each is a compare-and-set on the version, retried on conflict.
@@ -154,7 +157,8 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 
 function codecError(error: unknown): never {
   if (AustaCodecError.isInstance(error)) {
-    const code = error.code === 'E_UNSERIALIZABLE' || error.code === 'E_VALUE_TOO_LARGE' ? error.code : 'E_DECODE';
+    const code =
+      error.code === 'E_UNSERIALIZABLE' || error.code === 'E_VALUE_TOO_LARGE' ? error.code : 'E_DECODE';
     throw new SessionError(code, error.message, { cause: error });
   }
   throw error;
@@ -349,12 +353,18 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
   }
 
   function notFound(): SessionError {
-    return new SessionError('E_SESSION_NOT_FOUND', 'No such session: it expired, was revoked, or never existed.');
+    return new SessionError(
+      'E_SESSION_NOT_FOUND',
+      'No such session: it expired, was revoked, or never existed.',
+    );
   }
 
   async function create<T>(input: CreateSessionInput<T>, replace: boolean): Promise<CreatedSession> {
     if (typeof input !== 'object' || input === null) {
-      throw new SessionError('E_INVALID_ARGUMENT', 'createSession needs { userId, data?, device?, sessionId? }.');
+      throw new SessionError(
+        'E_INVALID_ARGUMENT',
+        'createSession needs { userId, data?, device?, sessionId? }.',
+      );
     }
     assertUserId(input.userId);
     if (input.sessionId !== undefined) assertCallerId(input.sessionId);
@@ -385,7 +395,10 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
       knownMembers.get(user.tag),
     );
     if (text(reply[0]) === 'exists') {
-      throw new SessionError('E_SESSION_EXISTS', 'A session with this sessionId already exists; ids must be unique.');
+      throw new SessionError(
+        'E_SESSION_EXISTS',
+        'A session with this sessionId already exists; ids must be unique.',
+      );
     }
     const createdAtMs = numberOf(reply[1]);
     const absoluteExpiresAtMs = numberOf(reply[2]);
@@ -395,11 +408,19 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
       const ref = text(reply[index]);
       evictedRefs.add(ref);
       const evictedRecord = recordForAudit(keys.session(user.tag, ref), reply[index + 1]);
-      audit({ type: 'evict', sessionRef: ref, userId: input.userId, device: evictedRecord?.v, atMs: createdAtMs });
+      audit({
+        type: 'evict',
+        sessionRef: ref,
+        userId: input.userId,
+        device: evictedRecord?.v,
+        atMs: createdAtMs,
+      });
     }
     const evicted = evictedRefs.size;
     // The next create for this user declares these keys up front: one round trip at the cap.
-    const known = (knownMembers.get(user.tag) ?? []).filter((ref) => ref !== sessionRef && !evictedRefs.has(ref));
+    const known = (knownMembers.get(user.tag) ?? []).filter(
+      (ref) => ref !== sessionRef && !evictedRefs.has(ref),
+    );
     known.push(sessionRef);
     knownMembers.set(user.tag, known.slice(-(settings.maxSessionsPerUser + 1)));
     instruments.evicted(evicted);
@@ -441,7 +462,13 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
       if (!reply) return null;
       lastSeenAtMs = numberOf(reply[1]);
       if (text(reply[0]) === '1') {
-        audit({ type: 'touch', sessionRef: located.sessionRef, userId: record.u, device: record.v, atMs: lastSeenAtMs });
+        audit({
+          type: 'touch',
+          sessionRef: located.sessionRef,
+          userId: record.u,
+          device: record.v,
+          atMs: lastSeenAtMs,
+        });
       }
     }
     return {
@@ -464,11 +491,17 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
   ): Promise<Session<T>> {
     assertId(id);
     if (typeof patchOrUpdater !== 'function' && !isPlainObject(patchOrUpdater)) {
-      throw new SessionError('E_INVALID_ARGUMENT', 'updateSession takes a plain-object patch or an updater function.');
+      throw new SessionError(
+        'E_INVALID_ARGUMENT',
+        'updateSession takes a plain-object patch or an updater function.',
+      );
     }
     const expected = updateOptions?.expectedVersion;
     if (expected !== undefined && (!Number.isSafeInteger(expected) || expected < 1)) {
-      throw new SessionError('E_INVALID_ARGUMENT', 'expectedVersion must be a positive integer from getSession().');
+      throw new SessionError(
+        'E_INVALID_ARGUMENT',
+        'expectedVersion must be a positive integer from getSession().',
+      );
     }
     const located = await locate(id);
     if (!located) throw notFound();
@@ -476,7 +509,10 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
       const current = await readAt<T>(located, false);
       if (!current) throw notFound();
       if (expected !== undefined && current.version !== expected) {
-        throw new SessionError('E_CONFLICT', `The session is at version ${current.version}, not ${expected}.`);
+        throw new SessionError(
+          'E_CONFLICT',
+          `The session is at version ${current.version}, not ${expected}.`,
+        );
       }
       let next: unknown;
       if (typeof patchOrUpdater === 'function') {
@@ -490,13 +526,23 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
         next = merged;
       }
       const bytes = encodeRecord(located.session, { u: current.userId, v: current.device, d: next });
-      const reply = (await runner.write(scripts.update, [located.session], [bytes, String(current.version)])) as unknown[];
+      const reply = (await runner.write(
+        scripts.update,
+        [located.session],
+        [bytes, String(current.version)],
+      )) as unknown[];
       const status = text(reply[0]);
       if (status === 'missing') throw notFound();
       if (status === 'ok') {
         const lastSeenAtMs = numberOf(reply[2]);
         const absoluteExpiresAtMs = numberOf(reply[3]);
-        audit({ type: 'update', sessionRef: current.handle, userId: current.userId, device: current.device, atMs: lastSeenAtMs });
+        audit({
+          type: 'update',
+          sessionRef: current.handle,
+          userId: current.userId,
+          device: current.device,
+          atMs: lastSeenAtMs,
+        });
         return {
           ...current,
           data: next as T,
@@ -519,14 +565,25 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
   }
 
   async function remove(located: SessionKeys, reason: 'logout'): Promise<boolean> {
-    const reply = await runner.write(scripts.delete, [located.session, keys.index(located.tag)], [wantRecords]);
+    const reply = await runner.write(
+      scripts.delete,
+      [located.session, keys.index(located.tag)],
+      [wantRecords],
+    );
     if (located.pointer) {
       const pointer = located.pointer;
       await runner.command(pointer, (pipeline) => pipeline.unlink(pointer));
     }
     if (reply === null || reply === undefined) return false;
     const record = recordForAudit(located.session, reply);
-    audit({ type: 'revoke', reason, sessionRef: located.sessionRef, userId: record?.u, device: record?.v, atMs: Date.now() });
+    audit({
+      type: 'revoke',
+      reason,
+      sessionRef: located.sessionRef,
+      userId: record?.u,
+      device: record?.v,
+      atMs: Date.now(),
+    });
     return true;
   }
 
@@ -569,7 +626,9 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
 
   async function cleanup(count: number | undefined): Promise<CleanupResult> {
     const pattern = `${escapeGlob(settings.prefix)}:u:*`;
-    const indexKey = new RegExp(`^${settings.prefix.replace(/[.]/g, '\\.')}:u:\\{([A-Za-z0-9_-]{${TAG_LENGTH}})\\}$`);
+    const indexKey = new RegExp(
+      `^${settings.prefix.replace(/[.]/g, '\\.')}:u:\\{([A-Za-z0-9_-]{${TAG_LENGTH}})\\}$`,
+    );
     const result: CleanupResult = { usersScanned: 0, entriesRemoved: 0 };
     const seen = new Set<string>();
     for await (const key of scanKeys(redis, pattern, count === undefined ? {} : { count })) {
@@ -589,7 +648,10 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
       let userId: string | undefined;
       const name = reply[2];
       try {
-        userId = Buffer.isBuffer(name) && name.length > 0 ? codec.decode<string>(name, { associatedData: nameKey }) : undefined;
+        userId =
+          Buffer.isBuffer(name) && name.length > 0
+            ? codec.decode<string>(name, { associatedData: nameKey })
+            : undefined;
       } catch {
         userId = undefined;
       }
@@ -604,7 +666,11 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
 
   return {
     createSession<T>(input: CreateSessionInput<T>) {
-      return measured('create_session', () => create(input, false), () => 'ok');
+      return measured(
+        'create_session',
+        () => create(input, false),
+        () => 'ok',
+      );
     },
 
     getSession<T>(token: string, getOptions?: { touch?: boolean }) {
@@ -615,8 +681,16 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
       );
     },
 
-    updateSession<T>(token: string, patchOrUpdater: Partial<T> | ((current: T) => T), updateOptions?: UpdateOptions) {
-      return measured('update_session', () => update<T>(token, patchOrUpdater, updateOptions), () => 'ok');
+    updateSession<T>(
+      token: string,
+      patchOrUpdater: Partial<T> | ((current: T) => T),
+      updateOptions?: UpdateOptions,
+    ) {
+      return measured(
+        'update_session',
+        () => update<T>(token, patchOrUpdater, updateOptions),
+        () => 'ok',
+      );
     },
 
     deleteSession(token: string) {
@@ -644,10 +718,22 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
           const absoluteExpiresAtMs = numberOf(reply[2]);
           if (auditing) {
             // Audit needs the user and device: one more read, only when someone listens.
-            const record = recordForAudit(located.session, await redis.getBuffer(located.session).catch(() => null));
-            audit({ type: 'extend', sessionRef: located.sessionRef, userId: record?.u, device: record?.v, atMs: lastSeenAtMs });
+            const record = recordForAudit(
+              located.session,
+              await redis.getBuffer(located.session).catch(() => null),
+            );
+            audit({
+              type: 'extend',
+              sessionRef: located.sessionRef,
+              userId: record?.u,
+              device: record?.v,
+              atMs: lastSeenAtMs,
+            });
           }
-          return { expiresAtMs: Math.min(absoluteExpiresAtMs, lastSeenAtMs + numberOf(reply[3])), absoluteExpiresAtMs };
+          return {
+            expiresAtMs: Math.min(absoluteExpiresAtMs, lastSeenAtMs + numberOf(reply[3])),
+            absoluteExpiresAtMs,
+          };
         },
         (result) => (result ? 'ok' : 'miss'),
       );
@@ -675,7 +761,10 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
               absoluteExpiresAtMs: header.absoluteExpiresAtMs,
             });
           }
-          knownMembers.set(user.tag, sessions.map((session) => session.handle));
+          knownMembers.set(
+            user.tag,
+            sessions.map((session) => session.handle),
+          );
           // The index is in creation order (to the microsecond); newest first for an "active devices" screen.
           return sessions.reverse();
         },
@@ -722,7 +811,11 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     },
 
     cleanupExpiredSessions(cleanupOptions?: { count?: number }) {
-      return measured('cleanup_expired_sessions', () => cleanup(cleanupOptions?.count), () => 'ok');
+      return measured(
+        'cleanup_expired_sessions',
+        () => cleanup(cleanupOptions?.count),
+        () => 'ok',
+      );
     },
 
     saveSession<T>(sessionId: string, input: { userId: string; data: T; device?: DeviceInfo }) {
@@ -741,7 +834,13 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
             const bytes = encodeRecord(located.session, { u: input.userId, v: device, d: input.data });
             const reply = (await runner.write(scripts.update, [located.session], [bytes, ''])) as unknown[];
             if (text(reply[0]) === 'ok') {
-              audit({ type: 'update', sessionRef: located.sessionRef, userId: input.userId, device, atMs: numberOf(reply[2]) });
+              audit({
+                type: 'update',
+                sessionRef: located.sessionRef,
+                userId: input.userId,
+                device,
+                atMs: numberOf(reply[2]),
+              });
               return;
             }
           }

@@ -13,7 +13,9 @@ const SECRET = 'a-test-secret-that-is-at-least-32-characters-long';
 
 /** The last cookie the response set with a value (a regenerate may first clear the old one). */
 function cookieOf(setCookie: string | string[] | undefined): string {
-  const headers = (Array.isArray(setCookie) ? setCookie : [setCookie ?? '']).map((c) => c.split(';')[0] ?? '');
+  const headers = (Array.isArray(setCookie) ? setCookie : [setCookie ?? '']).map(
+    (c) => c.split(';')[0] ?? '',
+  );
   return headers.filter((pair) => !pair.endsWith('=')).at(-1) ?? '';
 }
 
@@ -134,22 +136,34 @@ describe.each(['standalone', 'cluster'] as const)('framework adapters on %s', (t
       const anonymousCookie = cookieOf(visit.headers['set-cookie']);
       const anonymousId = sessionIdOf(visit.headers['set-cookie'], 'sessionId');
       expect(await store.getSession(anonymousId)).not.toBeNull();
-      const second = await fastify.inject({ method: 'GET', url: '/visit', headers: { cookie: anonymousCookie } });
+      const second = await fastify.inject({
+        method: 'GET',
+        url: '/visit',
+        headers: { cookie: anonymousCookie },
+      });
       expect(second.json()).toEqual({ views: 2 });
 
-      const login = await fastify.inject({ method: 'POST', url: '/login', headers: { cookie: anonymousCookie } });
+      const login = await fastify.inject({
+        method: 'POST',
+        url: '/login',
+        headers: { cookie: anonymousCookie },
+      });
       const userCookie = cookieOf(login.headers['set-cookie']);
       const userSessionId = sessionIdOf(login.headers['set-cookie'], 'sessionId');
       expect(userSessionId).not.toBe(anonymousId);
       expect(await store.getSession(anonymousId)).toBeNull();
-      expect((await fastify.inject({ method: 'GET', url: '/me', headers: { cookie: userCookie } })).json()).toEqual({
+      expect(
+        (await fastify.inject({ method: 'GET', url: '/me', headers: { cookie: userCookie } })).json(),
+      ).toEqual({
         userId: 'u-fastify',
       });
       expect((await store.getUserSessions('u-fastify')).length).toBeGreaterThan(0);
 
       await fastify.inject({ method: 'POST', url: '/logout', headers: { cookie: userCookie } });
       expect(await store.getSession(userSessionId)).toBeNull();
-      expect((await fastify.inject({ method: 'GET', url: '/me', headers: { cookie: userCookie } })).json()).toEqual({
+      expect(
+        (await fastify.inject({ method: 'GET', url: '/me', headers: { cookie: userCookie } })).json(),
+      ).toEqual({
         userId: null,
       });
       await fastify.close();

@@ -1,4 +1,5 @@
 import {
+  clusterTopology,
   createTestClient,
   deleteByPrefix,
   keySlot,
@@ -10,7 +11,6 @@ import {
   restoreCluster,
   resumeNode,
   slotOwner,
-  clusterTopology,
   uniquePrefix,
   waitForPromotion,
 } from '@austa/test-env/vitest';
@@ -21,7 +21,11 @@ import { codeOf, sleep } from './support.js';
 
 const COMMAND_TIMEOUT_MS = 600;
 
-function storeOn(client: Redis | Cluster, prefix: string, overrides: Partial<SessionStoreOptions> = {}): SessionStore {
+function storeOn(
+  client: Redis | Cluster,
+  prefix: string,
+  overrides: Partial<SessionStoreOptions> = {},
+): SessionStore {
   return createSessionStore({
     redis: client,
     prefix,
@@ -84,10 +88,15 @@ describe('session store when Redis is down', () => {
 
   it('answers every call for a user whose cluster master is paused with E_REDIS_UNAVAILABLE within the command timeout', async () => {
     const cluster = redisTarget('cluster');
-    const client = createTestClient(redisTargets(), 'cluster', { commandTimeout: COMMAND_TIMEOUT_MS }, {
-      maxRedirections: 2,
-      retryDelayOnFailover: 100,
-    });
+    const client = createTestClient(
+      redisTargets(),
+      'cluster',
+      { commandTimeout: COMMAND_TIMEOUT_MS },
+      {
+        maxRedirections: 2,
+        retryDelayOnFailover: 100,
+      },
+    );
     const store = storeOn(client, prefix);
     const { token } = await store.createSession({ userId: 'u-down' });
     const master = await slotOwner(cluster, keySlot(`${prefix}:u:{${token.slice(0, 22)}}`));
@@ -109,12 +118,17 @@ describe('session store during cluster failovers and slot migrations', () => {
   const cluster = redisTarget('cluster');
   const clients: Array<Redis | Cluster> = [];
   const client = () => {
-    const created = createTestClient(redisTargets(), 'cluster', { commandTimeout: 5000 }, {
-      // Outlast a failover at cluster-node-timeout 2000 ms: 300 ms x 40 = 12 s of retries.
-      retryDelayOnFailover: 300,
-      retryDelayOnClusterDown: 300,
-      maxRedirections: 40,
-    });
+    const created = createTestClient(
+      redisTargets(),
+      'cluster',
+      { commandTimeout: 5000 },
+      {
+        // Outlast a failover at cluster-node-timeout 2000 ms: 300 ms x 40 = 12 s of retries.
+        retryDelayOnFailover: 300,
+        retryDelayOnClusterDown: 300,
+        maxRedirections: 40,
+      },
+    );
     clients.push(created);
     return created;
   };
@@ -134,7 +148,11 @@ describe('session store during cluster failovers and slot migrations', () => {
   async function killDuringLoop(replicated: boolean) {
     const redis = client();
     const prefix = uniquePrefix(`session-kill-${replicated ? 'replicated' : 'default'}`);
-    const store = storeOn(redis, prefix, replicated ? { durability: 'replicated', replicationTimeoutMs: 2000 } : {});
+    const store = storeOn(
+      redis,
+      prefix,
+      replicated ? { durability: 'replicated', replicationTimeoutMs: 2000 } : {},
+    );
     const userId = 'u-failover';
     const probe = await store.createSession({ userId });
     const slot = keySlot(`${prefix}:u:{${probe.token.slice(0, 22)}}`);
@@ -180,14 +198,16 @@ describe('session store during cluster failovers and slot migrations', () => {
   it('without it, the loop recovers after the promotion and the count of lost sessions is reported', async () => {
     const result = await killDuringLoop(false);
     const lost = result.acknowledged - result.readable;
-    console.log(`[session failover, default durability] lost ${lost} of ${result.acknowledged} acknowledged sessions ${JSON.stringify(result)}`);
+    console.log(
+      `[session failover, default durability] lost ${lost} of ${result.acknowledged} acknowledged sessions ${JSON.stringify(result)}`,
+    );
     expect(result.acknowledged).toBeGreaterThan(5);
     expect(lost).toBeGreaterThanOrEqual(0);
     // Sessions created after the promotion are readable: the store recovered.
     expect(result.readable).toBeGreaterThan(0);
   });
 
-  it('keeps the cap and every session through a slot migration of the user\'s slot', async () => {
+  it("keeps the cap and every session through a slot migration of the user's slot", async () => {
     const redis = client();
     const prefix = uniquePrefix('session-migrate');
     const store = storeOn(redis, prefix, { maxSessionsPerUser: 4 });

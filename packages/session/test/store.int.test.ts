@@ -30,7 +30,8 @@ describe.each(['standalone', 'cluster'] as const)('session store on %s', (topolo
       everything.push(Buffer.from(key));
       const type = await h.client.type(key);
       if (type === 'hash') everything.push(...Object.values(await h.client.hgetallBuffer(key)));
-      if (type === 'hash') everything.push(...Object.keys(await h.client.hgetall(key)).map((f) => Buffer.from(f)));
+      if (type === 'hash')
+        everything.push(...Object.keys(await h.client.hgetall(key)).map((f) => Buffer.from(f)));
       if (type === 'zset') everything.push(...(await h.client.zrangeBuffer(key, 0, -1)));
       if (type === 'string') everything.push((await h.client.getBuffer(key)) ?? Buffer.alloc(0));
     }
@@ -47,7 +48,9 @@ describe.each(['standalone', 'cluster'] as const)('session store on %s', (topolo
   });
 
   it('createSession issues a 256-bit base64url token that carries the user slot, and getSession reads it back', async () => {
-    const created = remember(await store.createSession({ userId: 'u-1', data: { role: 'patient', since: new Date(5) }, device }));
+    const created = remember(
+      await store.createSession({ userId: 'u-1', data: { role: 'patient', since: new Date(5) }, device }),
+    );
     const [tag, secret] = created.token.split('.');
     expect(Buffer.from(secret ?? '', 'base64url')).toHaveLength(32);
     expect(tag).toHaveLength(22);
@@ -68,7 +71,7 @@ describe.each(['standalone', 'cluster'] as const)('session store on %s', (topolo
     expect(other.token).not.toBe(created.token);
   });
 
-  it('keeps a user\'s sessions and index in one hash slot, with no user id or token in any key name', async () => {
+  it("keeps a user's sessions and index in one hash slot, with no user id or token in any key name", async () => {
     const created = remember(await store.createSession({ userId: 'patient@example.org', device }));
     const keys = (await h.keys()).filter((key) => key.includes(created.token.slice(0, 22)));
     expect(keys.length).toBe(3);
@@ -126,17 +129,23 @@ describe.each(['standalone', 'cluster'] as const)('session store on %s', (topolo
     const second = await touchy.getSession(created.token);
     expect(second?.lastSeenAtMs).toBeGreaterThanOrEqual(created.createdAtMs + 300);
     expect(second?.expiresAtMs).toBe((second?.lastSeenAtMs ?? 0) + 10_000);
-    expect(h.events.some((e) => e.type === 'touch' && e.sessionRef === created.handle && e.userId === 'u-touch')).toBe(true);
+    expect(
+      h.events.some((e) => e.type === 'touch' && e.sessionRef === created.handle && e.userId === 'u-touch'),
+    ).toBe(true);
     const key = `${h.prefix}:s:{${created.token.slice(0, 22)}}:${created.handle}`;
     expect(await h.client.pttl(key)).toBeGreaterThan(9_000);
-    expect((await touchy.getSession(created.token, { touch: false }))?.lastSeenAtMs).toBe(second?.lastSeenAtMs);
+    expect((await touchy.getSession(created.token, { touch: false }))?.lastSeenAtMs).toBe(
+      second?.lastSeenAtMs,
+    );
   });
 
   it('expires an idle session after idleTimeoutSeconds', async () => {
     const short = h.store({ idleTimeoutSeconds: 0.6, absoluteTimeoutSeconds: 30 });
     const created = remember(await short.createSession({ userId: 'u-idle' }));
     expect(await short.getSession(created.token, { touch: false })).not.toBeNull();
-    expect(await eventually(async () => (await short.getSession(created.token, { touch: false })) === null, 3_000)).toBe(true);
+    expect(
+      await eventually(async () => (await short.getSession(created.token, { touch: false })) === null, 3_000),
+    ).toBe(true);
     expect(await short.getSessionCount('u-idle')).toBe(0);
   });
 
@@ -164,7 +173,10 @@ describe.each(['standalone', 'cluster'] as const)('session store on %s', (topolo
     const patched = await store.updateSession(created.token, { b: undefined, c: 3 });
     expect(patched.data).toEqual({ a: 1, c: 3 });
     expect(patched.version).toBe(2);
-    const updated = await store.updateSession<{ a: number }>(created.token, (data) => ({ ...data, a: data.a + 1 }));
+    const updated = await store.updateSession<{ a: number }>(created.token, (data) => ({
+      ...data,
+      a: data.a + 1,
+    }));
     expect(updated.version).toBe(3);
     expect((await store.getSession(created.token))?.data).toEqual({ a: 2, c: 3 });
     expect(h.events.filter((e) => e.type === 'update' && e.sessionRef === created.handle)).toHaveLength(2);
@@ -173,7 +185,9 @@ describe.each(['standalone', 'cluster'] as const)('session store on %s', (topolo
   it('updateSession with a stale expectedVersion fails with E_CONFLICT and writes nothing', async () => {
     const created = remember(await store.createSession({ userId: 'u-cas', data: { n: 1 } }));
     await store.updateSession(created.token, { n: 2 });
-    expect(await codeOf(() => store.updateSession(created.token, { n: 99 }, { expectedVersion: 1 }))).toBe('E_CONFLICT');
+    expect(await codeOf(() => store.updateSession(created.token, { n: 99 }, { expectedVersion: 1 }))).toBe(
+      'E_CONFLICT',
+    );
     expect(await store.getSession(created.token)).toMatchObject({ data: { n: 2 }, version: 2 });
     expect((await store.updateSession(created.token, { n: 3 }, { expectedVersion: 2 })).version).toBe(3);
   });
@@ -181,7 +195,9 @@ describe.each(['standalone', 'cluster'] as const)('session store on %s', (topolo
   it('loses none of 20 concurrent updates of one session', async () => {
     const created = remember(await store.createSession({ userId: 'u-concurrent', data: {} }));
     await Promise.all(
-      Array.from({ length: 20 }, (_, index) => store.updateSession(created.token, { [`field${index}`]: index })),
+      Array.from({ length: 20 }, (_, index) =>
+        store.updateSession(created.token, { [`field${index}`]: index }),
+      ),
     );
     const session = await store.getSession<Record<string, number>>(created.token);
     expect(Object.keys(session?.data ?? {})).toHaveLength(20);
@@ -207,7 +223,9 @@ describe.each(['standalone', 'cluster'] as const)('session store on %s', (topolo
       expect(await store.getSession(created.token)).toBeNull();
       const key = `${h.prefix}:s:{${created.token.slice(0, 22)}}:${created.handle}`;
       expect(await h.client.exists(key)).toBe(0);
-      expect(await codeOf(() => store.updateSession(created.token, { revived: true }))).toBe('E_SESSION_NOT_FOUND');
+      expect(await codeOf(() => store.updateSession(created.token, { revived: true }))).toBe(
+        'E_SESSION_NOT_FOUND',
+      );
       expect(await h.client.exists(key)).toBe(0);
     }
   });
@@ -232,7 +250,9 @@ describe.each(['standalone', 'cluster'] as const)('session store on %s', (topolo
     await sleep(1200);
     const capped = await short.extendSession(created.token);
     expect(capped?.expiresAtMs).toBe(created.absoluteExpiresAtMs);
-    expect(await short.extendSession('AAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA')).toBeNull();
+    expect(
+      await short.extendSession('AAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'),
+    ).toBeNull();
   });
 
   it('getUserSessions lists devices newest first with revocable handles and no tokens', async () => {
@@ -259,14 +279,17 @@ describe.each(['standalone', 'cluster'] as const)('session store on %s', (topolo
     expect(await store.deleteUserSessions('u-all')).toBe(1);
     for (const token of tokens) expect(await store.getSession(token)).toBeNull();
     expect(await store.getSession(other.token)).not.toBeNull();
-    expect(h.events.filter((e) => e.type === 'revoke' && e.reason === 'revoke-all' && e.userId === 'u-all')).toHaveLength(4);
+    expect(
+      h.events.filter((e) => e.type === 'revoke' && e.reason === 'revoke-all' && e.userId === 'u-all'),
+    ).toHaveLength(4);
   });
 
   it('evicts the oldest session past maxSessionsPerUser and counts and audits it', async () => {
     const metrics = createMetrics();
     const capped = h.store({ maxSessionsPerUser: 3, metrics });
     const created = [];
-    for (let i = 0; i < 5; i++) created.push(remember(await capped.createSession({ userId: 'u-cap', device: { deviceId: `d${i}` } })));
+    for (let i = 0; i < 5; i++)
+      created.push(remember(await capped.createSession({ userId: 'u-cap', device: { deviceId: `d${i}` } })));
     expect(created.map((c) => c.evicted)).toEqual([0, 0, 0, 1, 1]);
     expect(await capped.getSessionCount('u-cap')).toBe(3);
     expect(await capped.getSession(created[0]?.token as string)).toBeNull();
@@ -281,7 +304,9 @@ describe.each(['standalone', 'cluster'] as const)('session store on %s', (topolo
   it('leaves exactly the cap after 50 concurrent creates for one user, and every evicted token is invalid', async () => {
     const capped = h.store({ maxSessionsPerUser: 5 });
     const created = await Promise.all(
-      Array.from({ length: 50 }, (_, i) => capped.createSession({ userId: 'u-burst', data: { i } }).then(remember)),
+      Array.from({ length: 50 }, (_, i) =>
+        capped.createSession({ userId: 'u-burst', data: { i } }).then(remember),
+      ),
     );
     expect(await capped.getSessionCount('u-burst')).toBe(5);
     const live = [];
@@ -341,7 +366,10 @@ describe.each(['standalone', 'cluster'] as const)('session store on %s', (topolo
       ['a numeric user id', 42],
       ['a missing user id', undefined],
     ])('createSession refuses %s with E_INVALID_USER_ID', async (_name, userId) => {
-      await expectNothingWritten(() => store.createSession({ userId: userId as string }), 'E_INVALID_USER_ID');
+      await expectNothingWritten(
+        () => store.createSession({ userId: userId as string }),
+        'E_INVALID_USER_ID',
+      );
     });
 
     it.each([
@@ -351,14 +379,23 @@ describe.each(['standalone', 'cluster'] as const)('session store on %s', (topolo
       ['an id with a control character', `${'a'.repeat(30)}\u0007`],
       ['an id with a dot', `${'a'.repeat(30)}.b`],
     ])('createSession refuses %s as sessionId with E_INVALID_SESSION_ID', async (_name, sessionId) => {
-      await expectNothingWritten(() => store.createSession({ userId: 'u-bad', sessionId }), 'E_INVALID_SESSION_ID');
+      await expectNothingWritten(
+        () => store.createSession({ userId: 'u-bad', sessionId }),
+        'E_INVALID_SESSION_ID',
+      );
     });
 
     it('refuses data that cannot be serialized with E_UNSERIALIZABLE', async () => {
-      await expectNothingWritten(() => store.createSession({ userId: 'u-bad', data: { f: () => 1 } }), 'E_UNSERIALIZABLE');
+      await expectNothingWritten(
+        () => store.createSession({ userId: 'u-bad', data: { f: () => 1 } }),
+        'E_UNSERIALIZABLE',
+      );
       const cyclic: Record<string, unknown> = {};
       cyclic.self = cyclic;
-      await expectNothingWritten(() => store.createSession({ userId: 'u-bad', data: cyclic }), 'E_UNSERIALIZABLE');
+      await expectNothingWritten(
+        () => store.createSession({ userId: 'u-bad', data: cyclic }),
+        'E_UNSERIALIZABLE',
+      );
     });
 
     it('refuses data over 64 KiB with E_VALUE_TOO_LARGE, on create and on update', async () => {
@@ -367,7 +404,10 @@ describe.each(['standalone', 'cluster'] as const)('session store on %s', (topolo
         'E_VALUE_TOO_LARGE',
       );
       const created = remember(await store.createSession({ userId: 'u-big', data: { small: true } }));
-      await expectNothingWritten(() => store.updateSession(created.token, { blob: 'x'.repeat(65 * 1024) }), 'E_VALUE_TOO_LARGE');
+      await expectNothingWritten(
+        () => store.updateSession(created.token, { blob: 'x'.repeat(65 * 1024) }),
+        'E_VALUE_TOO_LARGE',
+      );
       expect((await store.getSession(created.token))?.data).toEqual({ small: true });
     });
 
@@ -387,10 +427,14 @@ describe.each(['standalone', 'cluster'] as const)('session store on %s', (topolo
       await expectNothingWritten(() => store.deleteSession('{x}'), 'E_INVALID_SESSION_ID');
       await expectNothingWritten(() => store.extendSession('a\u0000'), 'E_INVALID_SESSION_ID');
       await expectNothingWritten(
-        () => store.updateSession('AAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', { a: 1 }),
+        () =>
+          store.updateSession('AAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', { a: 1 }),
         'E_SESSION_NOT_FOUND',
       );
-      await expectNothingWritten(() => store.deleteUserSession('u-x', 'not-a-handle'), 'E_INVALID_SESSION_ID');
+      await expectNothingWritten(
+        () => store.deleteUserSession('u-x', 'not-a-handle'),
+        'E_INVALID_SESSION_ID',
+      );
       await expectNothingWritten(() => store.getUserSessions('bad*user'), 'E_INVALID_USER_ID');
       await expectNothingWritten(() => store.deleteUserSessions('{bad}'), 'E_INVALID_USER_ID');
       await expectNothingWritten(() => store.getSessionCount('bad\nuser'), 'E_INVALID_USER_ID');
@@ -402,7 +446,10 @@ describe.each(['standalone', 'cluster'] as const)('session store on %s', (topolo
       ['idleTimeoutSeconds NaN', { idleTimeoutSeconds: Number.NaN }],
       ['idleTimeoutSeconds Infinity', { idleTimeoutSeconds: Number.POSITIVE_INFINITY }],
       ['absoluteTimeoutSeconds 0', { absoluteTimeoutSeconds: 0 }],
-      ['absoluteTimeoutSeconds below the idle timeout', { idleTimeoutSeconds: 60, absoluteTimeoutSeconds: 30 }],
+      [
+        'absoluteTimeoutSeconds below the idle timeout',
+        { idleTimeoutSeconds: 60, absoluteTimeoutSeconds: 30 },
+      ],
       ['maxSessionsPerUser 0', { maxSessionsPerUser: 0 }],
       ['maxSessionsPerUser 1.5', { maxSessionsPerUser: 1.5 }],
       ['a prefix with a glob', { prefix: 'sessions*' }],
@@ -410,7 +457,10 @@ describe.each(['standalone', 'cluster'] as const)('session store on %s', (topolo
       ['a short tokenSecret', { tokenSecret: 'short' }],
       ['no redis client', { redis: undefined }],
     ])('createSessionStore refuses %s with E_INVALID_CONFIG', async (_name, overrides) => {
-      await expectNothingWritten(async () => h.store(overrides as Partial<SessionStoreOptions>), 'E_INVALID_CONFIG');
+      await expectNothingWritten(
+        async () => h.store(overrides as Partial<SessionStoreOptions>),
+        'E_INVALID_CONFIG',
+      );
     });
   });
 
@@ -426,7 +476,9 @@ describe.each(['standalone', 'cluster'] as const)('session store on %s', (topolo
     expect(text).toContain('austa_session_operations_total{operation="get_session",result="ok"} 1');
     expect(text).toContain('austa_session_operations_total{operation="get_session",result="miss"} 1');
     expect(text).toContain('austa_session_operations_total{operation="create_session",result="rejected"} 1');
-    expect(text).toContain('db_client_operation_duration_seconds_count{db_system_name="redis",db_operation_name="get_session",error_type=""} 2');
+    expect(text).toContain(
+      'db_client_operation_duration_seconds_count{db_system_name="redis",db_operation_name="get_session",error_type=""} 2',
+    );
     expect(text).not.toContain('u-metrics');
     expect(text).not.toContain(created.token.slice(0, 22));
     expect(text).not.toContain(created.handle);

@@ -2,7 +2,12 @@ import { createCodec } from '@austa/codec';
 import { escapeGlob, scanKeys } from '@austa/redis-cluster';
 import { createTestClient, deleteByPrefix, redisTargets, uniquePrefix } from '@austa/test-env/vitest';
 import type { Cluster, Redis } from 'ioredis';
-import { createSessionStore, type SessionAuditEvent, SessionError, type SessionStoreOptions } from '../src/index.js';
+import {
+  createSessionStore,
+  type SessionAuditEvent,
+  SessionError,
+  type SessionStoreOptions,
+} from '../src/index.js';
 
 export type Topology = 'standalone' | 'cluster';
 
@@ -65,7 +70,11 @@ async function scanKeysOf(client: Redis | Cluster, prefix: string): Promise<stri
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Polls `check` until it returns true or `timeoutMs` passes; returns the last answer. */
-export async function eventually(check: () => Promise<boolean>, timeoutMs: number, intervalMs = 50): Promise<boolean> {
+export async function eventually(
+  check: () => Promise<boolean>,
+  timeoutMs: number,
+  intervalMs = 50,
+): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await check()) return true;
