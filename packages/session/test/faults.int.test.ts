@@ -60,6 +60,36 @@ async function expectFastTypedFailures(store: SessionStore, token: string, bound
   }
 }
 
+/** A cluster client that gives up quickly: a short command timeout and almost no redirection retries. */
+function fastFailingCluster(): Cluster {
+  return createTestClient(
+    redisTargets(),
+    'cluster',
+    { commandTimeout: COMMAND_TIMEOUT_MS },
+    { maxRedirections: 2, retryDelayOnFailover: 100 },
+  );
+}
+
+/** Runs `action` while a cluster node is stopped (SIGSTOP), then resumes it and waits for a healthy cluster. */
+async function whilePaused(port: number, action: () => Promise<void>): Promise<void> {
+  const cluster = redisTarget('cluster');
+  await pauseNode(cluster, port);
+  try {
+    await action();
+  } finally {
+    await resumeNode(cluster, port);
+    await restoreCluster(cluster);
+  }
+}
+
+/** Drops a client that may hold dead connections, and removes the test's keys through a fresh one. */
+async function discardCluster(client: Redis | Cluster, prefix: string): Promise<void> {
+  client.disconnect();
+  const fresh = createTestClient(redisTargets(), 'cluster');
+  await deleteByPrefix(fresh, prefix);
+  await fresh.quit();
+}
+
 describe('session store when Redis is down', () => {
   const prefix = uniquePrefix('session-down');
 
@@ -88,29 +118,30 @@ describe('session store when Redis is down', () => {
 
   it('answers every call for a user whose cluster master is paused with E_REDIS_UNAVAILABLE within the command timeout', async () => {
     const cluster = redisTarget('cluster');
-    const client = createTestClient(
-      redisTargets(),
-      'cluster',
-      { commandTimeout: COMMAND_TIMEOUT_MS },
-      {
-        maxRedirections: 2,
-        retryDelayOnFailover: 100,
-      },
-    );
+    const client = fastFailingCluster();
     const store = storeOn(client, prefix);
     const { token } = await store.createSession({ userId: 'u-down' });
     const master = await slotOwner(cluster, keySlot(`${prefix}:u:{${token.slice(0, 22)}}`));
-    await pauseNode(cluster, master);
-    try {
-      await expectFastTypedFailures(store, token, 2 * COMMAND_TIMEOUT_MS + 1000);
-    } finally {
-      await resumeNode(cluster, master);
-      await restoreCluster(cluster);
-    }
-    client.disconnect();
-    const fresh = createTestClient(redisTargets(), 'cluster');
-    await deleteByPrefix(fresh, prefix);
-    await fresh.quit();
+    await whilePaused(master, () => expectFastTypedFailures(store, token, 2 * COMMAND_TIMEOUT_MS + 1000));
+    await discardCluster(client, prefix);
+  });
+});
+
+describe('cleanupExpiredSessions with an unreachable master', () => {
+  it('fails whole with E_INCOMPLETE_SCAN within the scan timeout, never with a partial cleanup', async () => {
+    const cluster = redisTarget('cluster');
+    const client = fastFailingCluster();
+    const prefix = uniquePrefix('session-cleanup-down');
+    const store = storeOn(client, prefix, { idleTimeoutSeconds: 0.2, absoluteTimeoutSeconds: 60 });
+    for (let i = 0; i < 10; i++) await store.createSession({ userId: `u-${i}` });
+    const master = (await clusterTopology(cluster)).masters[0]?.port ?? 0;
+    await whilePaused(master, async () => {
+      const started = Date.now();
+      expect(await codeOf(() => store.cleanupExpiredSessions())).toBe('E_INCOMPLETE_SCAN');
+      // scanKeys bounds its reachability check by its own timeout (5 s by default).
+      expect(Date.now() - started).toBeLessThan(5_000 + 2_000);
+    });
+    await discardCluster(client, prefix);
   });
 });
 
