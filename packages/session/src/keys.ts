@@ -83,7 +83,11 @@ const TOKEN_BYTES = 32;
 /** CSPRNG bytes are drawn 128 tokens at a time: one call into the CSPRNG instead of one per token. */
 const RANDOM_POOL_BYTES = TOKEN_BYTES * 128;
 
+/** Users whose key names are kept, so the hash of a user id is not recomputed on every call. */
+const USER_KEYS_CACHED = 10_000;
+
 export class KeyBuilder {
+  private readonly users = new Map<string, UserKeys>();
   private readonly pool = Buffer.allocUnsafeSlow(RANDOM_POOL_BYTES);
   private poolOffset = RANDOM_POOL_BYTES;
 
@@ -93,8 +97,15 @@ export class KeyBuilder {
   ) {}
 
   user(userId: string): UserKeys {
-    const tag = this.hash('u\0', userId).slice(0, TAG_LENGTH);
-    return { tag, userRef: tag, index: this.index(tag), name: this.name(tag) };
+    let keys = this.users.get(userId);
+    if (keys === undefined) {
+      const tag = this.hash('u\0', userId).slice(0, TAG_LENGTH);
+      keys = { tag, userRef: tag, index: this.index(tag), name: this.name(tag) };
+      // A hint cache like any other: bounded, and recomputed when evicted.
+      if (this.users.size >= USER_KEYS_CACHED) this.users.delete(this.users.keys().next().value as string);
+      this.users.set(userId, keys);
+    }
+    return keys;
   }
 
   /** A new token for a user: the user's ref, a dot, 256 bits from the CSPRNG. */

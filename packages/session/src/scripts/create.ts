@@ -23,9 +23,13 @@ if mode == 'n' or not redis.call('ZSCORE', KEYS[2], ref) then size = size + 1 en
 local victims = {}
 local declared
 if size > cap then
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', nowUs)
-  size = redis.call('ZCARD', KEYS[2])
-  if mode == 'n' or not redis.call('ZSCORE', KEYS[2], ref) then size = size + 1 end
+  -- Entries past their absolute deadline are the oldest scores: prune (and recount) only when there are some.
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  if oldest[2] and tonumber(oldest[2]) <= nowUs then
+    redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', nowUs)
+    size = redis.call('ZCARD', KEYS[2])
+    if mode == 'n' or not redis.call('ZSCORE', KEYS[2], ref) then size = size + 1 end
+  end
   local excess = size - cap
   if excess > 0 then
     declared = declaredKeys(4)
