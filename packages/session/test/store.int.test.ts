@@ -396,6 +396,15 @@ describe.each(['standalone', 'cluster'] as const)('session store on %s', (topolo
         () => store.createSession({ userId: 'u-bad', data: cyclic }),
         'E_UNSERIALIZABLE',
       );
+      const created = remember(await store.createSession({ userId: 'u-unserializable', data: { ok: true } }));
+      await expectNothingWritten(
+        () => store.updateSession(created.token, { callback: () => 1 }),
+        'E_UNSERIALIZABLE',
+      );
+      expect(await store.getSession(created.token, { touch: false })).toMatchObject({
+        data: { ok: true },
+        version: 1,
+      });
     });
 
     it('refuses data over 64 KiB with E_VALUE_TOO_LARGE, on create and on update', async () => {
