@@ -186,6 +186,18 @@ class Lru<K, V> {
   }
 }
 
+/**
+ * What the store remembers about a user's index, as a hint: how many members it had and the oldest few (the next
+ * ones a create at the cap evicts). Bounded per user; a stale hint costs one more round trip, never a wrong answer.
+ */
+interface IndexHint {
+  count: number;
+  /** Oldest members first, at most HINT_MEMBERS of them. */
+  oldest: string[];
+}
+
+const HINT_MEMBERS = 16;
+
 /** What one session stores after its header, encoded (and encrypted) as one value bound to the session key. */
 interface SessionRecord {
   /** user id */
@@ -222,9 +234,27 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     list: script(LIST),
   };
   // Hints only: a stale entry costs one more round trip (the script asks again), never a wrong answer.
-  const knownMembers = new Lru<string, string[]>(USER_CACHE_SIZE);
+  const hints = new Lru<string, IndexHint>(USER_CACHE_SIZE);
   const encodedNames = new Lru<string, Buffer>(USER_CACHE_SIZE);
   let closed = false;
+
+  /** Keys a create should declare: only the members it will evict, and only when the user is at the cap. */
+  function victimsToDeclare(tag: string): string[] {
+    const hint = hints.get(tag);
+    if (!hint) return [];
+    const excess = hint.count + 1 - settings.maxSessionsPerUser;
+    return excess > 0 ? hint.oldest.slice(0, excess) : [];
+  }
+
+  /** Every member, when the hint knows them all (small indexes); otherwise the script will list them. */
+  function allMembers(tag: string): string[] {
+    const hint = hints.get(tag);
+    return hint && hint.count === hint.oldest.length ? hint.oldest : [];
+  }
+
+  function rememberMembers(tag: string, members: readonly string[]): void {
+    hints.set(tag, { count: members.length, oldest: members.slice(0, HINT_MEMBERS) });
+  }
 
   const audit = (event: SessionAuditEvent) => {
     if (!settings.onAudit) return;
@@ -279,7 +309,9 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
         fixedArgs,
       )) as unknown[];
       if (text(reply[0]) !== 'declare') return reply;
-      declared = reply.slice(1).map(text);
+      const members = reply.slice(1).map(text);
+      rememberMembers(tag, members);
+      declared = members;
       if (attempt > 2) await new Promise((resolve) => setTimeout(resolve, Math.random() * attempt));
     }
     throw new SessionError(
@@ -392,7 +424,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
         record,
         name,
       ],
-      knownMembers.get(user.tag),
+      victimsToDeclare(user.tag),
     );
     if (text(reply[0]) === 'exists') {
       throw new SessionError(
@@ -417,12 +449,16 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
       });
     }
     const evicted = evictedRefs.size;
-    // The next create for this user declares these keys up front: one round trip at the cap.
-    const known = (knownMembers.get(user.tag) ?? []).filter(
-      (ref) => ref !== sessionRef && !evictedRefs.has(ref),
-    );
-    known.push(sessionRef);
-    knownMembers.set(user.tag, known.slice(-(settings.maxSessionsPerUser + 1)));
+    // The next create for this user declares its victims up front: one round trip at the cap.
+    const hint = hints.get(user.tag);
+    if (hint) {
+      const oldest = hint.oldest.filter((ref) => !evictedRefs.has(ref));
+      const count = hint.count - evicted + 1;
+      if (oldest.length < HINT_MEMBERS && count === oldest.length + 1) oldest.push(sessionRef);
+      hints.set(user.tag, { count, oldest });
+    } else {
+      hints.set(user.tag, { count: 1, oldest: [sessionRef] });
+    }
     instruments.evicted(evicted);
     return {
       token,
@@ -599,9 +635,9 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
       user.tag,
       [user.index, user.name],
       [keepRef, onlyRef, wantRecords],
-      onlyRef === '' ? (knownMembers.get(user.tag) ?? []) : [onlyRef],
+      onlyRef === '' ? allMembers(user.tag) : [onlyRef],
     );
-    knownMembers.delete(user.tag);
+    hints.delete(user.tag);
     const atMs = Date.now();
     let count = 0;
     for (let index = 1; index + 1 < reply.length; index += 2) {
@@ -620,7 +656,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
       user.tag,
       [user.index, user.name],
       [mode],
-      knownMembers.get(user.tag),
+      allMembers(user.tag),
     );
   }
 
@@ -761,7 +797,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
               absoluteExpiresAtMs: header.absoluteExpiresAtMs,
             });
           }
-          knownMembers.set(
+          rememberMembers(
             user.tag,
             sessions.map((session) => session.handle),
           );
