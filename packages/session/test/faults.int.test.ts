@@ -190,6 +190,7 @@ describe('session store during cluster failovers and slot migrations', () => {
     const master = await slotOwner(cluster, slot);
     const acknowledged: string[] = [probe.token];
     const failures: Record<string, number> = {};
+    const firstMessages: Record<string, string> = {};
     const started = Date.now();
     const loop = (async () => {
       while (Date.now() - started < 9_000) {
@@ -200,6 +201,9 @@ describe('session store during cluster failovers and slot migrations', () => {
         } catch (error) {
           const code = (error as { code?: string }).code ?? 'untyped';
           failures[code] = (failures[code] ?? 0) + 1;
+          const cause =
+            (error as { cause?: { message?: string } }).cause?.message ?? (error as Error).message;
+          if (failures[code] === 1) firstMessages[code] = cause.slice(0, 120);
         }
         // Stay below maxSessionsPerUser (1000): an eviction must not be mistaken for a loss.
         if (acknowledged.length >= 950) break;
@@ -214,7 +218,7 @@ describe('session store during cluster failovers and slot migrations', () => {
       if (await store.getSession(token, { touch: false })) readable++;
     }
     await deleteByPrefix(redis, prefix);
-    return { acknowledged: acknowledged.length, readable, failures, promoted, master };
+    return { acknowledged: acknowledged.length, readable, failures, firstMessages, promoted, master };
   }
 
   it("with durability 'replicated', every acknowledged session survives the kill of its master", async () => {
