@@ -1,0 +1,20 @@
+import { CLOCK, HEADER } from './common.js';
+
+/**
+ * Sliding expiration, for a read that found the session due for a touch (the read itself is a plain GET) and for
+ * extendSession. KEYS[1] session. ARGV[1] touch interval ms ('0' to touch now).
+ * Only the last-seen bytes of the header are rewritten; a missing or expired key is never written, so a revoked
+ * session cannot come back through a late read or touch.
+ * Returns nil (gone) or {touched '1'/'0', lastSeen, absoluteDeadline, idleMs}.
+ */
+export const TOUCH = `${CLOCK}${HEADER}
+local h = readHeader(redis.call('GETRANGE', KEYS[1], 0, HEADER_BYTES - 1))
+if not alive(h) then return nil end
+if now - h.last < tonumber(ARGV[1]) then
+  return {'0', tostring(h.last), tostring(h.absolute), tostring(h.idle)}
+end
+h.last = now
+redis.call('SETRANGE', KEYS[1], 37, string.format('%013d', now))
+expireAtEarlier(KEYS[1], h)
+return {'1', tostring(now), tostring(h.absolute), tostring(h.idle)}
+`;

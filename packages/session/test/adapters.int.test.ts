@@ -1,0 +1,172 @@
+import fastifyCookie from '@fastify/cookie';
+import fastifySession from '@fastify/session';
+import express from 'express';
+import expressSession from 'express-session';
+import Fastify from 'fastify';
+import request from 'supertest';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createExpressStore } from '../src/express.js';
+import { createFastifyStore } from '../src/fastify.js';
+import { harness, type Topology } from './support.js';
+
+const SECRET = 'a-test-secret-that-is-at-least-32-characters-long';
+
+/** The last cookie the response set with a value (a regenerate may first clear the old one). */
+function cookieOf(setCookie: string | string[] | undefined): string {
+  const headers = (Array.isArray(setCookie) ? setCookie : [setCookie ?? '']).map(
+    (c) => c.split(';')[0] ?? '',
+  );
+  return headers.filter((pair) => !pair.endsWith('=')).at(-1) ?? '';
+}
+
+/** The session id inside a signed cookie (`s:<id>.<signature>`, URL-encoded for express). */
+function sessionIdOf(setCookie: string | string[] | undefined, name: string): string {
+  const pair = cookieOf(setCookie);
+  const value = decodeURIComponent(pair.startsWith(`${name}=`) ? pair.slice(name.length + 1) : '');
+  const unsigned = value.startsWith('s:') ? value.slice(2) : value;
+  return unsigned.slice(0, unsigned.lastIndexOf('.'));
+}
+
+describe.each(['standalone', 'cluster'] as const)('framework adapters on %s', (topology: Topology) => {
+  const h = harness(topology, `session-adapters-${topology}`);
+  const store = h.store();
+
+  afterAll(async () => {
+    await h.cleanup();
+    await h.client.quit();
+  });
+
+  describe('express-session', () => {
+    const app = express();
+    app.use(
+      expressSession({
+        store: createExpressStore(store),
+        secret: SECRET,
+        resave: false,
+        saveUninitialized: false,
+      }),
+    );
+    app.get('/visit', (req, res) => {
+      const session = req.session as unknown as Record<string, unknown>;
+      session.views = ((session.views as number | undefined) ?? 0) + 1;
+      res.json({ views: session.views });
+    });
+    app.post('/login', (req, res, next) => {
+      req.session.regenerate((error) => {
+        if (error) return next(error);
+        (req.session as unknown as Record<string, unknown>).userId = 'u-express';
+        req.session.save((saveError) => (saveError ? next(saveError) : res.json({ ok: true })));
+      });
+    });
+    app.get('/me', (req, res) => {
+      res.json({ userId: (req.session as unknown as Record<string, unknown>).userId ?? null });
+    });
+    app.post('/logout', (req, res, next) => {
+      req.session.destroy((error) => (error ? next(error) : res.json({ ok: true })));
+    });
+
+    it('keeps an anonymous session, and regenerate() at login destroys the old id on the server', async () => {
+      const visit = await request(app).get('/visit').expect(200);
+      const anonymousCookie = cookieOf(visit.headers['set-cookie']);
+      const anonymousId = sessionIdOf(visit.headers['set-cookie'], 'connect.sid');
+      expect((await request(app).get('/visit').set('Cookie', anonymousCookie)).body).toEqual({ views: 2 });
+      expect(await store.getSession(anonymousId)).not.toBeNull();
+
+      const login = await request(app).post('/login').set('Cookie', anonymousCookie).expect(200);
+      const userCookie = cookieOf(login.headers['set-cookie']);
+      const userId = sessionIdOf(login.headers['set-cookie'], 'connect.sid');
+      expect(userId).not.toBe(anonymousId);
+      expect(await store.getSession(anonymousId)).toBeNull();
+      expect((await request(app).get('/me').set('Cookie', anonymousCookie)).body).toEqual({ userId: null });
+      expect((await request(app).get('/me').set('Cookie', userCookie)).body).toEqual({ userId: 'u-express' });
+      const listed = await store.getUserSessions('u-express');
+      expect(listed.map((s) => s.handle)).toContain((await store.getSession(userId))?.handle);
+    });
+
+    it('logout destroys the session on the server: the old cookie no longer authenticates', async () => {
+      const login = await request(app).post('/login').expect(200);
+      const cookie = cookieOf(login.headers['set-cookie']);
+      const id = sessionIdOf(login.headers['set-cookie'], 'connect.sid');
+      expect((await request(app).get('/me').set('Cookie', cookie)).body).toEqual({ userId: 'u-express' });
+      await request(app).post('/logout').set('Cookie', cookie).expect(200);
+      expect(await store.getSession(id)).toBeNull();
+      expect((await request(app).get('/me').set('Cookie', cookie)).body).toEqual({ userId: null });
+    });
+
+    it('revoking the user elsewhere (deleteUserSessions) logs the browser out', async () => {
+      const login = await request(app).post('/login').expect(200);
+      const cookie = cookieOf(login.headers['set-cookie']);
+      expect(await store.deleteUserSessions('u-express')).toBeGreaterThan(0);
+      expect((await request(app).get('/me').set('Cookie', cookie)).body).toEqual({ userId: null });
+    });
+  });
+
+  describe('@fastify/session', () => {
+    async function app() {
+      const fastify = Fastify();
+      await fastify.register(fastifyCookie);
+      await fastify.register(fastifySession, {
+        secret: SECRET,
+        store: createFastifyStore(store),
+        cookie: { secure: false },
+        saveUninitialized: false,
+      });
+      fastify.get('/visit', async (req) => {
+        const views = ((req.session.get('views' as never) as number | undefined) ?? 0) + 1;
+        req.session.set('views' as never, views as never);
+        return { views };
+      });
+      fastify.post('/login', async (req) => {
+        await req.session.regenerate();
+        req.session.set('userId' as never, 'u-fastify' as never);
+        await req.session.save();
+        return { ok: true };
+      });
+      fastify.get('/me', async (req) => ({ userId: req.session.get('userId' as never) ?? null }));
+      fastify.post('/logout', async (req) => {
+        await req.session.destroy();
+        return { ok: true };
+      });
+      return fastify;
+    }
+
+    it('regenerate() at login destroys the old id, and logout invalidates on the server', async () => {
+      const fastify = await app();
+      const visit = await fastify.inject({ method: 'GET', url: '/visit' });
+      const anonymousCookie = cookieOf(visit.headers['set-cookie']);
+      const anonymousId = sessionIdOf(visit.headers['set-cookie'], 'sessionId');
+      expect(await store.getSession(anonymousId)).not.toBeNull();
+      const second = await fastify.inject({
+        method: 'GET',
+        url: '/visit',
+        headers: { cookie: anonymousCookie },
+      });
+      expect(second.json()).toEqual({ views: 2 });
+
+      const login = await fastify.inject({
+        method: 'POST',
+        url: '/login',
+        headers: { cookie: anonymousCookie },
+      });
+      const userCookie = cookieOf(login.headers['set-cookie']);
+      const userSessionId = sessionIdOf(login.headers['set-cookie'], 'sessionId');
+      expect(userSessionId).not.toBe(anonymousId);
+      expect(await store.getSession(anonymousId)).toBeNull();
+      expect(
+        (await fastify.inject({ method: 'GET', url: '/me', headers: { cookie: userCookie } })).json(),
+      ).toEqual({
+        userId: 'u-fastify',
+      });
+      expect((await store.getUserSessions('u-fastify')).length).toBeGreaterThan(0);
+
+      await fastify.inject({ method: 'POST', url: '/logout', headers: { cookie: userCookie } });
+      expect(await store.getSession(userSessionId)).toBeNull();
+      expect(
+        (await fastify.inject({ method: 'GET', url: '/me', headers: { cookie: userCookie } })).json(),
+      ).toEqual({
+        userId: null,
+      });
+      await fastify.close();
+    });
+  });
+});
