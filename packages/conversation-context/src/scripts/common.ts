@@ -1,0 +1,85 @@
+import { createHash } from 'node:crypto';
+
+export interface Script {
+  readonly name: string;
+  readonly lua: string;
+  readonly sha: string;
+}
+
+/**
+ * Helpers every conversation script starts with. Every conversation script gets the same three keys, which share the
+ * hash tag `{c:<id>}` (one slot, so a script touching all of them is legal on a cluster):
+ *   KEYS[1] meta hash, KEYS[2] message list, KEYS[3] intent history list.
+ * Time comes from Redis (TIME), never from the app host: hosts drift, and the sliding TTL, the absolute cap and the
+ * message timestamps must agree with each other.
+ */
+const PREAMBLE = `
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Owner and bookkeeping fields, or nil when the conversation does not exist. A conversation past its absolute
+-- deadline is deleted here: its keys expire at that moment anyway, this only closes the last millisecond.
+local function load(now)
+  local m = redis.call('HMGET', KEYS[1], 'uid', 'tid', 'exp', 'idx', 'kept', 'seq')
+  if not m[1] then return nil end
+  local exp = tonumber(m[3]) or 0
+  if exp > 0 and now >= exp then
+    redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+    return nil
+  end
+  return m
+end
+
+local function mismatch(m, check, uid, tid)
+  return check == '1' and (m[1] ~= uid or (m[2] or '') ~= tid)
+end
+
+-- One sliding TTL over the three keys: at least ttl from now, never shorter than what the conversation already
+-- has (extendTTL may have given more), never past the absolute deadline. Returns the TTL applied, in ms.
+local function apply_ttl(now, ttl, exp)
+  local want = ttl
+  local current = redis.call('PTTL', KEYS[1])
+  if current > want then want = current end
+  if exp > 0 and now + want > exp then want = exp - now end
+  if want < 1 then want = 1 end
+  redis.call('PEXPIRE', KEYS[1], want)
+  redis.call('PEXPIRE', KEYS[2], want)
+  redis.call('PEXPIRE', KEYS[3], want)
+  return want
+end
+
+-- Creates the meta hash of a new conversation. Leftover message or intent lists under the same id (a meta hash
+-- evicted under maxmemory while its lists were kept) are removed first, so a new owner never inherits them.
+local function create(now, uid, tid, lifetime)
+  redis.call('DEL', KEYS[2], KEYS[3])
+  local exp = 0
+  if lifetime > 0 then exp = now + lifetime end
+  redis.call('HSET', KEYS[1], 'v', '1', 'uid', uid, 'tid', tid, 'created', now, 'updated', now, 'exp', exp,
+    'seq', 0, 'n', 0, 'tokens', 0, 'kept', 0, 'added', 0, 'trimmed', 0)
+  return { uid, tid, tostring(exp), false, '0', '0' }
+end
+
+-- The per-user index lives in another slot: the caller updates it after the script, when this says it is due
+-- (on creation, then at most once per refresh interval of activity).
+local function index_due(m, now, created, refresh)
+  local last = tonumber(m[4]) or 0
+  if created or now - last >= refresh then
+    redis.call('HSET', KEYS[1], 'idx', now)
+    return 1
+  end
+  return 0
+end
+`;
+
+export function script(name: string, body: string): Script {
+  const lua = `${PREAMBLE}\n${body.trim()}\n`;
+  return { name, lua, sha: createHash('sha1').update(lua).digest('hex') };
+}
+
+/** A script that does not use the conversation preamble (the user index lives in another slot). */
+export function plainScript(name: string, body: string): Script {
+  const lua = `${body.trim()}\n`;
+  return { name, lua, sha: createHash('sha1').update(lua).digest('hex') };
+}
