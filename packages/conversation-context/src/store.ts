@@ -806,7 +806,7 @@ export class ConversationStore {
         roles,
         addedMessages: num(fields.get('added')),
         trimmedMessages: num(fields.get('trimmed')),
-        pinnedMessages: num(fields.get('kept')),
+        keptMessages: num(fields.get('kept')),
         firstActivityMs: num(fields.get('created')),
         lastActivityMs: num(fields.get('updated')),
         summaryVersion: num(fields.get('sumV')),

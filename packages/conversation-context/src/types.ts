@@ -187,7 +187,8 @@ export interface ConversationStats {
   /** Messages ever added, and how many of them were trimmed. */
   addedMessages: number;
   trimmedMessages: number;
-  pinnedMessages: number;
+  /** Messages that are never trimmed: pinned ones, and system ones when `keepSystemMessages`. */
+  keptMessages: number;
   firstActivityMs: number;
   lastActivityMs: number;
   /** 0 when there is no summary. */
