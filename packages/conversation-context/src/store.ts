@@ -1049,7 +1049,8 @@ export class ConversationStore {
       const owner = this.validOwner({ userId, tenantId: options.tenantId });
       const thorough = options.thorough ?? true;
       const index = this.keys.userIndex(owner.userId, owner.tenantId);
-      const candidates = new Set(await this.redis.zrange(index, 0, -1));
+      const candidates = new Set<string>();
+      // The scan runs first: when it cannot cover every slot it fails before anything is read or deleted.
       if (thorough) {
         for await (const batch of this.scanBatches(`${this.keys.everything().slice(0, -1)}meta:*`)) {
           const metas = await Promise.all(batch.map((key) => this.redis.hmget(key, 'uid', 'tid')));
@@ -1060,6 +1061,7 @@ export class ConversationStore {
           });
         }
       }
+      for (const id of await this.redis.zrange(index, 0, -1)) candidates.add(id);
       const conversationIds: string[] = [];
       let keysDeleted = 0;
       await Promise.all(

@@ -20,7 +20,7 @@ import {
   toUIMessages,
 } from '../src/index.js';
 import { fromLangChainMessages, toLangChainMessages } from '../src/langchain.js';
-import { dump, encryptingCodec, expectRejectedUnchanged, rawBytes, sample } from './support.js';
+import { dump, encryptingCodec, expectRejectedUnchanged, layout, rawBytes, sample } from './support.js';
 
 type Topology = 'standalone' | 'cluster';
 
@@ -254,7 +254,7 @@ describe.each<Topology>(['standalone', 'cluster'])('conversation store on %s', (
       { owner: alice },
     );
     expect(result.entityCount).toBe(3);
-    const { entities } = (await conversations.getContext('c', { owner: alice })) ?? { entities: {} };
+    const entities = (await conversations.getContext('c', { owner: alice }))?.entities ?? {};
     expect(entities.medication).toMatchObject({
       value: 'paracetamol',
       type: 'string',
@@ -385,7 +385,7 @@ describe.each<Topology>(['standalone', 'cluster'])('conversation store on %s', (
     expect(await conversations.deleteContext('c', { owner: alice })).toBe(true);
     expect(await conversations.deleteContext('c', { owner: alice })).toBe(false);
     expect(
-      (await dump(client, conversations['keys'].prefix)).filter(([key]) => key.includes('{c:c}')),
+      (await dump(client, layout(conversations).prefix)).filter(([key]) => key.includes('{c:c}')),
     ).toEqual([]);
     expect(await conversations.getUserConversations('alice')).toEqual([]);
   });
@@ -394,7 +394,7 @@ describe.each<Topology>(['standalone', 'cluster'])('conversation store on %s', (
     const conversations = store({ prefix: base(), ttlSeconds: 60, maxLifetimeSeconds: 300 });
     await conversations.addMessage('c', { role: 'user', content: 'x' }, { owner: alice });
     await conversations.updateIntent('c', { name: 'x' }, { owner: alice });
-    const keys = conversations['keys'].conversation('c');
+    const keys = layout(conversations).conversation('c');
     const ttls = async () =>
       Promise.all([keys.meta, keys.messages, keys.intents].map((key) => client.pttl(key)));
     for (const ttl of await ttls()) expect(ttl).toBeGreaterThan(55_000);
@@ -447,7 +447,7 @@ describe.each<Topology>(['standalone', 'cluster'])('conversation store on %s', (
     ]) {
       await expectRejectedUnchanged(client, prefix, call, 'E_OWNER_REQUIRED');
     }
-    const trusting = store({ prefix: conversations['keys'].prefix, requireOwner: false });
+    const trusting = store({ prefix: layout(conversations).prefix, requireOwner: false });
     expect(await trusting.getRecentMessages('c', 10)).toHaveLength(1);
   });
 
@@ -460,9 +460,9 @@ describe.each<Topology>(['standalone', 'cluster'])('conversation store on %s', (
       const messages = await conversations.getRecentMessages(id, 10, { owner: alice });
       expect(messages.map((m) => m.content)).toEqual([`for ${id}`]);
     }
-    const keys = (await dump(client, conversations['keys'].prefix)).map(([key]) => key);
+    const keys = (await dump(client, layout(conversations).prefix)).map(([key]) => key);
     for (const key of keys)
-      expect(key.slice(conversations['keys'].prefix.length)).not.toMatch(/[*?[\]\\]|\{[^cu]/);
+      expect(key.slice(layout(conversations).prefix.length)).not.toMatch(/[*?[\]\\]|\{[^cu]/);
     expect(
       (await conversations.getUserConversations('alice', 100)).map((c) => c.conversationId).sort(),
     ).toEqual([...ids].sort());
@@ -619,7 +619,7 @@ describe.each<Topology>(['standalone', 'cluster'])('conversation store on %s', (
     });
     const trim = await conversations.addMessage('c', { role: 'user', content: 'more' }, { owner: alice });
     expect(trim.trimmed[0]?.content).toBe('I am HIV-positive and take metformin');
-    const bytes = Buffer.concat(await rawBytes(client, conversations['keys'].prefix));
+    const bytes = Buffer.concat(await rawBytes(client, layout(conversations).prefix));
     for (const secret of secrets) expect(bytes.includes(secret), secret).toBe(false);
     // Roles, counts and times stay readable for stats; the content reads back through the codec.
     expect(await conversations.getStats('c', { owner: alice })).toMatchObject({
@@ -628,10 +628,10 @@ describe.each<Topology>(['standalone', 'cluster'])('conversation store on %s', (
     });
     expect((await conversations.getContext('c', { owner: alice }))?.data).toEqual({ name: 'Maria-Silva' });
     // A message copied into another conversation does not decrypt there.
-    const source = conversations['keys'].conversation('c');
+    const source = layout(conversations).conversation('c');
     const element = await client.lindexBuffer(source.messages, 0);
     await conversations.addMessage('d', { role: 'user', content: 'x' }, { owner: alice });
-    const target = conversations['keys'].conversation('d');
+    const target = layout(conversations).conversation('d');
     await client.lset(target.messages, 0, element as Buffer);
     await expect(conversations.getRecentMessages('d', 10, { owner: alice })).rejects.toMatchObject({
       code: 'E_DECODE',
@@ -672,7 +672,7 @@ describe.each<Topology>(['standalone', 'cluster'])('conversation store on %s', (
     );
     expect((await conversations.getSummary('c', { owner: alice }))?.text).toBe('ssn [SSN]');
     expect((await conversations.getContext('c', { owner: alice }))?.entities.ssn?.value).toBe('[redacted]');
-    const bytes = Buffer.concat(await rawBytes(client, conversations['keys'].prefix));
+    const bytes = Buffer.concat(await rawBytes(client, layout(conversations).prefix));
     expect(bytes.includes('123-45-6789')).toBe(false);
     await expectRejectedUnchanged(
       client,
@@ -695,7 +695,7 @@ describe.each<Topology>(['standalone', 'cluster'])('conversation store on %s', (
       { owner: { userId: 'alice', tenantId: 'k' } },
     );
     // As if the index update of p3 had been lost in a failover.
-    await client.zrem(conversations['keys'].userIndex('alice', ''), 'p3');
+    await client.zrem(layout(conversations).userIndex('alice', ''), 'p3');
     const quick = await conversations.deleteUserConversations('alice', { thorough: false });
     expect(quick.conversationIds).toEqual(['p1', 'p2']);
     const report = await conversations.deleteUserConversations('alice');
@@ -706,7 +706,7 @@ describe.each<Topology>(['standalone', 'cluster'])('conversation store on %s', (
       keysDeleted: 3,
       scanned: true,
     });
-    const left = (await dump(client, conversations['keys'].prefix)).map(([key]) => key);
+    const left = (await dump(client, layout(conversations).prefix)).map(([key]) => key);
     expect(left.some((key) => /\{c:p\d\}/.test(key))).toBe(false);
     expect(await conversations.getRecentMessages('q', 10, { owner: bob })).toHaveLength(1);
     expect(
@@ -718,10 +718,10 @@ describe.each<Topology>(['standalone', 'cluster'])('conversation store on %s', (
     const conversations = store({ prefix: base() });
     await conversations.addMessage('live', { role: 'user', content: 'x' }, { owner: alice });
     await conversations.addMessage('orphan', { role: 'user', content: 'x' }, { owner: alice });
-    const index = conversations['keys'].userIndex('alice', '');
+    const index = layout(conversations).userIndex('alice', '');
     await client.zrem(index, 'live');
     await client.zadd(index, Date.now(), 'ghost');
-    await client.unlink(conversations['keys'].conversation('orphan').meta);
+    await client.unlink(layout(conversations).conversation('orphan').meta);
     const report = await conversations.cleanup();
     expect(report).toMatchObject({ conversations: 1, indexEntriesRepaired: 1, orphanKeysRemoved: 1 });
     expect(report.indexEntriesRemoved).toBe(2);
@@ -736,7 +736,7 @@ describe.each<Topology>(['standalone', 'cluster'])('conversation store on %s', (
   it('a new owner of an id whose meta hash was evicted never inherits the old messages', async () => {
     const conversations = store({ prefix: base() });
     await conversations.addMessage('c', { role: 'user', content: 'alice secret' }, { owner: alice });
-    await client.unlink(conversations['keys'].conversation('c').meta);
+    await client.unlink(layout(conversations).conversation('c').meta);
     await conversations.addMessage('c', { role: 'user', content: 'bob' }, { owner: bob });
     expect((await conversations.getRecentMessages('c', 10, { owner: bob })).map((m) => m.content)).toEqual([
       'bob',

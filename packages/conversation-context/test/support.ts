@@ -5,6 +5,13 @@ import { scanKeys } from '@austa/redis-cluster';
 import { escapeGlob } from '@austa/test-env/vitest';
 import type { Cluster, Redis } from 'ioredis';
 import { expect } from 'vitest';
+import type { KeyLayout } from '../src/keys.js';
+import type { ConversationStore } from '../src/store.js';
+
+/** The store's key layout (private), for tests that look at or damage raw keys. */
+export function layout(store: ConversationStore): KeyLayout {
+  return (store as unknown as { keys: KeyLayout }).keys;
+}
 
 export function encryptingCodec() {
   return createCodec({ encryption: { currentKeyId: 'test-1', keys: { 'test-1': randomBytes(32) } } });
