@@ -25,25 +25,29 @@ export function storeError(error: unknown): ConversationError {
 
 /**
  * Runs scripts by SHA (one round trip), falling back to EVAL once after NOSCRIPT: a restarted or newly promoted
- * master has an empty script cache. Defines nothing on the caller's client.
+ * master has an empty script cache. Defines nothing on the caller's client. Uses `evalshaBuffer`, not
+ * `callBuffer`: with `enableAutoPipelining`, ioredis 5 drops the command name of `callBuffer` (the server then
+ * sees the SHA as a command name).
  */
 export class ScriptRunner {
-  constructor(private readonly client: Redis | Cluster) {}
+  // ioredis has evalshaBuffer and evalBuffer at run time (every command gets a Buffer variant) but declares neither.
+  private readonly client: {
+    evalshaBuffer(...args: unknown[]): Promise<unknown[]>;
+    evalBuffer(...args: unknown[]): Promise<unknown[]>;
+  };
+
+  constructor(client: Redis | Cluster) {
+    this.client = client as unknown as ScriptRunner['client'];
+  }
 
   async run(script: Script, keys: readonly string[], args: readonly Argument[]): Promise<unknown[]> {
     try {
-      return (await this.client.callBuffer(
-        'EVALSHA',
-        script.sha,
-        keys.length,
-        ...keys,
-        ...args,
-      )) as unknown[];
+      return await this.client.evalshaBuffer(script.sha, keys.length, ...keys, ...args);
     } catch (error) {
       if (!isNoScript(error)) throw storeError(error);
     }
     try {
-      return (await this.client.callBuffer('EVAL', script.lua, keys.length, ...keys, ...args)) as unknown[];
+      return await this.client.evalBuffer(script.lua, keys.length, ...keys, ...args);
     } catch (error) {
       throw storeError(error);
     }

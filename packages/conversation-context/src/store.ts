@@ -258,8 +258,8 @@ export class ConversationStore {
         'createConversationStore needs an options object.',
       );
     }
-    const redis = options.redis as unknown as { callBuffer?: unknown } | undefined;
-    if (!redis || typeof redis.callBuffer !== 'function') {
+    const redis = options.redis as unknown as { evalshaBuffer?: unknown } | undefined;
+    if (!redis || typeof redis.evalshaBuffer !== 'function') {
       throw new ConversationInputError(
         'E_INVALID_CONFIG',
         'redis must be an ioredis Redis or Cluster client.',

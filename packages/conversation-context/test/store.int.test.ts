@@ -831,6 +831,42 @@ describe.each<Topology>(['standalone', 'cluster'])('conversation store on %s', (
     }
   });
 
+  it('works on a client with auto-pipelining, where ioredis mangles callBuffer', async () => {
+    const pipelined = createTestClient(
+      redisTargets(),
+      topology,
+      { enableAutoPipelining: true },
+      { enableAutoPipelining: true },
+    );
+    try {
+      const conversations = createConversationStore({
+        redis: pipelined,
+        prefix: base(),
+        ttlSeconds: 60,
+        maxMessages: 5,
+      });
+      const results = await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          conversations.addMessage('c', { role: 'user', content: `${i}` }, { owner: alice }),
+        ),
+      );
+      expect(results.map((r) => r.message.seq).sort((a, b) => a - b)).toEqual(
+        Array.from({ length: 20 }, (_, i) => i + 1),
+      );
+      expect(await conversations.getRecentMessages('c', 10, { owner: alice })).toHaveLength(5);
+      // After a script cache flush (a restart or a new master) the EVAL fallback runs, also auto-pipelined.
+      await Promise.all(
+        (pipelined instanceof Object && 'nodes' in pipelined && typeof pipelined.nodes === 'function'
+          ? (pipelined as Cluster).nodes('master')
+          : [pipelined as Redis]
+        ).map((node) => node.script('FLUSH')),
+      );
+      expect(await conversations.getRecentMessages('c', 10, { owner: alice })).toHaveLength(5);
+    } finally {
+      await pipelined.quit();
+    }
+  });
+
   it('after close() every call fails with E_STORE_CLOSED and the client stays open', async () => {
     const conversations = store({ prefix: base() });
     await conversations.close();
