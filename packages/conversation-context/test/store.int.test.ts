@@ -411,6 +411,21 @@ describe.each<Topology>(['standalone', 'cluster'])('conversation store on %s', (
     });
   });
 
+  it('addMessage slides the TTL of the conversation forward once it has used more than the slack', async () => {
+    const conversations = store({ prefix: base(), ttlSeconds: 3 });
+    await conversations.addMessage('c', { role: 'user', content: 'x' }, { owner: alice });
+    const keys = layout(conversations).conversation('c');
+    // 300 ms of slack: a write right away keeps the TTL, a write after it slides both keys.
+    await conversations.addMessage('c', { role: 'user', content: 'y' }, { owner: alice });
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    const before = await client.pttl(keys.messages);
+    expect(before).toBeLessThan(2400);
+    await conversations.addMessage('c', { role: 'user', content: 'z' }, { owner: alice });
+    for (const key of [keys.meta, keys.messages]) expect(await client.pttl(key)).toBeGreaterThan(2700);
+    // Short-lived keys would vanish under the other tests' "nothing was written" comparisons.
+    await conversations.deleteContext('c', { owner: alice });
+  });
+
   it('refuses every operation by another owner or tenant, writing and revealing nothing', async () => {
     const conversations = store({ prefix: base() });
     await conversations.setContext('c', { userId: 'alice', tenantId: 'clinic-1' });

@@ -19,10 +19,15 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Owner and bookkeeping fields, or nil when the conversation does not exist. A conversation past its absolute
--- deadline is deleted here: its keys expire at that moment anyway, this only closes the last millisecond.
+-- The meta hash fields every script may need, in one HMGET:
+--  1 uid  2 tid  3 exp (absolute deadline ms, 0: none)  4 idx (last index update ms)  5 kept  6 seq
+--  7 ext (expiry we last set, ms)  8 ix (intent list exists)  9 n  10 tokens  11 added  12 trimmed
+--  13..16 message counts of the roles system, user, assistant, tool
+-- Returns nil when the conversation does not exist. A conversation past its absolute deadline is deleted here: its
+-- keys expire at that moment anyway, this only closes the last millisecond.
 local function load(now)
-  local m = redis.call('HMGET', KEYS[1], 'uid', 'tid', 'exp', 'idx', 'kept', 'seq')
+  local m = redis.call('HMGET', KEYS[1], 'uid', 'tid', 'exp', 'idx', 'kept', 'seq', 'ext', 'ix', 'n', 'tokens',
+    'added', 'trimmed', 'r:system', 'r:user', 'r:assistant', 'r:tool')
   if not m[1] then return nil end
   local exp = tonumber(m[3]) or 0
   if exp > 0 and now >= exp then
@@ -36,18 +41,23 @@ local function mismatch(m, check, uid, tid)
   return check == '1' and (m[1] ~= uid or (m[2] or '') ~= tid)
 end
 
--- One sliding TTL over the three keys: at least ttl from now, never shorter than what the conversation already
--- has (extendTTL may have given more), never past the absolute deadline. Returns the TTL applied, in ms.
-local function apply_ttl(now, ttl, exp)
+-- One sliding TTL over the three keys: at least ttl from now, never shorter than the expiry already set (extendTTL
+-- may have given more; the meta field ext records it, so no PTTL is needed), never past the absolute deadline.
+-- The caller writes ext = now + the result into the meta hash with its other fields, then calls expire_all.
+local function ttl_for(now, ttl, m)
   local want = ttl
-  local current = redis.call('PTTL', KEYS[1])
-  if current > want then want = current end
+  local ext = tonumber(m[7]) or 0
+  if ext - now > want then want = ext - now end
+  local exp = tonumber(m[3]) or 0
   if exp > 0 and now + want > exp then want = exp - now end
   if want < 1 then want = 1 end
+  return want
+end
+
+local function expire_all(want, m)
   redis.call('PEXPIRE', KEYS[1], want)
   redis.call('PEXPIRE', KEYS[2], want)
-  redis.call('PEXPIRE', KEYS[3], want)
-  return want
+  if m[8] then redis.call('PEXPIRE', KEYS[3], want) end
 end
 
 -- Creates the meta hash of a new conversation. Leftover message or intent lists under the same id (a meta hash
@@ -56,17 +66,16 @@ local function create(now, uid, tid, lifetime)
   redis.call('DEL', KEYS[2], KEYS[3])
   local exp = 0
   if lifetime > 0 then exp = now + lifetime end
-  redis.call('HSET', KEYS[1], 'v', '1', 'uid', uid, 'tid', tid, 'created', now, 'updated', now, 'exp', exp,
-    'seq', 0, 'n', 0, 'tokens', 0, 'kept', 0, 'added', 0, 'trimmed', 0)
-  return { uid, tid, tostring(exp), false, '0', '0' }
+  redis.call('HSET', KEYS[1], 'v', '1', 'uid', uid, 'tid', tid, 'created', now, 'exp', exp)
+  return { uid, tid, tostring(exp), false, '0', '0', false, false }
 end
 
--- The per-user index lives in another slot: the caller updates it after the script, when this says it is due
--- (on creation, then at most once per refresh interval of activity).
-local function index_due(m, now, created, refresh)
-  local last = tonumber(m[4]) or 0
-  if created or now - last >= refresh then
-    redis.call('HSET', KEYS[1], 'idx', now)
+-- The per-user index lives in another slot: the caller updates it after the script when this says it is due (on
+-- creation, then at most once per refresh interval of activity). Appends idx to the fields the script writes.
+local function index_due(m, now, created, refresh, fields)
+  if created or now - (tonumber(m[4]) or 0) >= refresh then
+    fields[#fields + 1] = 'idx'
+    fields[#fields + 1] = now
     return 1
   end
   return 0

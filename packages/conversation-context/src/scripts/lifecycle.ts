@@ -13,8 +13,10 @@ local now = now_ms()
 local m = load(now)
 if not m then return { 'NOTFOUND' } end
 if mismatch(m, ARGV[1], ARGV[2], ARGV[3]) then return { 'OWNER' } end
-local ttl = apply_ttl(now, tonumber(ARGV[4]), tonumber(m[3]) or 0)
-return { 'OK', ttl, m[1], m[2] or '', redis.call('HGET', KEYS[1], 'updated') or '0' }
+local want = ttl_for(now, tonumber(ARGV[4]), m)
+redis.call('HSET', KEYS[1], 'ext', now + want)
+expire_all(want, m)
+return { 'OK', want, m[1], m[2] or '', redis.call('HGET', KEYS[1], 'updated') or '0' }
 `,
 );
 

@@ -21,14 +21,17 @@ else
   m = create(now, ARGV[1], ARGV[2], tonumber(ARGV[4]))
   created = true
 end
+local want = ttl_for(now, tonumber(ARGV[3]), m)
+local fields = { 'updated', now, 'ext', now + want }
 if ARGV[6] == '1' then
-  redis.call('HSET', KEYS[1], 'ctx', ARGV[7])
+  fields[#fields + 1] = 'ctx'
+  fields[#fields + 1] = ARGV[7]
 elseif ARGV[6] == '2' then
   redis.call('HDEL', KEYS[1], 'ctx')
 end
-redis.call('HSET', KEYS[1], 'updated', now)
-local due = index_due(m, now, created, tonumber(ARGV[5]))
-local ttl = apply_ttl(now, tonumber(ARGV[3]), tonumber(m[3]) or 0)
-return { 'OK', created and 1 or 0, due, ttl, now }
+local due = index_due(m, now, created, tonumber(ARGV[5]), fields)
+redis.call('HSET', KEYS[1], unpack(fields))
+expire_all(want, m)
+return { 'OK', created and 1 or 0, due, want, now }
 `,
 );

@@ -22,26 +22,11 @@ if ARGV[5] ~= '' and tonumber(ARGV[5]) ~= version then return { 'CONFLICT', vers
 local last = tonumber(m[6]) or 0
 if tonumber(ARGV[6]) > last then return { 'UPTO', last } end
 version = version + 1
-redis.call('HSET', KEYS[1], 'sum', ARGV[8], 'sumV', version, 'sumUpTo', ARGV[6], 'sumAt', now, 'updated', now)
-local due = index_due(m, now, false, tonumber(ARGV[7]))
-local ttl = apply_ttl(now, tonumber(ARGV[4]), tonumber(m[3]) or 0)
-return { 'OK', version, now, due, m[1], m[2] or '', ttl }
-`,
-);
-
-/**
- * getSummary: the summary and its version, after the owner check.
- *
- * KEYS: meta, messages, intents (one slot). ARGV: 1 check owner, 2 userId, 3 tenantId.
- * Reply: {'OK', summary|false, version, upToSeq, createdMs} | {'NOTFOUND'} | {'OWNER'}
- */
-export const GET_SUMMARY = script(
-  'get_summary',
-  `
-local m = load(now_ms())
-if not m then return { 'NOTFOUND' } end
-if mismatch(m, ARGV[1], ARGV[2], ARGV[3]) then return { 'OWNER' } end
-local s = redis.call('HMGET', KEYS[1], 'sum', 'sumV', 'sumUpTo', 'sumAt')
-return { 'OK', s[1], s[2] or '0', s[3] or '0', s[4] or '0' }
+local want = ttl_for(now, tonumber(ARGV[4]), m)
+local fields = { 'sum', ARGV[8], 'sumV', version, 'sumUpTo', ARGV[6], 'sumAt', now, 'updated', now, 'ext', now + want }
+local due = index_due(m, now, false, tonumber(ARGV[7]), fields)
+redis.call('HSET', KEYS[1], unpack(fields))
+expire_all(want, m)
+return { 'OK', version, now, due, m[1], m[2] or '', want }
 `,
 );

@@ -22,12 +22,15 @@ for i = 7, #ARGV, 2 do
   if redis.call('HEXISTS', KEYS[1], 'e:' .. ARGV[i]) == 0 then added = added + 1 end
 end
 if count + added > tonumber(ARGV[5]) then return { 'ENTITIES', count } end
+local want = ttl_for(now, tonumber(ARGV[4]), m)
+local fields = { 'ents', count + added, 'updated', now, 'ext', now + want }
 for i = 7, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], 'e:' .. ARGV[i], now .. '|' .. ARGV[i + 1])
+  fields[#fields + 1] = 'e:' .. ARGV[i]
+  fields[#fields + 1] = now .. '|' .. ARGV[i + 1]
 end
-redis.call('HSET', KEYS[1], 'ents', count + added, 'updated', now)
-local due = index_due(m, now, false, tonumber(ARGV[6]))
-local ttl = apply_ttl(now, tonumber(ARGV[4]), tonumber(m[3]) or 0)
-return { 'OK', now, count + added, due, m[1], m[2] or '', ttl }
+local due = index_due(m, now, false, tonumber(ARGV[6]), fields)
+redis.call('HSET', KEYS[1], unpack(fields))
+expire_all(want, m)
+return { 'OK', now, count + added, due, m[1], m[2] or '', want }
 `,
 );
