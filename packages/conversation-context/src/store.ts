@@ -68,6 +68,19 @@ const MAX_TTL_SECONDS = 10 * 365 * 24 * 3600;
 /** Limit of getRecentMessages / getUserConversations. */
 const MAX_LIMIT = 10_000;
 const SCAN_BATCH = 100;
+const TRYAGAIN_ATTEMPTS = 10;
+const TRYAGAIN_DELAY_MS = 100;
+
+function isTryAgain(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  if (error.message.startsWith('TRYAGAIN')) return true;
+  // EXECABORT carries the errors of the queued commands.
+  const previous = (error as { previousErrors?: unknown[] }).previousErrors;
+  return (
+    Array.isArray(previous) &&
+    previous.some((inner) => inner instanceof Error && inner.message.startsWith('TRYAGAIN'))
+  );
+}
 /** The meta hash fields getStats reads; uid and tid first, for the owner check. */
 const STAT_FIELDS = [
   'uid',
@@ -413,19 +426,28 @@ export class ConversationStore {
     return { userId, tenantId };
   }
 
-  /** Runs a read-only MULTI (atomic, one round trip) and unwraps its results. */
+  /**
+   * Runs a read-only MULTI (atomic, one round trip) and unwraps its results. While a slot migration has moved some of
+   * a conversation's keys and not the others, Redis answers TRYAGAIN; ioredis retries scripts on it but not
+   * transactions, so reads (idempotent) are retried here, every 100 ms for at most a second.
+   */
   private async transaction(build: (multi: ChainableCommander) => ChainableCommander): Promise<unknown[]> {
-    let results: Array<[Error | null, unknown]> | null;
-    try {
-      results = await build(this.redis.multi()).exec();
-    } catch (error) {
-      throw storeError(error);
+    for (let attempt = 1; ; attempt++) {
+      let results: Array<[Error | null, unknown]> | null;
+      try {
+        results = await build(this.redis.multi()).exec();
+        if (results === null) throw new Error('the transaction was aborted');
+        const failed = results.find(([error]) => error !== null)?.[0];
+        if (failed) throw failed;
+      } catch (error) {
+        if (attempt < TRYAGAIN_ATTEMPTS && isTryAgain(error)) {
+          await new Promise((resolve) => setTimeout(resolve, TRYAGAIN_DELAY_MS));
+          continue;
+        }
+        throw storeError(error);
+      }
+      return results.map(([, value]) => value);
     }
-    if (results === null) throw storeError(new Error('the transaction was aborted'));
-    return results.map(([error, value]) => {
-      if (error) throw storeError(error);
-      return value;
-    });
   }
 
   /**

@@ -219,6 +219,39 @@ describe('conversation store on a cluster under faults', () => {
     expect(await slotOwner(cluster(), slot)).toBe(to);
   });
 
+  it('reads and writes a conversation whose slot is half migrated, with its keys split between two masters', async () => {
+    connect();
+    const conversations = store();
+    const id = 'half-migrated';
+    const keys = layout(conversations).conversation(id);
+    for (let i = 0; i < 5; i++)
+      await conversations.addMessage(id, { role: 'user', content: `m${i}` }, { owner });
+    await conversations.updateIntent(id, { name: 'x' }, { owner });
+    const slot = keySlot(keys.meta);
+    const from = await slotOwner(cluster(), slot);
+    const to = (await clusterTopology(cluster())).masters.find((master) => master.port !== from)
+      ?.port as number;
+    // Only the message list moves: the source answers ASK for it and TRYAGAIN for commands that need both.
+    await migrateSlot(cluster(), slot, from, to, { keys: [keys.messages], stopAfter: 'importing' });
+    // Caught in the split, each call retries (ioredis for the script, the store for the MULTI) and completes once the
+    // migration finishes, well within the command timeout.
+    const calls = Promise.allSettled([
+      conversations.getRecentMessages(id, 10, { owner }),
+      conversations.addMessage(id, { role: 'user', content: 'during' }, { owner }),
+      conversations.getStats(id, { owner }),
+    ]);
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    await migrateSlot(cluster(), slot, from, to, { keys: [keys.meta, keys.intents] }).catch(() => undefined);
+    const outcomes = await calls;
+    expect(outcomes.map((outcome) => outcome.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled']);
+    expect(await slotOwner(cluster(), slot)).toBe(to);
+    const messages = await conversations.getRecentMessages(id, 10, { owner });
+    expect(messages.slice(0, 5).map((m) => m.content)).toEqual(['m0', 'm1', 'm2', 'm3', 'm4']);
+    if (outcomes[1]?.status === 'fulfilled') expect(messages.at(-1)?.content).toBe('during');
+    await conversations.addMessage(id, { role: 'user', content: 'after' }, { owner });
+    expect((await conversations.getStats(id, { owner }))?.messageCount).toBe(messages.length + 1);
+  });
+
   it('erasure and cleanup refuse to run with a shard down instead of reporting a partial result', async () => {
     connect();
     const conversations = store();

@@ -11,7 +11,9 @@ describe('README', () => {
     expect(output).toContain("trimmed: [ 'Since Monday' ]");
     expect(output).toContain('kept: 1:system 4:user 5:user 6:assistant');
     expect(output).toContain("ui parts: [ 'text', 'tool-history' ]");
-    expect(output).toMatch(/messageCount: 4,\s+tokenCount: \d+,\s+roles: \{ system: 1, user: 2, assistant: 1 \}/);
+    expect(output).toMatch(
+      /messageCount: 4,\s+tokenCount: \d+,\s+roles: \{ system: 1, user: 2, assistant: 1 \}/,
+    );
     expect(output).toContain('conversations: 1');
     expect(output).toContain('other user: E_OWNERSHIP_MISMATCH');
     expect(output).toMatch(/conversationIds: \[ 'conv-1' \],\s+conversationsDeleted: 1,\s+keysDeleted: 4/);
