@@ -68,11 +68,16 @@ export function createInstruments(metrics: Metrics | undefined): Instruments {
     help: 'Per-user index updates that failed after the conversation was written; cleanup() repairs them.',
   });
   const duration = metrics.operationDuration();
-  const counters = new Map<string, BoundCounter>();
+  const counters = new Map<Operation, Record<Result, BoundCounter>>();
   const okDurations = new Map<Operation, BoundHistogram>();
   for (const operation of OPERATIONS) {
-    for (const result of RESULTS)
-      counters.set(`${operation}|${result}`, operations.bind({ operation, result }));
+    counters.set(
+      operation,
+      Object.fromEntries(RESULTS.map((result) => [result, operations.bind({ operation, result })])) as Record<
+        Result,
+        BoundCounter
+      >,
+    );
     okDurations.set(
       operation,
       duration.bind({ db_system_name: DB_SYSTEM.redis, db_operation_name: operation, error_type: '' }),
@@ -85,7 +90,7 @@ export function createInstruments(metrics: Metrics | undefined): Instruments {
   return {
     enabled: true,
     record(operation, result, startedAt, error) {
-      (counters.get(`${operation}|${result}`) ?? NOOP_SERIES).inc();
+      (counters.get(operation)?.[result] ?? NOOP_SERIES).inc();
       if (result === 'rejected') return;
       const seconds = (performance.now() - startedAt) / 1000;
       if (result === 'error') {

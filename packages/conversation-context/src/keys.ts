@@ -27,6 +27,8 @@ export function validateId(value: unknown, what: string, code: ConversationError
   if (value.length > MAX_ID_LENGTH) {
     throw new ConversationInputError(code, `${what} is longer than ${MAX_ID_LENGTH} characters.`);
   }
+  // Most ids (UUIDs, ULIDs, e-mail addresses) are plain ASCII: nothing more to check.
+  if (SAFE.test(value)) return value;
   if (CONTROL.test(value)) {
     throw new ConversationInputError(code, `${what} contains a control character.`);
   }

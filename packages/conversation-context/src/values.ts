@@ -1,9 +1,8 @@
 import { AustaCodecError, type Codec } from '@austa/codec';
 import { ConversationError, ConversationInputError, ConversationStoreError } from './errors.js';
-import { type MessageBody, ROLES, type Role } from './message.js';
+import type { MessageBody, Role } from './message.js';
 
 const PIPE = 0x7c;
-const ROLE_SET: ReadonlySet<string> = new Set(ROLES);
 
 /** Encodes a value to store; codec failures become the store's typed input errors (nothing was written). */
 export function encodeValue(
@@ -66,25 +65,50 @@ function corrupt(): never {
   throw new ConversationStoreError('E_DECODE', 'A stored message has a malformed header.');
 }
 
-/** Splits a list element `seq|createdMs|role|tokens|flags|body` without copying the body. */
-export function parseElement(element: Buffer): ElementHeader {
-  const cuts: number[] = [];
-  let from = 0;
-  for (let i = 0; i < 5; i++) {
-    const at = element.indexOf(PIPE, from);
-    if (at < 0) corrupt();
-    cuts.push(at);
-    from = at + 1;
+const ROLE_BY_FIRST_BYTE: Record<number, Role> = { 115: 'system', 117: 'user', 97: 'assistant', 116: 'tool' };
+const ROLE_BYTES: Record<Role, Buffer> = {
+  system: Buffer.from('system'),
+  user: Buffer.from('user'),
+  assistant: Buffer.from('assistant'),
+  tool: Buffer.from('tool'),
+};
+const ZERO = 0x30;
+
+/** Reads the decimal number in `element[from, to)`; NaN when it holds anything but digits. */
+function digits(element: Buffer, from: number, to: number): number {
+  if (to <= from) return Number.NaN;
+  let value = 0;
+  for (let i = from; i < to; i++) {
+    const digit = (element[i] as number) - ZERO;
+    if (digit < 0 || digit > 9) return Number.NaN;
+    value = value * 10 + digit;
   }
-  const [a, b, c, d, e] = cuts as [number, number, number, number, number];
-  const role = element.toString('latin1', b + 1, c);
-  if (!ROLE_SET.has(role)) corrupt();
+  return value;
+}
+
+/**
+ * Splits a list element `seq|createdMs|role|tokens|flags|body` without copying the body. Runs for every message read,
+ * so it walks the header bytes instead of making strings of them.
+ */
+export function parseElement(element: Buffer): ElementHeader {
+  const a = element.indexOf(PIPE);
+  const b = a < 0 ? -1 : element.indexOf(PIPE, a + 1);
+  const c = b < 0 ? -1 : element.indexOf(PIPE, b + 1);
+  const d = c < 0 ? -1 : element.indexOf(PIPE, c + 1);
+  const e = d < 0 ? -1 : element.indexOf(PIPE, d + 1);
+  if (e < 0) corrupt();
+  const role = ROLE_BY_FIRST_BYTE[element[b + 1] as number];
+  if (role === undefined || ROLE_BYTES[role].compare(element, b + 1, c) !== 0) corrupt();
+  const seq = digits(element, 0, a);
+  const createdAtMs = digits(element, a + 1, b);
+  const tokens = digits(element, c + 1, d);
+  if (Number.isNaN(seq) || Number.isNaN(createdAtMs) || Number.isNaN(tokens)) corrupt();
   return {
-    seq: Number(element.toString('latin1', 0, a)),
-    createdAtMs: Number(element.toString('latin1', a + 1, b)),
-    role: role as Role,
-    tokens: Number(element.toString('latin1', c + 1, d)),
-    flags: element.toString('latin1', d + 1, e),
+    seq,
+    createdAtMs,
+    role,
+    tokens,
+    flags: e === d + 1 ? '' : element.toString('latin1', d + 1, e),
     body: element.subarray(e + 1),
   };
 }
