@@ -794,7 +794,13 @@ export class ConversationStore {
         const entity: Entity = { name, value: encoded.v, type: encoded.t, updatedAtMs: atMs };
         if (encoded.c !== undefined) entity.confidence = encoded.c;
         if (encoded.s !== undefined) entity.sourceMessageSeq = encoded.s;
-        entities[name] = entity;
+        // defineProperty, not assignment: an entity named __proto__ must stay an entity, not become the prototype.
+        Object.defineProperty(entities, name, {
+          value: entity,
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
       }
       const intentHistory = (intents as Buffer[]).map((element) => this.decodeIntent(element, keys));
       const ctx = fields.get('ctx');
@@ -1123,23 +1129,21 @@ export class ConversationStore {
       for (const id of await this.redis.zrange(index, 0, -1)) candidates.add(id);
       const conversationIds: string[] = [];
       let keysDeleted = 0;
-      await Promise.all(
-        [...candidates].map(async (id) => {
-          const keys = this.keys.conversation(id);
-          const reply = await this.runner.run(
-            DELETE,
-            [keys.meta, keys.messages, keys.intents],
-            ['1', owner.userId, owner.tenantId, '0'],
-          );
-          const status = text(reply[0]);
-          if (status === 'OK') {
-            conversationIds.push(id);
-            keysDeleted += num(reply[3]);
-          } else if (status === 'NOTFOUND') {
-            keysDeleted += num(reply[1]);
-          }
-        }),
-      );
+      await inBatches([...candidates], async (id) => {
+        const keys = this.keys.conversation(id);
+        const reply = await this.runner.run(
+          DELETE,
+          [keys.meta, keys.messages, keys.intents],
+          ['1', owner.userId, owner.tenantId, '0'],
+        );
+        const status = text(reply[0]);
+        if (status === 'OK') {
+          conversationIds.push(id);
+          keysDeleted += num(reply[3]);
+        } else if (status === 'NOTFOUND') {
+          keysDeleted += num(reply[1]);
+        }
+      });
       keysDeleted += await this.redis.unlink(index);
       conversationIds.sort();
       const report: ErasureReport = {
@@ -1250,6 +1254,13 @@ export class ConversationStore {
   /** Marks the store closed: later calls fail with `E_STORE_CLOSED`. The Redis client is yours and stays open. */
   async close(): Promise<void> {
     this.closed = true;
+  }
+}
+
+/** Runs `work` over `items`, at most 50 at a time: erasure of a user with thousands of conversations stays gentle. */
+async function inBatches<T>(items: readonly T[], work: (item: T) => Promise<void>, size = 50): Promise<void> {
+  for (let index = 0; index < items.length; index += size) {
+    await Promise.all(items.slice(index, index + size).map(work));
   }
 }
 

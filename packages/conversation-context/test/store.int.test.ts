@@ -281,6 +281,23 @@ describe.each<Topology>(['standalone', 'cluster'])('conversation store on %s', (
     );
   });
 
+  it('an entity or metadata key named __proto__ stays data and never becomes a prototype', async () => {
+    const conversations = store({ prefix: base() });
+    await conversations.setContext('c', {
+      userId: 'alice',
+      data: JSON.parse('{"__proto__": {"admin": true}}'),
+    });
+    await conversations.updateEntities('c', [{ name: '__proto__', value: { admin: true } }], {
+      owner: alice,
+    });
+    const context = await conversations.getContext('c', { owner: alice });
+    expect(Object.getPrototypeOf(context?.entities)).toBe(Object.prototype);
+    expect(Object.keys(context?.entities ?? {})).toEqual(['__proto__']);
+    expect((context?.entities as Record<string, unknown>).admin).toBeUndefined();
+    expect((context?.data as Record<string, unknown>).admin).toBeUndefined();
+    expect(Object.keys(context?.data ?? {})).toEqual(['__proto__']);
+  });
+
   it('summaries are versioned, say what they cover, and rebuild the conversation with the messages after them', async () => {
     const conversations = store({ prefix: base(), maxMessages: 4 });
     const folded: string[] = [];
