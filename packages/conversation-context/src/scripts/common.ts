@@ -41,6 +41,14 @@ local function mismatch(m, check, uid, tid)
   return check == '1' and (m[1] ~= uid or (m[2] or '') ~= tid)
 end
 
+-- For scripts whose ARGV starts with check owner, userId, tenantId: the meta fields, or nil and the refusal to return.
+local function owned(now)
+  local m = load(now)
+  if not m then return nil, { 'NOTFOUND' } end
+  if mismatch(m, ARGV[1], ARGV[2], ARGV[3]) then return nil, { 'OWNER' } end
+  return m
+end
+
 -- One sliding TTL over the three keys: at least ttl from now, never shorter than the expiry already set (extendTTL
 -- may have given more; the meta field ext records it, so no PTTL is needed), never past the absolute deadline.
 -- The caller writes ext = now + the result into the meta hash with its other fields, then calls expire_all.
@@ -79,6 +87,20 @@ local function index_due(m, now, created, refresh, fields)
     return 1
   end
   return 0
+end
+
+-- Writes the meta fields of a call (plus its new expiry and, when due, the index time) and slides the TTL of all
+-- three keys. Returns whether the caller must update the per-user index.
+local function commit(m, now, created, refresh, ttl, fields)
+  local want = ttl_for(now, ttl, m)
+  fields[#fields + 1] = 'updated'
+  fields[#fields + 1] = now
+  fields[#fields + 1] = 'ext'
+  fields[#fields + 1] = now + want
+  local due = index_due(m, now, created, refresh, fields)
+  redis.call('HSET', KEYS[1], unpack(fields))
+  expire_all(want, m)
+  return due, want
 end
 `;
 

@@ -10,9 +10,8 @@ export const EXTEND = script(
   'extend_ttl',
   `
 local now = now_ms()
-local m = load(now)
-if not m then return { 'NOTFOUND' } end
-if mismatch(m, ARGV[1], ARGV[2], ARGV[3]) then return { 'OWNER' } end
+local m, refused = owned(now)
+if refused then return refused end
 local want = ttl_for(now, tonumber(ARGV[4]), m)
 redis.call('HSET', KEYS[1], 'ext', now + want)
 expire_all(want, m)

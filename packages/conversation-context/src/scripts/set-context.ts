@@ -21,17 +21,14 @@ else
   m = create(now, ARGV[1], ARGV[2], tonumber(ARGV[4]))
   created = true
 end
-local want = ttl_for(now, tonumber(ARGV[3]), m)
-local fields = { 'updated', now, 'ext', now + want }
+local fields = {}
 if ARGV[6] == '1' then
   fields[#fields + 1] = 'ctx'
   fields[#fields + 1] = ARGV[7]
 elseif ARGV[6] == '2' then
   redis.call('HDEL', KEYS[1], 'ctx')
 end
-local due = index_due(m, now, created, tonumber(ARGV[5]), fields)
-redis.call('HSET', KEYS[1], unpack(fields))
-expire_all(want, m)
+local due, want = commit(m, now, created, tonumber(ARGV[5]), tonumber(ARGV[3]), fields)
 return { 'OK', created and 1 or 0, due, want, now }
 `,
 );

@@ -14,19 +14,15 @@ export const SET_SUMMARY = script(
   'set_summary',
   `
 local now = now_ms()
-local m = load(now)
-if not m then return { 'NOTFOUND' } end
-if mismatch(m, ARGV[1], ARGV[2], ARGV[3]) then return { 'OWNER' } end
+local m, refused = owned(now)
+if refused then return refused end
 local version = tonumber(redis.call('HGET', KEYS[1], 'sumV') or '0')
 if ARGV[5] ~= '' and tonumber(ARGV[5]) ~= version then return { 'CONFLICT', version } end
 local last = tonumber(m[6]) or 0
 if tonumber(ARGV[6]) > last then return { 'UPTO', last } end
 version = version + 1
-local want = ttl_for(now, tonumber(ARGV[4]), m)
-local fields = { 'sum', ARGV[8], 'sumV', version, 'sumUpTo', ARGV[6], 'sumAt', now, 'updated', now, 'ext', now + want }
-local due = index_due(m, now, false, tonumber(ARGV[7]), fields)
-redis.call('HSET', KEYS[1], unpack(fields))
-expire_all(want, m)
+local due, want = commit(m, now, false, tonumber(ARGV[7]), tonumber(ARGV[4]),
+  { 'sum', ARGV[8], 'sumV', version, 'sumUpTo', ARGV[6], 'sumAt', now })
 return { 'OK', version, now, due, m[1], m[2] or '', want }
 `,
 );

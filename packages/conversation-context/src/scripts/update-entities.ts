@@ -13,24 +13,20 @@ export const UPDATE_ENTITIES = script(
   'update_entities',
   `
 local now = now_ms()
-local m = load(now)
-if not m then return { 'NOTFOUND' } end
-if mismatch(m, ARGV[1], ARGV[2], ARGV[3]) then return { 'OWNER' } end
+local m, refused = owned(now)
+if refused then return refused end
 local count = tonumber(redis.call('HGET', KEYS[1], 'ents') or '0')
 local added = 0
 for i = 7, #ARGV, 2 do
   if redis.call('HEXISTS', KEYS[1], 'e:' .. ARGV[i]) == 0 then added = added + 1 end
 end
 if count + added > tonumber(ARGV[5]) then return { 'ENTITIES', count } end
-local want = ttl_for(now, tonumber(ARGV[4]), m)
-local fields = { 'ents', count + added, 'updated', now, 'ext', now + want }
+local fields = { 'ents', count + added }
 for i = 7, #ARGV, 2 do
   fields[#fields + 1] = 'e:' .. ARGV[i]
   fields[#fields + 1] = now .. '|' .. ARGV[i + 1]
 end
-local due = index_due(m, now, false, tonumber(ARGV[6]), fields)
-redis.call('HSET', KEYS[1], unpack(fields))
-expire_all(want, m)
+local due, want = commit(m, now, false, tonumber(ARGV[6]), tonumber(ARGV[4]), fields)
 return { 'OK', now, count + added, due, m[1], m[2] or '', want }
 `,
 );

@@ -12,17 +12,12 @@ export const UPDATE_INTENT = script(
   'update_intent',
   `
 local now = now_ms()
-local m = load(now)
-if not m then return { 'NOTFOUND' } end
-if mismatch(m, ARGV[1], ARGV[2], ARGV[3]) then return { 'OWNER' } end
+local m, refused = owned(now)
+if refused then return refused end
 redis.call('LPUSH', KEYS[3], now .. '|' .. ARGV[7])
 redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[5]) - 1)
 m[8] = '1'
-local want = ttl_for(now, tonumber(ARGV[4]), m)
-local fields = { 'updated', now, 'ext', now + want, 'ix', '1' }
-local due = index_due(m, now, false, tonumber(ARGV[6]), fields)
-redis.call('HSET', KEYS[1], unpack(fields))
-expire_all(want, m)
+local due, want = commit(m, now, false, tonumber(ARGV[6]), tonumber(ARGV[4]), { 'ix', '1' })
 return { 'OK', now, due, m[1], m[2] or '', want }
 `,
 );
