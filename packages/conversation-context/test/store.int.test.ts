@@ -291,11 +291,13 @@ describe.each<Topology>(['standalone', 'cluster'])('conversation store on %s', (
       owner: alice,
     });
     const context = await conversations.getContext('c', { owner: alice });
-    expect(Object.getPrototypeOf(context?.entities)).toBe(Object.prototype);
-    expect(Object.keys(context?.entities ?? {})).toEqual(['__proto__']);
-    expect((context?.entities as Record<string, unknown>).admin).toBeUndefined();
-    expect((context?.data as Record<string, unknown>).admin).toBeUndefined();
-    expect(Object.keys(context?.data ?? {})).toEqual(['__proto__']);
+    const entities = (context?.entities ?? {}) as Record<string, unknown>;
+    const data = (context?.data ?? {}) as Record<string, unknown>;
+    expect(Object.getPrototypeOf(entities)).toBe(Object.prototype);
+    expect(Object.keys(entities)).toEqual(['__proto__']);
+    expect(entities.admin).toBeUndefined();
+    expect(data.admin).toBeUndefined();
+    expect(Object.keys(data)).toEqual(['__proto__']);
   });
 
   it('summaries are versioned, say what they cover, and rebuild the conversation with the messages after them', async () => {
