@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { type Codec, createCodec } from '@austa/codec';
 import { scanKeys } from '@austa/redis-cluster';
 import type { ChainableCommander, Cluster, Redis } from 'ioredis';
@@ -278,6 +279,9 @@ export class ConversationStore {
   private readonly maxEntities: number;
   private readonly indexRefreshMs: number;
   private readonly addSettings: string;
+  /** Append tokens: unique per store instance and call, so a re-sent append is recognised (see add-message.ts). */
+  private readonly tokenPrefix = randomBytes(9).toString('base64url');
+  private appendCount = 0;
   private closed = false;
 
   constructor(options: ConversationStoreOptions) {
@@ -621,7 +625,13 @@ export class ConversationStore {
       const reply = await this.runner.run(
         ADD_MESSAGE,
         [keys.meta, keys.messages, keys.intents],
-        [this.addSettings, `${check}${check}|${stored.role}|${tokens}|${flags}`, userId, tenantId, body],
+        [
+          this.addSettings,
+          `${check}${check}|${stored.role}|${tokens}|${flags}|${this.tokenPrefix}${(this.appendCount++).toString(36)}`,
+          userId,
+          tenantId,
+          body,
+        ],
       );
       const status = this.status(reply, id);
       if (status === 'PINNED') {
@@ -632,6 +642,16 @@ export class ConversationStore {
       }
       const seq = num(reply[1]);
       const createdAtMs = num(reply[2]);
+      if (status === 'DUP') {
+        // ioredis re-sent this append after its connection closed, and the first send had run: report that one.
+        return {
+          message: { ...stored, seq, createdAtMs, tokens, pinned: flags === 'p' },
+          trimmed: [],
+          messageCount: num(reply[3]),
+          tokenCount: num(reply[4]),
+          created: false,
+        };
+      }
       const trimmed: StoredMessage[] = [];
       for (let i = 10; i < reply.length; i++) trimmed.push(this.decodeMessage(reply[i] as Buffer, keys));
       this.instruments.message(stored.role);

@@ -16,7 +16,7 @@ import {
   uniquePrefix,
   waitForPromotion,
 } from '@austa/test-env/vitest';
-import type { Cluster } from 'ioredis';
+import { type Cluster, Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ConversationError, type ConversationStore, createConversationStore } from '../src/index.js';
 import { layout } from './support.js';
@@ -250,6 +250,41 @@ describe('conversation store on a cluster under faults', () => {
     if (outcomes[1]?.status === 'fulfilled') expect(messages.at(-1)?.content).toBe('during');
     await conversations.addMessage(id, { role: 'user', content: 'after' }, { owner });
     expect((await conversations.getStats(id, { owner }))?.messageCount).toBe(messages.length + 1);
+  });
+
+  it('connections killed server-side during an append loop neither lose nor duplicate a message', async () => {
+    connect();
+    const conversations = store();
+    const id = 'client-kill';
+    await conversations.addMessage(id, { role: 'user', content: 'first' }, { owner });
+    const port = await slotOwner(cluster(), keySlot(layout(conversations).conversation(id).meta));
+    const admin = new Redis(port, '127.0.0.1');
+    // ioredis re-sends a command whose connection closed before its reply came, and Redis may have run it already.
+    const killer = setInterval(() => {
+      void admin.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes').catch(() => 0);
+    }, 50);
+    const acknowledged: number[] = [];
+    const failures: unknown[] = [];
+    for (let i = 0; i < 300; i++) {
+      try {
+        acknowledged.push(
+          (await conversations.addMessage(id, { role: 'user', content: `m${i}` }, { owner })).message.seq,
+        );
+      } catch (error) {
+        failures.push(error);
+      }
+    }
+    clearInterval(killer);
+    await admin.quit();
+    const stored = (await conversations.getRecentMessages(id, undefined, { owner })).map((m) =>
+      String(m.content),
+    );
+    for (const failure of failures) expect(ConversationError.isInstance(failure)).toBe(true);
+    // Every acknowledged message is there exactly once; a failed one at most once.
+    expect(stored.length).toBe(new Set(stored).size);
+    expect(stored.length).toBeGreaterThanOrEqual(1 + acknowledged.length);
+    expect(stored.length).toBeLessThanOrEqual(1 + acknowledged.length + failures.length);
+    expect(new Set(acknowledged).size).toBe(acknowledged.length);
   });
 
   it('erasure and cleanup refuse to run with a shard down instead of reporting a partial result', async () => {

@@ -6,8 +6,11 @@ import { script } from './common.js';
  *
  * KEYS: meta, messages, intents (one slot).
  * ARGV: 1 the store's settings `ttlMs|lifetimeMs|maxMessages|maxTokens|indexRefreshMs|ttlSlackMs` (0: none),
- *       2 this call `<check owner 0/1><create if missing 0/1>|role|tokens|flags` (flags: '' | 'p' pinned | 's' kept
- *       system message), 3 userId, 4 tenantId, 5 encoded body.
+ *       2 this call `<check owner 0/1><create if missing 0/1>|role|tokens|flags|token` (flags: '' | 'p' pinned | 's'
+ *       kept system message; token: unique per call), 3 userId, 4 tenantId, 5 encoded body.
+ * The token makes the append idempotent: ioredis re-sends a command whose connection closed before the reply came
+ * (a CLIENT KILL, a network blip, a failover), and Redis may already have run it. The meta field rt keeps the tokens
+ * of the last 16 appends with their seq; a token seen again answers DUP with the first seq and appends nothing.
  * Few arguments on purpose: ioredis turns each argument of a command with a Buffer into its own Buffer.
  * A list element is `seq|createdMs|role|tokens|flags|` followed by the (possibly encrypted) body, so trimming reads
  * roles, token counts and flags without decrypting anything.
@@ -15,7 +18,7 @@ import { script } from './common.js';
  * script costs about a microsecond, and this script runs on every message. For the same reason the TTL is refreshed
  * only when less than ttl - ttlSlackMs remains (and always on keys this call created).
  * Reply: {'OK', seq, now, count, tokens, created, indexDue, userId, tenantId, ttlMs, trimmed elements...}
- *        | {'NOTFOUND'} | {'OWNER'} | {'PINNED', kept}
+ *        | {'DUP', seq, now, count, tokens} | {'NOTFOUND'} | {'OWNER'} | {'PINNED', kept}
  */
 export const ADD_MESSAGE = script(
   'add_message',
@@ -26,7 +29,7 @@ local ttl, lifetime, maxMessages, maxTokens, refresh, slack =
 ttl = tonumber(ttl)
 maxMessages = tonumber(maxMessages)
 maxTokens = tonumber(maxTokens)
-local check, allowCreate, role, tok, flags = string.match(ARGV[2], '^(%d)(%d)|(%a+)|(%d+)|(%a*)$')
+local check, allowCreate, role, tok, flags, token = string.match(ARGV[2], '^(%d)(%d)|(%a+)|(%d+)|(%a*)|([%w_-]+)$')
 local m = load(now)
 local created = false
 local keep = flags ~= ''
@@ -34,6 +37,16 @@ if m then
   if mismatch(m, check, ARGV[3], ARGV[4]) then return { 'OWNER' } end
 elseif allowCreate ~= '1' then
   return { 'NOTFOUND' }
+end
+local recent = ''
+if m and m[17] then
+  recent = m[17]
+  local at = string.find(recent, ',' .. token .. ':', 1, true)
+  if at then
+    local from = at + #token + 2
+    local to = string.find(recent, ',', from, true)
+    return { 'DUP', tonumber(string.sub(recent, from, (to or 0) - 1)), now, tonumber(m[9]) or 0, tonumber(m[10]) or 0 }
+  end
 end
 local kept = 0
 if m then kept = tonumber(m[5]) or 0 end
@@ -80,6 +93,16 @@ local want = ttl_for(now, ttl, m)
 local fields = { 'seq', seq, 'n', count, 'tokens', tokens, 'added', (tonumber(m[11]) or 0) + 1,
   'trimmed', (tonumber(m[12]) or 0) + #removed, 'kept', kept, 'updated', now,
   'r:system', roles.system, 'r:user', roles.user, 'r:assistant', roles.assistant, 'r:tool', roles.tool }
+-- Remember this append's token with the 15 before it.
+recent = ',' .. token .. ':' .. seq .. recent
+local cut = 0
+for _ = 1, 16 do
+  cut = string.find(recent, ',', cut + 1, true)
+  if not cut then break end
+end
+if cut then recent = string.sub(recent, 1, cut - 1) end
+fields[#fields + 1] = 'rt'
+fields[#fields + 1] = recent
 local due = index_due(m, now, created, tonumber(refresh), fields)
 -- The list did not exist before this RPUSH (len 1): it has no TTL yet, whatever ext says.
 local renew = created or len == 1 or (tonumber(m[7]) or 0) - now < want - tonumber(slack)

@@ -22,12 +22,12 @@ end
 -- The meta hash fields every script may need, in one HMGET:
 --  1 uid  2 tid  3 exp (absolute deadline ms, 0: none)  4 idx (last index update ms)  5 kept  6 seq
 --  7 ext (expiry we last set, ms)  8 ix (intent list exists)  9 n  10 tokens  11 added  12 trimmed
---  13..16 message counts of the roles system, user, assistant, tool
+--  13..16 message counts of the roles system, user, assistant, tool  17 rt (recent append tokens)
 -- Returns nil when the conversation does not exist. A conversation past its absolute deadline is deleted here: its
 -- keys expire at that moment anyway, this only closes the last millisecond.
 local function load(now)
   local m = redis.call('HMGET', KEYS[1], 'uid', 'tid', 'exp', 'idx', 'kept', 'seq', 'ext', 'ix', 'n', 'tokens',
-    'added', 'trimmed', 'r:system', 'r:user', 'r:assistant', 'r:tool')
+    'added', 'trimmed', 'r:system', 'r:user', 'r:assistant', 'r:tool', 'rt')
   if not m[1] then return nil end
   local exp = tonumber(m[3]) or 0
   if exp > 0 and now >= exp then
