@@ -19,6 +19,7 @@ import {
   type MessageInput,
   toUIMessages,
 } from '../src/index.js';
+import { KeyLayout } from '../src/keys.js';
 import { fromLangChainMessages, toLangChainMessages } from '../src/langchain.js';
 import { dump, encryptingCodec, expectRejectedUnchanged, layout, rawBytes, sample } from './support.js';
 
@@ -765,6 +766,30 @@ describe.each<Topology>(['standalone', 'cluster'])('conversation store on %s', (
       indexEntriesRemoved: 0,
       orphanKeysRemoved: 0,
     });
+  });
+
+  it('a failed index update leaves the conversation written, is counted and logged without content, and cleanup repairs it', async () => {
+    const metrics = createMetrics();
+    const warnings: string[] = [];
+    const prefix = base();
+    const conversations = store({ prefix, metrics, logger: { warn: (message) => warnings.push(message) } });
+    const index = new KeyLayout(prefix).userIndex('alice', '');
+    // The index's shard "fails" for this write: a value of the wrong type makes the index script error.
+    await client.set(index, 'not a sorted set', 'EX', 60);
+    const result = await conversations.addMessage(
+      'c',
+      { role: 'user', content: 'sensitive words' },
+      { owner: alice },
+    );
+    expect(result.created).toBe(true);
+    expect(await sample(metrics, 'austa_conversation_index_update_failures_total')).toBe(1);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).not.toContain('sensitive');
+    expect(warnings[0]).toContain('cleanup()');
+    await client.unlink(index);
+    expect(await conversations.getUserConversations('alice')).toEqual([]);
+    expect((await conversations.cleanup()).indexEntriesRepaired).toBe(1);
+    expect((await conversations.getUserConversations('alice')).map((c) => c.conversationId)).toEqual(['c']);
   });
 
   it('a new owner of an id whose meta hash was evicted never inherits the old messages', async () => {
