@@ -7,30 +7,23 @@ const require = createRequire(import.meta.url);
 export default {
   plugins: [require.resolve('@stryker-mutator/vitest-runner')],
   ...{
-  "packageManager": "pnpm",
-  "testRunner": "vitest",
-  "vitest": {
-    "configFile": "vitest.unit.config.ts"
+    packageManager: 'pnpm',
+    testRunner: 'vitest',
+    vitest: {
+      configFile: 'vitest.unit.config.ts',
+    },
+    mutate: ['src/**/*.ts', '!src/index.ts'],
+    coverageAnalysis: 'perTest',
+    reporters: ['clear-text', 'progress', 'html'],
+    htmlReporter: {
+      fileName: 'reports/mutation/index.html',
+    },
+    thresholds: {
+      high: 90,
+      low: 80,
+      break: 80,
+    },
+    tempDirName: '.stryker-tmp',
+    concurrency: 2,
   },
-  "mutate": [
-    "src/**/*.ts",
-    "!src/index.ts"
-  ],
-  "coverageAnalysis": "perTest",
-  "reporters": [
-    "clear-text",
-    "progress",
-    "html"
-  ],
-  "htmlReporter": {
-    "fileName": "reports/mutation/index.html"
-  },
-  "thresholds": {
-    "high": 90,
-    "low": 80,
-    "break": 80
-  },
-  "tempDirName": ".stryker-tmp",
-  "concurrency": 2
-},
 };

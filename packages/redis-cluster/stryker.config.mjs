@@ -7,35 +7,31 @@ const require = createRequire(import.meta.url);
 export default {
   plugins: [require.resolve('@stryker-mutator/vitest-runner')],
   ...{
-  "packageManager": "pnpm",
-  "testRunner": "vitest",
-  "vitest": {
-    "configFile": "vitest.unit.config.ts"
+    packageManager: 'pnpm',
+    testRunner: 'vitest',
+    vitest: {
+      configFile: 'vitest.unit.config.ts',
+    },
+    mutate: [
+      'src/command-hook.ts',
+      'src/tracker.ts',
+      'src/options.ts',
+      'src/glob.ts',
+      'src/error-type.ts',
+      'src/health.ts',
+      'src/slot-map.ts',
+    ],
+    coverageAnalysis: 'perTest',
+    reporters: ['clear-text', 'progress', 'html'],
+    htmlReporter: {
+      fileName: 'reports/mutation/index.html',
+    },
+    thresholds: {
+      high: 90,
+      low: 80,
+      break: 80,
+    },
+    tempDirName: '.stryker-tmp',
+    concurrency: 2,
   },
-  "mutate": [
-    "src/command-hook.ts",
-    "src/tracker.ts",
-    "src/options.ts",
-    "src/glob.ts",
-    "src/error-type.ts",
-    "src/health.ts",
-    "src/slot-map.ts"
-  ],
-  "coverageAnalysis": "perTest",
-  "reporters": [
-    "clear-text",
-    "progress",
-    "html"
-  ],
-  "htmlReporter": {
-    "fileName": "reports/mutation/index.html"
-  },
-  "thresholds": {
-    "high": 90,
-    "low": 80,
-    "break": 80
-  },
-  "tempDirName": ".stryker-tmp",
-  "concurrency": 2
-},
 };

@@ -1,0 +1,131 @@
+import { randomUUID } from 'node:crypto';
+import type { Metrics } from '@austa/metrics';
+import type { RedisClient } from '@austa/redis-cluster';
+import swagger from '@fastify/swagger';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import type { Logger } from 'pino';
+import type { Config } from './config.js';
+import { HttpError, installErrorHandling } from './http-errors.js';
+import { registerHttpMetrics } from './http-metrics.js';
+import { createLogger } from './logger.js';
+import type { MongoDependency } from './mongo.js';
+import { opsRoutes } from './routes/ops.js';
+
+export const SERVICE_VERSION = '0.0.0';
+
+/** A route as registered: the catalog lets tests check that every route validates its input and is documented. */
+export interface RouteEntry {
+  method: string;
+  url: string;
+  schema: Record<string, unknown> | undefined;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    routeCatalog: readonly RouteEntry[];
+  }
+}
+
+export interface AppOptions {
+  config: Config;
+  /** The process's one registry; `createServiceMetrics()` gives it the `service="care-api"` label. */
+  metrics: Metrics;
+  /** Used, never closed, by the app: whoever created it closes it after `app.close()`. */
+  redis: RedisClient;
+  mongo: MongoDependency;
+  /** A pino logger; without one, nothing is logged (tests). */
+  logger?: Logger;
+}
+
+/** A hop count trusts that many proxies nearest the service, as proxy-addr does for a number. */
+function trustProxy(
+  setting: Config['trustProxy'],
+): boolean | string[] | ((address: string, hop: number) => boolean) {
+  if (typeof setting !== 'number') return setting;
+  return (_address, hop) => hop < setting;
+}
+
+/**
+ * Builds the service: plugins, hooks and routes, nothing listening yet. `app.close()` stops what the app started
+ * (stores' timers, change streams, subscribers) and leaves Redis and MongoDB to their owner.
+ */
+export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const { config, metrics, redis, mongo } = options;
+  const app: FastifyInstance = Fastify({
+    loggerInstance: (options.logger ?? createLogger('silent')) as FastifyBaseLogger,
+    // Our own ids: a client-chosen id header would let a caller forge log correlation.
+    genReqId: () => randomUUID(),
+    logController: new LogController({
+      requestIdLogLabel: 'requestId',
+      // Probes and scrapes every few seconds would drown the request log.
+      disableRequestLogging: (request: { url?: string }) =>
+        request.url === '/metrics' || request.url?.startsWith('/health/') === true,
+    }),
+    // A client that sends its request slower than this is cut off (slowloris); no real request needs longer.
+    requestTimeout: 30_000,
+    bodyLimit: config.bodyLimitBytes,
+    trustProxy: trustProxy(config.trustProxy),
+    // Requests that arrive on kept-alive connections during shutdown get our JSON 503 (below), not Fastify's.
+    return503OnClosing: false,
+    ajv: {
+      customOptions: {
+        // Unknown fields are refused, not silently dropped: a typo in a field name should be an error the client sees.
+        removeAdditional: false,
+        coerceTypes: 'array',
+        useDefaults: true,
+        allErrors: true,
+      },
+    },
+  });
+
+  const routes: RouteEntry[] = [];
+  app.decorate('routeCatalog', routes);
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) {
+      if (method !== 'HEAD')
+        routes.push({ method, url: route.url, schema: route.schema as RouteEntry['schema'] });
+    }
+  });
+
+  installErrorHandling(app, {
+    bodyLimitBytes: config.bodyLimitBytes,
+    logErrorMessages: config.logErrorMessages,
+  });
+  registerHttpMetrics(app, metrics);
+
+  let closing = false;
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
+  });
+  app.addHook('onRequest', (request, reply, done) => {
+    reply.header('x-request-id', request.id);
+    if (closing) {
+      reply.header('connection', 'close');
+      done(new HttpError(503, 'E_SHUTTING_DOWN', 'The service is shutting down; retry the request.'));
+      return;
+    }
+    done();
+  });
+  app.addHook('onSend', (_request, reply, payload, done) => {
+    // Responses carry patient data: no shared cache may keep them.
+    if (!reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store');
+    done(null, payload);
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'care-api',
+        version: SERVICE_VERSION,
+        description:
+          'The @austa reference service: sessions, rate limits, AI-assistant conversations and cached patient profiles on Redis and MongoDB.',
+      },
+      tags: [{ name: 'operations', description: 'Health, metrics and this document.' }],
+    },
+  });
+
+  await app.register(opsRoutes, { metrics, redis, mongo, healthTimeoutMs: config.healthTimeoutMs });
+  return app;
+}

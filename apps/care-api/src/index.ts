@@ -1,0 +1,17 @@
+export type { AppOptions, RouteEntry } from './app.js';
+export { buildApp, SERVICE_VERSION } from './app.js';
+export type { Config, ConfigProblem, Env } from './config.js';
+export { ConfigError, loadConfig } from './config.js';
+export type { EmbeddedMongo } from './embedded/mongo.js';
+export { startEmbeddedMongo } from './embedded/mongo.js';
+export type { EmbeddedRedis } from './embedded/redis.js';
+export { startEmbeddedRedis } from './embedded/redis.js';
+export { DependencyUnavailableError, HttpError } from './http-errors.js';
+export { HTTP_ACTIVE_REQUESTS, HTTP_REQUEST_DURATION } from './http-metrics.js';
+export { createLogger } from './logger.js';
+export type { MongoCheck, MongoDependency } from './mongo.js';
+export { disabledMongo, mongoDependency } from './mongo.js';
+export type { Resources } from './resources.js';
+export { createServiceMetrics, openResources, redisOptions } from './resources.js';
+export type { RunningService } from './server.js';
+export { startService } from './server.js';
