@@ -1,0 +1,69 @@
+import { AustaRedisError } from '@austa/redis-cluster';
+import type { Cluster, Redis } from 'ioredis';
+import { ConversationError, ConversationStoreError } from './errors.js';
+import type { Script } from './scripts/common.js';
+
+export type Argument = string | Buffer | number;
+
+function isNoScript(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith('NOSCRIPT');
+}
+
+/** Any failure of Redis or the client becomes one typed error; the original is the `cause`. */
+export function storeError(error: unknown): ConversationError {
+  if (ConversationError.isInstance(error)) return error;
+  if (AustaRedisError.isInstance(error) && error.code === 'E_INCOMPLETE_SCAN') {
+    return new ConversationStoreError('E_INCOMPLETE_SCAN', error.message, { cause: error });
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return new ConversationStoreError(
+    'E_REDIS_UNAVAILABLE',
+    `Redis did not complete the conversation operation: ${message}`,
+    { cause: error },
+  );
+}
+
+/**
+ * Runs scripts by SHA (one round trip), falling back to EVAL once after NOSCRIPT: a restarted or newly promoted
+ * master has an empty script cache. Defines nothing on the caller's client. Uses `evalshaBuffer`, not
+ * `callBuffer`: with `enableAutoPipelining`, ioredis 5 drops the command name of `callBuffer` (the server then
+ * sees the SHA as a command name).
+ */
+export class ScriptRunner {
+  // ioredis has evalshaBuffer and evalBuffer at run time (every command gets a Buffer variant) but declares neither.
+  private readonly client: {
+    evalshaBuffer(...args: unknown[]): Promise<unknown[]>;
+    evalBuffer(...args: unknown[]): Promise<unknown[]>;
+  };
+
+  constructor(client: Redis | Cluster) {
+    this.client = client as unknown as ScriptRunner['client'];
+  }
+
+  async run(script: Script, keys: readonly string[], args: readonly Argument[]): Promise<unknown[]> {
+    try {
+      return await this.client.evalshaBuffer(script.sha, keys.length, ...keys, ...args);
+    } catch (error) {
+      if (!isNoScript(error)) throw storeError(error);
+    }
+    try {
+      return await this.client.evalBuffer(script.lua, keys.length, ...keys, ...args);
+    } catch (error) {
+      throw storeError(error);
+    }
+  }
+}
+
+/** Reads a script reply slot as text. */
+export function text(value: unknown): string {
+  if (Buffer.isBuffer(value)) return value.toString('utf8');
+  if (value === null || value === undefined) return '';
+  return String(value);
+}
+
+/** Reads a script reply slot as a number (integers come back as numbers, hash values as bytes). */
+export function num(value: unknown): number {
+  if (typeof value === 'number') return value;
+  const parsed = Number(text(value));
+  return Number.isFinite(parsed) ? parsed : 0;
+}

@@ -1,0 +1,80 @@
+import { randomBytes } from 'node:crypto';
+import { createCodec } from '@austa/codec';
+import type { Metrics } from '@austa/metrics';
+import { scanKeys } from '@austa/redis-cluster';
+import { escapeGlob } from '@austa/test-env/vitest';
+import type { Cluster, Redis } from 'ioredis';
+import { expect } from 'vitest';
+import type { KeyLayout } from '../src/keys.js';
+import type { ConversationStore } from '../src/store.js';
+
+/** The store's key layout (private), for tests that look at or damage raw keys. */
+export function layout(store: ConversationStore): KeyLayout {
+  return (store as unknown as { keys: KeyLayout }).keys;
+}
+
+export function encryptingCodec() {
+  return createCodec({ encryption: { currentKeyId: 'test-1', keys: { 'test-1': randomBytes(32) } } });
+}
+
+/** Every key under `prefix` with its type, TTL and raw contents, sorted: what a "nothing was written" check compares. */
+export async function dump(
+  client: Redis | Cluster,
+  prefix: string,
+): Promise<Array<[string, string, unknown]>> {
+  const keys: string[] = [];
+  for await (const key of scanKeys(client, `${escapeGlob(prefix)}*`)) keys.push(key);
+  keys.sort();
+  return Promise.all(
+    keys.map(async (key): Promise<[string, string, unknown]> => {
+      const type = await client.type(key);
+      if (type === 'hash') return [key, type, await client.hgetallBuffer(key)];
+      if (type === 'list') return [key, type, await client.lrangeBuffer(key, 0, -1)];
+      if (type === 'zset') return [key, type, await client.zrange(key, 0, -1, 'WITHSCORES')];
+      return [key, type, await client.getBuffer(key)];
+    }),
+  );
+}
+
+/** Every byte stored under `prefix`, keys, fields and values, as one buffer per item. */
+export async function rawBytes(client: Redis | Cluster, prefix: string): Promise<Buffer[]> {
+  const out: Buffer[] = [];
+  for (const [key, , value] of await dump(client, prefix)) {
+    out.push(Buffer.from(key));
+    if (Array.isArray(value)) for (const item of value) out.push(Buffer.from(item as Buffer | string));
+    else if (value && typeof value === 'object' && !Buffer.isBuffer(value)) {
+      for (const [field, item] of Object.entries(value as Record<string, Buffer>)) {
+        out.push(Buffer.from(field), item);
+      }
+    } else if (value) out.push(value as Buffer);
+  }
+  return out;
+}
+
+/** Asserts that `work` fails with `code` and leaves everything under `prefix` exactly as it was. */
+export async function expectRejectedUnchanged(
+  client: Redis | Cluster,
+  prefix: string,
+  work: () => Promise<unknown>,
+  code: string,
+): Promise<void> {
+  const before = await dump(client, prefix);
+  await expect(work()).rejects.toMatchObject({ code });
+  expect(await dump(client, prefix)).toEqual(before);
+}
+
+/** Reads one sample from the exposition text; 0 when the series does not exist yet. */
+export async function sample(
+  metrics: Metrics,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<number> {
+  const wanted = Object.entries(labels);
+  for (const line of (await metrics.text()).split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    if (wanted.every(([key, value]) => line.includes(`${key}="${value}"`))) {
+      return Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+  }
+  return 0;
+}

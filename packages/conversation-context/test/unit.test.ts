@@ -1,0 +1,120 @@
+import { createCodec } from '@austa/codec';
+import { describe, expect, it } from 'vitest';
+import { ConversationError, errors, estimateTokens } from '../src/index.js';
+import { decodeKeyPart, encodeKeyPart, KeyLayout, validateId } from '../src/keys.js';
+import { parseElement } from '../src/values.js';
+
+describe('key parts', () => {
+  it('encodes ids one-to-one into parts without hash tags, separators or glob characters', () => {
+    const ids = [
+      'a',
+      'a}',
+      '{a}',
+      'a%7D',
+      'a%',
+      '%',
+      'a:b',
+      'a*',
+      '?',
+      '[x]',
+      'a\\b',
+      'ümlaut',
+      '😀',
+      'a b',
+      'a|b',
+    ];
+    const encoded = ids.map(encodeKeyPart);
+    expect(new Set(encoded).size).toBe(ids.length);
+    for (const [i, part] of encoded.entries()) {
+      expect(part).toMatch(/^[A-Za-z0-9._~@+=%-]+$/);
+      expect(decodeKeyPart(part)).toBe(ids[i]);
+    }
+    expect(encodeKeyPart('user-42@clinic.example')).toBe('user-42@clinic.example');
+  });
+
+  it('refuses empty, overlong, control-character and invalid UTF-16 ids', () => {
+    for (const bad of ['', 'x'.repeat(257), 'a\u0000', 'a\r\nb', 'a\u0085', '\ud800x', 5, null]) {
+      expect(() => validateId(bad, 'id', 'E_INVALID_CONVERSATION_ID')).toThrowError(
+        expect.objectContaining({ code: 'E_INVALID_CONVERSATION_ID' }),
+      );
+    }
+    expect(validateId('x'.repeat(256), 'id', 'E_INVALID_CONVERSATION_ID')).toHaveLength(256);
+  });
+
+  it('puts one conversation in one hash tag and parses keys back', () => {
+    const layout = new KeyLayout('app');
+    const keys = layout.conversation('a{b}');
+    expect(keys).toEqual({
+      meta: 'app:meta:{c:a%7Bb%7D}',
+      messages: 'app:msgs:{c:a%7Bb%7D}',
+      intents: 'app:intents:{c:a%7Bb%7D}',
+    });
+    expect(layout.parse(keys.messages)).toEqual({ kind: 'msgs', conversationId: 'a{b}' });
+    expect(layout.parse(layout.userIndex('u:1', 't'))).toEqual({
+      kind: 'user',
+      tenantId: 't',
+      userId: 'u:1',
+    });
+    expect(layout.parse('app:other')).toBeUndefined();
+  });
+});
+
+describe('default token estimate', () => {
+  it('counts a quarter token per character of content, tool arguments and outputs, plus 4 per message', () => {
+    expect(estimateTokens({ role: 'user', content: '' })).toBe(4);
+    expect(estimateTokens({ role: 'user', content: 'abcdefgh' })).toBe(6);
+    expect(
+      estimateTokens({
+        role: 'user',
+        content: [
+          { type: 'text', text: 'abcd' },
+          { type: 'text', text: 'ef' },
+        ],
+      }),
+    ).toBe(6);
+    expect(
+      estimateTokens({
+        role: 'assistant',
+        content: '',
+        toolCalls: [{ id: '1', name: 'abcd', args: { q: 'x' } }],
+      }),
+    ).toBe(4 + Math.ceil((4 + '{"q":"x"}'.length) / 4));
+    expect(
+      estimateTokens({ role: 'tool', content: '', toolResults: [{ toolCallId: '1', output: 'abcd' }] }),
+    ).toBe(5);
+  });
+});
+
+describe('stored elements', () => {
+  it('parses the clear header and leaves the body as bytes', () => {
+    const body = createCodec().encode({ c: 'hi|there' });
+    const element = Buffer.concat([Buffer.from('12|1700000000000|assistant|7|p|'), body]);
+    expect(parseElement(element)).toEqual({
+      seq: 12,
+      createdAtMs: 1700000000000,
+      role: 'assistant',
+      tokens: 7,
+      flags: 'p',
+      body,
+    });
+    expect(() => parseElement(Buffer.from('1|2|root|3||x'))).toThrowError(
+      expect.objectContaining({ code: 'E_DECODE' }),
+    );
+    expect(() => parseElement(Buffer.from('garbage'))).toThrowError(
+      expect.objectContaining({ code: 'E_DECODE' }),
+    );
+  });
+});
+
+describe('errors', () => {
+  it('are recognised across copies by a registered symbol and carry stable codes', () => {
+    const error = new errors.ConversationNotFoundError('c');
+    expect(ConversationError.isInstance(error)).toBe(true);
+    expect(error.code).toBe('E_NOT_FOUND');
+    const foreign = Object.assign(new Error('x'), {
+      [Symbol.for('@austa/conversation-context.error')]: true,
+    });
+    expect(ConversationError.isInstance(foreign)).toBe(true);
+    expect(ConversationError.isInstance(new Error('x'))).toBe(false);
+  });
+});
