@@ -31,4 +31,6 @@ export type {
 } from './pubsub.js';
 export type { ScanOptions } from './scan.js';
 export { scanKeys, unlinkKeys } from './scan.js';
+export type { RedisScript } from './script.js';
+export { defineScript } from './script.js';
 export type { SlotRange } from './slot-map.js';

@@ -5,6 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   commandTimer,
   createRedisClient,
+  defineScript,
   isInstrumented,
   type RedisClient,
   type RedisClientOptions,
@@ -233,5 +234,25 @@ describe.each<Topology>(['standalone', 'cluster'])('commands on %s', (topology) 
     const bare = createRedisClient(optionsFor(topology));
     clients.push(bare);
     expect(isInstrumented(bare.client)).toBe(false);
+  });
+
+  it('defineScript() runs by SHA, falls back to EVAL after SCRIPT FLUSH, and works with auto-pipelining', async () => {
+    const script = defineScript(
+      "redis.call('SET', KEYS[1], ARGV[1], 'EX', 60) return redis.call('GET', KEYS[1])",
+    );
+    const key = `${prefix}:{script2}:a`;
+    expect(await script.run(plain, [key], ['one'])).toBe('one');
+    const nodes = topology === 'cluster' ? (plain as Cluster).nodes('master') : [plain as Redis];
+    await Promise.all(nodes.map((node) => node.script('FLUSH')));
+    const reply = await script.run(plain, [key], [Buffer.from([0xff, 0x00])], { buffers: true });
+    expect(Buffer.isBuffer(reply) && reply.equals(Buffer.from([0xff, 0x00]))).toBe(true);
+    const { client } = make({ enableAutoPipelining: true });
+    const replies = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        script.run(client.client, [`${prefix}:{script2}:${i}`], [`v${i}`]),
+      ),
+    );
+    expect(replies).toEqual(Array.from({ length: 20 }, (_, i) => `v${i}`));
+    expect(() => defineScript('')).toThrowError(expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }));
   });
 });
