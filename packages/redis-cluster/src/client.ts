@@ -189,6 +189,7 @@ export function createRedisClient(
     instruments,
     logger,
     logHandlerErrorMessages: dependencies.logHandlerErrorMessages === true,
+    livenessTimeoutMs: Math.min(resolved.commandTimeoutMs, 2000),
     ...(isCluster
       ? {
           sharded: {

@@ -99,18 +99,37 @@ export interface ResolvedOptions {
   cluster?: { nodes: Array<{ host: string; port: number }>; options: ClusterOptions };
 }
 
+/** Every duration option is a timer delay in the end: a longer one would fire after 1 ms. */
 function positiveInteger(value: number | undefined, fallback: number, field: string): number {
   if (value === undefined) return fallback;
-  if (!Number.isInteger(value) || value <= 0) {
-    throw new RedisConfigError(`${field} must be a positive integer (got ${String(value)}).`);
+  if (!Number.isInteger(value) || value <= 0 || value > MAX_TIMEOUT_MS) {
+    throw new RedisConfigError(
+      `${field} must be a positive integer of at most ${MAX_TIMEOUT_MS} (got ${String(value)}).`,
+    );
   }
   return value;
 }
 
+function optionalBoolean(value: unknown, fallback: boolean, field: string): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') {
+    throw new RedisConfigError(`${field} must be true or false (got ${JSON.stringify(value)}).`);
+  }
+  return value;
+}
+
+function validPort(port: unknown): port is number {
+  return Number.isInteger(port) && (port as number) > 0 && (port as number) <= 65535;
+}
+
+function validHost(host: unknown): host is string {
+  return typeof host === 'string' && host.trim() !== '' && !/[\s/]/.test(host);
+}
+
 export function parseSeedNode(node: SeedNode): { host: string; port: number } {
   if (typeof node === 'object' && node !== null) {
-    if (typeof node.host !== 'string' || node.host === '' || !Number.isInteger(node.port)) {
-      throw new RedisConfigError('A cluster seed node needs a host and an integer port.');
+    if (!validHost(node.host) || !validPort(node.port)) {
+      throw new RedisConfigError('A cluster seed node needs a host and a port between 1 and 65535.');
     }
     return { host: node.host, port: node.port };
   }
@@ -127,6 +146,14 @@ export function parseSeedNode(node: SeedNode): { host: string; port: number } {
 function tlsOption(tls: boolean | ConnectionOptions | undefined): ConnectionOptions | undefined {
   if (tls === undefined || tls === false) return undefined;
   return tls === true ? {} : tls;
+}
+
+function scaleReadsOf(value: unknown): 'master' | 'slave' | 'all' {
+  if (value === undefined) return 'master';
+  if (value === 'master' || value === 'slave' || value === 'all') return value;
+  throw new RedisConfigError(
+    `cluster.scaleReads must be "master", "slave" or "all" (got ${JSON.stringify(value)}).`,
+  );
 }
 
 /** Turns the public options into ioredis options, failing early on anything that cannot work. */
@@ -147,16 +174,21 @@ export function resolveOptions(options: RedisClientOptions): ResolvedOptions {
     DEFAULTS.commandTimeoutMs,
     'commandTimeoutMs',
   );
-  // setTimeout fires a longer delay after 1 ms, which would time every command out at once.
-  if (commandTimeoutMs > MAX_TIMEOUT_MS) {
-    throw new RedisConfigError(`commandTimeoutMs must be at most ${MAX_TIMEOUT_MS} (about 24.8 days).`);
-  }
+
   const redis: RedisOptions = {
     connectionName: `austa:${name}`,
     commandTimeout: commandTimeoutMs,
     connectTimeout: positiveInteger(options.connectTimeoutMs, DEFAULTS.connectTimeoutMs, 'connectTimeoutMs'),
-    enableOfflineQueue: options.enableOfflineQueue ?? DEFAULTS.enableOfflineQueue,
-    enableAutoPipelining: options.enableAutoPipelining ?? DEFAULTS.enableAutoPipelining,
+    enableOfflineQueue: optionalBoolean(
+      options.enableOfflineQueue,
+      DEFAULTS.enableOfflineQueue,
+      'enableOfflineQueue',
+    ),
+    enableAutoPipelining: optionalBoolean(
+      options.enableAutoPipelining,
+      DEFAULTS.enableAutoPipelining,
+      'enableAutoPipelining',
+    ),
     maxRetriesPerRequest:
       options.maxRetriesPerRequest === undefined
         ? DEFAULTS.maxRetriesPerRequest
@@ -164,6 +196,19 @@ export function resolveOptions(options: RedisClientOptions): ResolvedOptions {
   };
   if (options.username !== undefined) redis.username = options.username;
   if (options.password !== undefined) redis.password = options.password;
+  const retries = options.maxRetriesPerRequest;
+  if (retries !== undefined && retries !== null && (!Number.isInteger(retries) || retries < 0)) {
+    throw new RedisConfigError(
+      `maxRetriesPerRequest must be a non-negative integer or null (got ${String(retries)}).`,
+    );
+  }
+  if (
+    options.tls !== undefined &&
+    typeof options.tls !== 'boolean' &&
+    (typeof options.tls !== 'object' || options.tls === null)
+  ) {
+    throw new RedisConfigError('tls must be true, false or Node TLS options (an object).');
+  }
   const tls = tlsOption(options.tls);
   if (tls) redis.tls = tls;
 
@@ -200,7 +245,7 @@ export function resolveOptions(options: RedisClientOptions): ResolvedOptions {
     }
     const clusterOptions: ClusterOptions = {
       redisOptions: redis,
-      scaleReads: cluster.scaleReads ?? 'master',
+      scaleReads: scaleReadsOf(cluster.scaleReads),
       retryDelayOnFailover,
       retryDelayOnClusterDown: positiveInteger(
         cluster.retryDelayOnClusterDownMs,
@@ -252,6 +297,11 @@ export function resolveOptions(options: RedisClientOptions): ResolvedOptions {
   } else {
     redis.host = options.host ?? '127.0.0.1';
     redis.port = options.port ?? 6379;
+    if (!validHost(redis.host))
+      throw new RedisConfigError(`host must be a host name or address (got ${JSON.stringify(redis.host)}).`);
+  }
+  if (!validPort(redis.port)) {
+    throw new RedisConfigError(`port must be an integer between 1 and 65535 (got ${String(redis.port)}).`);
   }
   if (options.db !== undefined) redis.db = options.db;
   if (redis.db !== undefined && (!Number.isInteger(redis.db) || redis.db < 0)) {
@@ -321,6 +371,15 @@ export function fromEnv(
   const tlsFlag = envBoolean(env, 'REDIS_TLS');
   const rejectUnauthorized = envBoolean(env, 'REDIS_TLS_REJECT_UNAUTHORIZED');
   const wantsTls = tlsFlag === true || url?.startsWith('rediss://') === true;
+  const tlsSettings = ['REDIS_TLS_CA_FILE', 'REDIS_TLS_SERVERNAME', 'REDIS_TLS_REJECT_UNAUTHORIZED'].filter(
+    (name) => env[name] !== undefined && env[name] !== '',
+  );
+  if (!wantsTls && tlsSettings.length > 0) {
+    // The operator asked for TLS settings; connecting in plaintext instead would be a silent downgrade.
+    throw new RedisConfigError(
+      `${tlsSettings.join(', ')} ${tlsSettings.length === 1 ? 'is' : 'are'} set but TLS is off: set REDIS_TLS=true or use a rediss:// URL${tlsFlag === false ? ' (REDIS_TLS is false)' : ''}.`,
+    );
+  }
   if (wantsTls) {
     const tls: ConnectionOptions = {};
     if (env.REDIS_TLS_CA_FILE) {

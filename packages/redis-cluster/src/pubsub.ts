@@ -63,7 +63,14 @@ export interface PubSubOptions {
   logger: Logger;
   /** Log a failed handler's error message too. Off: messages often quote the payload (a JSON.parse error does). */
   logHandlerErrorMessages: boolean;
+  /**
+   * A cluster's classic subscriber sits on one node chosen by ioredis; when that node hangs (paused, cut off) nothing
+   * tells ioredis. It is PINGed every second and replaced when it does not answer within this bound.
+   */
+  livenessTimeoutMs: number;
 }
+
+type SubscriberHost = { subscriber?: { getInstance?(): Redis | null } };
 
 function commandBackend(
   connection: () => Connection,
@@ -92,6 +99,7 @@ export class PubSub {
   private classic: Connection | undefined;
   private sharded: Connection | undefined;
   private shardedChannels: ShardedChannels | undefined;
+  private liveness: NodeJS.Timeout | undefined;
   private readonly backends: Record<PubSubKind, Backend>;
 
   constructor(private readonly options: PubSubOptions) {
@@ -175,6 +183,7 @@ export class PubSub {
   }
 
   async close(): Promise<void> {
+    if (this.liveness !== undefined) clearInterval(this.liveness);
     for (const family of Object.values(this.families)) family.subscriptions.clear();
     const connections = [this.classic, this.sharded].filter((c): c is Connection => c !== undefined);
     this.classic = undefined;
@@ -197,8 +206,34 @@ export class PubSub {
         this.dispatch('pmessage', key, channel, message, key);
       });
       this.classic = connection;
+      if ((connection as unknown as SubscriberHost).subscriber !== undefined) this.watchClusterSubscriber(connection);
     }
     return this.classic;
+  }
+
+  private watchClusterSubscriber(connection: Connection): void {
+    let checking = false;
+    this.liveness = setInterval(() => {
+      const instance = (connection as unknown as SubscriberHost).subscriber?.getInstance?.();
+      if (checking || instance === null || instance === undefined || instance.status !== 'ready') return;
+      if (this.families.message.subscriptions.size + this.families.pmessage.subscriptions.size === 0) return;
+      checking = true;
+      let timer: NodeJS.Timeout | undefined;
+      Promise.race([
+        instance.ping().then(() => true),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(false), this.options.livenessTimeoutMs);
+        }),
+      ])
+        .catch(() => false)
+        .then((alive) => {
+          clearTimeout(timer);
+          checking = false;
+          // ioredis picks another node and re-subscribes when its subscriber connection ends.
+          if (!alive) instance.disconnect();
+        });
+    }, 1000);
+    this.liveness.unref();
   }
 
   private shardedConnection(): Connection {

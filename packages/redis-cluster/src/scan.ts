@@ -1,6 +1,7 @@
 import calculateSlot from 'cluster-key-slot';
 import { Cluster, Redis } from 'ioredis';
 import { RedisArgumentError, RedisIncompleteScanError } from './errors.js';
+import { escapeGlob } from './glob.js';
 import {
   formatRanges,
   type MasterShard,
@@ -263,10 +264,26 @@ export function scanKeys(
   pattern: string,
   options: ScanOptions = {},
 ): AsyncIterableIterator<string> {
-  const args = validate(pattern, options ?? {});
-  return client instanceof Cluster
-    ? scanCluster(client, args, options.timeoutMs ?? DEFAULT_TIMEOUT_MS)
-    : scanStandalone(client, args);
+  const settings = options ?? {};
+  validate(pattern, settings);
+  // SCAN's MATCH is not prefixed by ioredis, but every key command is: match under the client's keyPrefix and yield
+  // keys without it, so what is yielded can be passed back to the same client (unlinkKeys, get…).
+  const prefix = keyPrefixOf(client);
+  const args = validate(`${escapeGlob(prefix)}${pattern}`, settings);
+  const keys =
+    client instanceof Cluster
+      ? scanCluster(client, args, settings.timeoutMs ?? DEFAULT_TIMEOUT_MS)
+      : scanStandalone(client, args);
+  return prefix === '' ? keys : withoutPrefix(keys, prefix.length);
+}
+
+function keyPrefixOf(client: Redis | Cluster): string {
+  const prefix = (client.options as { keyPrefix?: unknown }).keyPrefix;
+  return typeof prefix === 'string' ? prefix : '';
+}
+
+async function* withoutPrefix(keys: AsyncIterableIterator<string>, length: number) {
+  for await (const key of keys) yield key.slice(length);
 }
 
 const UNLINK_BATCH = 500;
@@ -281,8 +298,10 @@ export async function unlinkKeys(client: Redis | Cluster, keys: readonly string[
   }
   const groups = new Map<number, string[]>();
   const isCluster = client instanceof Cluster;
+  // ioredis prefixes every key with keyPrefix; the slot is that of the prefixed key.
+  const prefix = keyPrefixOf(client);
   for (const key of keys) {
-    const group = isCluster ? calculateSlot(key) : 0;
+    const group = isCluster ? calculateSlot(prefix + key) : 0;
     let list = groups.get(group);
     if (list === undefined) {
       list = [];

@@ -40,6 +40,7 @@ export class ShardedChannels {
   private chain: Promise<unknown> = Promise.resolve();
   private reconcileQueued = false;
   private closed = false;
+  private ticks = 0;
   private readonly timer: NodeJS.Timeout;
 
   constructor(private readonly options: ShardedChannelsOptions) {
@@ -137,8 +138,16 @@ export class ShardedChannels {
     );
   }
 
-  /** Cheap and local: runs every interval and only talks to Redis when a subscription was lost. */
+  /**
+   * Cheap and local every interval; every other interval it also refreshes the slot map, because a master that is
+   * paused or cut off, then replaced by its replica, raises no event on our connection at all.
+   */
   private check(): void {
+    this.ticks += 1;
+    if (this.ticks % 2 === 0 && this.ownerOf.size > 0) {
+      this.queueReconcile();
+      return;
+    }
     for (const [channel, address] of this.ownerOf) {
       const shard = this.shards.get(address);
       if (shard === undefined || !this.subscribed(shard, channel)) {

@@ -72,7 +72,20 @@ describe('resolveOptions', () => {
     [{ url: 'http://x' }, /redis:\/\/ or rediss:\/\//],
     [{ url: 'not a url' }, /not a valid URL/],
     [{ url: 'redis://x', commandTimeoutMs: -1 }, /commandTimeoutMs must be a positive integer/],
-    [{ url: 'redis://x', commandTimeoutMs: 2 ** 31 }, /commandTimeoutMs must be at most/],
+    [{ url: 'redis://x', commandTimeoutMs: 2 ** 31 }, /commandTimeoutMs must be a positive integer of at most/],
+    [{ url: 'redis://x', connectTimeoutMs: 3e9 }, /connectTimeoutMs must be a positive integer of at most/],
+    [{ host: 'x', port: -1 }, /port must be an integer between 1 and 65535/],
+    [{ host: 'x', port: 70000 }, /port must be an integer between 1 and 65535/],
+    [{ host: 'x', port: '24000x' }, /port must be an integer between 1 and 65535/],
+    [{ url: 'redis://x:0' }, /port must be an integer between 1 and 65535/],
+    [{ host: '' }, /host must be a host name/],
+    [{ host: 'a b' }, /host must be a host name/],
+    [{ host: 'x', maxRetriesPerRequest: -5 }, /maxRetriesPerRequest must be a non-negative integer or null/],
+    [{ host: 'x', enableOfflineQueue: 'false' }, /enableOfflineQueue must be true or false/],
+    [{ host: 'x', enableAutoPipelining: 1 }, /enableAutoPipelining must be true or false/],
+    [{ host: 'x', tls: 'false' }, /tls must be true, false or Node TLS options/],
+    [{ cluster: { nodes: [{ host: 'a', port: 70000 }] } }, /port between 1 and 65535/],
+    [{ cluster: { nodes: ['a:1'], scaleReads: 'slaves' } }, /scaleReads must be "master", "slave" or "all"/],
     [{ url: 'redis://x', name: 'User 42!' }, /Client name/],
     [{ host: 'x', db: -1 }, /db must be a non-negative integer/],
   ])('rejects %j with E_INVALID_CONFIG', (options, message) => {
@@ -152,6 +165,16 @@ describe('fromEnv', () => {
     expect(fromEnv({ REDIS_URL: 'rediss://h', REDIS_TLS_REJECT_UNAUTHORIZED: 'true' }).tls).toEqual({});
     expect(fromEnv({ REDIS_URL: 'rediss://h' }).tls).toEqual({});
   });
+
+  it.each(['REDIS_TLS_CA_FILE', 'REDIS_TLS_SERVERNAME', 'REDIS_TLS_REJECT_UNAUTHORIZED'])(
+    'refuses %s on a redis:// URL without REDIS_TLS, instead of connecting in plaintext',
+    (name) => {
+      const error = configError(() => fromEnv({ REDIS_URL: 'redis://h', [name]: name.endsWith('UNAUTHORIZED') ? 'true' : 'x' }));
+      expect(error.code).toBe('E_INVALID_CONFIG');
+      expect(error.message).toContain(name);
+      expect(error.message).toMatch(/REDIS_TLS=true or use a rediss:\/\/ URL/);
+    },
+  );
 
   it('says which variables to set when none is', () => {
     const error = configError(() => fromEnv({}));

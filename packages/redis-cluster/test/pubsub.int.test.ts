@@ -4,6 +4,9 @@ import {
   failover,
   keySlot,
   migrateSlot,
+  pauseNode,
+  resumeNode,
+  waitForPromotion,
   redisTargets,
   restoreCluster,
   slotOwner,
@@ -207,5 +210,39 @@ describe('sharded pub/sub on a cluster under slot moves', () => {
       15_000,
     );
     expect(back).toBe(true);
+  });
+
+  it('moves sharded and classic subscriptions off a master that hangs and is replaced by its replica', async () => {
+    const cluster = redisTargets().cluster;
+    const client = createRedisClient(optionsFor('cluster', { name: 'shang', commandTimeoutMs: 1000 }), {
+      logger: silent,
+    });
+    clients.push(client);
+    const channel = `${uniquePrefix('shang')}:{ward}`;
+    const sharded: string[] = [];
+    const classic: string[] = [];
+    await client.ssubscribe(channel, (message) => void sharded.push(message));
+    await client.subscribe(channel, (message) => void classic.push(message));
+    const owner = await slotOwner(cluster, keySlot(channel));
+    // The classic subscriber may sit on any node; hang the one the sharded channel lives on.
+    await pauseNode(cluster, owner);
+    try {
+      await waitForPromotion(cluster, owner, 30_000);
+      const back = await publishUntil(
+        async () => {
+          await client.spublish(channel, 'after');
+          await client.publish(channel, 'after');
+        },
+        () => sharded.includes('after') && classic.includes('after'),
+        20_000,
+      );
+      expect({ sharded: sharded.includes('after'), classic: classic.includes('after') }).toEqual({
+        sharded: true,
+        classic: true,
+      });
+      expect(back).toBe(true);
+    } finally {
+      await resumeNode(cluster, owner);
+    }
   });
 });

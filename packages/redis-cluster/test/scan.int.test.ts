@@ -78,6 +78,24 @@ describe.each<Topology>(['standalone', 'cluster'])('scanKeys and unlinkKeys on %
     expect(await unlinkKeys(client, [])).toBe(0);
   });
 
+  it('works under the keyPrefix of an ioredis client: yields keys as that client names them, and unlinks them', async () => {
+    const prefixed = createTestClient(
+      redisTargets(),
+      topology,
+      topology === 'cluster' ? {} : { keyPrefix: `${prefix}:kp:` },
+      topology === 'cluster' ? { keyPrefix: `${prefix}:kp:` } : {},
+    );
+    try {
+      await Promise.all(Array.from({ length: 30 }, (_, i) => prefixed.set(`item:${i}`, 'v', 'EX', 120)));
+      const found = await collect(scanKeys(prefixed, 'item:*'));
+      expect(found.sort()).toEqual(Array.from({ length: 30 }, (_, i) => `item:${i}`).sort());
+      expect(await unlinkKeys(prefixed, found)).toBe(30);
+      expect(await collect(scanKeys(client, `${escapeGlob(prefix)}:kp:*`))).toEqual([]);
+    } finally {
+      await prefixed.quit();
+    }
+  });
+
   it('rejects bad arguments with E_INVALID_ARGUMENT before sending anything', async () => {
     expect(() => scanKeys(client, '')).toThrowError(expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }));
     expect(() => scanKeys(client, '*', { count: 0 })).toThrowError(
