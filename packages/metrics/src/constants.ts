@@ -75,4 +75,10 @@ export const OPERATION_DURATION_DEFINITION = Object.freeze({
   labelNames: DB_OPERATION_LABEL_NAMES,
   buckets: BUCKETS.dbOperationSeconds,
   partitionBy: LABEL.dbSystemName,
+  // Redis knows about 240 commands and MongoDB fewer; error kinds are a few dozen. Past these, new values fold alone.
+  labelBudgets: Object.freeze({
+    [LABEL.dbOperationName]: 300,
+    [LABEL.dbCollectionName]: 200,
+    [LABEL.errorType]: 50,
+  }),
 });

@@ -50,6 +50,11 @@ export interface InstrumentDefinition<L extends string> {
    * use up another's series.
    */
   partitionBy?: L;
+  /**
+   * Distinct values each label may take (per partition) before its new values are recorded as `other`, so one runaway
+   * label (made-up error codes, say) folds alone and cannot use up the series the other labels need.
+   */
+  labelBudgets?: Partial<Record<L, number>>;
 }
 
 /** Distinct values of the partition label, past which new values fold into `other` too. */
@@ -81,6 +86,7 @@ export abstract class Instrument<L extends string, Series extends Bound, Bound> 
   readonly aggregator: Aggregator;
   protected readonly series: SeriesIndex<Series>;
   private readonly partitionBy: L | undefined;
+  private readonly labelBudgets: Partial<Record<L, number>> | undefined;
   private readonly partitions = new Map<string, Partition>();
   private readonly overflowHandles = new Map<Series, Bound>();
   private foldedHandle: BoundCounter | undefined;
@@ -96,6 +102,7 @@ export abstract class Instrument<L extends string, Series extends Bound, Bound> 
     this.maxSeries = definition.maxSeries;
     this.aggregator = definition.aggregator;
     this.partitionBy = definition.partitionBy;
+    this.labelBudgets = definition.labelBudgets;
     this.series = new SeriesIndex(definition.labelNames);
   }
 
@@ -122,16 +129,53 @@ export abstract class Instrument<L extends string, Series extends Bound, Bound> 
 
   // Runs only when a combination is seen for the first time, never on the observe path.
   protected createSeries(labels: LabelValues<L> | undefined): Bound {
-    const seriesLabels = buildSeriesLabels(this.labelNames, labels, this.metricName);
+    let seriesLabels = buildSeriesLabels(this.labelNames, labels, this.metricName);
     const key = this.partitionBy === undefined ? '' : (seriesLabels[this.partitionBy] ?? '');
     const partition = this.partitions.get(key);
     if (partition === undefined && this.partitionBy !== undefined && this.partitions.size >= MAX_PARTITIONS) {
       return this.fold(seriesLabels, undefined);
     }
+    let overBudget = false;
+    if (partition !== undefined && this.labelBudgets !== undefined) {
+      const budgeted = this.withinBudgets(seriesLabels, partition);
+      if (budgeted !== seriesLabels) {
+        overBudget = true;
+        seriesLabels = budgeted;
+        const existing = this.series.get(seriesLabels);
+        if (existing !== undefined) return this.overflowHandle(existing);
+      }
+    }
     if (partition === undefined || partition.count < this.maxSeries) {
-      return this.add(seriesLabels, partition ?? this.newPartition(key));
+      const series = this.add(seriesLabels, partition ?? this.newPartition(key));
+      return overBudget ? this.overflowHandle(series) : series;
     }
     return this.fold(seriesLabels, partition);
+  }
+
+  /** The labels with every value that is new and over its label's budget replaced by `other`. */
+  private withinBudgets(labels: SeriesLabels, partition: Partition): SeriesLabels {
+    let result: Record<string, string> | undefined;
+    for (const name of this.labelNames) {
+      const budget = this.labelBudgets?.[name];
+      if (budget === undefined) continue;
+      const value = labels[name] ?? '';
+      // An empty value means the label is absent ("no error"): one value, never a cardinality risk.
+      if (value === '') continue;
+      const seen = partition.seen.get(name);
+      if (seen === undefined || seen.has(value) || seen.size < budget) continue;
+      result ??= { ...labels };
+      result[name] = OVERFLOW_LABEL_VALUE;
+    }
+    return result === undefined ? labels : Object.freeze(result);
+  }
+
+  private overflowHandle(target: Series): Bound {
+    let handle = this.overflowHandles.get(target);
+    if (handle === undefined) {
+      handle = this.wrapOverflow(target, this.folded());
+      this.overflowHandles.set(target, handle);
+    }
+    return handle;
   }
 
   private newPartition(key: string): Partition {
@@ -180,12 +224,7 @@ export abstract class Instrument<L extends string, Series extends Bound, Bound> 
       target = this.newSeries(frozen);
       this.series.add(frozen, target);
     }
-    let handle = this.overflowHandles.get(target);
-    if (handle === undefined) {
-      handle = this.wrapOverflow(target, this.folded());
-      this.overflowHandles.set(target, handle);
-    }
-    return handle;
+    return this.overflowHandle(target);
   }
 
   /** The overflow counter's handle for this metric; warns the first time this metric overflows. */

@@ -368,12 +368,12 @@ export function createMetrics(options: CreateMetricsOptions = {}): Metrics {
   }
 
   function histogramNamed<L extends string>(
-    options: HistogramOptions<L> & { partitionBy?: L },
+    options: HistogramOptions<L> & { partitionBy?: L; labelBudgets?: Partial<Record<L, number>> },
     fullName: string,
   ): Histogram<L> {
     const definition = prepare(options, 'histogram', fullName);
     const buckets = validateBuckets(options.buckets ?? defaultBuckets(fullName), fullName);
-    const partitionBy = options.partitionBy;
+    const { partitionBy, labelBudgets } = options;
     return getOrCreate(
       'histogram',
       fullName,
@@ -381,7 +381,13 @@ export function createMetrics(options: CreateMetricsOptions = {}): Metrics {
       buckets,
       () =>
         new HistogramInstrument<L>(
-          { ...definition, buckets, aggregator: 'sum', ...(partitionBy ? { partitionBy } : {}) },
+          {
+            ...definition,
+            buckets,
+            aggregator: 'sum',
+            ...(partitionBy ? { partitionBy } : {}),
+            ...(labelBudgets ? { labelBudgets } : {}),
+          },
           context,
         ),
     ) as HistogramInstrument<L>;

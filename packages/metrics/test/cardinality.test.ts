@@ -84,6 +84,27 @@ describe('cardinality guard', () => {
     expect(text).not.toContain('db_system_name="other"');
   });
 
+  it('folds made-up error types alone, so operations first seen afterwards keep their names', async () => {
+    quietWarnings();
+    const metrics = createMetrics();
+    const duration = metrics.operationDuration();
+    for (let i = 0; i < 1200; i++) {
+      duration.observe({ db_system_name: 'redis', db_operation_name: 'evalsha', error_type: `E${i}` }, 0.001);
+    }
+    for (const name of ['hset', 'hgetall', 'expire', 'incr']) {
+      duration.observe({ db_system_name: 'redis', db_operation_name: name, error_type: '' }, 0.001);
+    }
+    const text = await metrics.text();
+    for (const name of ['hset', 'hgetall', 'expire', 'incr']) {
+      expect(text).toContain(`db_operation_name="${name}",db_collection_name="",error_type=""} 1`);
+    }
+    expect(text).toContain('db_operation_name="evalsha",db_collection_name="",error_type="other"} 1150');
+    const series = text
+      .split('\n')
+      .filter((line) => line.startsWith('db_client_operation_duration_seconds_count'));
+    expect(series.length).toBeLessThanOrEqual(56);
+  });
+
   it('folds the partition label too once it has too many values', async () => {
     quietWarnings();
     const metrics = createMetrics();

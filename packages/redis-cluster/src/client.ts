@@ -144,7 +144,8 @@ async function quitWithin(connection: Redis | Cluster, ms: number): Promise<void
   const sockets = connection instanceof Cluster ? connection.nodes('all') : [connection];
   connection.disconnect();
   for (const node of sockets) (node as unknown as { stream?: { destroy(): void } }).stream?.destroy();
-  await waitForEnd(connection, 100);
+  // A node connection rejects what it still holds when its socket's close event comes, a tick after destroy().
+  await Promise.all([connection, ...sockets].map((node) => waitForEnd(node, 100)));
 }
 
 /**

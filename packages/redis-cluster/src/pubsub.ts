@@ -206,7 +206,8 @@ export class PubSub {
         this.dispatch('pmessage', key, channel, message, key);
       });
       this.classic = connection;
-      if ((connection as unknown as SubscriberHost).subscriber !== undefined) this.watchClusterSubscriber(connection);
+      if ((connection as unknown as SubscriberHost).subscriber !== undefined)
+        this.watchClusterSubscriber(connection);
     }
     return this.classic;
   }

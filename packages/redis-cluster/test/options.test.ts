@@ -72,7 +72,10 @@ describe('resolveOptions', () => {
     [{ url: 'http://x' }, /redis:\/\/ or rediss:\/\//],
     [{ url: 'not a url' }, /not a valid URL/],
     [{ url: 'redis://x', commandTimeoutMs: -1 }, /commandTimeoutMs must be a positive integer/],
-    [{ url: 'redis://x', commandTimeoutMs: 2 ** 31 }, /commandTimeoutMs must be a positive integer of at most/],
+    [
+      { url: 'redis://x', commandTimeoutMs: 2 ** 31 },
+      /commandTimeoutMs must be a positive integer of at most/,
+    ],
     [{ url: 'redis://x', connectTimeoutMs: 3e9 }, /connectTimeoutMs must be a positive integer of at most/],
     [{ host: 'x', port: -1 }, /port must be an integer between 1 and 65535/],
     [{ host: 'x', port: 70000 }, /port must be an integer between 1 and 65535/],
@@ -169,7 +172,9 @@ describe('fromEnv', () => {
   it.each(['REDIS_TLS_CA_FILE', 'REDIS_TLS_SERVERNAME', 'REDIS_TLS_REJECT_UNAUTHORIZED'])(
     'refuses %s on a redis:// URL without REDIS_TLS, instead of connecting in plaintext',
     (name) => {
-      const error = configError(() => fromEnv({ REDIS_URL: 'redis://h', [name]: name.endsWith('UNAUTHORIZED') ? 'true' : 'x' }));
+      const error = configError(() =>
+        fromEnv({ REDIS_URL: 'redis://h', [name]: name.endsWith('UNAUTHORIZED') ? 'true' : 'x' }),
+      );
       expect(error.code).toBe('E_INVALID_CONFIG');
       expect(error.message).toContain(name);
       expect(error.message).toMatch(/REDIS_TLS=true or use a rediss:\/\/ URL/);

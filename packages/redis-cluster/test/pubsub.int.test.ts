@@ -5,12 +5,12 @@ import {
   keySlot,
   migrateSlot,
   pauseNode,
-  resumeNode,
-  waitForPromotion,
   redisTargets,
   restoreCluster,
+  resumeNode,
   slotOwner,
   uniquePrefix,
+  waitForPromotion,
 } from '@austa/test-env/vitest';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createRedisClient, type Logger, type RedisClient, type RedisClientOptions } from '../src/index.js';

@@ -46,8 +46,12 @@ export async function eventually<T>(
  * connection) and give it back on the same port: the client goes through a real disconnect, offline queue and
  * reconnect, against a real server.
  */
-export interface Proxy {
+export interface TcpProxy {
   port: number;
+  /** While true, replies from Redis are dropped: requests still arrive and run, the client never hears back. */
+  swallowReplies: boolean;
+  /** Destroys every proxied connection (a reset), and keeps listening. */
+  dropAll(): void;
   /** Closes the listener and destroys every proxied connection; new connections are refused. */
   down(): Promise<void>;
   /** Listens again on the same port. */
@@ -55,7 +59,10 @@ export interface Proxy {
   close(): Promise<void>;
 }
 
-export async function startProxy(target: { host: string; port: number }, startDown = false): Promise<Proxy> {
+export async function startProxy(
+  target: { host: string; port: number },
+  startDown = false,
+): Promise<TcpProxy> {
   const { createServer, connect } = await import('node:net');
   const sockets = new Set<import('node:net').Socket>();
   let server = createServer();
@@ -71,8 +78,12 @@ export async function startProxy(target: { host: string; port: number }, startDo
     };
     client.on('error', drop).on('close', drop);
     upstream.on('error', drop).on('close', drop);
-    client.pipe(upstream).pipe(client);
+    client.pipe(upstream);
+    upstream.on('data', (data: Buffer) => {
+      if (!state.swallowReplies) client.write(data);
+    });
   };
+  const state = { swallowReplies: false };
   const listen = (port: number) =>
     new Promise<number>((resolve, reject) => {
       server = createServer(handle);
@@ -101,6 +112,16 @@ export async function startProxy(target: { host: string; port: number }, startDo
   if (startDown) await down();
   return {
     port,
+    get swallowReplies() {
+      return state.swallowReplies;
+    },
+    set swallowReplies(value: boolean) {
+      state.swallowReplies = value;
+    },
+    dropAll() {
+      for (const socket of sockets) socket.destroy();
+      sockets.clear();
+    },
     down,
     up: async () => {
       await listen(port);
