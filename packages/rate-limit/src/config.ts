@@ -4,7 +4,12 @@ import { KIND, typeOf } from './keys.js';
 /** The algorithms, named as in the original rate limiter service. */
 export type Strategy = 'fixed-window' | 'sliding-window' | 'token-bucket' | 'leaky-bucket';
 
-export const STRATEGIES: readonly Strategy[] = ['fixed-window', 'sliding-window', 'token-bucket', 'leaky-bucket'];
+export const STRATEGIES: readonly Strategy[] = [
+  'fixed-window',
+  'sliding-window',
+  'token-bucket',
+  'leaky-bucket',
+];
 
 /** Values of the `strategy` metric label; the position is the index into the limiter's bound series. */
 export const STRATEGY_LABELS: readonly (Strategy | 'multiple')[] = [...STRATEGIES, 'multiple'];
@@ -137,7 +142,11 @@ export function compileLimit(config: LimitConfig, strategyArgument: unknown, pre
   if (config.burst !== undefined && !isBucket) {
     fail(`burst applies to token-bucket and leaky-bucket only, not to ${strategy}.`);
   }
-  const capacity = isBucket ? (config.burst === undefined ? limit : finitePositive(config.burst, 'burst', MAX_UNITS)) : limit;
+  const capacity = isBucket
+    ? config.burst === undefined
+      ? limit
+      : finitePositive(config.burst, 'burst', MAX_UNITS)
+    : limit;
   if (capacity < 1) {
     fail(
       `The bucket holds ${capacity} units, less than one request: set burst to at least 1 (e.g. { limit: ${limit}, ` +
@@ -158,18 +167,21 @@ export function compileLimit(config: LimitConfig, strategyArgument: unknown, pre
     );
   }
   if (strategy === 'leaky-bucket' && windowUs / limit < MIN_GCRA_INTERVAL_US) {
-    fail(`leaky-bucket supports at most 1,000,000 units per second per key (got ${limit / windowSeconds}/s).`);
+    fail(
+      `leaky-bucket supports at most 1,000,000 units per second per key (got ${limit / windowSeconds}/s).`,
+    );
   }
   let blockMs = 0;
   if (config.blockDurationSeconds !== undefined) {
-    blockMs = Math.ceil(finitePositive(config.blockDurationSeconds, 'blockDurationSeconds', MAX_SECONDS) * 1000);
+    blockMs = Math.ceil(
+      finitePositive(config.blockDurationSeconds, 'blockDurationSeconds', MAX_SECONDS) * 1000,
+    );
   }
   if (config.countRejected !== undefined && typeof config.countRejected !== 'boolean') {
     fail(`countRejected must be true or false (got ${typeOf(config.countRejected)}).`);
   }
 
-  const variant =
-    strategy === 'sliding-window' ? (`sliding-window:${precision}` as const) : strategy;
+  const variant = strategy === 'sliding-window' ? (`sliding-window:${precision}` as const) : strategy;
   const suffix = isBucket ? `:${windowMs}:${limit}:${capacity}` : `:${windowMs}`;
   return {
     strategy,
@@ -181,7 +193,14 @@ export function compileLimit(config: LimitConfig, strategyArgument: unknown, pre
     windowSeconds,
     keyHead: `${prefix}:${KIND[variant]}:{`,
     keyTail: `}${suffix}`,
-    args: [CODE[variant], String(limit), String(windowUs), String(capacity), String(blockMs), config.countRejected ? '1' : '0'],
+    args: [
+      CODE[variant],
+      String(limit),
+      String(windowUs),
+      String(capacity),
+      String(blockMs),
+      config.countRejected ? '1' : '0',
+    ],
     source: {
       limit: config.limit,
       windowSeconds: config.windowSeconds,
@@ -286,7 +305,9 @@ export function compilePlan(
     strategyLabel: strategies.size === 1 ? (limits[0] as CompiledLimit).strategy : 'multiple',
     maxCost: Math.min(...limits.map((limit) => limit.capacity)),
     numberOfKeys: limits.length + 1,
-    strategyIndex: STRATEGY_LABELS.indexOf(strategies.size === 1 ? (limits[0] as CompiledLimit).strategy : 'multiple'),
+    strategyIndex: STRATEGY_LABELS.indexOf(
+      strategies.size === 1 ? (limits[0] as CompiledLimit).strategy : 'multiple',
+    ),
   };
 }
 

@@ -81,7 +81,11 @@ export function ipv6Network(address: string, bits: number): string {
     );
   }
   const missing = 8 - headGroups.length - tailGroups.length;
-  const groups = [...headGroups, ...Array.from({ length: tail === undefined ? 0 : missing }, () => '0'), ...tailGroups];
+  const groups = [
+    ...headGroups,
+    ...Array.from({ length: tail === undefined ? 0 : missing }, () => '0'),
+    ...tailGroups,
+  ];
   const values = groups.map((group) => Number.parseInt(group || '0', 16));
   const kept: string[] = [];
   for (let i = 0; i < 8; i++) {
@@ -117,7 +121,9 @@ export function createHttpDecider<Request extends HttpRequestLike>(
   }
   const subnet = options.ipv6Subnet ?? 64;
   if (subnet !== false && (!Number.isInteger(subnet) || subnet < 1 || subnet > 128)) {
-    throw new RateLimitConfigError(`ipv6Subnet must be a whole number from 1 to 128, or false (got ${typeOf(subnet)}).`);
+    throw new RateLimitConfigError(
+      `ipv6Subnet must be a whole number from 1 to 128, or false (got ${typeOf(subnet)}).`,
+    );
   }
   const costOption = options.cost ?? 1;
   if (typeof costOption === 'number') checkCost(costOption, plan);
@@ -126,13 +132,23 @@ export function createHttpDecider<Request extends HttpRequestLike>(
   }
   const style = options.headers ?? 'ietf';
   if (style !== false && style !== 'ietf' && style !== 'legacy' && style !== 'both') {
-    throw new RateLimitConfigError(`headers must be 'ietf', 'legacy', 'both' or false (got ${typeOf(style)}).`);
+    throw new RateLimitConfigError(
+      `headers must be 'ietf', 'legacy', 'both' or false (got ${typeOf(style)}).`,
+    );
   }
   const headerOptions = { style, policyNames: options.policyNames };
   // Fail at startup on policy names that do not fit the limits.
   if (options.policyNames !== undefined) {
     rateLimitHeaders(
-      { allowed: true, limit: 1, remaining: 0, resetAtMs: 0, retryAfterMs: 0, blocked: false, fallback: null },
+      {
+        allowed: true,
+        limit: 1,
+        remaining: 0,
+        resetAtMs: 0,
+        retryAfterMs: 0,
+        blocked: false,
+        fallback: null,
+      },
       limits,
       headerOptions,
     );

@@ -50,7 +50,11 @@ export class Instruments {
       })
       .bind({ limiter });
     this.duration = source.operationDuration();
-    this.checkOk = this.duration.bind({ db_system_name: 'redis', db_operation_name: 'evalsha', error_type: '' });
+    this.checkOk = this.duration.bind({
+      db_system_name: 'redis',
+      db_operation_name: 'evalsha',
+      error_type: '',
+    });
   }
 
   /** A check script that answered: the hot path, one bound series. */
@@ -76,7 +80,11 @@ export class Instruments {
     const id = `${operation}\u0000${type}`;
     let series = this.latency.get(id);
     if (series === undefined) {
-      series = this.duration.bind({ db_system_name: 'redis', db_operation_name: operation, error_type: type });
+      series = this.duration.bind({
+        db_system_name: 'redis',
+        db_operation_name: operation,
+        error_type: type,
+      });
       this.latency.set(id, series);
     }
     series.observe(seconds);

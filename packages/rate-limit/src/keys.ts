@@ -25,7 +25,10 @@ export function encodeKey(key: unknown): string {
 
 function checkUnusualKey(key: unknown): void {
   if (typeof key !== 'string') {
-    throw new RateLimitArgumentError('E_INVALID_KEY', `A rate limit key must be a string (got ${typeOf(key)}).`);
+    throw new RateLimitArgumentError(
+      'E_INVALID_KEY',
+      `A rate limit key must be a string (got ${typeOf(key)}).`,
+    );
   }
   if (key.length === 0) {
     throw new RateLimitArgumentError(

@@ -272,7 +272,8 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
     blockCache = new BlockCache(maxKeys);
   }
   const now = options.now ?? Date.now;
-  if (typeof now !== 'function') throw new RateLimitConfigError('now must be a function returning ms since 1970.');
+  if (typeof now !== 'function')
+    throw new RateLimitConfigError('now must be a function returning ms since 1970.');
   const onRedisError = options.onRedisError;
   const instruments = new Instruments(options.metrics, name, failurePolicy);
   const recordLatency = instruments.enabled && options.recordRedisLatency !== false;
@@ -296,7 +297,12 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
     instruments.decision(strategyIndex, result);
   }
 
-  function blockedResult(plan: Plan, ttlMs: number, at: number, fallback: FailurePolicy | null): RateLimitResult {
+  function blockedResult(
+    plan: Plan,
+    ttlMs: number,
+    at: number,
+    fallback: FailurePolicy | null,
+  ): RateLimitResult {
     const first = plan.limits[0] as CompiledLimit;
     // A block key without expiry was not written by this package; report a window's wait rather than none.
     const wait = ttlMs < 0 ? first.windowMs : Math.ceil(ttlMs);
@@ -426,11 +432,7 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
       const limit = limits[i] as CompiledLimit;
       args.push(limit.keyHead + tag + limit.keyTail);
     }
-    args.push(
-      mode,
-      offset.known ? Math.floor(sentAt + offset.value + timeoutMs) : 0,
-      cost,
-    );
+    args.push(mode, offset.known ? Math.floor(sentAt + offset.value + timeoutMs) : 0, cost);
     for (let i = 0; i < limits.length; i++) {
       const limitArgs = (limits[i] as CompiledLimit).args;
       for (let j = 0; j < limitArgs.length; j++) args.push(limitArgs[j] as string);
@@ -462,13 +464,20 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
       if (recordLatency) instruments.checkAnswered((performance.now() - this.startedAt) / 1000);
       offset.sample(reply[1] as number, at);
       if (reply[0] === STATUS_LATE) {
-        this.fallback('deadline', new RateLimitRedisError('E_TIMEOUT', 'The check reached Redis after its deadline.'));
+        this.fallback(
+          'deadline',
+          new RateLimitRedisError('E_TIMEOUT', 'The check reached Redis after its deadline.'),
+        );
         return;
       }
       const plan = this.plan;
       const result = resultFromReply(reply, plan, at);
       if (result.blocked && blockCache !== undefined) blockCache.add(this.tag, result.retryAfterMs);
-      if (!this.peek) decide(plan.strategyIndex, result.allowed ? ALLOWED : reply[0] === STATUS_BLOCKED ? BLOCKED : REJECTED);
+      if (!this.peek)
+        decide(
+          plan.strategyIndex,
+          result.allowed ? ALLOWED : reply[0] === STATUS_BLOCKED ? BLOCKED : REJECTED,
+        );
       this.resolve(result);
     }
 
@@ -484,7 +493,10 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
       if (recordLatency) instruments.redis('evalsha', timeoutMs / 1000, 'timeout');
       this.fallback(
         'timeout',
-        new RateLimitRedisError('E_TIMEOUT', `Redis did not answer the rate limit check within ${timeoutMs} ms.`),
+        new RateLimitRedisError(
+          'E_TIMEOUT',
+          `Redis did not answer the rate limit check within ${timeoutMs} ms.`,
+        ),
       );
     }
 
@@ -525,7 +537,8 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
     try {
       tag = encodeKey(key);
       plan = plans.get(config, strategy);
-      if (checkOptions !== undefined && checkOptions.cost !== undefined) cost = checkCost(checkOptions.cost, plan);
+      if (checkOptions !== undefined && checkOptions.cost !== undefined)
+        cost = checkCost(checkOptions.cost, plan);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -570,7 +583,10 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
           timer = setTimeout(
             () =>
               reject(
-                new RateLimitRedisError('E_TIMEOUT', `Redis did not answer ${operation} within ${timeoutMs} ms.`),
+                new RateLimitRedisError(
+                  'E_TIMEOUT',
+                  `Redis did not answer ${operation} within ${timeoutMs} ms.`,
+                ),
               ),
             timeoutMs,
           );
@@ -590,7 +606,12 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
   }
 
   function blockSeconds(seconds: unknown): number {
-    if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds <= 0 || seconds > MAX_BLOCK_SECONDS) {
+    if (
+      typeof seconds !== 'number' ||
+      !Number.isFinite(seconds) ||
+      seconds <= 0 ||
+      seconds > MAX_BLOCK_SECONDS
+    ) {
       throw new RateLimitArgumentError(
         'E_INVALID_ARGUMENT',
         `block seconds must be a positive finite number of at most ${MAX_BLOCK_SECONDS} (got ${typeOf(seconds)}).`,
