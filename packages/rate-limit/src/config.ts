@@ -1,5 +1,6 @@
 import { RateLimitArgumentError, RateLimitConfigError } from './errors.js';
 import { KIND, typeOf } from './keys.js';
+import { COMMANDS } from './scripts/index.js';
 
 /** The algorithms, named as in the original rate limiter service. */
 export type Strategy = 'fixed-window' | 'sliding-window' | 'token-bucket' | 'leaky-bucket';
@@ -52,7 +53,7 @@ export interface LimitConfig {
   strategy?: Strategy;
 }
 
-/** Strategy codes understood by the check script. */
+/** Strategy codes understood by the multi-limit script. */
 export const CODE = {
   'fixed-window': '1',
   'sliding-window:exact': '2',
@@ -84,7 +85,13 @@ export interface CompiledLimit {
   /** The state key is `keyHead + <encoded key> + keyTail`: `<prefix>:<kind>:{` and `}<suffix>`. */
   readonly keyHead: string;
   readonly keyTail: string;
-  /** The six script arguments of this limit. */
+  /** Which flat script checks this limit alone. */
+  readonly variant: keyof typeof CODE;
+  /** Neither auto-block nor count-rejected: a check of this limit alone can take its flat script. */
+  readonly plain: boolean;
+  /** Arguments of this limit for its flat script (after deadline and cost): limit, window, [capacity]. */
+  readonly flatArgs: readonly string[];
+  /** Arguments for the general script: strategy code, limit, window µs, capacity, block ms, count rejected. */
   readonly args: readonly string[];
   /** The fields it was compiled from, to notice a config object changed after it was cached. */
   readonly source: {
@@ -182,6 +189,14 @@ export function compileLimit(config: LimitConfig, strategyArgument: unknown, pre
   }
 
   const variant = strategy === 'sliding-window' ? (`sliding-window:${precision}` as const) : strategy;
+  const countRejected = config.countRejected ? '1' : '0';
+  const flatArgs =
+    strategy === 'fixed-window'
+      ? // The fixed-window script passes its window straight to PEXPIRE, so it takes whole milliseconds.
+        [String(limit), String(Math.ceil(windowUs / 1000))]
+      : isBucket
+        ? [String(limit), String(windowUs), String(capacity)]
+        : [String(limit), String(windowUs)];
   const suffix = isBucket ? `:${windowMs}:${limit}:${capacity}` : `:${windowMs}`;
   return {
     strategy,
@@ -193,14 +208,10 @@ export function compileLimit(config: LimitConfig, strategyArgument: unknown, pre
     windowSeconds,
     keyHead: `${prefix}:${KIND[variant]}:{`,
     keyTail: `}${suffix}`,
-    args: [
-      CODE[variant],
-      String(limit),
-      String(windowUs),
-      String(capacity),
-      String(blockMs),
-      config.countRejected ? '1' : '0',
-    ],
+    variant,
+    plain: blockMs === 0 && !config.countRejected,
+    flatArgs,
+    args: [CODE[variant], String(limit), String(windowUs), String(capacity), String(blockMs), countRejected],
     source: {
       limit: config.limit,
       windowSeconds: config.windowSeconds,
@@ -238,6 +249,10 @@ export interface Plan {
   readonly numberOfKeys: number;
   /** Position of `strategyLabel` in the metrics' decision table. */
   readonly strategyIndex: number;
+  /** A single plain limit: checked by its flat script. Otherwise (and for peeks) the general script runs. */
+  readonly flat: boolean;
+  /** The ioredis command (script) that checks and records this plan. */
+  readonly command: string;
 }
 
 /** Most limits one call may check together. */
@@ -299,12 +314,15 @@ export function compilePlan(
     ids.add(id);
   }
   const strategies = new Set(limits.map((limit) => limit.strategy));
+  const flat = limits.length === 1 && (limits[0] as CompiledLimit).plain;
   return {
     limits,
     strategyArgument: strategy,
     strategyLabel: strategies.size === 1 ? (limits[0] as CompiledLimit).strategy : 'multiple',
     maxCost: Math.min(...limits.map((limit) => limit.capacity)),
     numberOfKeys: limits.length + 1,
+    flat,
+    command: flat ? COMMANDS[(limits[0] as CompiledLimit).variant] : COMMANDS.multi,
     strategyIndex: STRATEGY_LABELS.indexOf(
       strategies.size === 1 ? (limits[0] as CompiledLimit).strategy : 'multiple',
     ),

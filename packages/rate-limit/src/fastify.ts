@@ -1,68 +1,50 @@
-import { createHttpDecider, type HttpRateLimitOptions, type HttpRequestLike } from './http.js';
+import type { FastifyPluginCallback, FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
+import { createHttpDecider, type HttpRateLimitOptions } from './http.js';
 
 export type { HttpDecision, HttpRateLimitOptions, TooManyRequestsBody } from './http.js';
 
-/** The parts of a Fastify request the hook uses. */
-export interface FastifyRequestLike extends HttpRequestLike {
-  routeOptions?: { config?: { rateLimit?: unknown } };
-}
-
-/** The parts of a Fastify reply the hook uses. */
-export interface FastifyReplyLike {
-  header(name: string, value: string): unknown;
-  code(statusCode: number): FastifyReplyLike;
-  send(payload?: unknown): unknown;
-}
-
-export type RateLimitHook<Request extends FastifyRequestLike = FastifyRequestLike> = (
-  request: Request,
-  reply: FastifyReplyLike,
-) => Promise<unknown>;
+/** Options of the Fastify plugin and hook: the shared HTTP options, with Fastify's request type. */
+export type FastifyRateLimitOptions = HttpRateLimitOptions<FastifyRequest>;
 
 /**
  * A Fastify `onRequest` hook for chosen routes: `app.get('/login', { onRequest: rateLimitHook({...}) }, handler)`.
  * Sets the rate limit headers and answers 429 with a JSON body (and `Retry-After`) when the limit is exceeded.
+ * A route opts out with `{ config: { rateLimit: false } }`.
  */
-export function rateLimitHook<Request extends FastifyRequestLike = FastifyRequestLike>(
-  options: HttpRateLimitOptions<Request>,
-): RateLimitHook<Request> {
+export function rateLimitHook(options: FastifyRateLimitOptions): onRequestAsyncHookHandler {
   const decide = createHttpDecider(options);
-  return async function austaRateLimit(request, reply) {
-    if (request.routeOptions?.config?.rateLimit === false) return undefined;
+  return async function austaRateLimit(request: FastifyRequest, reply: FastifyReply) {
+    if ((request.routeOptions.config as { rateLimit?: unknown } | undefined)?.rateLimit === false) return;
     const decision = await decide(request);
-    if (decision === undefined) return undefined;
-    for (const name in decision.headers) reply.header(name, decision.headers[name] as string);
-    if (decision.body === undefined) return undefined;
+    if (decision === undefined) return;
+    for (const name in decision.headers) reply.header(name, decision.headers[name]);
+    if (decision.body === undefined) return;
     reply.code(429).send(decision.body);
     // Returning the reply tells Fastify the response was sent and the route handler must not run.
     return reply;
   };
 }
 
-interface FastifyInstanceLike {
-  addHook(name: 'onRequest', hook: RateLimitHook<never>): unknown;
-}
-
 /**
  * Fastify plugin: limits every route of the instance it is registered on (and of its children). A route opts out
- * with `{ config: { rateLimit: false } }`. Registered with `skip-override` (as `fastify-plugin` would), so it
- * applies to the routes of the instance you register it on rather than only inside its own context.
+ * with `{ config: { rateLimit: false } }`. Marked `skip-override` (as `fastify-plugin` does), so its hook applies to
+ * the instance you register it on rather than only inside its own encapsulated context.
  * @example await app.register(fastifyRateLimit, { limiter, limits: { limit: 100, windowSeconds: 60 }, strategy: 'token-bucket' })
  */
-export const fastifyRateLimit = Object.assign(
+export const fastifyRateLimit: FastifyPluginCallback<FastifyRateLimitOptions> = Object.assign(
   function austaRateLimitPlugin(
-    instance: FastifyInstanceLike,
-    options: HttpRateLimitOptions<FastifyRequestLike>,
+    instance: Parameters<FastifyPluginCallback<FastifyRateLimitOptions>>[0],
+    options: FastifyRateLimitOptions,
     done: (error?: Error) => void,
   ): void {
-    let hook: RateLimitHook;
+    let hook: onRequestAsyncHookHandler;
     try {
       hook = rateLimitHook(options);
     } catch (error) {
       done(error as Error);
       return;
     }
-    instance.addHook('onRequest', hook as RateLimitHook<never>);
+    instance.addHook('onRequest', hook);
     done();
   },
   {

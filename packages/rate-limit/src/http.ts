@@ -1,3 +1,4 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import { isIPv4, isIPv6 } from 'node:net';
 import { checkCost, compilePlan, type LimitConfig, type Strategy } from './config.js';
 import { RateLimitConfigError } from './errors.js';
@@ -8,6 +9,7 @@ import type { RateLimiter, RateLimitResult } from './limiter.js';
 /** What the middleware reads from a request: the framework's request object has these. */
 export interface HttpRequestLike {
   ip?: string;
+  headers: IncomingHttpHeaders;
   user?: { id?: unknown } | null;
 }
 

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { Metrics } from '@austa/metrics';
 import { escapeGlob, scanKeys, unlinkKeys } from '@austa/redis-cluster';
 import type { Cluster, Redis } from 'ioredis';
@@ -22,7 +21,7 @@ import {
 import { type FailurePolicy, type FallbackReason, Instruments } from './instruments.js';
 import { encodeKey, KIND, typeOf, validatePrefix } from './keys.js';
 import { BlockCache, InsuranceLimiter } from './local-state.js';
-import { CHECK_SCRIPT } from './scripts/check.js';
+import { COMMANDS, SCRIPTS, type ScriptVariant } from './scripts/index.js';
 import { TimeoutQueue, type Waiter } from './timeouts.js';
 
 export type { FailurePolicy };
@@ -173,14 +172,14 @@ const MAX_BLOCK_SECONDS = 315_360_000;
 /** How long a sample of Redis' clock offset is trusted as the best one (see `ClockOffset`). */
 const OFFSET_EPOCH_MS = 5000;
 
-const STATUS_BLOCKED = 1;
-const STATUS_AUTO_BLOCKED = 2;
+// Reply statuses of the check scripts (see scripts/common.ts).
+const STATUS_ALLOWED = 0;
+const STATUS_BLOCKED = 2;
+const STATUS_AUTO_BLOCKED = 3;
 const STATUS_LATE = -1;
 const ALLOWED = 0;
 const REJECTED = 1;
 const BLOCKED = 2;
-
-const COMMAND = `austaRateLimit_${createHash('sha1').update(CHECK_SCRIPT).digest('hex').slice(0, 12)}`;
 
 type ScriptClient = Record<string, (args: Array<string | number>) => Promise<number[]>>;
 
@@ -280,11 +279,14 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
   const insurance =
     failurePolicy === 'insurance' ? new InsuranceLimiter(insuranceMaxKeys, limitFraction) : undefined;
 
-  // defineCommand adds one method to the client you passed. Its name carries the script's hash, so two versions of
-  // this package sharing a client never overwrite each other's script. ioredis sends EVALSHA and falls back to EVAL
-  // on NOSCRIPT (after SCRIPT FLUSH, a restart or a failover to a node that never saw the script).
+  // defineCommand adds one method per script to the client you passed. Their names carry the script's hash, so two
+  // versions of this package sharing a client never overwrite each other's scripts. ioredis sends EVALSHA and falls
+  // back to EVAL on NOSCRIPT (after SCRIPT FLUSH, a restart, or a failover to a node that never saw the script).
   const scripts = redis as unknown as ScriptClient;
-  if (typeof scripts[COMMAND] !== 'function') redis.defineCommand(COMMAND, { lua: CHECK_SCRIPT });
+  for (const variant of Object.keys(SCRIPTS) as ScriptVariant[]) {
+    const command = COMMANDS[variant];
+    if (typeof scripts[command] !== 'function') redis.defineCommand(command, { lua: SCRIPTS[variant] });
+  }
   const clientKeyPrefix = (redis.options as { keyPrefix?: string }).keyPrefix ?? '';
 
   const plans = new PlanCache(prefix);
@@ -317,26 +319,40 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
     };
   }
 
+  /** A reply of a flat script: { status, Redis time, remaining, reset ms[, retry ms] }. */
+  function resultFromFlatReply(reply: number[], plan: Plan, at: number): RateLimitResult {
+    const status = reply[0] as number;
+    if (status === STATUS_BLOCKED) return blockedResult(plan, reply[4] as number, at, null);
+    return {
+      allowed: status === STATUS_ALLOWED,
+      limit: (plan.limits[0] as CompiledLimit).limit,
+      remaining: reply[2] as number,
+      resetAtMs: at + (reply[3] as number),
+      retryAfterMs: status === STATUS_ALLOWED ? 0 : (reply[4] as number),
+      blocked: false,
+      fallback: null,
+    };
+  }
+
+  /** A reply of the general script: { status, Redis time, block ms, then four per limit }. */
   function resultFromReply(reply: number[], plan: Plan, at: number): RateLimitResult {
     const status = reply[0] as number;
-    if (status === STATUS_BLOCKED) return blockedResult(plan, reply[2] as number, at, null);
-    const count = plan.limits.length;
-    if (count === 1) {
-      const allowed = reply[3] === 1 && status !== STATUS_AUTO_BLOCKED;
+    if (status === STATUS_BLOCKED) return blockedResult(plan, reply[4] as number, at, null);
+    if (plan.limits.length === 1) {
       let retry = reply[6] as number;
       if (status === STATUS_AUTO_BLOCKED && (reply[2] as number) > retry) retry = reply[2] as number;
       return {
-        allowed,
+        allowed: status === STATUS_ALLOWED,
         limit: (plan.limits[0] as CompiledLimit).limit,
         remaining: reply[4] as number,
         resetAtMs: at + (reply[5] as number),
-        retryAfterMs: retry,
+        retryAfterMs: status === STATUS_ALLOWED ? 0 : retry,
         blocked: status === STATUS_AUTO_BLOCKED,
         fallback: null,
       };
     }
+    const count = plan.limits.length;
     const limits: LimitResult[] = [];
-    let allowed = status !== STATUS_AUTO_BLOCKED;
     let deciding = 0;
     let retry = 0;
     for (let i = 0; i < count; i++) {
@@ -352,7 +368,6 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
         retryAfterMs: reply[at4 + 3] as number,
       };
       limits.push(item);
-      if (!item.allowed) allowed = false;
       const best = limits[deciding] as LimitResult;
       // The deciding limit: the rejecting one with the longest wait, else the one with the least left.
       if (
@@ -363,6 +378,7 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
       }
       if (item.retryAfterMs > retry) retry = item.retryAfterMs;
     }
+    const allowed = status === STATUS_ALLOWED;
     if (status === STATUS_AUTO_BLOCKED && (reply[2] as number) > retry) retry = reply[2] as number;
     const top = limits[deciding] as LimitResult;
     return {
@@ -425,14 +441,30 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
     };
   }
 
-  function scriptArgs(tag: string, plan: Plan, mode: '0' | '1', cost: number, sentAt: number) {
-    const args: Array<string | number> = [plan.numberOfKeys, blockKeyHead + tag + '}'];
+  function scriptArgs(tag: string, plan: Plan, peek: boolean, cost: number, sentAt: number) {
     const limits = plan.limits;
+    const deadline = offset.known ? Math.floor(sentAt + offset.value + timeoutMs) : 0;
+    if (plan.flat && !peek) {
+      const limit = limits[0] as CompiledLimit;
+      const own = limit.flatArgs;
+      const args: Array<string | number> = [
+        2,
+        blockKeyHead + tag + '}',
+        limit.keyHead + tag + limit.keyTail,
+        deadline,
+        cost,
+        own[0] as string,
+        own[1] as string,
+      ];
+      if (own.length === 3) args.push(own[2] as string);
+      return args;
+    }
+    const args: Array<string | number> = [plan.numberOfKeys, blockKeyHead + tag + '}'];
     for (let i = 0; i < limits.length; i++) {
       const limit = limits[i] as CompiledLimit;
       args.push(limit.keyHead + tag + limit.keyTail);
     }
-    args.push(mode, offset.known ? Math.floor(sentAt + offset.value + timeoutMs) : 0, cost);
+    args.push(peek ? '1' : '0', deadline, cost);
     for (let i = 0; i < limits.length; i++) {
       const limitArgs = (limits[i] as CompiledLimit).args;
       for (let j = 0; j < limitArgs.length; j++) args.push(limitArgs[j] as string);
@@ -471,7 +503,8 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
         return;
       }
       const plan = this.plan;
-      const result = resultFromReply(reply, plan, at);
+      const result =
+        plan.flat && !this.peek ? resultFromFlatReply(reply, plan, at) : resultFromReply(reply, plan, at);
       if (result.blocked && blockCache !== undefined) blockCache.add(this.tag, result.retryAfterMs);
       if (!this.peek)
         decide(
@@ -551,11 +584,12 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
       }
     }
     const startedAt = performance.now();
-    const args = scriptArgs(tag, plan, peek ? '1' : '0', cost, now());
+    const args = scriptArgs(tag, plan, peek, cost, now());
     return new Promise<RateLimitResult>((resolve, reject) => {
       const pending = new PendingCheck(resolve, reject, tag, plan, cost, peek, startedAt);
       timeouts.add(pending);
-      scripts[COMMAND]?.(args).then(
+      const command = peek ? COMMANDS.multi : plan.command;
+      (scripts[command] as (args: Array<string | number>) => Promise<number[]>)(args).then(
         (reply) => pending.reply(reply),
         (error: unknown) => pending.error(error),
       );
