@@ -1,8 +1,8 @@
 import { type BenchCase, type BenchContext, defineBench, loadRival, type PreparedCase } from '@austa/bench';
 import { createMetrics } from '@austa/metrics';
+import { createRateLimiter, type LimitConfig, type Strategy } from '@austa/rate-limit';
 import { DEFAULTS } from '@austa/redis-cluster';
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
-import { createRateLimiter, type LimitConfig, type Strategy } from '@austa/rate-limit';
 
 // Rivals come from the bench package's dependencies: neither is a dependency of @austa/rate-limit.
 const ioredis = await loadRival<typeof import('ioredis')>('ioredis');
@@ -72,7 +72,12 @@ function rivalCase(op: string, lib: string, vs?: string): BenchCase {
   };
 }
 
-function oursCase(op: string, strategy: Strategy, config: LimitConfig, options: { metrics?: boolean } = {}): BenchCase {
+function oursCase(
+  op: string,
+  strategy: Strategy,
+  config: LimitConfig,
+  options: { metrics?: boolean } = {},
+): BenchCase {
   return {
     op,
     lib: options.metrics ? `${OURS} (metrics)` : OURS,
@@ -114,13 +119,15 @@ function ceilingCase(op: string): BenchCase {
       const redis = client(context);
       const teardown = await ready(redis);
       redis.defineCommand('benchFixedWindow', { numberOfKeys: 1, lua: CEILING_LUA });
-      const call = (redis as unknown as Record<string, (key: string, ms: string) => Promise<[number, number]>>)
-        .benchFixedWindow as (key: string, ms: string) => Promise<[number, number]>;
+      const call = (
+        redis as unknown as Record<string, (key: string, ms: string) => Promise<[number, number]>>
+      ).benchFixedWindow as (key: string, ms: string) => Promise<[number, number]>;
       const prefix = `${context.prefix}:ceiling:`;
       const windowMs = String(WINDOW_SECONDS * 1000);
       const keys = context.keys.map((key) => prefix + key);
       return {
-        run: (i) => call.call(redis, keys[i % keys.length] as string, windowMs).then((reply) => reply[0] <= LIMIT),
+        run: (i) =>
+          call.call(redis, keys[i % keys.length] as string, windowMs).then((reply) => reply[0] <= LIMIT),
         teardown,
       };
     },
@@ -146,7 +153,10 @@ export default defineBench({
       ceilingCase('checkLimit:fixed-window'),
       oursCase('checkLimit:fixed-window', 'fixed-window', window, { metrics: true }),
     ]),
-    ...group('checkLimit:sliding-window-approximate', 'sliding-window', { ...window, precision: 'approximate' }),
+    ...group('checkLimit:sliding-window-approximate', 'sliding-window', {
+      ...window,
+      precision: 'approximate',
+    }),
     ...group('checkLimit:sliding-window-exact', 'sliding-window', { ...window, precision: 'exact' }),
     ...group('checkLimit:token-bucket', 'token-bucket', window),
     ...group('checkLimit:leaky-bucket', 'leaky-bucket', window),

@@ -224,7 +224,7 @@ class ClockOffset {
   }
 
   get value(): number {
-    return this.current > this.previous ? this.current : this.previous;
+    return Math.max(this.current, this.previous);
   }
 }
 
@@ -449,7 +449,7 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
       const own = limit.flatArgs;
       const args: Array<string | number> = [
         2,
-        blockKeyHead + tag + '}',
+        `${blockKeyHead + tag}}`,
         limit.keyHead + tag + limit.keyTail,
         deadline,
         cost,
@@ -459,7 +459,7 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
       if (own.length === 3) args.push(own[2] as string);
       return args;
     }
-    const args: Array<string | number> = [plan.numberOfKeys, blockKeyHead + tag + '}'];
+    const args: Array<string | number> = [plan.numberOfKeys, `${blockKeyHead + tag}}`];
     for (let i = 0; i < limits.length; i++) {
       const limit = limits[i] as CompiledLimit;
       args.push(limit.keyHead + tag + limit.keyTail);
@@ -700,13 +700,13 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
     async block(key, seconds) {
       const tag = encodeKey(key);
       const ms = blockSeconds(seconds);
-      await bounded('set', () => redis.set(blockKeyHead + tag + '}', '1', 'PX', ms));
+      await bounded('set', () => redis.set(`${blockKeyHead + tag}}`, '1', 'PX', ms));
       blockCache?.add(tag, ms);
     },
 
     async isBlocked(key) {
       const tag = encodeKey(key);
-      const ttl = await bounded('pttl', () => redis.pttl(blockKeyHead + tag + '}'));
+      const ttl = await bounded('pttl', () => redis.pttl(`${blockKeyHead + tag}}`));
       if (ttl > 0) blockCache?.add(tag, ttl);
       else blockCache?.delete(tag);
       return ttl !== -2;
@@ -715,7 +715,7 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
     async unblock(key) {
       const tag = encodeKey(key);
       blockCache?.delete(tag);
-      return (await bounded('del', () => redis.del(blockKeyHead + tag + '}'))) > 0;
+      return (await bounded('del', () => redis.del(`${blockKeyHead + tag}}`))) > 0;
     },
 
     async cleanup() {

@@ -12,7 +12,6 @@ import {
   migrateSlot,
   pauseNode,
   redisTargets,
-  restartNode,
   restoreCluster,
   resumeNode,
   type StandaloneHandle,
@@ -84,6 +83,7 @@ describe('failure policies on a standalone server', () => {
     );
     child.unref();
     const probe = new Redis(server.port, server.host, { lazyConnect: true, retryStrategy: () => 50 });
+    probe.on('error', () => {});
     try {
       await eventually(
         () =>
