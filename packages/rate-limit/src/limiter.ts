@@ -167,6 +167,8 @@ export interface RateLimiter {
 
 const NAME_PATTERN = /^[a-z][a-z0-9_-]{0,31}$/;
 const POLICIES: readonly FailurePolicy[] = ['fail-open', 'fail-closed', 'insurance'];
+/** Longest per-call timeout. */
+const MAX_TIMEOUT_MS = 60_000;
 /** Longest block: ten years. */
 const MAX_BLOCK_SECONDS = 315_360_000;
 /** How long a sample of Redis' clock offset is trusted as the best one (see `ClockOffset`). */
@@ -250,6 +252,11 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
     );
   }
   const timeoutMs = positiveInteger(options.timeoutMs, DEFAULTS.timeoutMs, 'timeoutMs');
+  if (timeoutMs > MAX_TIMEOUT_MS) {
+    throw new RateLimitConfigError(
+      `timeoutMs must be at most ${MAX_TIMEOUT_MS} (got ${timeoutMs}): a check that waits longer is an outage already.`,
+    );
+  }
   const insuranceOptions = options.insurance ?? {};
   const insuranceMaxKeys = positiveInteger(
     insuranceOptions.maxKeys,
@@ -271,8 +278,10 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
     blockCache = new BlockCache(maxKeys);
   }
   const now = options.now ?? Date.now;
-  if (typeof now !== 'function')
+  // Checked once here: a clock that throws or returns garbage inside a reply handler would leave a check unanswered.
+  if (typeof now !== 'function' || !Number.isFinite(now())) {
     throw new RateLimitConfigError('now must be a function returning ms since 1970.');
+  }
   const onRedisError = options.onRedisError;
   const instruments = new Instruments(options.metrics, name, failurePolicy);
   const recordLatency = instruments.enabled && options.recordRedisLatency !== false;
