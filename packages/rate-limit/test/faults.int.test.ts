@@ -308,6 +308,26 @@ describe('faults on a real cluster', () => {
     await limiter.close();
   });
 
+  it('cleanup() and reset() fail with E_INCOMPLETE_SCAN, never a partial answer, while a shard is down', async () => {
+    const redis = houseClient('cluster');
+    clients.push(redis);
+    const limiter = createRateLimiter({ redis: redis.client, prefix, timeoutMs: TIMEOUT_MS });
+    const key = 'shard-down';
+    await limiter.checkLimit(key, config, 'token-bucket');
+    const master = await ownerOf(key);
+    const replicas =
+      (await clusterTopology(cluster())).masters.find((m) => m.port === master)?.replicaPorts ?? [];
+    // Master and replica gone: those slots have no node at all.
+    for (const port of [master, ...replicas]) await killNode(cluster(), port);
+    await expect(limiter.cleanup()).rejects.toMatchObject({ code: 'E_INCOMPLETE_SCAN' });
+    await expect(limiter.reset(key, 'token-bucket')).rejects.toMatchObject({ code: 'E_INCOMPLETE_SCAN' });
+    // Checks of that shard's keys are still answered, by the policy.
+    const outcome = await timed(limiter.checkLimit(key, config, 'token-bucket'));
+    expect(outcome.ms).toBeLessThan(TIMEOUT_MS + SLACK_MS);
+    expect(outcome.value?.fallback).toBe('insurance');
+    await limiter.close();
+  });
+
   it('keeps counts exact across a slot migration (MOVED), and answers while the slot is half-migrated (ASK)', async () => {
     const redis = houseClient('cluster');
     clients.push(redis);
