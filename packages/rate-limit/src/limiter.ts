@@ -75,8 +75,8 @@ export interface RateLimiterOptions {
    */
   recordRedisLatency?: boolean;
   /**
-   * This process' clock, ms since 1970. Never used for decisions (Redis' clock is): only to express `resetAtMs` in
-   * your clock and to place the deadline of a check on Redis' clock. Default `Date.now`.
+   * This process' clock, ms since 1970. Never used for decisions (Redis' clock is), nor for deadlines (the monotonic
+   * clock is): only to express `resetAtMs` in your clock. Default `Date.now`.
    */
   now?: () => number;
   /** Called with each Redis error or timeout that a failure policy answered for. Default: nothing (see metrics). */
@@ -203,9 +203,11 @@ function isRedisClient(value: unknown): value is Redis | Cluster {
 }
 
 /**
- * Where Redis' clock stands relative to ours, learned from replies. Each reply gives a lower bound (Redis' time at
- * the script minus our time at the reply); the largest of the last two 5-second epochs is used, so a slow reply
- * never pulls it down and a clock step is followed within 10 s. Used only to place deadlines on Redis' clock.
+ * Where Redis' clock stands relative to this process' monotonic clock (`performance.now()`), learned from replies.
+ * Each reply gives a lower bound (Redis' time at the script minus our time at the reply); the largest of the last
+ * two 5-second epochs is used, so a slow reply never pulls it down and a step of Redis' clock (a failover to a host
+ * whose clock differs) is followed within 10 s. Wall-clock steps on this host change nothing. Used only to place
+ * deadlines on Redis' clock.
  */
 class ClockOffset {
   known = false;
@@ -502,8 +504,9 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
       if (this.settled) return;
       this.settled = true;
       const at = now();
-      if (recordLatency) instruments.checkAnswered((performance.now() - this.startedAt) / 1000);
-      offset.sample(reply[1] as number, at);
+      const monotonic = performance.now();
+      if (recordLatency) instruments.checkAnswered((monotonic - this.startedAt) / 1000);
+      offset.sample(reply[1] as number, monotonic);
       if (reply[0] === STATUS_LATE) {
         this.fallback(
           'deadline',
@@ -593,7 +596,7 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
       }
     }
     const startedAt = performance.now();
-    const args = scriptArgs(tag, plan, peek, cost, now());
+    const args = scriptArgs(tag, plan, peek, cost, startedAt);
     return new Promise<RateLimitResult>((resolve, reject) => {
       const pending = new PendingCheck(resolve, reject, tag, plan, cost, peek, startedAt);
       timeouts.add(pending);
