@@ -308,6 +308,50 @@ describe('faults on a real cluster', () => {
     await limiter.close();
   });
 
+  it('answers every check while a master hangs long enough to be failed over, then is resumed', async () => {
+    const redis = houseClient('cluster');
+    clients.push(redis);
+    const limiter = createRateLimiter({ redis: redis.client, prefix, timeoutMs: TIMEOUT_MS });
+    const key = 'hung-master';
+    const limit = { limit: 1_000_000, windowSeconds: 3600 };
+    await limiter.checkLimit(key, limit, 'fixed-window');
+    const master = await ownerOf(key);
+    const outcomes: Array<{ ms: number; fallback: string | null; error?: unknown }> = [];
+    let stop = false;
+    const worker = async () => {
+      while (!stop) {
+        const outcome = await timed(limiter.checkLimit(key, limit, 'fixed-window'));
+        outcomes.push({ ms: outcome.ms, fallback: outcome.value?.fallback ?? null, error: outcome.error });
+        if (outcome.value?.fallback) await sleep(20);
+      }
+    };
+    const workers = Array.from({ length: 4 }, worker);
+    await sleep(300);
+    // A hung VM: the sockets stay open, nothing answers, and the cluster promotes the replica.
+    await pauseNode(cluster(), master);
+    try {
+      await waitForPromotion(cluster(), master, 30_000);
+      const promotedAt = outcomes.length;
+      await eventually(
+        async () => outcomes.slice(promotedAt).filter((o) => o.fallback === null).length,
+        (n) => n >= 50,
+        20_000,
+      );
+    } finally {
+      await resumeNode(cluster(), master);
+    }
+    // The old master comes back as a replica of the new one; checks keep coming from Redis.
+    const resumedAt = outcomes.length;
+    await sleep(1000);
+    stop = true;
+    await Promise.all(workers);
+    expect(outcomes.filter((o) => o.error !== undefined)).toEqual([]);
+    expect(Math.max(...outcomes.map((o) => o.ms))).toBeLessThan(TIMEOUT_MS + SLACK_MS);
+    expect(outcomes.filter((o) => o.fallback === 'insurance').length).toBeGreaterThan(0);
+    expect(outcomes.slice(resumedAt).filter((o) => o.fallback === null).length).toBeGreaterThan(0);
+    await limiter.close();
+  });
+
   it('cleanup() and reset() fail with E_INCOMPLETE_SCAN, never a partial answer, while a shard is down', async () => {
     const redis = houseClient('cluster');
     clients.push(redis);
