@@ -11,6 +11,8 @@ export const LABEL = Object.freeze({
   dbSystemName: 'db_system_name',
   /** `db_operation_name`: the command or operation, lower case (`get`, `evalsha`, `find`). */
   dbOperationName: 'db_operation_name',
+  /** `db_collection_name`: the collection (MongoDB) an operation touched; empty where there is none (Redis). */
+  dbCollectionName: 'db_collection_name',
   /** `error_type`: empty when the operation succeeded, else a short, low-cardinality class of error. */
   errorType: 'error_type',
   /** `result`: outcome of an operation, e.g. `hit` / `miss`, `allowed` / `denied`, `ok` / `error`. */
@@ -23,6 +25,7 @@ export const LABEL = Object.freeze({
 export const DB_OPERATION_LABEL_NAMES = Object.freeze([
   LABEL.dbSystemName,
   LABEL.dbOperationName,
+  LABEL.dbCollectionName,
   LABEL.errorType,
 ] as const);
 
@@ -64,3 +67,12 @@ export const CARDINALITY_OVERFLOW_METRIC = 'austa_metrics_cardinality_overflow_t
 
 /** Prefix of every package metric name built by `metricName()`. */
 export const PACKAGE_METRIC_PREFIX = 'austa_';
+
+/** The one definition of the shared database histogram, used by real and no-op metrics alike. */
+export const OPERATION_DURATION_DEFINITION = Object.freeze({
+  name: DB_CLIENT_OPERATION_DURATION,
+  help: 'Duration of database client operations, in seconds (OpenTelemetry db.client.operation.duration).',
+  labelNames: DB_OPERATION_LABEL_NAMES,
+  buckets: BUCKETS.dbOperationSeconds,
+  partitionBy: LABEL.dbSystemName,
+});

@@ -1,5 +1,5 @@
 import { CARDINALITY_OVERFLOW_METRIC, OVERFLOW_LABEL_VALUE } from './constants.js';
-import { buildSeriesLabels, type LabelValues, overflowLabels, type SeriesLabels } from './labels.js';
+import { buildSeriesLabels, type LabelValues, type SeriesLabels } from './labels.js';
 import { type BoundCounter, NOOP_SERIES } from './series.js';
 import { SeriesIndex } from './series-index.js';
 import type { InstrumentType } from './validation.js';
@@ -44,6 +44,21 @@ export interface InstrumentDefinition<L extends string> {
   labelNames: readonly L[];
   maxSeries: number;
   aggregator: Aggregator;
+  /**
+   * A label whose values each get their own `maxSeries` budget and are never folded while they fit in
+   * `MAX_PARTITIONS`: the shared database histogram is partitioned by `db_system_name`, so one client library cannot
+   * use up another's series.
+   */
+  partitionBy?: L;
+}
+
+/** Distinct values of the partition label, past which new values fold into `other` too. */
+export const MAX_PARTITIONS = 16;
+
+interface Partition {
+  count: number;
+  /** Values seen per label, for folding only the labels whose values are new. */
+  seen: Map<string, Set<string>>;
 }
 
 /**
@@ -65,7 +80,9 @@ export abstract class Instrument<L extends string, Series extends Bound, Bound> 
   readonly maxSeries: number;
   readonly aggregator: Aggregator;
   protected readonly series: SeriesIndex<Series>;
-  private overflowHandle: Bound | undefined;
+  private readonly partitionBy: L | undefined;
+  private readonly partitions = new Map<string, Partition>();
+  private readonly overflowHandles = new Map<Series, Bound>();
   private foldedHandle: BoundCounter | undefined;
 
   constructor(
@@ -78,6 +95,7 @@ export abstract class Instrument<L extends string, Series extends Bound, Bound> 
     this.labelNames = definition.labelNames;
     this.maxSeries = definition.maxSeries;
     this.aggregator = definition.aggregator;
+    this.partitionBy = definition.partitionBy;
     this.series = new SeriesIndex(definition.labelNames);
   }
 
@@ -102,23 +120,72 @@ export abstract class Instrument<L extends string, Series extends Bound, Bound> 
   protected abstract zero(series: Series): void;
   protected abstract wrapOverflow(target: Series, folded: BoundCounter): Bound;
 
+  // Runs only when a combination is seen for the first time, never on the observe path.
   protected createSeries(labels: LabelValues<L> | undefined): Bound {
     const seriesLabels = buildSeriesLabels(this.labelNames, labels, this.metricName);
-    if (this.series.size >= this.maxSeries) return this.overflow();
-    const series = this.newSeries(seriesLabels);
-    this.series.add(seriesLabels, series);
+    const key = this.partitionBy === undefined ? '' : (seriesLabels[this.partitionBy] ?? '');
+    const partition = this.partitions.get(key);
+    if (partition === undefined && this.partitionBy !== undefined && this.partitions.size >= MAX_PARTITIONS) {
+      return this.fold(seriesLabels, undefined);
+    }
+    if (partition === undefined || partition.count < this.maxSeries) {
+      return this.add(seriesLabels, partition ?? this.newPartition(key));
+    }
+    return this.fold(seriesLabels, partition);
+  }
+
+  private newPartition(key: string): Partition {
+    const partition: Partition = {
+      count: 0,
+      seen: new Map(this.labelNames.map((name) => [name, new Set()])),
+    };
+    this.partitions.set(key, partition);
+    return partition;
+  }
+
+  private add(labels: SeriesLabels, partition: Partition): Series {
+    const series = this.newSeries(labels);
+    this.series.add(labels, series);
+    partition.count += 1;
+    for (const name of this.labelNames) partition.seen.get(name)?.add(labels[name] ?? '');
     return series;
   }
 
-  /** The `other` series, created past the cap; its handle is shared by every overflowing combination. */
-  protected otherSeries(): Series {
-    const labels = overflowLabels(this.labelNames);
-    let series = this.series.get(labels);
-    if (series === undefined) {
-      series = this.newSeries(labels);
-      this.series.add(labels, series);
+  /**
+   * Past the cap, only the labels whose values are new to the partition become `other`; values already in use are
+   * kept, so one runaway label (an unknown command name, say) folds alone and the others stay readable. A new mix
+   * of known values is still created up to twice the cap; past that every label but the partition's folds.
+   */
+  private fold(labels: SeriesLabels, partition: Partition | undefined): Bound {
+    const folded: Record<string, string> = {};
+    let changed = false;
+    for (const name of this.labelNames) {
+      const value = labels[name] ?? '';
+      const keep =
+        partition === undefined
+          ? false
+          : name === this.partitionBy || (partition.seen.get(name)?.has(value) ?? false);
+      folded[name] = keep ? value : OVERFLOW_LABEL_VALUE;
+      if (!keep) changed = true;
     }
-    return series;
+    if (!changed && partition !== undefined && partition.count < 2 * this.maxSeries) {
+      return this.add(labels, partition);
+    }
+    if (!changed) {
+      for (const name of this.labelNames) if (name !== this.partitionBy) folded[name] = OVERFLOW_LABEL_VALUE;
+    }
+    const frozen = Object.freeze(folded);
+    let target = this.series.get(frozen);
+    if (target === undefined) {
+      target = this.newSeries(frozen);
+      this.series.add(frozen, target);
+    }
+    let handle = this.overflowHandles.get(target);
+    if (handle === undefined) {
+      handle = this.wrapOverflow(target, this.folded());
+      this.overflowHandles.set(target, handle);
+    }
+    return handle;
   }
 
   /** The overflow counter's handle for this metric; warns the first time this metric overflows. */
@@ -126,18 +193,11 @@ export abstract class Instrument<L extends string, Series extends Bound, Bound> 
     if (this.foldedHandle === undefined) {
       this.foldedHandle = this.context.overflowCounter?.(this.metricName) ?? NOOP_SERIES;
       process.emitWarning(
-        `Metric "${this.metricName}" reached its cap of ${this.maxSeries} label combinations. New combinations are recorded with every label set to "${OVERFLOW_LABEL_VALUE}" and counted in ${CARDINALITY_OVERFLOW_METRIC}. Remove unbounded label values or raise maxSeries.`,
+        `Metric "${this.metricName}" reached its cap of ${this.maxSeries} label combinations. New label values are recorded as "${OVERFLOW_LABEL_VALUE}" (values already in use are kept) and counted in ${CARDINALITY_OVERFLOW_METRIC}. Remove unbounded label values or raise maxSeries.`,
         { type: 'AustaMetricsWarning', code: 'AUSTA_METRICS_CARDINALITY' },
       );
     }
     return this.foldedHandle;
-  }
-
-  private overflow(): Bound {
-    if (this.overflowHandle === undefined) {
-      this.overflowHandle = this.wrapOverflow(this.otherSeries(), this.folded());
-    }
-    return this.overflowHandle;
   }
 }
 

@@ -5,12 +5,11 @@ import {
   type RegistryContentType,
 } from 'prom-client';
 import {
-  BUCKETS,
   CARDINALITY_OVERFLOW_METRIC,
   DB_CLIENT_OPERATION_DURATION,
-  DB_OPERATION_LABEL_NAMES,
   type DbOperationLabel,
   DEFAULT_MAX_SERIES,
+  OPERATION_DURATION_DEFINITION,
 } from './constants.js';
 import { type Counter, CounterInstrument } from './counter.js';
 import { InvalidMetricError, MetricConflictError } from './errors.js';
@@ -18,7 +17,9 @@ import { type Gauge, GaugeInstrument } from './gauge.js';
 import { createMetricsHandler, type MetricsRequestHandler } from './handler.js';
 import { type Histogram, HistogramInstrument } from './histogram.js';
 import { type Aggregator, INSTRUMENT_MARKER, type InstrumentContext } from './instrument.js';
+import { packageInstrumentsOf } from './package-instruments.js';
 import {
+  assertOptions,
   defaultBuckets,
   type InstrumentType,
   metricName,
@@ -245,12 +246,6 @@ function checkExisting(
   }
 }
 
-function assertOptions(options: unknown, method: string): void {
-  if (typeof options !== 'object' || options === null) {
-    throw new InvalidMetricError(`${method}() expects an options object with name and help`);
-  }
-}
-
 /**
  * Creates the metrics object every `@austa` package accepts as its `metrics` option.
  * It owns a new prom-client `Registry` unless you pass one.
@@ -372,15 +367,23 @@ export function createMetrics(options: CreateMetricsOptions = {}): Metrics {
     ) as GaugeInstrument<L>;
   }
 
-  function histogramNamed<L extends string>(options: HistogramOptions<L>, fullName: string): Histogram<L> {
+  function histogramNamed<L extends string>(
+    options: HistogramOptions<L> & { partitionBy?: L },
+    fullName: string,
+  ): Histogram<L> {
     const definition = prepare(options, 'histogram', fullName);
     const buckets = validateBuckets(options.buckets ?? defaultBuckets(fullName), fullName);
+    const partitionBy = options.partitionBy;
     return getOrCreate(
       'histogram',
       fullName,
       definition.labelNames,
       buckets,
-      () => new HistogramInstrument<L>({ ...definition, buckets, aggregator: 'sum' }, context),
+      () =>
+        new HistogramInstrument<L>(
+          { ...definition, buckets, aggregator: 'sum', ...(partitionBy ? { partitionBy } : {}) },
+          context,
+        ),
     ) as HistogramInstrument<L>;
   }
 
@@ -408,38 +411,11 @@ export function createMetrics(options: CreateMetricsOptions = {}): Metrics {
       return histogramNamed(options, prefix + options.name);
     },
     operationDuration() {
-      return histogramNamed(
-        {
-          name: DB_CLIENT_OPERATION_DURATION,
-          help: 'Duration of database client operations, in seconds (OpenTelemetry db.client.operation.duration).',
-          labelNames: DB_OPERATION_LABEL_NAMES,
-          buckets: BUCKETS.dbOperationSeconds,
-        },
-        DB_CLIENT_OPERATION_DURATION,
-      );
+      return histogramNamed(OPERATION_DURATION_DEFINITION, DB_CLIENT_OPERATION_DURATION);
     },
     name: metricName,
     packageInstruments(packageName) {
-      const name = (suffix: string) => metricName(packageName, suffix);
-      // Validates the package name now rather than at the first instrument.
-      name('x');
-      const instruments: PackageInstruments = {
-        packageName,
-        name,
-        counter(options) {
-          assertOptions(options, 'counter');
-          return metrics.counter({ ...options, name: name(options.name) });
-        },
-        gauge(options) {
-          assertOptions(options, 'gauge');
-          return metrics.gauge({ ...options, name: name(options.name) });
-        },
-        histogram(options) {
-          assertOptions(options, 'histogram');
-          return metrics.histogram({ ...options, name: name(options.name) });
-        },
-      };
-      return Object.freeze(instruments);
+      return packageInstrumentsOf(metrics, packageName);
     },
     reset() {
       for (const instrument of handedOut) instrument.reset();

@@ -1,18 +1,14 @@
 import { Registry } from 'prom-client';
-import {
-  BUCKETS,
-  DB_CLIENT_OPERATION_DURATION,
-  DB_OPERATION_LABEL_NAMES,
-  DEFAULT_MAX_SERIES,
-} from './constants.js';
+import { DEFAULT_MAX_SERIES, OPERATION_DURATION_DEFINITION } from './constants.js';
 import type { Counter } from './counter.js';
-import { InvalidMetricError } from './errors.js';
 import type { Gauge } from './gauge.js';
 import { createMetricsHandler } from './handler.js';
 import type { Histogram } from './histogram.js';
 import type { Metrics, MetricsRegistry, PackageInstruments } from './metrics.js';
+import { packageInstrumentsOf } from './package-instruments.js';
 import { NOOP_SERIES } from './series.js';
 import {
+  assertOptions,
   defaultBuckets,
   type InstrumentType,
   metricName,
@@ -30,9 +26,7 @@ function noopInstrument(
   type: InstrumentType,
   options: { name: string; help: string; labelNames?: readonly string[]; buckets?: readonly number[] },
 ) {
-  if (typeof options !== 'object' || options === null) {
-    throw new InvalidMetricError(`${type}() expects an options object with name and help`);
-  }
+  assertOptions(options, type);
   validateMetricName(options.name, type);
   validateHelp(options.help, options.name);
   return Object.freeze({
@@ -89,24 +83,11 @@ export const noopMetrics: Metrics = Object.freeze({
     buckets?: readonly number[];
   }) => noopInstrument('histogram', options) as unknown as Histogram<L>,
   operationDuration: () =>
-    noopInstrument('histogram', {
-      name: DB_CLIENT_OPERATION_DURATION,
-      help: 'Duration of database client operations, in seconds.',
-      labelNames: DB_OPERATION_LABEL_NAMES,
-      buckets: BUCKETS.dbOperationSeconds,
-    }) as unknown as Histogram<(typeof DB_OPERATION_LABEL_NAMES)[number]>,
+    noopInstrument('histogram', OPERATION_DURATION_DEFINITION) as unknown as Histogram<
+      (typeof OPERATION_DURATION_DEFINITION.labelNames)[number]
+    >,
   name: metricName,
-  packageInstruments(packageName: string): PackageInstruments {
-    const name = (suffix: string) => metricName(packageName, suffix);
-    name('x');
-    const instruments: PackageInstruments = {
-      packageName,
-      name,
-      counter: (options) => noopMetrics.counter({ ...options, name: name(options.name) }),
-      gauge: (options) => noopMetrics.gauge({ ...options, name: name(options.name) }),
-      histogram: (options) => noopMetrics.histogram({ ...options, name: name(options.name) }),
-    };
-    return Object.freeze(instruments);
-  },
+  packageInstruments: (packageName: string): PackageInstruments =>
+    packageInstrumentsOf(noopMetrics, packageName),
   reset(): void {},
 });

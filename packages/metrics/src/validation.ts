@@ -236,3 +236,10 @@ export function metricName(packageName: string, suffix: string): string {
   }
   return `${PACKAGE_METRIC_PREFIX}${packageName.replaceAll('-', '_')}_${suffix}`;
 }
+
+/** Throws `E_INVALID_METRIC` unless `options` is an object (the instrument methods' only argument). */
+export function assertOptions(options: unknown, method: string): void {
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidMetricError(`${method}() expects an options object with name and help`);
+  }
+}

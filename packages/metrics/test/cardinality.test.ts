@@ -10,7 +10,7 @@ function quietWarnings() {
 }
 
 describe('cardinality guard', () => {
-  it('folds combinations past maxSeries into "other" and counts each folded observation', async () => {
+  it('past maxSeries folds only the labels whose values are new, and counts each folded observation', async () => {
     const warn = quietWarnings();
     const metrics = createMetrics();
     const counter = metrics.counter({
@@ -28,12 +28,77 @@ describe('cardinality guard', () => {
     const text = await metrics.text();
     expect(text).toContain('austa_cache_requests_total{cache="a",result="hit"} 2');
     expect(text).toContain('austa_cache_requests_total{cache="b",result="hit"} 1');
-    expect(text).toContain('austa_cache_requests_total{cache="other",result="other"} 6');
+    // "hit" was in use before the cap, so it stays; only the new cache names fold.
+    expect(text).toContain('austa_cache_requests_total{cache="other",result="hit"} 5');
+    expect(text).toContain('austa_cache_requests_total{cache="other",result="other"} 1');
     expect(text).not.toContain('cache="c"');
     expect(text).not.toContain('cache="d"');
     expect(text).toContain(`${CARDINALITY_OVERFLOW_METRIC}{metric="austa_cache_requests_total"} 2`);
     expect(warn).toHaveBeenCalledTimes(1);
     expect(String(warn.mock.calls[0]?.[0])).toMatch(/austa_cache_requests_total.*cap of 2/);
+  });
+
+  it('creates a new mix of known values past the cap up to twice the cap, then folds every label', async () => {
+    quietWarnings();
+    const metrics = createMetrics();
+    const counter = metrics.counter({
+      name: 'austa_mix_total',
+      help: 'h',
+      labelNames: ['a', 'b', 'c'],
+      maxSeries: 2,
+    });
+    counter.inc({ a: 'x', b: '1', c: 'p' });
+    counter.inc({ a: 'y', b: '2', c: 'q' });
+    counter.inc({ a: 'x', b: '2', c: 'p' });
+    counter.inc({ a: 'y', b: '1', c: 'p' });
+    counter.inc({ a: 'x', b: '1', c: 'q' });
+    const lines = (await metrics.text()).split('\n').filter((line) => line.startsWith('austa_mix_total{'));
+    expect(lines).toContain('austa_mix_total{a="x",b="2",c="p"} 1');
+    expect(lines).toContain('austa_mix_total{a="y",b="1",c="p"} 1');
+    expect(lines).toContain('austa_mix_total{a="other",b="other",c="other"} 1');
+    expect(lines).toHaveLength(5);
+  });
+
+  it('keeps db_system_name and gives each database system its own budget on the shared histogram', async () => {
+    quietWarnings();
+    const metrics = createMetrics({ maxSeries: 5 });
+    const duration = metrics.operationDuration();
+    duration.observe({ db_system_name: 'mongodb', db_operation_name: 'find', error_type: '' }, 0.001);
+    for (let i = 0; i < 50; i++) {
+      duration.observe({ db_system_name: 'redis', db_operation_name: `bogus${i}`, error_type: 'ERR' }, 0.001);
+    }
+    duration.observe({ db_system_name: 'redis', db_operation_name: 'get', error_type: 'timeout' }, 0.001);
+    duration.observe({ db_system_name: 'mongodb', db_operation_name: 'insert', error_type: '' }, 0.001);
+    const text = await metrics.text();
+    // The runaway operation names fold; db_system_name and the known error type stay.
+    expect(text).toContain(
+      'db_client_operation_duration_seconds_count{db_system_name="redis",db_operation_name="other",db_collection_name="",error_type="ERR"} 45',
+    );
+    expect(text).toContain(
+      'db_client_operation_duration_seconds_count{db_system_name="redis",db_operation_name="other",db_collection_name="",error_type="other"} 1',
+    );
+    // The flood of redis operations did not use up mongodb's budget.
+    expect(text).toContain(
+      'db_client_operation_duration_seconds_count{db_system_name="mongodb",db_operation_name="insert",db_collection_name="",error_type=""} 1',
+    );
+    expect(text).not.toContain('db_system_name="other"');
+  });
+
+  it('folds the partition label too once it has too many values', async () => {
+    quietWarnings();
+    const metrics = createMetrics();
+    const duration = metrics.operationDuration();
+    for (let i = 0; i < 40; i++) {
+      duration.observe({ db_system_name: `system${i}`, db_operation_name: 'get', error_type: '' }, 0.001);
+    }
+    const systems = new Set(
+      (await metrics.text())
+        .split('\n')
+        .filter((line) => line.startsWith('db_client_operation_duration_seconds_count'))
+        .map((line) => /db_system_name="([^"]*)"/.exec(line)?.[1]),
+    );
+    expect(systems.size).toBe(17);
+    expect(systems.has('other')).toBe(true);
   });
 
   it('warns once per metric, however many combinations overflow', () => {

@@ -141,10 +141,17 @@ describe('handler', () => {
     expect(reply.headers['Content-Length']).toBe(Buffer.byteLength(reply.body));
   });
 
-  it('answers HEAD with headers and no body', async () => {
-    const reply = await call(createMetrics().handler, 'HEAD');
+  it('answers HEAD with the headers a GET would get and no body', async () => {
+    const metrics = createMetrics();
+    metrics.counter({ name: 'austa_head_total', help: 'h' }).bind().inc();
+    const reply = await call(metrics.handler, 'HEAD');
+    const get = await call(metrics.handler, 'GET');
     expect(reply.status).toBe(200);
     expect(reply.body).toBe('');
+    expect(reply.headers['Content-Type']).toBe(metrics.contentType);
+    expect(reply.headers['Cache-Control']).toBe('no-store');
+    expect(reply.headers['Content-Length']).toBe(Buffer.byteLength(get.body));
+    expect(reply.headers['Content-Length']).toBeGreaterThan(0);
   });
 
   it('answers POST with 405 and an Allow header', async () => {
@@ -248,7 +255,7 @@ describe('cluster aggregation', () => {
     expect(text).toContain('austa_r_ops_total{result="ok"} 6');
     expect(text).toContain('austa_r_connections 6');
     expect(text).toContain('austa_r_lag_seconds 2');
-    const labels = 'db_system_name="redis",db_operation_name="get",error_type=""';
+    const labels = 'db_system_name="redis",db_operation_name="get",db_collection_name="",error_type=""';
     expect(text).toContain(`db_client_operation_duration_seconds_bucket{le="0.00025",${labels}} 3`);
     expect(text).toContain(`db_client_operation_duration_seconds_bucket{le="0.025",${labels}} 6`);
     expect(text).toContain(`db_client_operation_duration_seconds_bucket{le="+Inf",${labels}} 6`);

@@ -30,7 +30,7 @@ function writeToEveryInstrument(registry: Registry) {
   });
   requests.bind({ cache: 'sessions', tier: 'l1', result: 'hit' }).inc();
   requests.inc({ cache: 'sessions', tier: 'l2', result: 'miss' }, 3);
-  // Past the cap: lands in "other" and in the overflow counter.
+  // Past the cap: the new cache name folds into "other" (known tier and result stay) and is counted.
   requests.inc({ cache: 'users', tier: 'l1', result: 'hit' });
 
   metrics
@@ -86,7 +86,7 @@ describe('promtool check metrics', () => {
     const metrics = writeToEveryInstrument(new Registry());
     const input = await metrics.text();
     expect(input).toContain(
-      'austa_cache_requests_total{cache="other",tier="other",result="other",service="care-api"} 1',
+      'austa_cache_requests_total{cache="other",tier="l1",result="hit",service="care-api"} 1',
     );
     expect(input).toContain('austa_metrics_cardinality_overflow_total{metric="austa_cache_requests_total"');
 

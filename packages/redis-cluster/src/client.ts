@@ -1,19 +1,24 @@
 import type { Metrics } from '@austa/metrics';
-import { Cluster, Redis } from 'ioredis';
-import { createTracker, hookSendCommand } from './command-hook.js';
+import { type Cluster, Redis } from 'ioredis';
+import { createHookContext } from './command-hook.js';
+import { createConnections } from './connection.js';
 import { RedisArgumentError, RedisClientClosedError, RedisUnavailableError } from './errors.js';
-import { escapeGlob } from './glob.js';
-import { type ParsedInfo, parseInfo } from './info.js';
+import { checkHealth, type HealthResult, withTimeout } from './health.js';
 import { createInstruments, type RedisInstruments } from './instrumentation.js';
+import { healthProbe, infoOfNodes, type NodeInfo, type NodeStats, nodeStats, nodesOf } from './ops.js';
 import { type RedisClientOptions, resolveOptions } from './options.js';
 import {
+  type BufferMessageHandler,
+  type BufferPatternMessageHandler,
   type Logger,
   type MessageHandler,
   type PatternMessageHandler,
   PubSub,
+  type SubscribeOptions,
   type Unsubscribe,
 } from './pubsub.js';
 import { type ScanOptions, scanKeys } from './scan.js';
+import { createTracker } from './tracker.js';
 import { assertName } from './validation.js';
 
 export interface RedisClientDependencies {
@@ -23,18 +28,11 @@ export interface RedisClientDependencies {
   logger?: Logger;
   /** Put pub/sub channel names in the `channel` metric label. Off by default: channel names often carry ids. */
   channelLabels?: boolean;
-}
-
-export interface NodeStats {
-  /** `host:port` of the node. */
-  address: string;
-  role: 'standalone' | 'master' | 'replica';
-  /** ioredis connection status: `wait`, `connecting`, `connect`, `ready`, `reconnecting`, `end`… */
-  status: string;
-  /** Commands written and waiting for a reply. */
-  commandQueueLength: number;
-  /** Commands held while the connection is down. */
-  offlineQueueLength: number;
+  /**
+   * Include a failed pub/sub handler's error message in the log entry. Off by default: messages often quote the
+   * payload (a `JSON.parse` error does), which can be patient data; the error's name and code are always logged.
+   */
+  logHandlerErrorMessages?: boolean;
 }
 
 export interface ClientStats {
@@ -53,30 +51,6 @@ export interface ClientStats {
   };
 }
 
-export interface NodeHealth {
-  address: string;
-  ok: boolean;
-  latencyMs?: number;
-  error?: string;
-}
-
-export interface HealthResult {
-  healthy: boolean;
-  topology: 'standalone' | 'cluster';
-  /** `cluster_state` from CLUSTER INFO (cluster only). */
-  clusterState?: string;
-  /** Slots served by a healthy master, out of 16384 (cluster only). */
-  slotsOk?: number;
-  nodes: NodeHealth[];
-  /** Why the client is unhealthy, in words an operator can act on. */
-  problems: string[];
-  checkedAt: number;
-}
-
-export type NodeInfo =
-  | { role: NodeStats['role']; ok: true; sections: ParsedInfo }
-  | { role: NodeStats['role']; ok: false; error: string };
-
 export interface RedisClient {
   /** The ioredis client. Pass it to `@austa/session`, `@austa/cache`, `@austa/rate-limit`… */
   readonly client: Redis | Cluster;
@@ -87,21 +61,49 @@ export interface RedisClient {
   publish(channel: string, message: string | Buffer): Promise<number>;
   /** Sharded publish (Redis 7+): the message only travels within the channel's shard. */
   spublish(channel: string, message: string | Buffer): Promise<number>;
-  subscribe(channel: string, handler: MessageHandler): Promise<Unsubscribe>;
-  psubscribe(pattern: string, handler: PatternMessageHandler): Promise<Unsubscribe>;
-  /** Sharded subscribe (Redis 7+). On a cluster it connects to the shard that owns the channel. */
-  ssubscribe(channel: string, handler: MessageHandler): Promise<Unsubscribe>;
+  /**
+   * Subscribes `handler` to `channel`; each call returns its own unsubscribe. With `{ buffers: true }` the handler
+   * gets the published bytes as a Buffer (for encrypted or compressed payloads).
+   */
+  subscribe(channel: string, handler: MessageHandler, options?: { buffers?: false }): Promise<Unsubscribe>;
+  subscribe(channel: string, handler: BufferMessageHandler, options: { buffers: true }): Promise<Unsubscribe>;
+  psubscribe(
+    pattern: string,
+    handler: PatternMessageHandler,
+    options?: { buffers?: false },
+  ): Promise<Unsubscribe>;
+  psubscribe(
+    pattern: string,
+    handler: BufferPatternMessageHandler,
+    options: { buffers: true },
+  ): Promise<Unsubscribe>;
+  /**
+   * Sharded subscribe (Redis 7+). On a cluster it subscribes on the master that owns the channel's slot and moves
+   * the subscription when the slot migrates or the master fails over.
+   */
+  ssubscribe(channel: string, handler: MessageHandler, options?: { buffers?: false }): Promise<Unsubscribe>;
+  ssubscribe(
+    channel: string,
+    handler: BufferMessageHandler,
+    options: { buffers: true },
+  ): Promise<Unsubscribe>;
   /** `INFO` from every node, parsed, keyed by `host:port`. */
   info(section?: string): Promise<Record<string, NodeInfo>>;
   stats(): ClientStats;
-  /** PING on every master plus CLUSTER INFO; never throws. */
+  /**
+   * Refreshes the slot map, PINGs every master, checks that the masters cover all 16384 slots, and reads CLUSTER
+   * INFO. Never throws; `problems` says what is wrong, `uncoveredSlots` which slots no reachable master serves.
+   */
   health(options?: { timeoutMs?: number }): Promise<HealthResult>;
   /**
    * `scanKeys(client, pattern, options)`: keys matching `pattern` on every master, after refreshing the slot map;
    * throws `E_INCOMPLETE_SCAN` rather than return a partial answer. Escape user parts with `escapeGlob`.
    */
   scan(pattern: string, options?: ScanOptions): AsyncIterableIterator<string>;
-  /** Waits for pending replies, then quits every connection. Later calls reject with `E_CLIENT_CLOSED`. */
+  /**
+   * Waits for commands that have not settled yet (bounded by `commandTimeoutMs` in all), then quits every connection
+   * this client opened, duplicates included. Later calls reject with `E_CLIENT_CLOSED`.
+   */
   close(): Promise<void>;
 }
 
@@ -110,34 +112,19 @@ const consoleLogger: Logger = {
   error: (message, details) => console.error(message, details ?? ''),
 };
 
-type Internals = {
-  commandQueue?: { length: number };
-  offlineQueue?: { length: number };
-  options: { host?: string; port?: number };
-};
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-function address(node: Redis): string {
-  const options = (node as unknown as Internals).options;
-  return `${options.host ?? '127.0.0.1'}:${options.port ?? 6379}`;
+async function quitWithin(connection: Redis | Cluster, ms: number): Promise<void> {
+  if (ms <= 0 || connection.status === 'end') {
+    connection.disconnect();
+    return;
+  }
+  try {
+    await withTimeout(connection.quit(), ms, 'QUIT');
+  } catch {
+    connection.disconnect();
+  }
 }
-
-function queueLength(node: unknown, queue: 'commandQueue' | 'offlineQueue'): number {
-  return (node as Internals)[queue]?.length ?? 0;
-}
-
-function withTimeout<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} timed out after ${timeoutMs} ms`)), timeoutMs);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-function message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-const SECTION = /^[a-z_]{1,32}$/i;
 
 /**
  * Builds an instrumented ioredis client for a standalone server or a Redis Cluster.
@@ -162,150 +149,77 @@ export function createRedisClient(
   let closing: Promise<void> | undefined;
   const cleanups: Array<() => void> = [];
 
+  const context = createHookContext({
+    commandTimeoutMs: resolved.commandTimeoutMs,
+    isClosed: () => closed,
+    tracker: instruments ? createTracker(instruments.observer) : undefined,
+  });
+  const connections = createConnections({ resolved, context, instruments, logger });
+  const { client } = connections;
   const isCluster = resolved.topology === 'cluster';
-  const tracker = instruments ? createTracker(instruments.observer, isCluster) : undefined;
-  const client: Redis | Cluster =
-    resolved.cluster !== undefined
-      ? new Cluster(resolved.cluster.nodes, resolved.cluster.options)
-      : new Redis(resolved.redis);
-  const hook = (connection: Redis | Cluster) =>
-    hookSendCommand(connection, {
-      isCluster: connection instanceof Cluster,
-      isClosed: () => closed,
-      commandTimeoutMs: resolved.commandTimeoutMs,
-      ...(tracker ? { tracker } : {}),
-    });
-  hook(client);
-  watch(client, 'client');
-
-  function watch(connection: Redis | Cluster, scope: 'client' | 'subscriber'): void {
-    // ioredis retries on its own; the listener keeps the error from being reported as unhandled and tells the
-    // operator once per distinct message, not once per retry.
-    let lastError = '';
-    connection.on('error', (error: Error) => {
-      if (error.message === lastError) return;
-      lastError = error.message;
-      logger.warn(`@austa/redis-cluster: ${scope} connection error`, {
-        client: resolved.name,
-        error: error.message,
-      });
-    });
-    connection.on('ready', () => {
-      lastError = '';
-    });
-    if (instruments) connection.on('reconnecting', () => instruments.reconnect(scope));
-    if (instruments && connection instanceof Cluster) {
-      const seen = new Set<string>();
-      connection.on('+node', (node: Redis) => {
-        const key = address(node);
-        if (seen.has(key)) instruments.reconnect('node');
-        seen.add(key);
-      });
-      const target = connection as unknown as {
-        handleError: (error: Error, ttl: unknown, handlers: unknown) => void;
-      };
-      const handleError = target.handleError;
-      target.handleError = function (this: unknown, error: Error, ttl: unknown, handlers: unknown) {
-        const kind = error.message.slice(0, error.message.indexOf(' '));
-        if (kind === 'MOVED') instruments.redirection('moved');
-        else if (kind === 'ASK') instruments.redirection('ask');
-        else if (kind === 'TRYAGAIN') instruments.clusterRetry('tryagain');
-        else if (kind === 'CLUSTERDOWN') instruments.clusterRetry('clusterdown');
-        else if (error.message.startsWith('Connection is closed'))
-          instruments.clusterRetry('connection_closed');
-        return handleError.call(this, error, ttl, handlers);
-      };
-    }
-  }
 
   const pubsub = new PubSub({
     instruments,
     logger,
+    logHandlerErrorMessages: dependencies.logHandlerErrorMessages === true,
+    ...(isCluster
+      ? {
+          sharded: {
+            cluster: client as Cluster,
+            open(address: string) {
+              const index = address.lastIndexOf(':');
+              const connection = new Redis({
+                ...resolved.redis,
+                host: address.slice(0, index),
+                port: Number(address.slice(index + 1)),
+                connectionName: `austa:${resolved.name}:ssub`,
+                enableAutoPipelining: false,
+                enableOfflineQueue: true,
+                maxRetriesPerRequest: null,
+                // One connection holds channels of many slots; ioredis would re-subscribe them in one CROSSSLOT
+                // command, so the router re-subscribes them itself.
+                autoResubscribe: false,
+              });
+              connections.adopt(connection, 'subscriber');
+              return connection;
+            },
+          },
+        }
+      : {}),
     connect(family) {
       let connection: Redis | Cluster;
-      if (client instanceof Cluster) {
-        connection = client.duplicate([], {
+      if (isCluster) {
+        connection = connections.duplicate('subscriber', [], {
           enableAutoPipelining: false,
           ...(family === 'sharded' ? { shardedSubscribers: true } : {}),
           redisOptions: { ...resolved.redis, connectionName: `austa:${resolved.name}:sub` },
         });
       } else {
         // A subscriber must outlive any outage, so it retries forever instead of failing queued subscriptions.
-        connection = client.duplicate({
+        connection = connections.duplicate('subscriber', {
           connectionName: `austa:${resolved.name}:sub`,
           enableAutoPipelining: false,
           enableOfflineQueue: true,
           maxRetriesPerRequest: null,
         });
       }
-      hook(connection);
-      watch(connection, 'subscriber');
       return connection;
     },
   });
 
-  function nodes(role: 'master' | 'all'): Array<{ node: Redis; role: NodeStats['role'] }> {
-    if (!(client instanceof Cluster)) return [{ node: client, role: 'standalone' }];
-    const masters = client.nodes('master');
-    const list: Array<{ node: Redis; role: NodeStats['role'] }> = masters.map((node) => ({
-      node,
-      role: 'master',
-    }));
-    if (role === 'all') {
-      for (const node of client.nodes('slave')) list.push({ node, role: 'replica' });
-    }
-    return list;
-  }
-
   if (instruments) {
     cleanups.push(
       instruments.onCollectConnections(() => {
-        const list: Array<{ role: string; status: string }> = nodes('all').map(({ node, role }) => ({
-          role,
-          status: node.status,
-        }));
+        const list: Array<{ role: string; status: string }> = nodesOf(client, 'all').map(
+          ({ node, role }) => ({
+            role,
+            status: node.status,
+          }),
+        );
         for (const { connection } of pubsub.connections())
           list.push({ role: 'subscriber', status: connection.status });
         return list;
       }),
-    );
-  }
-
-  function pendingCommands(): number {
-    let pending = isCluster ? queueLength(client, 'offlineQueue') : 0;
-    for (const { node } of nodes('all')) {
-      pending += queueLength(node, 'commandQueue') + queueLength(node, 'offlineQueue');
-    }
-    return pending;
-  }
-
-  // QUIT alone is not enough on a cluster: a command that meets a closing node connection is retried on
-  // another, so close() first waits (bounded by the command timeout) until no command is queued or unanswered.
-  async function drain(timeoutMs: number): Promise<void> {
-    // Auto-pipelined commands are written on the next tick.
-    await new Promise((resolve) => setImmediate(resolve));
-    const deadline = Date.now() + timeoutMs;
-    while (pendingCommands() > 0 && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 2));
-    }
-  }
-
-  // SCAN, INFO and the health checks go straight to cluster nodes, past the Cluster's hooked sendCommand, so they
-  // are timed here. Node connections are not hooked themselves: measured on the cluster benchmark, a second hook
-  // on every command's path cost about 3% of throughput to catch only these few.
-  function onNode<T>(operation: string, run: () => Promise<T>): Promise<T> {
-    const observer = instruments?.observer;
-    if (!isCluster || observer === undefined) return run();
-    const started = performance.now();
-    return run().then(
-      (value) => {
-        observer.ok(operation, (performance.now() - started) / 1000);
-        return value;
-      },
-      (error: unknown) => {
-        observer.error(operation, (performance.now() - started) / 1000, error);
-        throw error;
-      },
     );
   }
 
@@ -369,43 +283,36 @@ export function createRedisClient(
       return receivers;
     },
 
-    async subscribe(channel, handler) {
+    async subscribe(
+      channel: string,
+      handler: MessageHandler | BufferMessageHandler,
+      options?: SubscribeOptions,
+    ) {
       assertOpen();
-      return pubsub.subscribe('message', channel, handler);
+      return pubsub.subscribe('message', channel, handler as never, options);
     },
 
-    async psubscribe(pattern, handler) {
+    async psubscribe(
+      pattern: string,
+      handler: PatternMessageHandler | BufferPatternMessageHandler,
+      options?: SubscribeOptions,
+    ) {
       assertOpen();
-      return pubsub.subscribe('pmessage', pattern, handler);
+      return pubsub.subscribe('pmessage', pattern, handler as never, options);
     },
 
-    async ssubscribe(channel, handler) {
+    async ssubscribe(
+      channel: string,
+      handler: MessageHandler | BufferMessageHandler,
+      options?: SubscribeOptions,
+    ) {
       assertOpen();
-      return pubsub.subscribe('smessage', channel, handler);
+      return pubsub.subscribe('smessage', channel, handler as never, options);
     },
 
     async info(section) {
       assertOpen();
-      if (section !== undefined && (typeof section !== 'string' || !SECTION.test(section))) {
-        throw new RedisArgumentError(
-          'section must be an INFO section name such as "server", "memory" or "all".',
-        );
-      }
-      const list = nodes('all');
-      const results = await Promise.allSettled(
-        list.map(({ node }) =>
-          onNode('info', () => (section === undefined ? node.info() : node.info(section))),
-        ),
-      );
-      const byNode: Record<string, NodeInfo> = {};
-      list.forEach(({ node, role }, index) => {
-        const result = results[index];
-        byNode[address(node)] =
-          result?.status === 'fulfilled'
-            ? { role, ok: true, sections: parseInfo(result.value) }
-            : { role, ok: false, error: message(result?.reason) };
-      });
-      return byNode;
+      return infoOfNodes(client, section);
     },
 
     stats() {
@@ -415,14 +322,10 @@ export function createRedisClient(
         topology: resolved.topology,
         status: client.status,
         closed,
-        clusterOfflineQueueLength: isCluster ? queueLength(client, 'offlineQueue') : 0,
-        nodes: nodes('all').map(({ node, role }) => ({
-          address: address(node),
-          role,
-          status: node.status,
-          commandQueueLength: queueLength(node, 'commandQueue'),
-          offlineQueueLength: queueLength(node, 'offlineQueue'),
-        })),
+        clusterOfflineQueueLength: isCluster
+          ? ((client as unknown as { offlineQueue?: { length: number } }).offlineQueue?.length ?? 0)
+          : 0,
+        nodes: nodeStats(client),
         subscriber: {
           connections: pubsub
             .connections()
@@ -433,64 +336,16 @@ export function createRedisClient(
     },
 
     async health(healthOptions = {}) {
-      const timeoutMs = healthOptions.timeoutMs ?? 1000;
-      const problems: string[] = [];
-      const result: HealthResult = {
-        healthy: false,
-        topology: resolved.topology,
-        nodes: [],
-        problems,
-        checkedAt: Date.now(),
-      };
       if (closed || closing) {
-        problems.push('the client is closed');
-        return result;
+        return {
+          healthy: false,
+          topology: resolved.topology,
+          nodes: [],
+          problems: ['the client is closed'],
+          checkedAt: performance.now(),
+        };
       }
-      try {
-        const masters = nodes('master');
-        if (masters.length === 0) problems.push('no master is known: the client has no slot map yet');
-        result.nodes = await Promise.all(
-          masters.map(async ({ node }) => {
-            const started = performance.now();
-            try {
-              await withTimeout(
-                onNode('ping', () => node.ping()),
-                timeoutMs,
-                'PING',
-              );
-              return { address: address(node), ok: true, latencyMs: performance.now() - started };
-            } catch (error) {
-              problems.push(`master ${address(node)} did not answer PING: ${message(error)}`);
-              return { address: address(node), ok: false, error: message(error) };
-            }
-          }),
-        );
-        if (client instanceof Cluster) {
-          const reachable = masters.filter((_, index) => result.nodes[index]?.ok);
-          const source = reachable[0]?.node;
-          if (source === undefined) {
-            problems.push('no master answered, so the cluster state is unknown');
-          } else {
-            const info = parseInfo(
-              (await withTimeout(
-                onNode('cluster', () => source.cluster('INFO')),
-                timeoutMs,
-                'CLUSTER INFO',
-              )) as string,
-            );
-            const fields = Object.values(info)[0] ?? {};
-            result.clusterState = fields.cluster_state;
-            result.slotsOk = Number(fields.cluster_slots_ok ?? 0);
-            if (result.clusterState !== 'ok')
-              problems.push(`cluster_state is ${result.clusterState ?? 'unknown'}`);
-            if (result.slotsOk !== 16384) problems.push(`only ${result.slotsOk} of 16384 slots are served`);
-          }
-        }
-      } catch (error) {
-        problems.push(`health check failed: ${message(error)}`);
-      }
-      result.healthy = problems.length === 0;
-      return result;
+      return checkHealth(healthProbe(client, healthOptions.timeoutMs ?? 1000));
     },
 
     scan(pattern, scanOptions = {}) {
@@ -501,20 +356,21 @@ export function createRedisClient(
     close() {
       if (closing) return closing;
       closing = (async () => {
+        // One budget for the whole close: a command still waiting for its reply gets the rest of it, nothing waits
+        // for commands whose caller already has an answer, and an unreachable server costs commandTimeoutMs once.
+        const deadline = performance.now() + resolved.commandTimeoutMs;
         for (const cleanup of cleanups) cleanup();
-        await pubsub.close();
-        await drain(resolved.commandTimeoutMs);
-        const quit = client.quit();
+        const subscribers = pubsub.close();
+        // Auto-pipelined commands are written on the next tick.
+        await new Promise((resolve) => setImmediate(resolve));
+        while (connections.pending() > 0 && performance.now() < deadline) await sleep(2);
+        const left = Math.max(0, deadline - performance.now());
+        // QUIT is written synchronously by each call; only then are later commands refused.
+        const quits = [client, ...connections.duplicates].map((connection) => quitWithin(connection, left));
         closed = true;
-        try {
-          await withTimeout(quit, resolved.commandTimeoutMs, 'QUIT');
-        } catch {
-          client.disconnect();
-        }
+        await Promise.all([subscribers, ...quits]);
       })();
       return closing;
     },
   };
 }
-
-export { escapeGlob };

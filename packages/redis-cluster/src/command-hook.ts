@@ -1,124 +1,293 @@
 import type { Cluster, Command, Redis } from 'ioredis';
+import { TIMEOUT_MESSAGE } from './error-type.js';
 import { RedisClientClosedError } from './errors.js';
+import { type CommandTracker, isScriptCommand, recordPipeline } from './tracker.js';
 
-/** Receives one call per command, when its final outcome is known. */
-export interface CommandObserver {
-  ok(name: string, seconds: number): void;
-  error(name: string, seconds: number, error: unknown): void;
-}
+/*
+ * Every connection this package creates (the client, each cluster node connection, duplicates, subscribers) has its
+ * `sendCommand` wrapped here, never ioredis' prototype. The wrapper enforces three rules ioredis does not:
+ * - A command's time runs from the moment it is first issued, across offline queues, redirections and retries, and
+ *   blocking commands (BLPOP, XREAD BLOCK, WAIT…) get their own block time plus `commandTimeoutMs`.
+ * - A command whose caller was told it timed out is never sent afterwards: ioredis keeps such commands in offline
+ *   queues and in the cluster's retry queue and sends them once a connection comes back, so a caller that retries
+ *   would apply a write twice. Every later send of such a command is dropped here.
+ * - Each command the caller issued is measured once, with the outcome the caller saw (see tracker.ts); pipelines
+ *   and MULTI are measured as a whole when their final results are known, because a cluster re-sends them after
+ *   MOVED, ASK or a closed connection.
+ */
+
+type InternalCommand = Command;
+/** ioredis' own fields of a Command that this file reads: the per-command timer slot, and a pipeline's index. */
+type CommandFields = { _commandTimeoutTimer?: unknown; pipelineIndex?: number };
+const fields = (command: Command) => command as unknown as CommandFields;
+
+/** The pseudo-stream an ioredis Pipeline passes to sendCommand; it counts one write per command. */
+type PipelineStream = { isPipeline?: boolean; write(data: string): void };
 
 type SendCommand = (command: Command, stream?: unknown, node?: unknown) => unknown;
 
-const REDIRECT = /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN) /;
-
-/*
- * ioredis re-sends the same Command object after a reconnect, from an offline queue, or on a redirect, and it
- * must be measured once, from first send to outcome. Benchmarks of the built package decided the shape of this
- * code (client CPU per command, GET at concurrency 100 on the test cluster):
- * - extra properties on Command objects made ioredis' own property accesses polymorphic (+25%);
- * - two closures per command cost +5-15% in allocation and garbage collection;
- * - a Map from Command to its state kept settled entries reachable until rehash (+50% without auto-pipelining);
- * - a WeakMap, with the two wrappers shared by every command of a client, stayed within the noise.
- */
-
-interface Probe {
-  start: number;
-  resolve: (value: unknown) => void;
+/** ioredis' Pipeline, as far as this file reads and wraps it. */
+interface PipelineInternals {
+  promise: Promise<unknown>;
+  _queue: InternalCommand[];
+  _result: Array<[Error | null, unknown?]>;
+  replyPending: number;
+  exec: (...args: unknown[]) => unknown;
+  resolve: (results: unknown) => void;
   reject: (error: Error) => void;
 }
 
-type PipelinedCommand = Command & { pipelineIndex?: number };
+/**
+ * Stands in ioredis' per-command timer slot for commands whose deadline is kept elsewhere (a pipeline's) or that have
+ * none (a block without timeout), so that ioredis' own `commandTimeout` does not arm a second, shorter one.
+ * `clearTimeout()` ignores it.
+ */
+const NO_TIMER = Object.freeze({ austa: 'no-timer' });
 
-export interface HookOptions {
-  isCluster: boolean;
-  isClosed: () => boolean;
-  commandTimeoutMs: number;
-  tracker?: CommandTracker;
+export interface HookContext {
+  readonly commandTimeoutMs: number;
+  isClosed(): boolean;
+  /** Present only with metrics: without them the command path carries no measurement at all. */
+  readonly tracker: CommandTracker | undefined;
+  /** Commands whose caller was told they timed out; they must never be written afterwards. */
+  readonly dead: WeakSet<Command>;
 }
 
+export function createHookContext(options: {
+  commandTimeoutMs: number;
+  isClosed: () => boolean;
+  tracker?: CommandTracker | undefined;
+}): HookContext {
+  return {
+    commandTimeoutMs: options.commandTimeoutMs,
+    isClosed: options.isClosed,
+    tracker: options.tracker,
+    dead: new WeakSet(),
+  };
+}
+
+const SECONDS_LAST = new Set(['blpop', 'brpop', 'brpoplpush', 'blmove', 'bzpopmin', 'bzpopmax']);
+const SECONDS_FIRST = new Set(['blmpop', 'bzmpop']);
+const MILLISECONDS_LAST = new Set(['wait', 'waitaof']);
+const BLOCK_OPTION = new Set(['xread', 'xreadgroup']);
+
+function numberArg(value: unknown): number {
+  return typeof value === 'number' ? value : Number(String(value));
+}
+
+/** The longest delay `setTimeout` honours: a larger one fires after 1 ms. */
+export const MAX_TIMER_MS = 2_147_483_647;
+
 /**
- * Hooks the one path every command takes (`sendCommand`) on an instance this package created, instead of wrapping
- * each command method: pipelines, MULTI, auto-pipelined commands, scripts and redirected commands all pass here.
+ * How long a blocking command may block, in ms: `null` for "forever" (a timeout of 0), `undefined` when the command
+ * does not block. Redis answers a blocking command only when its block ends, so it must not be timed like others.
  */
-export function hookSendCommand(client: Redis | Cluster, options: HookOptions): void {
-  const target = client as unknown as { sendCommand: SendCommand };
+export function blockingMs(name: string, args: readonly unknown[]): number | null | undefined {
+  // Every blocking command starts with b, w or x: the common case leaves after one comparison, allocating nothing.
+  const first = name.charCodeAt(0) | 0x20;
+  if (first !== 98 && first !== 119 && first !== 120) return undefined;
+  const lower = name.toLowerCase();
+  let ms: number;
+  if (SECONDS_LAST.has(lower)) ms = numberArg(args[args.length - 1]) * 1000;
+  else if (SECONDS_FIRST.has(lower)) ms = numberArg(args[0]) * 1000;
+  else if (MILLISECONDS_LAST.has(lower)) ms = numberArg(args[args.length - 1]);
+  else if (BLOCK_OPTION.has(lower)) {
+    const index = args.findIndex((arg) => String(arg).toUpperCase() === 'BLOCK');
+    if (index < 0) return undefined;
+    ms = numberArg(args[index + 1]);
+  } else return undefined;
+  if (!Number.isFinite(ms) || ms < 0) return undefined;
+  return ms === 0 ? null : ms;
+}
+
+/** The deadline of a command in ms from its first send, or `undefined` for none (it blocks forever). */
+export function commandDeadlineMs(command: Command, commandTimeoutMs: number): number | undefined {
+  const block = blockingMs(command.name, command.args);
+  if (block === undefined) return commandTimeoutMs;
+  if (block === null) return undefined;
+  // A block so long that no timer can hold it is, for a client, a block without end.
+  const deadline = block + commandTimeoutMs;
+  return deadline > MAX_TIMER_MS ? undefined : deadline;
+}
+
+const ROUTING = new Set(['asking', 'readonly', 'readwrite']);
+const HANDSHAKE = new Set(['auth', 'hello', 'select', 'client', 'info', 'cluster']);
+
+/**
+ * Commands ioredis sends on its own, which no caller issued and which must not count as the caller's: the setup of a
+ * connection (AUTH, HELLO, SELECT, CLIENT SETNAME/SETINFO, the INFO or CLUSTER INFO ready check, written while the
+ * connection is still `connect`), the ASKING/READONLY/READWRITE of cluster routing, and the QUIT a Cluster sends to
+ * each of its nodes.
+ */
+export function isInternalCommand(name: string, status: string | undefined, node: boolean): boolean {
+  if (ROUTING.has(name)) return true;
+  if (node && name === 'quit') return true;
+  return status === 'connect' && HANDSHAKE.has(name);
+}
+
+function timeoutError(): Error {
+  return new Error(TIMEOUT_MESSAGE);
+}
+
+/** Hooks one connection (client, cluster node, duplicate or subscriber) with the shared per-client context. */
+export function hookSendCommand(
+  connection: Redis | Cluster,
+  context: HookContext,
+  options: { node?: boolean } = {},
+): void {
+  const isNode = options.node === true;
+  const target = connection as unknown as { sendCommand: SendCommand };
   const original = target.sendCommand;
-  const { tracker, isClosed, isCluster, commandTimeoutMs } = options;
+  const { tracker, dead, isClosed, commandTimeoutMs } = context;
+
+  const expire = (command: InternalCommand) => {
+    if (command.isResolved) return;
+    dead.add(command);
+    command.reject(timeoutError());
+  };
 
   target.sendCommand = function sendCommand(
     this: unknown,
-    command: Command,
+    command: InternalCommand,
     stream?: unknown,
     node?: unknown,
   ) {
+    if (dead.has(command)) {
+      // A pipeline counts one write per command before it sends its batch; keep the count right.
+      if ((stream as PipelineStream | undefined)?.isPipeline) (stream as PipelineStream).write('');
+      return command.promise;
+    }
     if (isClosed()) {
       command.reject(new RedisClientClosedError());
       return command.promise;
     }
-    // A Cluster that is not ready queues commands without arming ioredis' commandTimeout, which is only armed when
-    // a node connection takes the command; arm it here so nothing waits forever. A ready Cluster hands the command
-    // to a node at once, which arms it.
-    if (isCluster && (this as { status?: string }).status !== 'ready') command.setTimeout(commandTimeoutMs);
-    if (tracker !== undefined) tracker.track(command);
+    const own = fields(command);
+    if (own.pipelineIndex === undefined) {
+      if (own._commandTimeoutTimer === undefined) {
+        const ms = commandDeadlineMs(command, commandTimeoutMs);
+        own._commandTimeoutTimer = ms === undefined ? NO_TIMER : setTimeout(expire, ms, command);
+      }
+      if (
+        tracker !== undefined &&
+        !isInternalCommand(command.name, (this as { status?: string }).status, isNode)
+      ) {
+        tracker.track(command);
+      }
+    } else {
+      if (own._commandTimeoutTimer === undefined) own._commandTimeoutTimer = NO_TIMER;
+      if (tracker !== undefined && isScriptCommand(command)) tracker.track(command);
+    }
     return original.call(this, command, stream, node);
   };
 }
 
-/** Per-client command tracking, shared by the client's own connection and the node connections of a cluster. */
-export interface CommandTracker {
-  /** Starts measuring `command`, unless this tracker already does (a re-send, or a cluster node's own hook). */
-  track(command: Command): void;
-  /** Commands sent and not yet settled. */
-  readonly pending: number;
+/**
+ * Wraps `pipeline()` and `multi()` of a connection so that each Pipeline it returns has one deadline for all its
+ * commands, and is measured when its final results are known.
+ */
+export function hookPipelines(connection: Redis | Cluster, context: HookContext): void {
+  const target = connection as unknown as {
+    pipeline: (...args: unknown[]) => unknown;
+    multi: (...args: unknown[]) => unknown;
+  };
+  const { pipeline, multi } = target;
+  target.pipeline = function (this: unknown, ...args: unknown[]) {
+    const created = pipeline.apply(this, args);
+    instrumentPipeline(created as PipelineInternals, context);
+    return created;
+  };
+  target.multi = function (this: unknown, ...args: unknown[]) {
+    const created = multi.apply(this, args);
+    // multi({ pipeline: false }) sends MULTI as a plain command and returns its promise.
+    if (created !== null && typeof created === 'object' && '_queue' in created) {
+      instrumentPipeline(created as PipelineInternals, context);
+    }
+    return created;
+  };
 }
 
-export function createTracker(observer: CommandObserver, isCluster: boolean): CommandTracker {
-  const probes = new WeakMap<Command, Probe>();
-  let pending = 0;
+function instrumentPipeline(pipeline: PipelineInternals, context: HookContext): void {
+  const { exec, resolve, reject } = pipeline;
+  const { dead, tracker, commandTimeoutMs } = context;
+  let started = -1;
+  let timer: NodeJS.Timeout | undefined;
+  let finished = false;
 
-  // ioredis calls these as methods of the command (`command.resolve(x)`, `reject.call(command, e)`), so `this`
-  // is the command. A command without a probe was already recorded: a late reply after a timeout is not counted.
-  const wrappers = {
-    resolve(this: Command, value: unknown): void {
-      const probe = probes.get(this);
-      if (probe === undefined) return;
-      probes.delete(this);
-      pending -= 1;
-      observer.ok(this.name, (performance.now() - probe.start) / 1000);
-      probe.resolve.call(this, value);
-    },
-    reject(this: PipelinedCommand, error: Error): void {
-      const probe = probes.get(this);
-      if (probe === undefined) return;
-      // A cluster pipeline answers MOVED/ASK by re-initialising and re-sending the same Command objects; the retry
-      // is measured as part of this command (the probe stays), so the redirect itself is not its outcome.
-      if (!(isCluster && this.pipelineIndex !== undefined && REDIRECT.test(error?.message))) {
-        probes.delete(this);
-        pending -= 1;
-        observer.error(this.name, (performance.now() - probe.start) / 1000, error);
-      }
-      probe.reject.call(this, error);
-    },
+  const finish = (error: Error | undefined) => {
+    if (finished) return;
+    finished = true;
+    if (timer !== undefined) clearTimeout(timer);
+    if (tracker === undefined || started < 0) return;
+    const seconds = (performance.now() - started) / 1000;
+    const queue = pipeline._queue;
+    recordPipeline(
+      tracker.observer,
+      error === undefined ? { queue, results: pipeline._result } : { queue, error },
+      seconds,
+    );
   };
-  const { resolve, reject } = wrappers;
 
-  return {
-    track(command) {
-      if (command.resolve === resolve) return;
-      const probe = probes.get(command);
-      if (probe === undefined) {
-        probes.set(command, { start: performance.now(), resolve: command.resolve, reject: command.reject });
-        pending += 1;
-      } else {
-        // Re-initialised by a cluster pipeline after a redirect: keep the first start time.
-        probe.resolve = command.resolve;
-        probe.reject = command.reject;
+  const expire = () => {
+    timer = undefined;
+    if (finished) return;
+    for (const command of pipeline._queue) dead.add(command);
+    // Not written yet (waiting for a cluster's first slot map, or between a retry and its re-send): fail it whole.
+    // MULTI's exec returns its own promise on that path, so nobody may be listening to the pipeline's.
+    if (pipeline.replyPending === 0) {
+      pipeline.promise.catch(() => {});
+      pipeline.reject(timeoutError());
+      return;
+    }
+    const error = timeoutError();
+    for (const command of pipeline._queue) command.reject(error);
+  };
+
+  pipeline.exec = function (this: unknown, ...args: unknown[]) {
+    if (started < 0) {
+      started = performance.now();
+      let ms: number | undefined = commandTimeoutMs;
+      for (const command of pipeline._queue) {
+        const deadline = commandDeadlineMs(command, commandTimeoutMs);
+        if (deadline === undefined) {
+          ms = undefined;
+          break;
+        }
+        if (deadline > ms) ms = deadline;
       }
-      command.resolve = resolve;
-      command.reject = reject;
-    },
-    get pending() {
-      return pending;
-    },
+      if (ms !== undefined) timer = setTimeout(expire, ms);
+    }
+    return exec.apply(this, args);
+  };
+  pipeline.resolve = (results: unknown) => {
+    finish(undefined);
+    resolve(results);
+  };
+  pipeline.reject = (error: Error) => {
+    finish(error);
+    reject(error);
+  };
+}
+
+/**
+ * A Cluster without a slot map parks auto-pipelined commands and pipelines in `delayUntilReady` callbacks, with no
+ * timer at all: they would wait forever for a cluster that never comes, then be sent. Bound each wait by
+ * `commandTimeoutMs`; a callback that timed out is never called again, so its commands are never created.
+ */
+export function boundReadyWaits(cluster: Cluster, commandTimeoutMs: number): void {
+  const target = cluster as unknown as { delayUntilReady: (callback: (error?: Error) => void) => void };
+  const delay = target.delayUntilReady;
+  target.delayUntilReady = function (this: unknown, callback: (error?: Error) => void) {
+    let called = false;
+    const timer = setTimeout(() => {
+      if (called) return;
+      called = true;
+      callback(timeoutError());
+    }, commandTimeoutMs);
+    delay.call(this, (error?: Error) => {
+      if (called) return;
+      called = true;
+      clearTimeout(timer);
+      callback(error);
+    });
   };
 }

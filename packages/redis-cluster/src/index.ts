@@ -1,13 +1,5 @@
-export type {
-  ClientStats,
-  HealthResult,
-  NodeHealth,
-  NodeInfo,
-  NodeStats,
-  RedisClient,
-  RedisClientDependencies,
-} from './client.js';
-export { createRedisClient, escapeGlob } from './client.js';
+export type { ClientStats, RedisClient, RedisClientDependencies } from './client.js';
+export { createRedisClient } from './client.js';
 export { errorType } from './error-type.js';
 export type { RedisErrorCode } from './errors.js';
 export {
@@ -19,10 +11,21 @@ export {
   RedisIncompleteScanError,
   RedisUnavailableError,
 } from './errors.js';
+export { escapeGlob } from './glob.js';
+export type { HealthResult, NodeHealth } from './health.js';
 export type { ParsedInfo } from './info.js';
+export type { NodeInfo, NodeStats } from './ops.js';
 export type { ClusterConnectionOptions, RedisClientOptions, SeedNode } from './options.js';
 export { DEFAULTS, fromEnv } from './options.js';
-export type { Logger, MessageHandler, PatternMessageHandler, Unsubscribe } from './pubsub.js';
+export type {
+  BufferMessageHandler,
+  BufferPatternMessageHandler,
+  Logger,
+  MessageHandler,
+  PatternMessageHandler,
+  SubscribeOptions,
+  Unsubscribe,
+} from './pubsub.js';
 export type { ScanOptions } from './scan.js';
 export { scanKeys, unlinkKeys } from './scan.js';
 export type { SlotRange } from './slot-map.js';

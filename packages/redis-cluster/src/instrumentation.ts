@@ -1,6 +1,7 @@
 import type { Metrics } from '@austa/metrics';
-import type { CommandObserver } from './command-hook.js';
+import { Redis } from 'ioredis';
 import { errorType } from './error-type.js';
+import type { CommandObserver } from './tracker.js';
 
 interface Observe {
   observe(value: number): void;
@@ -13,7 +14,7 @@ interface Increment {
 export interface RedisInstruments {
   observer: CommandObserver;
   redirection(type: 'moved' | 'ask'): void;
-  clusterRetry(reason: 'tryagain' | 'clusterdown' | 'connection_closed'): void;
+  clusterRetry(reason: RetryReason): void;
   reconnect(scope: 'client' | 'node' | 'subscriber'): void;
   pubsubMessage(kind: PubSubKind, direction: 'published' | 'received', channel: string): void;
   pubsubHandlerError(kind: PubSubKind): void;
@@ -21,6 +22,16 @@ export interface RedisInstruments {
 }
 
 export type PubSubKind = 'message' | 'pmessage' | 'smessage';
+type RetryReason = 'tryagain' | 'clusterdown' | 'connection_closed';
+
+/** Operation names are label values: anything outside the commands ioredis knows is recorded as `other`. */
+function operationLabeller(): (name: string) => string {
+  const known = new Set(Redis.prototype.getBuiltinCommands());
+  return (name) => {
+    const lower = name.toLowerCase();
+    return known.has(lower) ? lower : 'other';
+  };
+}
 
 export interface InstrumentOptions {
   client: string;
@@ -31,6 +42,7 @@ export interface InstrumentOptions {
 export function createInstruments(metrics: Metrics, options: InstrumentOptions): RedisInstruments {
   const client = options.client;
   const duration = metrics.operationDuration();
+  const operationLabel = operationLabeller();
   const okSeries = new Map<string, Observe>();
   const errorSeries = new Map<string, Observe>();
 
@@ -40,7 +52,7 @@ export function createInstruments(metrics: Metrics, options: InstrumentOptions):
       if (series === undefined) {
         series = duration.bind({
           db_system_name: 'redis',
-          db_operation_name: name.toLowerCase(),
+          db_operation_name: operationLabel(name),
           error_type: '',
         });
         okSeries.set(name, series);
@@ -54,12 +66,15 @@ export function createInstruments(metrics: Metrics, options: InstrumentOptions):
       if (series === undefined) {
         series = duration.bind({
           db_system_name: 'redis',
-          db_operation_name: name.toLowerCase(),
+          db_operation_name: operationLabel(name),
           error_type: type,
         });
         errorSeries.set(key, series);
       }
       series.observe(seconds);
+    },
+    unfollowedRedirect(kind) {
+      redirection(kind);
     },
   };
 
@@ -109,10 +124,11 @@ export function createInstruments(metrics: Metrics, options: InstrumentOptions):
     };
   };
 
+  const redirection = counterFor<'moved' | 'ask'>(redirections, 'type');
   return {
     observer,
-    redirection: counterFor<'moved' | 'ask'>(redirections, 'type'),
-    clusterRetry: counterFor<'tryagain' | 'clusterdown' | 'connection_closed'>(retries, 'reason'),
+    redirection,
+    clusterRetry: counterFor<RetryReason>(retries, 'reason'),
     reconnect: counterFor<'client' | 'node' | 'subscriber'>(reconnects, 'scope'),
     pubsubMessage(kind, direction, channel) {
       messages.inc({ client, kind, direction, channel: options.channelLabels ? channel : '' });

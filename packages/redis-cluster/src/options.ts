@@ -89,6 +89,7 @@ export const DEFAULTS = {
 } as const;
 
 const NAME_PATTERN = /^[a-z][a-z0-9_-]{0,31}$/;
+const MAX_TIMEOUT_MS = 2_147_483_647;
 
 export interface ResolvedOptions {
   name: string;
@@ -146,6 +147,10 @@ export function resolveOptions(options: RedisClientOptions): ResolvedOptions {
     DEFAULTS.commandTimeoutMs,
     'commandTimeoutMs',
   );
+  // setTimeout fires a longer delay after 1 ms, which would time every command out at once.
+  if (commandTimeoutMs > MAX_TIMEOUT_MS) {
+    throw new RedisConfigError(`commandTimeoutMs must be at most ${MAX_TIMEOUT_MS} (about 24.8 days).`);
+  }
   const redis: RedisOptions = {
     connectionName: `austa:${name}`,
     commandTimeout: commandTimeoutMs,
@@ -262,8 +267,22 @@ export function resolveOptions(options: RedisClientOptions): ResolvedOptions {
 
 type Env = Record<string, string | undefined>;
 
-function envFlag(value: string | undefined): boolean {
-  return value !== undefined && /^(1|true|yes)$/i.test(value.trim());
+const TRUE_WORDS = new Set(['true', '1', 'yes']);
+const FALSE_WORDS = new Set(['false', '0', 'no']);
+
+/**
+ * A boolean variable: unset is `undefined`; `true/false/1/0/yes/no` in any case; anything else (`""`, `on`, `y`)
+ * throws, because guessing would fail open: a mistyped `REDIS_TLS_REJECT_UNAUTHORIZED` must not turn off checks.
+ */
+export function envBoolean(env: Env, name: string): boolean | undefined {
+  const raw = env[name];
+  if (raw === undefined) return undefined;
+  const value = raw.trim().toLowerCase();
+  if (TRUE_WORDS.has(value)) return true;
+  if (FALSE_WORDS.has(value)) return false;
+  throw new RedisConfigError(
+    `${name} must be one of true, false, 1, 0, yes, no (got ${JSON.stringify(raw)}); unset it for the default.`,
+  );
 }
 
 /**
@@ -272,6 +291,8 @@ function envFlag(value: string | undefined): boolean {
  * - `REDIS_USERNAME`, `REDIS_PASSWORD` for ACL users (override URL credentials);
  * - `REDIS_TLS=true` for TLS, `REDIS_TLS_CA_FILE` for a private CA, `REDIS_TLS_SERVERNAME` for SNI,
  *   `REDIS_TLS_REJECT_UNAUTHORIZED=false` only for local testing.
+ * Boolean variables accept only `true/false/1/0/yes/no` (any case); anything else throws `E_INVALID_CONFIG`
+ * naming the variable, so a typo never disables TLS or certificate checks.
  * @example createRedisClient(fromEnv(), { metrics })
  */
 export function fromEnv(
@@ -297,7 +318,9 @@ export function fromEnv(
   }
   if (env.REDIS_USERNAME) options.username = env.REDIS_USERNAME;
   if (env.REDIS_PASSWORD) options.password = env.REDIS_PASSWORD;
-  const wantsTls = envFlag(env.REDIS_TLS) || url?.startsWith('rediss://') === true;
+  const tlsFlag = envBoolean(env, 'REDIS_TLS');
+  const rejectUnauthorized = envBoolean(env, 'REDIS_TLS_REJECT_UNAUTHORIZED');
+  const wantsTls = tlsFlag === true || url?.startsWith('rediss://') === true;
   if (wantsTls) {
     const tls: ConnectionOptions = {};
     if (env.REDIS_TLS_CA_FILE) {
@@ -308,9 +331,7 @@ export function fromEnv(
       }
     }
     if (env.REDIS_TLS_SERVERNAME) tls.servername = env.REDIS_TLS_SERVERNAME;
-    if (env.REDIS_TLS_REJECT_UNAUTHORIZED !== undefined && !envFlag(env.REDIS_TLS_REJECT_UNAUTHORIZED)) {
-      tls.rejectUnauthorized = false;
-    }
+    if (rejectUnauthorized === false) tls.rejectUnauthorized = false;
     options.tls = tls;
   }
   return { ...options, ...overrides };

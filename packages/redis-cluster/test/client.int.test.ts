@@ -4,14 +4,23 @@ import { createMetrics, type Metrics } from '@austa/metrics';
 import {
   clientKill,
   deleteByPrefix,
+  keySlot,
   keysWithoutTtl,
+  killNode,
+  pauseNode,
   redisTarget,
   redisTargets,
+  restartNode,
+  restoreCluster,
+  resumeNode,
+  slotOwner,
   uniquePrefix,
+  waitForPromotion,
 } from '@austa/test-env/vitest';
+import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createRedisClient, escapeGlob, type RedisClient, type RedisClientOptions } from '../src/index.js';
-import { eventually, measured, sample } from './support.js';
+import { eventually, measured, sample, startProxy } from './support.js';
 
 type Topology = 'standalone' | 'cluster';
 
@@ -236,6 +245,30 @@ describe.each<Topology>(['standalone', 'cluster'])('createRedisClient on %s', (t
     }
   });
 
+  it('counts reconnects of the client connection, and of a cluster node connection', async () => {
+    const local = createMetrics();
+    const client = createRedisClient(optionsFor(topology, { name: 'rekill' }), {
+      metrics: local,
+      logger: { warn: () => {}, error: () => {} },
+    });
+    extraClients.push(client);
+    await client.ready();
+    await client.client.set(key('{rk}:a'), 'v', 'EX', 60);
+    expect(await clientKill(redisTarget(topology), { name: 'austa:rekill' })).toBeGreaterThanOrEqual(1);
+    await eventually(
+      () => client.client.get(key('{rk}:a')).catch(() => null),
+      (value) => value === 'v',
+      10_000,
+    );
+    const scope = topology === 'cluster' ? 'node' : 'client';
+    const counted = await eventually(
+      () => sample(local, 'austa_redis_reconnects_total', { client: 'rekill', scope }),
+      (count) => count >= 1,
+      10_000,
+    );
+    expect(counted).toBeGreaterThanOrEqual(1);
+  });
+
   it('returns INFO parsed per node', async () => {
     const info = await redis.info('server');
     const nodes = Object.entries(info);
@@ -247,11 +280,23 @@ describe.each<Topology>(['standalone', 'cluster'])('createRedisClient on %s', (t
     }
   });
 
-  it('reports stats for every node and reports healthy', async () => {
+  it('reports stats for every node with its role and reports healthy', async () => {
     const stats = redis.stats();
     expect(stats).toMatchObject({ name: 'itest', topology, status: 'ready', closed: false });
-    expect(stats.nodes.length).toBe(topology === 'cluster' ? 6 : 1);
-    for (const node of stats.nodes) expect(node.commandQueueLength).toBeGreaterThanOrEqual(0);
+    const roles = stats.nodes.map((node) => node.role).sort();
+    expect(roles).toEqual(
+      topology === 'cluster'
+        ? ['master', 'master', 'master', 'replica', 'replica', 'replica']
+        : ['standalone'],
+    );
+    for (const node of stats.nodes) {
+      expect(node.address).toMatch(/^127\.0\.0\.1:\d+$/);
+      expect(node.status).toBe('ready');
+      expect({ command: node.commandQueueLength, offline: node.offlineQueueLength }).toEqual({
+        command: 0,
+        offline: 0,
+      });
+    }
     const health = await redis.health();
     expect(health).toMatchObject({ healthy: true, problems: [] });
     if (topology === 'cluster') expect(health).toMatchObject({ clusterState: 'ok', slotsOk: 16384 });
@@ -262,6 +307,14 @@ describe.each<Topology>(['standalone', 'cluster'])('createRedisClient on %s', (t
     expect(text).toMatch(
       /austa_redis_connections\{[^}]*role="(standalone|master)"[^}]*status="ready"[^}]*\} \d/,
     );
+    if (topology === 'cluster') {
+      expect(await sample(metrics, 'austa_redis_connections', { role: 'replica', status: 'ready' })).toBe(3);
+    }
+    const unsubscribe = await redis.subscribe(key('gauge'), () => {});
+    expect(
+      await sample(metrics, 'austa_redis_connections', { role: 'subscriber', status: 'ready' }),
+    ).toBeGreaterThanOrEqual(1);
+    await unsubscribe();
   });
 
   it('scans every master, and escaped user parts match only themselves', async () => {
@@ -376,20 +429,176 @@ describe.each<Topology>(['standalone', 'cluster'])('createRedisClient on %s', (t
     expect(failures).toBe(1);
   });
 
-  it('close() waits for pending replies, then rejects later calls with E_CLIENT_CLOSED', async () => {
-    const client = createRedisClient(optionsFor(topology));
+  it('close() waits for a command held in flight on a paused server, then rejects later calls with E_CLIENT_CLOSED', async () => {
+    const target = redisTarget(topology);
+    const client = createRedisClient(optionsFor(topology, { commandTimeoutMs: 5000 }));
     await client.ready();
     await client.subscribe(key('closing'), () => {});
-    const pending = Array.from({ length: 20 }, (_, i) =>
-      client.client.set(key(`closing:${i}`), 'v', 'EX', 60),
-    );
-    await client.close();
-    await expect(Promise.all(pending)).resolves.toEqual(Array(20).fill('OK'));
-    await expect(client.client.get(key('closing:0'))).rejects.toMatchObject({ code: 'E_CLIENT_CLOSED' });
+    const held = key('{held}:a');
+    const port =
+      topology === 'cluster'
+        ? await slotOwner(redisTargets().cluster, keySlot('held'))
+        : redisTargets().standalone.port;
+    await pauseNode(target, topology === 'cluster' ? port : undefined);
+    let settled = false;
+    const pending = client.client.set(held, 'v', 'EX', 60).finally(() => {
+      settled = true;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const closing = client.close();
+    let closed = false;
+    void closing.then(() => {
+      closed = true;
+    });
+    // While the server is paused, the reply cannot come: close() must still be waiting for it.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect({ settled, closed }).toEqual({ settled: false, closed: false });
+    await resumeNode(target, topology === 'cluster' ? port : undefined);
+    await expect(pending).resolves.toBe('OK');
+    await closing;
+    await expect(client.client.get(held)).rejects.toMatchObject({ code: 'E_CLIENT_CLOSED' });
     await expect(client.publish(key('closing'), 'x')).rejects.toMatchObject({ code: 'E_CLIENT_CLOSED' });
     await expect(client.ready()).rejects.toMatchObject({ code: 'E_CLIENT_CLOSED' });
     expect((await client.health()).healthy).toBe(false);
     await expect(client.close()).resolves.toBeUndefined();
+  });
+
+  it('close() lets a command that is still waiting for a connection finish before it quits', async () => {
+    const real = topology === 'cluster' ? redisTargets().cluster.nodes[0] : redisTargets().standalone;
+    if (real === undefined) throw new Error('no node');
+    const options: RedisClientOptions = {
+      ...optionsFor(topology, { commandTimeoutMs: 8000 }),
+      name: 'drain',
+    };
+    if (topology === 'cluster') {
+      const client = createRedisClient(
+        {
+          ...options,
+          cluster: {
+            nodes: redisTargets().cluster.nodes,
+            retryDelayOnFailoverMs: 200,
+            clusterNodeTimeoutMs: 2000,
+            maxRedirections: 64,
+          },
+        },
+        { logger: { warn: () => {}, error: () => {} } },
+      );
+      await client.ready();
+      const cluster = redisTargets().cluster;
+      const held = key('{drain}:a');
+      const victim = await slotOwner(cluster, keySlot('drain'));
+      await killNode(cluster, victim);
+      // The SET meets the dead master, and waits in the cluster's retry queue for the promotion.
+      const pending = client.client.set(held, 'v', 'EX', 60);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await client.close();
+      await expect(pending).resolves.toBe('OK');
+      await waitForPromotion(cluster, victim, 30_000);
+      await restartNode(cluster, victim);
+      await restoreCluster(cluster, 60_000);
+      return;
+    }
+    const proxy = await startProxy({ host: real.host, port: real.port });
+    try {
+      const client = createRedisClient(
+        {
+          url: `redis://127.0.0.1:${proxy.port}`,
+          name: 'drain',
+          commandTimeoutMs: 8000,
+          maxRetriesPerRequest: null,
+        },
+        { logger: { warn: () => {}, error: () => {} } },
+      );
+      await client.ready();
+      await proxy.down();
+      await eventually(
+        async () => client.client.status,
+        (status) => status !== 'ready',
+        5000,
+        20,
+      );
+      // Offline: the SET waits in the offline queue until the connection comes back.
+      const pending = client.client.set(key('drain'), 'v', 'EX', 60);
+      const closing = client.close();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await proxy.up();
+      await expect(pending).resolves.toBe('OK');
+      await closing;
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('close() returns within commandTimeoutMs against an unreachable server, failing what was queued', async () => {
+    const deadPort = await closedLoopbackPort();
+    const commandTimeoutMs = 600;
+    const options: RedisClientOptions =
+      topology === 'cluster'
+        ? { cluster: { nodes: [`127.0.0.1:${deadPort}`] }, name: 'dead', commandTimeoutMs }
+        : {
+            url: `redis://127.0.0.1:${deadPort}`,
+            name: 'dead',
+            commandTimeoutMs,
+            maxRetriesPerRequest: null,
+          };
+    const client = createRedisClient(options, { logger: { warn: () => {}, error: () => {} } });
+    const queued = Array.from({ length: 5 }, (_, i) =>
+      client.client.set(key(`dead:${i}`), 'v').then(
+        () => 'ok',
+        (error: Error) => error.message,
+      ),
+    );
+    await client.subscribe(key('dead'), () => {}).catch(() => undefined);
+    const started = Date.now();
+    await client.close();
+    expect(Date.now() - started).toBeLessThan(commandTimeoutMs + 400);
+    for (const outcome of await queued) expect(outcome).not.toBe('ok');
+  });
+
+  it('health() says which CLUSTER INFO or PING failed instead of throwing', async () => {
+    if (topology === 'standalone') {
+      // A standalone server has no CLUSTER INFO; PING of a paused server times out.
+      const client = createRedisClient(optionsFor(topology, { commandTimeoutMs: 3000 }));
+      extraClients.push(client);
+      await client.ready();
+      await pauseNode(redisTarget('standalone'));
+      try {
+        const health = await client.health({ timeoutMs: 300 });
+        expect(health.healthy).toBe(false);
+        expect(health.problems.join(' ')).toMatch(/did not answer PING: PING timed out after 300 ms/);
+      } finally {
+        await resumeNode(redisTarget('standalone'));
+      }
+      return;
+    }
+    // An ACL user that may do anything but CLUSTER INFO, on every node.
+    const nodes = redisTargets().cluster.nodes;
+    const admin = nodes.map((node) => new Redis({ host: node.host, port: node.port }));
+    const user = `health-${Date.now()}`;
+    try {
+      await Promise.all(
+        admin.map((node) =>
+          node.call('ACL', 'SETUSER', user, 'on', '>pw', '~*', '&*', '+@all', '-cluster|info'),
+        ),
+      );
+      const client = createRedisClient(
+        {
+          cluster: { nodes, clusterOptions: { enableReadyCheck: false } },
+          name: 'noinfo',
+          username: user,
+          password: 'pw',
+        },
+        { logger: { warn: () => {}, error: () => {} } },
+      );
+      extraClients.push(client);
+      await client.ready();
+      const health = await client.health();
+      expect(health.healthy).toBe(false);
+      expect(health.nodes.every((node) => node.ok)).toBe(true);
+      expect(health.problems.join(' ')).toMatch(/CLUSTER INFO failed on .*NOPERM/);
+    } finally {
+      await Promise.all(admin.map((node) => node.call('ACL', 'DELUSER', user).finally(() => node.quit())));
+    }
   });
 });
 

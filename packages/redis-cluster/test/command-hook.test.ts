@@ -1,6 +1,17 @@
 import { Command } from 'ioredis';
-import { describe, expect, it } from 'vitest';
-import { type CommandObserver, createTracker, hookSendCommand } from '../src/command-hook.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import {
+  blockingMs,
+  commandDeadlineMs,
+  createHookContext,
+  hookSendCommand,
+  isInternalCommand,
+} from '../src/command-hook.js';
+import { type CommandObserver, createTracker, recordPipeline } from '../src/tracker.js';
+
+afterEach(() => {
+  vi.useRealTimers();
+});
 
 // A stand-in for an ioredis connection: the hook only touches sendCommand, so the fake records what reaches it.
 function fakeConnection() {
@@ -14,19 +25,6 @@ function fakeConnection() {
   return { connection, sent };
 }
 
-function hooked(options: { isCluster?: boolean; closed?: boolean; withTracker?: boolean } = {}) {
-  const { connection, sent } = fakeConnection();
-  const { calls, observer } = recorder();
-  const tracker = createTracker(observer, options.isCluster ?? false);
-  hookSendCommand(connection as never, {
-    isCluster: options.isCluster ?? false,
-    isClosed: () => options.closed ?? false,
-    commandTimeoutMs: 1000,
-    ...(options.withTracker === false ? {} : { tracker }),
-  });
-  return { connection, sent, calls, tracker };
-}
-
 function recorder() {
   const calls: Array<{ name: string; outcome: string }> = [];
   const observer: CommandObserver = {
@@ -34,6 +32,23 @@ function recorder() {
     error: (name, _seconds, error) => calls.push({ name, outcome: (error as Error).message }),
   };
   return { calls, observer };
+}
+
+function hooked(options: { closed?: boolean; withTracker?: boolean; timeoutMs?: number } = {}) {
+  const { connection, sent } = fakeConnection();
+  const { calls, observer } = recorder();
+  const tracker = createTracker(observer);
+  const context = createHookContext({
+    commandTimeoutMs: options.timeoutMs ?? 1000,
+    isClosed: () => options.closed ?? false,
+    ...(options.withTracker === false ? {} : { tracker }),
+  });
+  hookSendCommand(connection as never, context);
+  return { connection, sent, calls, tracker, context };
+}
+
+function reply(error: string): Error {
+  return Object.assign(new Error(error), { name: 'ReplyError' });
 }
 
 describe('hookSendCommand', () => {
@@ -51,41 +66,75 @@ describe('hookSendCommand', () => {
   });
 
   it('records the error outcome of a failed command', async () => {
-    const { connection, calls } = hooked();
+    const { connection, calls, tracker } = hooked();
     const command = new Command('incr', ['k']);
     void connection.sendCommand(command);
-    command.reject(new Error('Command timed out'));
-    await expect(command.promise).rejects.toThrow('Command timed out');
-    expect(calls).toEqual([{ name: 'incr', outcome: 'Command timed out' }]);
-  });
-
-  it('keeps measuring a cluster pipeline command across its MOVED retry', async () => {
-    const { connection, calls, tracker } = hooked({ isCluster: true });
-    const command = new Command('set', ['k', 'v']) as Command & { pipelineIndex?: number };
-    command.pipelineIndex = 0;
-    void connection.sendCommand(command);
-    const moved = Object.assign(new Error('MOVED 1234 127.0.0.1:7001'), { name: 'ReplyError' });
-    command.reject(moved);
-    await expect(command.promise).rejects.toThrow('MOVED');
-    expect(calls).toEqual([]);
-    // ioredis' Pipeline re-initialises the promise and sends the same Command object again.
-    (command as unknown as { initPromise(): void }).initPromise();
-    void connection.sendCommand(command);
-    command.resolve(Buffer.from('OK'));
-    await command.promise;
-    expect(calls).toEqual([{ name: 'set', outcome: 'ok' }]);
+    expect(tracker.pending).toBe(1);
+    command.reject(reply('WRONGTYPE Operation against a key holding the wrong kind of value'));
+    await expect(command.promise).rejects.toThrow('WRONGTYPE');
+    expect(calls).toEqual([
+      { name: 'incr', outcome: 'WRONGTYPE Operation against a key holding the wrong kind of value' },
+    ]);
     expect(tracker.pending).toBe(0);
   });
 
-  it('measures a command once when a Cluster and its node connection share the tracker', async () => {
-    const { connection: cluster, calls, tracker } = hooked({ isCluster: true });
-    const { connection: node } = fakeConnection();
-    hookSendCommand(node as never, {
-      isCluster: false,
-      isClosed: () => false,
-      commandTimeoutMs: 1000,
-      tracker,
+  it('times a command out from its first send and never sends it again afterwards', async () => {
+    vi.useFakeTimers();
+    const { connection, sent, calls, context } = hooked({ timeoutMs: 500 });
+    const command = new Command('incr', ['k']);
+    void connection.sendCommand(command);
+    const outcome = command.promise.then(
+      () => 'resolved',
+      (error: Error) => error.message,
+    );
+    vi.advanceTimersByTime(499);
+    expect(context.dead.has(command)).toBe(false);
+    vi.advanceTimersByTime(1);
+    expect(await outcome).toBe('Command timed out');
+    expect(context.dead.has(command)).toBe(true);
+    // An offline queue flushing later, or a cluster retry, sends it again: it must not reach the connection.
+    void connection.sendCommand(command);
+    expect(sent).toHaveLength(1);
+    expect(calls).toEqual([{ name: 'incr', outcome: 'Command timed out' }]);
+  });
+
+  it('keeps the write count of a pipeline batch when it drops a timed-out command', () => {
+    const { connection, context } = hooked();
+    const command = new Command('set', ['k', 'v']);
+    context.dead.add(command);
+    const writes: string[] = [];
+    const send = connection.sendCommand as (command: Command, stream?: unknown) => unknown;
+    void send.call(connection, command, { isPipeline: true, write: (data: string) => writes.push(data) });
+    expect(writes).toEqual(['']);
+  });
+
+  it('does not arm a timer for a block without end, and arms block time plus the timeout otherwise', () => {
+    vi.useFakeTimers();
+    const { connection } = hooked({ timeoutMs: 500 });
+    const forever = new Command('blpop', ['q', '0']);
+    void connection.sendCommand(forever);
+    expect((forever as unknown as { _commandTimeoutTimer: unknown })._commandTimeoutTimer).toMatchObject({
+      austa: 'no-timer',
     });
+    const bounded = new Command('brpop', ['q', '2']);
+    void connection.sendCommand(bounded);
+    const settled = vi.fn();
+    bounded.promise.then(settled, settled);
+    vi.advanceTimersByTime(2499);
+    expect(settled).not.toHaveBeenCalled();
+  });
+
+  it('rejects with E_CLIENT_CLOSED and sends nothing once closed', async () => {
+    const { connection, sent } = hooked({ closed: true, withTracker: false });
+    const command = new Command('get', ['k']);
+    await expect(connection.sendCommand(command)).rejects.toMatchObject({ code: 'E_CLIENT_CLOSED' });
+    expect(sent).toHaveLength(0);
+  });
+
+  it('measures a command once when a Cluster and its node connection share the context', async () => {
+    const { connection: cluster, calls, tracker, context } = hooked();
+    const { connection: node } = fakeConnection();
+    hookSendCommand(node as never, context);
     const command = new Command('get', ['k']);
     void cluster.sendCommand(command);
     void node.sendCommand(command);
@@ -94,11 +143,191 @@ describe('hookSendCommand', () => {
     expect(calls).toEqual([{ name: 'get', outcome: 'ok' }]);
     expect(tracker.pending).toBe(0);
   });
+});
 
-  it('rejects with E_CLIENT_CLOSED and sends nothing once closed', async () => {
-    const { connection, sent } = hooked({ closed: true, withTracker: false });
-    const command = new Command('get', ['k']);
-    await expect(connection.sendCommand(command)).rejects.toMatchObject({ code: 'E_CLIENT_CLOSED' });
-    expect(sent).toHaveLength(0);
+describe('createTracker', () => {
+  it('passes a throwing reply transformer through as a rejection and records it as the error', async () => {
+    const { calls, observer } = recorder();
+    const tracker = createTracker(observer);
+    const command = new Command('hgetall', ['k']);
+    const original = (command as unknown as { transformReply: (value: unknown) => unknown }).transformReply;
+    (command as unknown as { transformReply: () => never }).transformReply = () => {
+      throw new Error('transformer failed');
+    };
+    tracker.track(command);
+    command.resolve(['a', 'b']);
+    await expect(command.promise).rejects.toThrow('transformer failed');
+    expect(calls).toEqual([{ name: 'hgetall', outcome: 'transformer failed' }]);
+    expect(original).toBeTypeOf('function');
+  });
+
+  it('records a script call once when its EVALSHA gets NOSCRIPT and ioredis sends it again', async () => {
+    const { calls, observer } = recorder();
+    const tracker = createTracker(observer);
+    class CustomScriptCommand extends Command {}
+    const first = new CustomScriptCommand('evalsha', ['sha', '0']);
+    tracker.track(first);
+    first.reject(reply('NOSCRIPT No matching script.'));
+    await expect(first.promise).rejects.toThrow('NOSCRIPT');
+    expect(calls).toEqual([]);
+    expect(tracker.pending).toBe(0);
+    const resend = new CustomScriptCommand('evalsha', ['sha', '0']);
+    resend.name = 'eval';
+    tracker.track(resend);
+    expect(tracker.pending).toBe(1);
+    resend.resolve(Buffer.from('1'));
+    await resend.promise;
+    expect(calls).toEqual([{ name: 'evalsha', outcome: 'ok' }]);
+  });
+
+  it('records NOSCRIPT of a plain EVALSHA the caller sent, since nothing retries it', async () => {
+    const { calls, observer } = recorder();
+    const tracker = createTracker(observer);
+    const command = new Command('evalsha', ['sha', '0']);
+    tracker.track(command);
+    command.reject(reply('NOSCRIPT No matching script.'));
+    await expect(command.promise).rejects.toThrow();
+    expect(calls).toEqual([{ name: 'evalsha', outcome: 'NOSCRIPT No matching script.' }]);
+  });
+});
+
+type Queued = Command & { inTransaction?: boolean; ignore?: boolean };
+
+function queued(name: string, inTransaction = false): Queued {
+  const command = new Command(name, []) as Queued;
+  command.inTransaction = inTransaction;
+  return command;
+}
+
+describe('recordPipeline', () => {
+  function record(queue: Queued[], results: Array<[Error | null, unknown?]>) {
+    const { calls, observer } = recorder();
+    recordPipeline(observer, { queue, results }, 0.001);
+    return calls;
+  }
+
+  it('takes the outcome of commands inside MULTI from the reply of EXEC', () => {
+    const wrong = reply('ERR value is not an integer or out of range');
+    const calls = record(
+      [queued('multi', true), queued('set', true), queued('incr', true), queued('exec')],
+      [
+        [null, 'OK'],
+        [null, 'QUEUED'],
+        [null, 'QUEUED'],
+        [null, ['OK', wrong]],
+      ],
+    );
+    expect(calls).toEqual([
+      { name: 'multi', outcome: 'ok' },
+      { name: 'set', outcome: 'ok' },
+      { name: 'incr', outcome: wrong.message },
+      { name: 'exec', outcome: 'ok' },
+    ]);
+  });
+
+  it('gives every command of an aborted transaction the error that aborted it', () => {
+    const abort = reply('EXECABORT Transaction discarded because of previous errors.');
+    const arity = reply("ERR wrong number of arguments for 'set' command");
+    const calls = record(
+      [queued('multi', true), queued('set', true), queued('get', true), queued('exec')],
+      [[null, 'OK'], [arity], [null, 'QUEUED'], [abort]],
+    );
+    expect(calls.map((call) => call.outcome)).toEqual(['ok', arity.message, abort.message, abort.message]);
+  });
+
+  it('records the commands of a transaction that WATCH aborted as not run', () => {
+    const calls = record(
+      [queued('multi', true), queued('incr', true), queued('exec')],
+      [
+        [null, 'OK'],
+        [null, 'QUEUED'],
+        [null, null],
+      ],
+    );
+    expect(calls[1]?.outcome).toMatch(/aborted by WATCH/);
+    expect(calls[2]).toEqual({ name: 'exec', outcome: 'ok' });
+  });
+
+  it('skips the ASKING commands ioredis adds and reports unfollowed redirects', () => {
+    const { calls, observer } = recorder();
+    const redirects: string[] = [];
+    observer.unfollowedRedirect = (kind) => redirects.push(kind);
+    const asking = queued('asking');
+    asking.ignore = true;
+    recordPipeline(
+      observer,
+      {
+        queue: [asking, queued('incr'), queued('incr')],
+        results: [[null, 'OK'], [reply('ASK 12 127.0.0.1:7001')], [null, 3]],
+      },
+      0.001,
+    );
+    expect(calls).toEqual([
+      { name: 'incr', outcome: 'ASK 12 127.0.0.1:7001' },
+      { name: 'incr', outcome: 'ok' },
+    ]);
+    expect(redirects).toEqual(['ask']);
+  });
+
+  it('gives every command the error that failed the whole pipeline', () => {
+    const { calls, observer } = recorder();
+    recordPipeline(
+      observer,
+      { queue: [queued('get'), queued('set')], error: new Error('Command timed out') },
+      0.5,
+    );
+    expect(calls).toEqual([
+      { name: 'get', outcome: 'Command timed out' },
+      { name: 'set', outcome: 'Command timed out' },
+    ]);
+  });
+});
+
+describe('blocking commands', () => {
+  it.each([
+    ['blpop', ['a', 'b', '2.5'], 2500],
+    ['BRPOP', ['a', 0], null],
+    ['blmove', ['a', 'b', 'LEFT', 'RIGHT', '1'], 1000],
+    ['blmpop', ['3', '1', 'a', 'LEFT'], 3000],
+    ['bzmpop', [0, '1', 'a', 'MIN'], null],
+    ['wait', ['1', '250'], 250],
+    ['waitaof', ['1', '0', '100'], 100],
+    ['xread', ['COUNT', '1', 'BLOCK', '700', 'STREAMS', 's', '$'], 700],
+    ['xreadgroup', ['GROUP', 'g', 'c', 'block', 0, 'STREAMS', 's', '>'], null],
+    ['xread', ['STREAMS', 's', '0'], undefined],
+    ['get', ['k'], undefined],
+    ['blpop', ['k', 'soon'], undefined],
+  ])('%s %j blocks for %s ms', (name, args, expected) => {
+    expect(blockingMs(name as string, args as unknown[])).toBe(expected);
+  });
+
+  it('adds commandTimeoutMs to the block, and has no deadline for a block without end', () => {
+    expect(commandDeadlineMs(new Command('blpop', ['q', '2']), 500)).toBe(2500);
+    expect(commandDeadlineMs(new Command('blpop', ['q', '0']), 500)).toBeUndefined();
+    expect(commandDeadlineMs(new Command('get', ['q']), 500)).toBe(500);
+  });
+
+  it('treats a block longer than any timer can hold as a block without end, instead of firing at once', () => {
+    expect(commandDeadlineMs(new Command('blpop', ['q', String(30 * 24 * 3600)]), 500)).toBeUndefined();
+    expect(commandDeadlineMs(new Command('wait', ['1', String(2 ** 31)]), 500)).toBeUndefined();
+    expect(commandDeadlineMs(new Command('blpop', ['q', '86400']), 500)).toBe(86_400_500);
+  });
+});
+
+describe('commands ioredis sends on its own', () => {
+  it.each([
+    ['asking', 'ready', false, true],
+    ['readonly', 'ready', true, true],
+    ['client', 'connect', false, true],
+    ['info', 'connect', true, true],
+    ['cluster', 'connect', false, true],
+    ['auth', 'connect', false, true],
+    ['quit', 'ready', true, true],
+    ['quit', 'ready', false, false],
+    ['client', 'ready', false, false],
+    ['info', 'ready', false, false],
+    ['get', 'connect', false, false],
+  ])('%s on a %s connection (node: %s) is internal: %s', (name, status, node, expected) => {
+    expect(isInternalCommand(name as string, status as string, node as boolean)).toBe(expected);
   });
 });

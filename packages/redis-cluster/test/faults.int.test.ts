@@ -13,29 +13,50 @@ import {
   uniquePrefix,
   waitForPromotion,
 } from '@austa/test-env/vitest';
+import type { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createRedisClient, type RedisClient } from '../src/index.js';
-import { eventually, measured, sample } from './support.js';
+import { eventually, measured, measuredAll, sample } from './support.js';
 
 const COMMAND_TIMEOUT_MS = 2000;
+/** The test cluster's cluster-node-timeout: a failover takes about this long plus an election. */
+const NODE_TIMEOUT_MS = 2000;
 
-function clusterClient(name: string, metrics = createMetrics()) {
+function clusterClient(
+  name: string,
+  metrics = createMetrics(),
+  extra: { commandTimeoutMs?: number; enableAutoPipelining?: boolean } = {},
+) {
   const targets = redisTargets();
   const client = createRedisClient(
     {
       cluster: {
         nodes: targets.cluster.nodes,
-        // The test cluster fails over after cluster-node-timeout 2000 ms.
-        clusterNodeTimeoutMs: 2000,
+        clusterNodeTimeoutMs: NODE_TIMEOUT_MS,
         retryDelayOnFailoverMs: 200,
-        maxRedirections: 32,
+        maxRedirections: 64,
       },
       name,
-      commandTimeoutMs: COMMAND_TIMEOUT_MS,
+      commandTimeoutMs: extra.commandTimeoutMs ?? COMMAND_TIMEOUT_MS,
+      ...(extra.enableAutoPipelining ? { enableAutoPipelining: true } : {}),
     },
     { metrics, logger: { warn: () => {}, error: () => {} } },
   );
   return { client, metrics };
+}
+
+/** The client's connection to the master on `port`. */
+function masterNode(client: RedisClient, port: number): Redis {
+  const node = (client.client as import('ioredis').Cluster)
+    .nodes('master')
+    .find((candidate) => candidate.options.port === port);
+  if (node === undefined) throw new Error(`no connection to master ${port}`);
+  return node;
+}
+
+/** Waits until the replicas of the master on `port` have every write so far, so a failover loses nothing. */
+async function replicated(client: RedisClient, port: number): Promise<void> {
+  expect(await masterNode(client, port).call('WAIT', '1', '2000')).toBe(1);
 }
 
 /** Settles within `ms` or reports the command as hanging. */
@@ -98,6 +119,184 @@ describe('fault tolerance on a real cluster', () => {
     expect(outcomes.filter((o) => o.at < killedAt && o.outcome === 'ok').length).toBeGreaterThan(0);
     expect(outcomes.filter((o) => o.at > promotedAt && o.outcome === 'ok').length).toBeGreaterThanOrEqual(50);
     await restartNode(cluster, victim);
+  });
+
+  it('never sends a command after its caller was told it timed out, even when the cluster retries it after a failover', async () => {
+    const { client, metrics } = clusterClient('late-retry', createMetrics(), { commandTimeoutMs: 600 });
+    clients.push(client);
+    await client.ready();
+    const cluster = redisTargets().cluster;
+    const key = `${uniquePrefix('late-retry')}:{counter}`;
+    await client.client.set(key, '0', 'EX', 120);
+    const victim = await slotOwner(cluster, keySlot(key));
+    await replicated(client, victim);
+    await killNode(cluster, victim);
+    // The INCR meets a closed connection, waits in the cluster's retry queue, and times out there.
+    const started = Date.now();
+    await expect(client.client.incr(key)).rejects.toThrow(/timed out/);
+    expect(Date.now() - started).toBeLessThan(600 + 1000);
+    await waitForPromotion(cluster, victim, 30_000);
+    // The retry queue fires every 200 ms: give it many chances to send the INCR it still holds.
+    const value = await eventually(
+      () => client.client.get(key),
+      (current) => current !== '0',
+      2000,
+      200,
+    );
+    expect(value).toBe('0');
+    expect(await measured(metrics, 'incr', 'timeout')).toBe(1);
+    expect(await measured(metrics, 'incr')).toBe(0);
+    expect(
+      await sample(metrics, 'austa_redis_cluster_retries_total', {
+        client: 'late-retry',
+        reason: 'connection_closed',
+      }),
+    ).toBeGreaterThanOrEqual(1);
+    await restartNode(cluster, victim);
+  });
+
+  it('during a failover, fails commands to the lost shard at commandTimeoutMs and keeps serving the others', async () => {
+    const { client } = clusterClient('shard-loss', createMetrics(), { commandTimeoutMs: 500 });
+    clients.push(client);
+    await client.ready();
+    const cluster = redisTargets().cluster;
+    const prefix = uniquePrefix('shard-loss');
+    let lost = 0;
+    while ((await slotOwner(cluster, keySlot(`l${lost}`))) !== (await slotOwner(cluster, 0))) lost++;
+    let kept = 0;
+    while ((await slotOwner(cluster, keySlot(`k${kept}`))) === (await slotOwner(cluster, 0))) kept++;
+    const lostKey = `${prefix}:{l${lost}}`;
+    const keptKey = `${prefix}:{k${kept}}`;
+    const victim = await slotOwner(cluster, 0);
+    await killNode(cluster, victim);
+    const lostStarted = Date.now();
+    const lostResult = await client.client.set(lostKey, 'v', 'EX', 60).catch((error: Error) => error);
+    const lostElapsed = Date.now() - lostStarted;
+    const keptResult = await client.client.set(keptKey, 'v', 'EX', 60);
+    expect(lostResult).toBeInstanceOf(Error);
+    expect((lostResult as Error).message).toMatch(/timed out/);
+    expect(lostElapsed).toBeLessThan(500 + 1000);
+    expect(keptResult).toBe('OK');
+    await waitForPromotion(cluster, victim, 30_000);
+    const back = await eventually(
+      () => client.client.set(lostKey, 'v', 'EX', 60).catch(() => 'error'),
+      (result) => result === 'OK',
+      10_000,
+      200,
+    );
+    expect(back).toBe('OK');
+    await restartNode(cluster, victim);
+  });
+
+  it('rides out a failover when commandTimeoutMs is longer than the failover', async () => {
+    const { client } = clusterClient('ride-out', createMetrics(), { commandTimeoutMs: NODE_TIMEOUT_MS * 8 });
+    clients.push(client);
+    await client.ready();
+    const cluster = redisTargets().cluster;
+    const key = `${uniquePrefix('ride-out')}:{k}`;
+    const victim = await slotOwner(cluster, keySlot(key));
+    await killNode(cluster, victim);
+    const started = Date.now();
+    expect(await client.client.set(key, 'v', 'EX', 60)).toBe('OK');
+    // It waited for the promotion instead of failing.
+    expect(Date.now() - started).toBeGreaterThan(NODE_TIMEOUT_MS / 2);
+    await restartNode(cluster, victim);
+  });
+
+  it('records a pipeline cut off by a master failure once per command, with the outcome the caller got', async () => {
+    const { client, metrics } = clusterClient('pipe-failover', createMetrics(), {
+      commandTimeoutMs: NODE_TIMEOUT_MS * 8,
+    });
+    clients.push(client);
+    await client.ready();
+    const cluster = redisTargets().cluster;
+    const tag = `${uniquePrefix('pipe-failover')}:{p}`;
+    await client.client.set(`${tag}:a`, '1', 'EX', 120);
+    await client.client.set(`${tag}:b`, '2', 'EX', 120);
+    const victim = await slotOwner(cluster, keySlot('p'));
+    await replicated(client, victim);
+    const before = await measured(metrics, 'get');
+    // Paused, the master holds the pipeline unanswered; killed, its connection closes under it.
+    await pauseNode(cluster, victim);
+    const pipeline = client.client.pipeline().get(`${tag}:a`).get(`${tag}:b`).exec();
+    const transaction = client.client.multi().get(`${tag}:a`).exec();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await killNode(cluster, victim);
+    expect(await pipeline).toEqual([
+      [null, '1'],
+      [null, '2'],
+    ]);
+    const multiOutcome = await transaction.then(
+      (value) => value,
+      (error: Error) => error,
+    );
+    // Three GETs were issued (two in the pipeline, one in MULTI): three observations, whatever the retries.
+    expect((await measuredAll(metrics, 'get')) - before).toBe(3);
+    expect(await measured(metrics, 'get', 'connection_closed')).toBe(0);
+    expect(await measuredAll(metrics, 'multi')).toBe(1);
+    expect(await measuredAll(metrics, 'exec')).toBe(1);
+    if (!(multiOutcome instanceof Error)) expect(multiOutcome).toEqual([[null, '1']]);
+    await waitForPromotion(cluster, victim, 30_000);
+    await restartNode(cluster, victim);
+  });
+
+  it('records auto-pipelined commands answered with ASK mid-migration once each, as the caller saw them', async () => {
+    const { client, metrics } = clusterClient('ap-ask', createMetrics(), { enableAutoPipelining: true });
+    clients.push(client);
+    await client.ready();
+    const cluster = redisTargets().cluster;
+    const tag = `${uniquePrefix('ap-ask')}:{asking}`;
+    const keys = Array.from({ length: 10 }, (_, i) => `${tag}:${i}`);
+    await Promise.all(keys.map((key) => client.client.set(key, '0', 'EX', 120)));
+    const slot = keySlot('asking');
+    const from = await slotOwner(cluster, slot);
+    const to = (await clusterTopology(cluster)).masters
+      .map((master) => master.port)
+      .find((port) => port !== from);
+    await migrateSlot(cluster, slot, from, to as number, { stopAfter: 'importing', keys: keys.slice(0, 5) });
+    const outcomes = await Promise.all(
+      keys.map((key) =>
+        client.client.incr(key).then(
+          () => '',
+          (error: Error) => error.message.split(' ')[0] ?? 'error',
+        ),
+      ),
+    );
+    const byType = new Map<string, number>();
+    for (const outcome of outcomes) byType.set(outcome, (byType.get(outcome) ?? 0) + 1);
+    for (const [type, count] of byType) expect(await measured(metrics, 'incr', type)).toBe(count);
+    const observed = (await measured(metrics, 'incr')) + (await measured(metrics, 'incr', 'ASK'));
+    expect(observed).toBe(keys.length);
+    expect(
+      await sample(metrics, 'austa_redis_redirections_total', { client: 'ap-ask', type: 'ask' }),
+    ).toBeGreaterThanOrEqual(1);
+  });
+
+  it('records a MULTI retried after MOVED once per command', async () => {
+    const { client, metrics } = clusterClient('multi-moved');
+    clients.push(client);
+    await client.ready();
+    const cluster = redisTargets().cluster;
+    const tag = `${uniquePrefix('multi-moved')}:{tx}`;
+    await client.client.set(`${tag}:a`, '1', 'EX', 120);
+    const slot = keySlot('tx');
+    const from = await slotOwner(cluster, slot);
+    const to = (await clusterTopology(cluster)).masters
+      .map((master) => master.port)
+      .find((port) => port !== from);
+    await migrateSlot(cluster, slot, from, to as number);
+    const result = await client.client.multi().set(`${tag}:a`, '2', 'EX', 120).get(`${tag}:a`).exec();
+    expect(result).toEqual([
+      [null, 'OK'],
+      [null, '2'],
+    ]);
+    expect(await measured(metrics, 'multi')).toBe(1);
+    expect(await measured(metrics, 'set')).toBe(2);
+    expect(await measured(metrics, 'exec')).toBe(1);
+    expect(await measured(metrics, 'multi', 'MOVED')).toBe(0);
+    expect(
+      await sample(metrics, 'austa_redis_redirections_total', { client: 'multi-moved', type: 'moved' }),
+    ).toBeGreaterThanOrEqual(1);
   });
 
   it('follows a slot migration: the redirected command succeeds, is measured once and the redirection counted', async () => {

@@ -72,6 +72,7 @@ describe('resolveOptions', () => {
     [{ url: 'http://x' }, /redis:\/\/ or rediss:\/\//],
     [{ url: 'not a url' }, /not a valid URL/],
     [{ url: 'redis://x', commandTimeoutMs: -1 }, /commandTimeoutMs must be a positive integer/],
+    [{ url: 'redis://x', commandTimeoutMs: 2 ** 31 }, /commandTimeoutMs must be at most/],
     [{ url: 'redis://x', name: 'User 42!' }, /Client name/],
     [{ host: 'x', db: -1 }, /db must be a non-negative integer/],
   ])('rejects %j with E_INVALID_CONFIG', (options, message) => {
@@ -110,6 +111,46 @@ describe('fromEnv', () => {
     });
     expect(options.url).toBe('redis://h:1');
     expect(options.tls).toEqual({ servername: 'h.example' });
+  });
+
+  it.each(['', 'on', 'y', 'enabled', ' off '])(
+    'refuses REDIS_TLS_REJECT_UNAUTHORIZED=%j instead of turning certificate checks off',
+    (value) => {
+      const error = configError(() =>
+        fromEnv({ REDIS_URL: 'rediss://h', REDIS_TLS_REJECT_UNAUTHORIZED: value }),
+      );
+      expect(error.code).toBe('E_INVALID_CONFIG');
+      expect(error.message).toContain('REDIS_TLS_REJECT_UNAUTHORIZED');
+    },
+  );
+
+  it.each(['on', '', 'enable', 'Y'])(
+    'refuses REDIS_TLS=%j instead of silently connecting without TLS',
+    (value) => {
+      const error = configError(() => fromEnv({ REDIS_URL: 'redis://h', REDIS_TLS: value }));
+      expect(error.code).toBe('E_INVALID_CONFIG');
+      expect(error.message).toContain('REDIS_TLS');
+    },
+  );
+
+  it.each([
+    ['TRUE', true],
+    ['1', true],
+    ['Yes', true],
+    ['false', false],
+    ['0', false],
+    ['NO', false],
+  ])('reads REDIS_TLS=%j as %s', (value, expected) => {
+    const options = fromEnv({ REDIS_URL: 'redis://h', REDIS_TLS: value });
+    expect(options.tls !== undefined).toBe(expected);
+  });
+
+  it('turns certificate checks off only for an explicit false, and keeps them for true', () => {
+    expect(fromEnv({ REDIS_URL: 'rediss://h', REDIS_TLS_REJECT_UNAUTHORIZED: 'false' }).tls).toEqual({
+      rejectUnauthorized: false,
+    });
+    expect(fromEnv({ REDIS_URL: 'rediss://h', REDIS_TLS_REJECT_UNAUTHORIZED: 'true' }).tls).toEqual({});
+    expect(fromEnv({ REDIS_URL: 'rediss://h' }).tls).toEqual({});
   });
 
   it('says which variables to set when none is', () => {
