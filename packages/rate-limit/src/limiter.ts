@@ -171,6 +171,8 @@ const POLICIES: readonly FailurePolicy[] = ['fail-open', 'fail-closed', 'insuran
 const MAX_TIMEOUT_MS = 60_000;
 /** Longest block: ten years. */
 const MAX_BLOCK_SECONDS = 315_360_000;
+/** How far Redis' clock may be from this host's before the first reply without a check being dropped. */
+const BOOTSTRAP_SKEW_MS = 30_000;
 /** How long a sample of Redis' clock offset is trusted as the best one (see `ClockOffset`). */
 const OFFSET_EPOCH_MS = 5000;
 
@@ -454,7 +456,12 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
 
   function scriptArgs(tag: string, plan: Plan, peek: boolean, cost: number, sentAt: number) {
     const limits = plan.limits;
-    const deadline = offset.known ? Math.floor(sentAt + offset.value + timeoutMs) : 0;
+    // Before the first reply Redis' clock is unknown: assume it is within BOOTSTRAP_SKEW_MS of this host's wall
+    // clock, so checks queued during an outage at startup are not counted minutes later either. A Redis clock
+    // further ahead only turns the first checks into policy answers, and their replies teach the real offset.
+    const deadline = offset.known
+      ? Math.floor(sentAt + offset.value + timeoutMs)
+      : Math.floor(Date.now() + timeoutMs + BOOTSTRAP_SKEW_MS);
     if (plan.flat && !peek) {
       const limit = limits[0] as CompiledLimit;
       const own = limit.flatArgs;
