@@ -406,52 +406,51 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
     };
   }
 
+  /** What the failure policy answers, per limit; multi-limit results carry `limits` like Redis' answers do. */
   function policyResult(tag: string, plan: Plan, cost: number): RateLimitResult {
     const at = now();
-    const first = plan.limits[0] as CompiledLimit;
-    if (failurePolicy === 'fail-open') {
-      return {
-        allowed: true,
-        limit: first.limit,
-        remaining: Math.max(0, Math.floor(first.capacity - cost)),
-        resetAtMs: at + Math.ceil(first.windowMs),
-        retryAfterMs: 0,
-        blocked: false,
-        fallback: 'fail-open',
-      };
+    const count = plan.limits.length;
+    let allowed: boolean;
+    let remaining: number[];
+    let resetMs: number[];
+    let retryMs: number[];
+    if (failurePolicy === 'insurance') {
+      const local = (insurance as InsuranceLimiter).check(tag, plan, cost);
+      ({ allowed, remaining, resetMs, retryMs } = local);
+    } else {
+      allowed = failurePolicy === 'fail-open';
+      const wait = DEFAULTS.failClosedRetryAfterMs;
+      remaining = plan.limits.map((limit) => (allowed ? Math.max(0, Math.floor(limit.capacity - cost)) : 0));
+      resetMs = plan.limits.map((limit) => (allowed ? Math.ceil(limit.windowMs) : wait));
+      retryMs = plan.limits.map(() => (allowed ? 0 : wait));
     }
-    if (failurePolicy === 'fail-closed') {
-      return {
-        allowed: false,
-        limit: first.limit,
-        remaining: 0,
-        resetAtMs: at + DEFAULTS.failClosedRetryAfterMs,
-        retryAfterMs: DEFAULTS.failClosedRetryAfterMs,
-        blocked: false,
-        fallback: 'fail-closed',
-      };
-    }
-    const local = (insurance as InsuranceLimiter).check(tag, plan, cost);
     let deciding = 0;
-    let retry = 0;
-    for (let i = 0; i < plan.limits.length; i++) {
-      const wait = local.retryMs[i] as number;
-      if (wait > retry) {
-        retry = wait;
-        deciding = i;
-      } else if (local.allowed && (local.remaining[i] as number) < (local.remaining[deciding] as number)) {
-        deciding = i;
-      }
+    for (let i = 1; i < count; i++) {
+      const wait = retryMs[i] as number;
+      if (wait > (retryMs[deciding] as number)) deciding = i;
+      else if (allowed && (remaining[i] as number) < (remaining[deciding] as number)) deciding = i;
     }
-    return {
-      allowed: local.allowed,
+    const result: RateLimitResult = {
+      allowed,
       limit: (plan.limits[deciding] as CompiledLimit).limit,
-      remaining: local.remaining[deciding] as number,
-      resetAtMs: at + (local.resetMs[deciding] as number),
-      retryAfterMs: local.allowed ? 0 : retry,
+      remaining: remaining[deciding] as number,
+      resetAtMs: at + (resetMs[deciding] as number),
+      retryAfterMs: allowed ? 0 : (retryMs[deciding] as number),
       blocked: false,
-      fallback: 'insurance',
+      fallback: failurePolicy,
     };
+    if (count > 1) {
+      result.limits = plan.limits.map((limit, i) => ({
+        strategy: limit.strategy,
+        limit: limit.limit,
+        windowSeconds: limit.windowSeconds,
+        allowed: (retryMs[i] as number) === 0,
+        remaining: remaining[i] as number,
+        resetAtMs: at + (resetMs[i] as number),
+        retryAfterMs: retryMs[i] as number,
+      }));
+    }
+    return result;
   }
 
   function scriptArgs(tag: string, plan: Plan, peek: boolean, cost: number, sentAt: number) {
@@ -510,6 +509,15 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
     reply(reply: number[]): void {
       if (this.settled) return;
       this.settled = true;
+      try {
+        this.answer(reply);
+      } catch (error) {
+        // A reply of an unexpected shape (or a clock that throws): answer with the error rather than never.
+        this.reject(error instanceof Error ? error : new Error(String(error)));
+      }
+    }
+
+    private answer(reply: number[]): void {
       const at = now();
       const monotonic = performance.now();
       if (recordLatency) instruments.checkAnswered((monotonic - this.startedAt) / 1000);
@@ -525,11 +533,12 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
       const result =
         plan.flat && !this.peek ? resultFromFlatReply(reply, plan, at) : resultFromReply(reply, plan, at);
       if (result.blocked && blockCache !== undefined) blockCache.add(this.tag, result.retryAfterMs);
-      if (!this.peek)
+      if (!this.peek) {
         decide(
           plan.strategyIndex,
           result.allowed ? ALLOWED : reply[0] === STATUS_BLOCKED ? BLOCKED : REJECTED,
         );
+      }
       this.resolve(result);
     }
 

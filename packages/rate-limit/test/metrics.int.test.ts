@@ -14,7 +14,15 @@ describe('metrics', () => {
     const client = createTestClient(redisTargets(), 'standalone');
     const prefix = uniquePrefix('rl-metrics');
     const metrics = createMetrics({ defaultLabels: { service: 'care-api' } });
-    const limiter = createRateLimiter({ redis: client, prefix, metrics, name: 'api', blockCache: true });
+    await client.ping();
+    const limiter = createRateLimiter({
+      redis: client,
+      prefix,
+      metrics,
+      name: 'api',
+      blockCache: true,
+      timeoutMs: 5000,
+    });
     const config = { limit: 1, windowSeconds: 60 };
     try {
       await limiter.checkLimit('a', config, 'fixed-window');
