@@ -163,6 +163,35 @@ describe('failure policies on a standalone server', () => {
     await limiter.close();
   });
 
+  it('answers a multi-limit check by the policy with each limit outcome, all or nothing', async () => {
+    const limiter = createRateLimiter({ redis: client, prefix, timeoutMs: TIMEOUT_MS });
+    const limits = [
+      { limit: 2, windowSeconds: 60 },
+      { limit: 5, windowSeconds: 3600, strategy: 'token-bucket' as const },
+    ];
+    await limiter.getStatus('multi-outage', limits, 'fixed-window');
+    await pauseNode(server);
+    const results: RateLimitResult[] = [];
+    try {
+      for (let i = 0; i < 3; i++)
+        results.push(await limiter.checkLimit('multi-outage', limits, 'fixed-window'));
+    } finally {
+      await resumeNode(server);
+    }
+    expect(results.map((r) => [r.fallback, r.allowed])).toEqual([
+      ['insurance', true],
+      ['insurance', true],
+      ['insurance', false],
+    ]);
+    // The rejection took nothing from the hourly limit, and says which limit decided.
+    expect(results[2]?.limits?.map((l) => [l.allowed, l.remaining])).toEqual([
+      [false, 0],
+      [true, 3],
+    ]);
+    expect(results[2]?.limit).toBe(2);
+    await limiter.close();
+  });
+
   it.each(POLICIES)(
     '%s: answers within the timeout while Redis is stopped, then recovers after a restart',
     async (policy) => {
