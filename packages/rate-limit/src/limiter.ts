@@ -1,0 +1,780 @@
+import type { Metrics } from '@austa/metrics';
+import { escapeGlob, scanKeys, unlinkKeys } from '@austa/redis-cluster';
+import type { Cluster, Redis } from 'ioredis';
+import {
+  type CompiledLimit,
+  checkCost,
+  checkStrategy,
+  compilePlan,
+  type LimitConfig,
+  type Plan,
+  PlanCache,
+  type Strategy,
+} from './config.js';
+import {
+  AustaRateLimitError,
+  RateLimitArgumentError,
+  RateLimitConfigError,
+  RateLimiterClosedError,
+  RateLimitRedisError,
+} from './errors.js';
+import { type FailurePolicy, type FallbackReason, Instruments } from './instruments.js';
+import { encodeKey, KIND, typeOf, validatePrefix } from './keys.js';
+import { BlockCache, InsuranceLimiter } from './local-state.js';
+import { COMMANDS, SCRIPTS, type ScriptVariant } from './scripts/index.js';
+import { TimeoutQueue, type Waiter } from './timeouts.js';
+
+export type { FailurePolicy };
+
+/** Defaults, exported so the README and tests cite the numbers the code uses. */
+export const DEFAULTS = {
+  name: 'default',
+  prefix: 'austa:rate-limit',
+  failurePolicy: 'insurance' as FailurePolicy,
+  timeoutMs: 500,
+  insuranceMaxKeys: 10_000,
+  insuranceLimitFraction: 1,
+  blockCacheMaxKeys: 10_000,
+  failClosedRetryAfterMs: 1000,
+} as const;
+
+export interface RateLimiterOptions {
+  /** Any ioredis client: a standalone `Redis` or a `Cluster`, built by `@austa/redis-cluster` or by you. Never quit by the limiter. */
+  redis: Redis | Cluster;
+  /** `@austa/metrics` instance to record decisions, fallbacks and Redis latency in. Without it nothing is recorded. */
+  metrics?: Metrics;
+  /** `limiter` label of this limiter's metrics: a short fixed word (`api`, `login`), never a user id. Default `default`. */
+  name?: string;
+  /** Prefix of every key: `<prefix>:<kind>:{<key>}:…`. Default `austa:rate-limit`. */
+  prefix?: string;
+  /**
+   * How `checkLimit` answers when Redis fails or does not answer within `timeoutMs`:
+   * `insurance` (default) applies the limits in this process' memory, `fail-open` allows, `fail-closed` rejects.
+   */
+  failurePolicy?: FailurePolicy;
+  /** Longest a call waits for Redis, in ms, before its failure policy (or error) answers. Default 500. */
+  timeoutMs?: number;
+  /** The in-memory limiter of the `insurance` policy. */
+  insurance?: {
+    /** Keys it tracks at most (least recently used dropped first). Default 10,000. */
+    maxKeys?: number;
+    /**
+     * Share of each limit one process allows while Redis is away, in (0, 1]. With N processes behind a load
+     * balancer, `1 / N` keeps the total near the limit. Default 1.
+     */
+    limitFraction?: number;
+  };
+  /**
+   * Remember blocked keys in memory and answer their checks without Redis until the block ends. `unblock()` on
+   * another process is not seen here until then. Default off; `true` or `{ maxKeys }` (default 10,000) turns it on.
+   */
+  blockCache?: boolean | { maxKeys?: number };
+  /**
+   * Record the check script's latency in `db_client_operation_duration_seconds` (as `evalsha`). Turn off when the
+   * client is already measured (a `@austa/redis-cluster` client built with the same `metrics`). Default `true`.
+   */
+  recordRedisLatency?: boolean;
+  /**
+   * This process' clock, ms since 1970. Never used for decisions (Redis' clock is), nor for deadlines (the monotonic
+   * clock is): only to express `resetAtMs` in your clock. Default `Date.now`.
+   */
+  now?: () => number;
+  /** Called with each Redis error or timeout that a failure policy answered for. Default: nothing (see metrics). */
+  onRedisError?: (error: unknown) => void;
+}
+
+/** How one limit of a multi-limit check came out. */
+export interface LimitResult {
+  strategy: Strategy;
+  limit: number;
+  windowSeconds: number;
+  allowed: boolean;
+  remaining: number;
+  resetAtMs: number;
+  retryAfterMs: number;
+}
+
+/** The answer to `checkLimit` and `getStatus`. A plain object. */
+export interface RateLimitResult {
+  /** `checkLimit`: the request may proceed (and was counted). `getStatus`: a request of this cost would be allowed now. */
+  allowed: boolean;
+  /** The limit that decided: the only one, or in a multi-limit check the one that rejected (or has least left). */
+  limit: number;
+  /** Units left in that limit after this request (`getStatus`: before any request). Never negative. */
+  remaining: number;
+  /** When that limit is fully restored, in ms since 1970 on this process' clock (`now`). */
+  resetAtMs: number;
+  /** 0 when allowed; else the exact wait in ms until a request of this cost would be allowed (or the block ends). */
+  retryAfterMs: number;
+  /** The key is blocked (`block()` or `blockDurationSeconds`). */
+  blocked: boolean;
+  /** `null` when Redis answered; the failure policy's name when it answered instead. */
+  fallback: FailurePolicy | null;
+  /** Multi-limit checks only: each limit's outcome, in the order given. */
+  limits?: LimitResult[];
+}
+
+export interface CheckOptions {
+  /** Units this request uses, a positive whole number up to the limit's capacity. Default 1. */
+  cost?: number;
+}
+
+export interface RateLimiter {
+  readonly name: string;
+  readonly prefix: string;
+  readonly failurePolicy: FailurePolicy;
+  /**
+   * Decides one request: counts it and returns `allowed: true` if every limit has room, else counts nothing (unless
+   * `countRejected`) and returns `allowed: false` with the exact `retryAfterMs`. Pass an array of limits to apply
+   * them together (all counted or none). Rejects only for bad input or after `close()`; Redis failures are answered
+   * by the failure policy.
+   * @example await limiter.checkLimit(`user:${id}`, { limit: 100, windowSeconds: 60 }, 'sliding-window')
+   */
+  checkLimit(
+    key: string,
+    config: LimitConfig | readonly LimitConfig[],
+    strategy: Strategy,
+    options?: CheckOptions,
+  ): Promise<RateLimitResult>;
+  /** Reads what `checkLimit` would answer, without counting anything. Reports blocks. Throws on Redis failure. */
+  getStatus(
+    key: string,
+    config: LimitConfig | readonly LimitConfig[],
+    strategy: Strategy,
+    options?: CheckOptions,
+  ): Promise<RateLimitResult>;
+  /**
+   * Forgets the key's usage under `strategy`. With `config`, only those limits' state (one `UNLINK`); without, every
+   * limit of that strategy for the key, found by a cluster-wide SCAN (cost grows with the keyspace). Blocks stay.
+   * Resolves to the number of keys removed.
+   */
+  reset(key: string, strategy: Strategy, config?: LimitConfig | readonly LimitConfig[]): Promise<number>;
+  /** Blocks the key for `seconds` (fractional allowed): every check of every strategy is rejected until then. */
+  block(key: string, seconds: number): Promise<void>;
+  /** Whether the key is blocked now. */
+  isBlocked(key: string): Promise<boolean>;
+  /** Lifts a block; resolves to `true` if the key was blocked. */
+  unblock(key: string): Promise<boolean>;
+  /**
+   * Scans every master for this prefix's keys that have no expiry (there should be none: every key is written with
+   * one) and removes them. Resolves to the number removed. Fails with `E_INCOMPLETE_SCAN` rather than scan part of a
+   * cluster.
+   */
+  cleanup(): Promise<number>;
+  /** Answers pending calls, drops in-memory state. Does not quit the Redis client. Later calls reject with `E_CLOSED`. */
+  close(): Promise<void>;
+}
+
+const NAME_PATTERN = /^[a-z][a-z0-9_-]{0,31}$/;
+const POLICIES: readonly FailurePolicy[] = ['fail-open', 'fail-closed', 'insurance'];
+/** Longest per-call timeout. */
+const MAX_TIMEOUT_MS = 60_000;
+/** Longest block: ten years. */
+const MAX_BLOCK_SECONDS = 315_360_000;
+/** How far Redis' clock may be from this host's before the first reply without a check being dropped. */
+const BOOTSTRAP_SKEW_MS = 30_000;
+/** How long a sample of Redis' clock offset is trusted as the best one (see `ClockOffset`). */
+const OFFSET_EPOCH_MS = 5000;
+
+// Reply statuses of the check scripts (see scripts/common.ts).
+const STATUS_ALLOWED = 0;
+const STATUS_BLOCKED = 2;
+const STATUS_AUTO_BLOCKED = 3;
+const STATUS_LATE = -1;
+const ALLOWED = 0;
+const REJECTED = 1;
+const BLOCKED = 2;
+
+type ScriptClient = Record<string, (args: Array<string | number>) => Promise<number[]>>;
+
+function positiveInteger(value: unknown, fallback: number, field: string): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
+    throw new RateLimitConfigError(`${field} must be a positive whole number (got ${typeOf(value)}).`);
+  }
+  return value;
+}
+
+function isRedisClient(value: unknown): value is Redis | Cluster {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { defineCommand?: unknown }).defineCommand === 'function' &&
+    typeof (value as { sendCommand?: unknown }).sendCommand === 'function'
+  );
+}
+
+/**
+ * Where Redis' clock stands relative to this process' monotonic clock (`performance.now()`), learned from replies.
+ * Each reply gives a lower bound (Redis' time at the script minus our time at the reply); the largest of the last
+ * two 5-second epochs is used, so a slow reply never pulls it down and a step of Redis' clock (a failover to a host
+ * whose clock differs) is followed within 10 s. Wall-clock steps on this host change nothing. Used only to place
+ * deadlines on Redis' clock.
+ */
+class ClockOffset {
+  known = false;
+  private current = Number.NEGATIVE_INFINITY;
+  private previous = Number.NEGATIVE_INFINITY;
+  private epochEnd = 0;
+
+  sample(redisNowMs: number, localNowMs: number): void {
+    const offset = redisNowMs - localNowMs;
+    if (localNowMs > this.epochEnd) {
+      this.previous = this.current;
+      this.current = offset;
+      this.epochEnd = localNowMs + OFFSET_EPOCH_MS;
+    } else if (offset > this.current) {
+      this.current = offset;
+    }
+    this.known = true;
+  }
+
+  get value(): number {
+    return Math.max(this.current, this.previous);
+  }
+}
+
+export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
+  if (typeof options !== 'object' || options === null) {
+    throw new RateLimitConfigError('createRateLimiter needs an options object: { redis }.');
+  }
+  if (!isRedisClient(options.redis)) {
+    throw new RateLimitConfigError('redis must be an ioredis Redis or Cluster client.');
+  }
+  const redis = options.redis;
+  const name = options.name ?? DEFAULTS.name;
+  if (typeof name !== 'string' || !NAME_PATTERN.test(name)) {
+    throw new RateLimitConfigError(
+      `name must be 1-32 characters of a-z, 0-9, "_" or "-", starting with a letter (got ${typeOf(name)}).`,
+    );
+  }
+  const prefix = validatePrefix(options.prefix ?? DEFAULTS.prefix);
+  const failurePolicy = options.failurePolicy ?? DEFAULTS.failurePolicy;
+  if (!POLICIES.includes(failurePolicy)) {
+    throw new RateLimitConfigError(
+      `failurePolicy must be one of ${POLICIES.map((p) => `'${p}'`).join(', ')} (got ${typeOf(failurePolicy)}).`,
+    );
+  }
+  const timeoutMs = positiveInteger(options.timeoutMs, DEFAULTS.timeoutMs, 'timeoutMs');
+  if (timeoutMs > MAX_TIMEOUT_MS) {
+    throw new RateLimitConfigError(
+      `timeoutMs must be at most ${MAX_TIMEOUT_MS} (got ${timeoutMs}): a check that waits longer is an outage already.`,
+    );
+  }
+  const insuranceOptions = options.insurance ?? {};
+  const insuranceMaxKeys = positiveInteger(
+    insuranceOptions.maxKeys,
+    DEFAULTS.insuranceMaxKeys,
+    'insurance.maxKeys',
+  );
+  const limitFraction = insuranceOptions.limitFraction ?? DEFAULTS.insuranceLimitFraction;
+  if (typeof limitFraction !== 'number' || !(limitFraction > 0 && limitFraction <= 1)) {
+    throw new RateLimitConfigError(
+      `insurance.limitFraction must be a number in (0, 1] (got ${typeOf(limitFraction)}).`,
+    );
+  }
+  let blockCache: BlockCache | undefined;
+  if (options.blockCache !== undefined && options.blockCache !== false) {
+    const maxKeys =
+      options.blockCache === true
+        ? DEFAULTS.blockCacheMaxKeys
+        : positiveInteger(options.blockCache.maxKeys, DEFAULTS.blockCacheMaxKeys, 'blockCache.maxKeys');
+    blockCache = new BlockCache(maxKeys);
+  }
+  const now = options.now ?? Date.now;
+  // Checked once here: a clock that throws or returns garbage inside a reply handler would leave a check unanswered.
+  if (typeof now !== 'function' || !Number.isFinite(now())) {
+    throw new RateLimitConfigError('now must be a function returning ms since 1970.');
+  }
+  const onRedisError = options.onRedisError;
+  const instruments = new Instruments(options.metrics, name, failurePolicy);
+  const recordLatency = instruments.enabled && options.recordRedisLatency !== false;
+  const insurance =
+    failurePolicy === 'insurance' ? new InsuranceLimiter(insuranceMaxKeys, limitFraction) : undefined;
+
+  // defineCommand adds one method per script to the client you passed. Their names carry the script's hash, so two
+  // versions of this package sharing a client never overwrite each other's scripts. ioredis sends EVALSHA and falls
+  // back to EVAL on NOSCRIPT (after SCRIPT FLUSH, a restart, or a failover to a node that never saw the script).
+  const scripts = redis as unknown as ScriptClient;
+  for (const variant of Object.keys(SCRIPTS) as ScriptVariant[]) {
+    const command = COMMANDS[variant];
+    if (typeof scripts[command] !== 'function') redis.defineCommand(command, { lua: SCRIPTS[variant] });
+  }
+  const clientKeyPrefix = (redis.options as { keyPrefix?: string }).keyPrefix ?? '';
+
+  const plans = new PlanCache(prefix);
+  const timeouts = new TimeoutQueue();
+  const offset = new ClockOffset();
+  let closed = false;
+  const blockKeyHead = `${prefix}:${KIND.block}:{`;
+
+  function decide(strategyIndex: number, result: number): void {
+    instruments.decision(strategyIndex, result);
+  }
+
+  function blockedResult(
+    plan: Plan,
+    ttlMs: number,
+    at: number,
+    fallback: FailurePolicy | null,
+  ): RateLimitResult {
+    const first = plan.limits[0] as CompiledLimit;
+    // A block key without expiry was not written by this package; report a window's wait rather than none.
+    const wait = ttlMs < 0 ? first.windowMs : Math.ceil(ttlMs);
+    return {
+      allowed: false,
+      limit: first.limit,
+      remaining: 0,
+      resetAtMs: at + wait,
+      retryAfterMs: wait,
+      blocked: true,
+      fallback,
+    };
+  }
+
+  /** A reply of a flat script: { status, Redis time, remaining, reset ms[, retry ms] }. */
+  function resultFromFlatReply(reply: number[], plan: Plan, at: number): RateLimitResult {
+    const status = reply[0] as number;
+    if (status === STATUS_BLOCKED) return blockedResult(plan, reply[4] as number, at, null);
+    return {
+      allowed: status === STATUS_ALLOWED,
+      limit: (plan.limits[0] as CompiledLimit).limit,
+      remaining: reply[2] as number,
+      resetAtMs: at + (reply[3] as number),
+      retryAfterMs: status === STATUS_ALLOWED ? 0 : (reply[4] as number),
+      blocked: false,
+      fallback: null,
+    };
+  }
+
+  /** A reply of the general script: { status, Redis time, block ms, then four per limit }. */
+  function resultFromReply(reply: number[], plan: Plan, at: number): RateLimitResult {
+    const status = reply[0] as number;
+    if (status === STATUS_BLOCKED) return blockedResult(plan, reply[4] as number, at, null);
+    if (plan.limits.length === 1) {
+      let retry = reply[6] as number;
+      if (status === STATUS_AUTO_BLOCKED && (reply[2] as number) > retry) retry = reply[2] as number;
+      return {
+        allowed: status === STATUS_ALLOWED,
+        limit: (plan.limits[0] as CompiledLimit).limit,
+        remaining: reply[4] as number,
+        resetAtMs: at + (reply[5] as number),
+        retryAfterMs: status === STATUS_ALLOWED ? 0 : retry,
+        blocked: status === STATUS_AUTO_BLOCKED,
+        fallback: null,
+      };
+    }
+    const count = plan.limits.length;
+    const limits: LimitResult[] = [];
+    let deciding = 0;
+    let retry = 0;
+    for (let i = 0; i < count; i++) {
+      const compiled = plan.limits[i] as CompiledLimit;
+      const at4 = 3 + i * 4;
+      const item: LimitResult = {
+        strategy: compiled.strategy,
+        limit: compiled.limit,
+        windowSeconds: compiled.windowSeconds,
+        allowed: reply[at4] === 1,
+        remaining: reply[at4 + 1] as number,
+        resetAtMs: at + (reply[at4 + 2] as number),
+        retryAfterMs: reply[at4 + 3] as number,
+      };
+      limits.push(item);
+      const best = limits[deciding] as LimitResult;
+      // The deciding limit: the rejecting one with the longest wait, else the one with the least left.
+      if (
+        (!item.allowed && (best.allowed || item.retryAfterMs > best.retryAfterMs)) ||
+        (item.allowed && best.allowed && item.remaining < best.remaining)
+      ) {
+        deciding = i;
+      }
+      if (item.retryAfterMs > retry) retry = item.retryAfterMs;
+    }
+    const allowed = status === STATUS_ALLOWED;
+    if (status === STATUS_AUTO_BLOCKED && (reply[2] as number) > retry) retry = reply[2] as number;
+    const top = limits[deciding] as LimitResult;
+    return {
+      allowed,
+      limit: top.limit,
+      remaining: top.remaining,
+      resetAtMs: top.resetAtMs,
+      retryAfterMs: allowed ? 0 : retry,
+      blocked: status === STATUS_AUTO_BLOCKED,
+      fallback: null,
+      limits,
+    };
+  }
+
+  /** What the failure policy answers, per limit; multi-limit results carry `limits` like Redis' answers do. */
+  function policyResult(tag: string, plan: Plan, cost: number): RateLimitResult {
+    const at = now();
+    const count = plan.limits.length;
+    let allowed: boolean;
+    let remaining: number[];
+    let resetMs: number[];
+    let retryMs: number[];
+    if (failurePolicy === 'insurance') {
+      const local = (insurance as InsuranceLimiter).check(tag, plan, cost);
+      ({ allowed, remaining, resetMs, retryMs } = local);
+    } else {
+      allowed = failurePolicy === 'fail-open';
+      const wait = DEFAULTS.failClosedRetryAfterMs;
+      remaining = plan.limits.map((limit) => (allowed ? Math.max(0, Math.floor(limit.capacity - cost)) : 0));
+      resetMs = plan.limits.map((limit) => (allowed ? Math.ceil(limit.windowMs) : wait));
+      retryMs = plan.limits.map(() => (allowed ? 0 : wait));
+    }
+    let deciding = 0;
+    for (let i = 1; i < count; i++) {
+      const wait = retryMs[i] as number;
+      if (wait > (retryMs[deciding] as number)) deciding = i;
+      else if (allowed && (remaining[i] as number) < (remaining[deciding] as number)) deciding = i;
+    }
+    const result: RateLimitResult = {
+      allowed,
+      limit: (plan.limits[deciding] as CompiledLimit).limit,
+      remaining: remaining[deciding] as number,
+      resetAtMs: at + (resetMs[deciding] as number),
+      retryAfterMs: allowed ? 0 : (retryMs[deciding] as number),
+      blocked: false,
+      fallback: failurePolicy,
+    };
+    if (count > 1) {
+      result.limits = plan.limits.map((limit, i) => ({
+        strategy: limit.strategy,
+        limit: limit.limit,
+        windowSeconds: limit.windowSeconds,
+        allowed: (retryMs[i] as number) === 0,
+        remaining: remaining[i] as number,
+        resetAtMs: at + (resetMs[i] as number),
+        retryAfterMs: retryMs[i] as number,
+      }));
+    }
+    return result;
+  }
+
+  function scriptArgs(tag: string, plan: Plan, peek: boolean, cost: number, sentAt: number) {
+    const limits = plan.limits;
+    // Before the first reply Redis' clock is unknown: assume it is within BOOTSTRAP_SKEW_MS of this host's wall
+    // clock, so checks queued during an outage at startup are not counted minutes later either. A Redis clock
+    // further ahead only turns the first checks into policy answers, and their replies teach the real offset.
+    const deadline = offset.known
+      ? Math.floor(sentAt + offset.value + timeoutMs)
+      : Math.floor(Date.now() + timeoutMs + BOOTSTRAP_SKEW_MS);
+    if (plan.flat && !peek) {
+      const limit = limits[0] as CompiledLimit;
+      const own = limit.flatArgs;
+      const args: Array<string | number> = [
+        2,
+        `${blockKeyHead + tag}}`,
+        limit.keyHead + tag + limit.keyTail,
+        deadline,
+        cost,
+        own[0] as string,
+        own[1] as string,
+      ];
+      if (own.length === 3) args.push(own[2] as string);
+      return args;
+    }
+    const args: Array<string | number> = [plan.numberOfKeys, `${blockKeyHead + tag}}`];
+    for (let i = 0; i < limits.length; i++) {
+      const limit = limits[i] as CompiledLimit;
+      args.push(limit.keyHead + tag + limit.keyTail);
+    }
+    args.push(peek ? '1' : '0', deadline, cost);
+    for (let i = 0; i < limits.length; i++) {
+      const limitArgs = (limits[i] as CompiledLimit).args;
+      for (let j = 0; j < limitArgs.length; j++) args.push(limitArgs[j] as string);
+    }
+    return args;
+  }
+
+  /** One check in flight: answered by its reply, its error, or its deadline, whichever comes first. */
+  class PendingCheck implements Waiter {
+    settled = false;
+    readonly deadline: number;
+
+    constructor(
+      private readonly resolve: (result: RateLimitResult) => void,
+      private readonly reject: (error: Error) => void,
+      private readonly tag: string,
+      private readonly plan: Plan,
+      private readonly cost: number,
+      private readonly peek: boolean,
+      private readonly startedAt: number,
+    ) {
+      this.deadline = startedAt + timeoutMs;
+    }
+
+    reply(reply: number[]): void {
+      if (this.settled) return;
+      this.settled = true;
+      try {
+        this.answer(reply);
+      } catch (error) {
+        // A reply of an unexpected shape (or a clock that throws): answer with the error rather than never.
+        this.reject(error instanceof Error ? error : new Error(String(error)));
+      }
+    }
+
+    private answer(reply: number[]): void {
+      const at = now();
+      const monotonic = performance.now();
+      if (recordLatency) instruments.checkAnswered((monotonic - this.startedAt) / 1000);
+      offset.sample(reply[1] as number, monotonic);
+      if (reply[0] === STATUS_LATE) {
+        this.fallback(
+          'deadline',
+          new RateLimitRedisError('E_TIMEOUT', 'The check reached Redis after its deadline.'),
+        );
+        return;
+      }
+      const plan = this.plan;
+      const result =
+        plan.flat && !this.peek ? resultFromFlatReply(reply, plan, at) : resultFromReply(reply, plan, at);
+      if (result.blocked && blockCache !== undefined) blockCache.add(this.tag, result.retryAfterMs);
+      if (!this.peek) {
+        decide(
+          plan.strategyIndex,
+          result.allowed ? ALLOWED : reply[0] === STATUS_BLOCKED ? BLOCKED : REJECTED,
+        );
+      }
+      this.resolve(result);
+    }
+
+    error(error: unknown): void {
+      if (this.settled) return;
+      this.settled = true;
+      if (recordLatency) instruments.redis('evalsha', (performance.now() - this.startedAt) / 1000, error);
+      this.fallback('error', error);
+    }
+
+    expire(): void {
+      this.settled = true;
+      if (recordLatency) instruments.redis('evalsha', timeoutMs / 1000, 'timeout');
+      this.fallback(
+        'timeout',
+        new RateLimitRedisError(
+          'E_TIMEOUT',
+          `Redis did not answer the rate limit check within ${timeoutMs} ms.`,
+        ),
+      );
+    }
+
+    private fallback(reason: FallbackReason, error: unknown): void {
+      if (closed) {
+        this.reject(new RateLimiterClosedError());
+        return;
+      }
+      if (this.peek) {
+        this.reject(redisError(error));
+        return;
+      }
+      instruments.fallback(reason);
+      if (onRedisError !== undefined) {
+        try {
+          onRedisError(error);
+        } catch {
+          // A failing error hook must not turn an answered check into a hanging one.
+        }
+      }
+      const result = policyResult(this.tag, this.plan, this.cost);
+      decide(this.plan.strategyIndex, result.allowed ? ALLOWED : REJECTED);
+      this.resolve(result);
+    }
+  }
+
+  function run(
+    peek: boolean,
+    key: string,
+    config: LimitConfig | readonly LimitConfig[],
+    strategy: Strategy,
+    checkOptions: CheckOptions | undefined,
+  ): Promise<RateLimitResult> {
+    if (closed) return Promise.reject(new RateLimiterClosedError());
+    let tag: string;
+    let plan: Plan;
+    let cost = 1;
+    try {
+      tag = encodeKey(key);
+      plan = plans.get(config, strategy);
+      if (checkOptions !== undefined && checkOptions.cost !== undefined)
+        cost = checkCost(checkOptions.cost, plan);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (blockCache !== undefined) {
+      const left = blockCache.remainingMs(tag);
+      if (left > 0) {
+        instruments.blockCacheHit();
+        if (!peek) decide(plan.strategyIndex, BLOCKED);
+        return Promise.resolve(blockedResult(plan, left, now(), null));
+      }
+    }
+    const startedAt = performance.now();
+    const args = scriptArgs(tag, plan, peek, cost, startedAt);
+    return new Promise<RateLimitResult>((resolve, reject) => {
+      const pending = new PendingCheck(resolve, reject, tag, plan, cost, peek, startedAt);
+      timeouts.add(pending);
+      const command = peek ? COMMANDS.multi : plan.command;
+      (scripts[command] as (args: Array<string | number>) => Promise<number[]>)(args).then(
+        (reply) => pending.reply(reply),
+        (error: unknown) => pending.error(error),
+      );
+    });
+  }
+
+  function redisError(error: unknown): AustaRateLimitError {
+    if (AustaRateLimitError.isInstance(error)) return error;
+    return new RateLimitRedisError(
+      'E_REDIS_UNAVAILABLE',
+      `Redis failed: ${error instanceof Error ? error.message : String(error)}`,
+      { cause: error },
+    );
+  }
+
+  /** Admin operations: bounded by `timeoutMs` like checks, but they throw instead of applying a policy. */
+  async function bounded<T>(operation: string, work: () => Promise<T>): Promise<T> {
+    if (closed) throw new RateLimiterClosedError();
+    const startedAt = performance.now();
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const result = await Promise.race([
+        work(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () =>
+              reject(
+                new RateLimitRedisError(
+                  'E_TIMEOUT',
+                  `Redis did not answer ${operation} within ${timeoutMs} ms.`,
+                ),
+              ),
+            timeoutMs,
+          );
+        }),
+      ]);
+      if (recordLatency) instruments.redis(operation, (performance.now() - startedAt) / 1000);
+      return result;
+    } catch (error) {
+      if (recordLatency) {
+        const timedOut = AustaRateLimitError.isInstance(error) && error.code === 'E_TIMEOUT';
+        instruments.redis(operation, (performance.now() - startedAt) / 1000, timedOut ? 'timeout' : error);
+      }
+      throw redisError(error);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  function blockSeconds(seconds: unknown): number {
+    if (
+      typeof seconds !== 'number' ||
+      !Number.isFinite(seconds) ||
+      seconds <= 0 ||
+      seconds > MAX_BLOCK_SECONDS
+    ) {
+      throw new RateLimitArgumentError(
+        'E_INVALID_ARGUMENT',
+        `block seconds must be a positive finite number of at most ${MAX_BLOCK_SECONDS} (got ${typeOf(seconds)}).`,
+      );
+    }
+    return Math.ceil(seconds * 1000);
+  }
+
+  /** Removes keys found by a scan; scanned keys carry the client's keyPrefix, which ioredis adds again. */
+  async function unlinkScanned(keys: string[]): Promise<number> {
+    if (keys.length === 0) return 0;
+    const own = clientKeyPrefix === '' ? keys : keys.map((key) => key.slice(clientKeyPrefix.length));
+    return unlinkKeys(redis, own);
+  }
+
+  const limiter: RateLimiter = {
+    name,
+    prefix,
+    failurePolicy,
+
+    checkLimit(key, config, strategy, checkOptions) {
+      return run(false, key, config, strategy, checkOptions);
+    },
+
+    getStatus(key, config, strategy, checkOptions) {
+      return run(true, key, config, strategy, checkOptions);
+    },
+
+    async reset(key, strategy, config) {
+      const tag = encodeKey(key);
+      const checked = checkStrategy(strategy);
+      if (closed) throw new RateLimiterClosedError();
+      if (config !== undefined) {
+        const plan = compilePlan(config, checked, prefix);
+        const keys = plan.limits.map((limit) => limit.keyHead + tag + limit.keyTail);
+        return bounded('unlink', () => redis.unlink(...keys));
+      }
+      const kinds =
+        checked === 'sliding-window'
+          ? [KIND['sliding-window:exact'], KIND['sliding-window:approximate']]
+          : [KIND[checked]];
+      let removed = 0;
+      for (const kind of kinds) {
+        const pattern = `${escapeGlob(clientKeyPrefix + prefix)}:${kind}:{${escapeGlob(tag)}}:*`;
+        const found: string[] = [];
+        for await (const found1 of scanKeys(redis, pattern, { count: 1000 })) found.push(found1);
+        removed += await unlinkScanned([...new Set(found)]);
+      }
+      return removed;
+    },
+
+    async block(key, seconds) {
+      const tag = encodeKey(key);
+      const ms = blockSeconds(seconds);
+      await bounded('set', () => redis.set(`${blockKeyHead + tag}}`, '1', 'PX', ms));
+      blockCache?.add(tag, ms);
+    },
+
+    async isBlocked(key) {
+      const tag = encodeKey(key);
+      const ttl = await bounded('pttl', () => redis.pttl(`${blockKeyHead + tag}}`));
+      if (ttl > 0) blockCache?.add(tag, ttl);
+      else blockCache?.delete(tag);
+      return ttl !== -2;
+    },
+
+    async unblock(key) {
+      const tag = encodeKey(key);
+      blockCache?.delete(tag);
+      return (await bounded('del', () => redis.del(`${blockKeyHead + tag}}`))) > 0;
+    },
+
+    async cleanup() {
+      if (closed) throw new RateLimiterClosedError();
+      const pattern = `${escapeGlob(clientKeyPrefix + prefix)}:*`;
+      let removed = 0;
+      let batch: string[] = [];
+      const flush = async () => {
+        const keys = batch;
+        batch = [];
+        const own = clientKeyPrefix === '' ? keys : keys.map((key) => key.slice(clientKeyPrefix.length));
+        const ttls = await Promise.all(own.map((key) => bounded('pttl', () => redis.pttl(key))));
+        const orphans = keys.filter((_, i) => ttls[i] === -1);
+        removed += await unlinkScanned(orphans);
+      };
+      // A slot migration can yield a key twice: the second PTTL finds it gone, and UNLINK counts only real removals.
+      for await (const key of scanKeys(redis, pattern, { count: 1000 })) {
+        batch.push(key);
+        if (batch.length >= 200) await flush();
+      }
+      if (batch.length > 0) await flush();
+      return removed;
+    },
+
+    async close() {
+      if (closed) return;
+      closed = true;
+      timeouts.expireAll();
+      blockCache?.clear();
+      insurance?.clear();
+    },
+  };
+  return limiter;
+}

@@ -1,0 +1,476 @@
+import { createMetrics } from '@austa/metrics';
+import {
+  createTestClient,
+  deleteByPrefix,
+  keysWithoutTtl,
+  redisTargets,
+  uniquePrefix,
+} from '@austa/test-env/vitest';
+import type { Cluster, Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  createRateLimiter,
+  type LimitConfig,
+  type RateLimiter,
+  type RateLimiterOptions,
+  type Strategy,
+} from '../src/index.js';
+import { sample, sleep, type Topology } from './support.js';
+
+interface Variant {
+  name: string;
+  strategy: Strategy;
+  extra?: Partial<LimitConfig>;
+}
+
+const VARIANTS: Variant[] = [
+  { name: 'fixed-window', strategy: 'fixed-window' },
+  { name: 'sliding-window (exact)', strategy: 'sliding-window', extra: { precision: 'exact' } },
+  { name: 'sliding-window (approximate)', strategy: 'sliding-window', extra: { precision: 'approximate' } },
+  { name: 'token-bucket', strategy: 'token-bucket' },
+  { name: 'leaky-bucket', strategy: 'leaky-bucket' },
+];
+
+describe.each<Topology>(['standalone', 'cluster'])('rate limiter on %s', (topology) => {
+  let client: Redis | Cluster;
+  let prefix: string;
+  const limiters: RateLimiter[] = [];
+
+  function limiter(options: Partial<RateLimiterOptions> = {}): RateLimiter {
+    // A generous timeout: these tests check decisions, and a noisy machine must not turn one into a fallback.
+    const created = createRateLimiter({ redis: client, prefix, timeoutMs: 5000, ...options });
+    limiters.push(created);
+    return created;
+  }
+
+  /** Every key under this suite's prefix: bad-input tests assert this does not change. */
+  async function keysUnderPrefix(): Promise<string[]> {
+    const keys: string[] = [];
+    const nodes = 'nodes' in client ? (client as Cluster).nodes('master') : [client as Redis];
+    for (const node of nodes) {
+      let cursor = '0';
+      do {
+        const [next, page] = await node.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+        cursor = next;
+        keys.push(...page);
+      } while (cursor !== '0');
+    }
+    return keys.sort();
+  }
+
+  /** Keys that exist now and did not before (keys of other tests may expire meanwhile; that is not a write). */
+  async function keysWrittenSince(before: string[]): Promise<string[]> {
+    return (await keysUnderPrefix()).filter((key) => !before.includes(key));
+  }
+
+  beforeAll(async () => {
+    client = createTestClient(redisTargets(), topology);
+    prefix = uniquePrefix(`rl-${topology}`);
+    await client.ping();
+  });
+
+  afterAll(async () => {
+    await Promise.all(limiters.map((created) => created.close()));
+    try {
+      // Every key the limiter wrote carries an expiry.
+      expect(await keysWithoutTtl(client, `${prefix}:`)).toEqual([]);
+    } finally {
+      await deleteByPrefix(client, `${prefix}:`);
+      await client.quit();
+    }
+  });
+
+  describe.each(VARIANTS)('$name', ({ name, strategy, extra }) => {
+    /** Keys of this variant: the block marker is shared by all strategies of a key. */
+    const k = (part: string) => `${part}:${name}`;
+
+    it('allows exactly 100 of 1,000 concurrent checks on one key with a limit of 100', async () => {
+      const rl = limiter();
+      const config = { limit: 100, windowSeconds: 3600, ...extra };
+      const results = await Promise.all(
+        Array.from({ length: 1000 }, () => rl.checkLimit(k('exact'), config, strategy)),
+      );
+      expect(results.filter((r) => r.fallback !== null)).toEqual([]);
+      const allowed = results.filter((r) => r.allowed);
+      expect(allowed).toHaveLength(100);
+      // Each allowed check saw its own count: remaining runs 99..0 once each.
+      expect(allowed.map((r) => r.remaining).sort((a, b) => a - b)).toEqual(
+        Array.from({ length: 100 }, (_, i) => i),
+      );
+      expect(results.filter((r) => !r.allowed).every((r) => r.retryAfterMs > 0 && r.remaining === 0)).toBe(
+        true,
+      );
+    });
+
+    it('gives an exact retryAfterMs: rejected just before it, allowed once it has passed', async () => {
+      const rl = limiter();
+      const config = { limit: 2, windowSeconds: 1.5, ...extra };
+      const key = k('retry');
+      expect((await rl.checkLimit(key, config, strategy)).allowed).toBe(true);
+      expect((await rl.checkLimit(key, config, strategy)).allowed).toBe(true);
+      const rejected = await rl.checkLimit(key, config, strategy);
+      expect(rejected.allowed).toBe(false);
+      expect(rejected.retryAfterMs).toBeGreaterThan(300);
+      expect(rejected.retryAfterMs).toBeLessThanOrEqual(
+        strategy === 'sliding-window' && extra?.precision === 'approximate' ? 3000 : 1500,
+      );
+      await sleep(rejected.retryAfterMs - 250);
+      expect((await rl.checkLimit(key, config, strategy)).allowed).toBe(false);
+      await sleep(260);
+      expect((await rl.checkLimit(key, config, strategy)).allowed).toBe(true);
+    });
+
+    it('consumes nothing on rejection by default, and counts rejections up to the limit with countRejected', async () => {
+      const rl = limiter();
+      const plain = { limit: 3, windowSeconds: 3600, ...extra };
+      for (let i = 0; i < 3; i++) await rl.checkLimit(k('plain'), plain, strategy);
+      for (let i = 0; i < 5; i++)
+        expect((await rl.checkLimit(k('plain'), plain, strategy)).allowed).toBe(false);
+      const status = await rl.getStatus(k('plain'), plain, strategy);
+      expect(status.remaining).toBe(0);
+
+      // A cost-2 request rejected with 1 unit left: without countRejected that unit stays available.
+      const costly = { limit: 3, windowSeconds: 3600, ...extra };
+      await rl.checkLimit(k('costly'), costly, strategy, { cost: 2 });
+      expect((await rl.checkLimit(k('costly'), costly, strategy, { cost: 2 })).allowed).toBe(false);
+      expect((await rl.checkLimit(k('costly'), costly, strategy)).allowed).toBe(true);
+
+      const counting = { limit: 3, windowSeconds: 3600, countRejected: true, ...extra };
+      await rl.checkLimit(k('counting'), counting, strategy, { cost: 2 });
+      const rejected = await rl.checkLimit(k('counting'), counting, strategy, { cost: 2 });
+      expect(rejected.allowed).toBe(false);
+      // The rejected request took the last unit, and no more: remaining is 0, never negative.
+      const after = await rl.getStatus(k('counting'), counting, strategy);
+      expect(after.remaining).toBe(0);
+      expect(after.allowed).toBe(false);
+    });
+
+    it('takes costs into account and refuses a cost above the capacity without writing anything', async () => {
+      const rl = limiter();
+      const config = { limit: 10, windowSeconds: 3600, ...extra };
+      expect((await rl.checkLimit(k('cost'), config, strategy, { cost: 7 })).remaining).toBe(3);
+      expect((await rl.checkLimit(k('cost'), config, strategy, { cost: 4 })).allowed).toBe(false);
+      expect((await rl.checkLimit(k('cost'), config, strategy, { cost: 3 })).remaining).toBe(0);
+      const before = await keysUnderPrefix();
+      await expect(rl.checkLimit(k('cost-new'), config, strategy, { cost: 11 })).rejects.toMatchObject({
+        code: 'E_COST_EXCEEDS_LIMIT',
+      });
+      await expect(rl.checkLimit(k('cost-new'), config, strategy, { cost: 0 })).rejects.toMatchObject({
+        code: 'E_INVALID_COST',
+      });
+      expect(await keysWrittenSince(before)).toEqual([]);
+    });
+
+    it('honours block() and reports it in getStatus, without consuming', async () => {
+      const rl = limiter();
+      const config = { limit: 5, windowSeconds: 3600, ...extra };
+      await rl.block(k('blocked'), 0.6);
+      expect(await rl.isBlocked(k('blocked'))).toBe(true);
+      const result = await rl.checkLimit(k('blocked'), config, strategy);
+      expect(result).toMatchObject({ allowed: false, blocked: true, remaining: 0 });
+      expect(result.retryAfterMs).toBeGreaterThan(300);
+      expect(result.retryAfterMs).toBeLessThanOrEqual(600);
+      expect(await rl.getStatus(k('blocked'), config, strategy)).toMatchObject({
+        allowed: false,
+        blocked: true,
+      });
+      await sleep(result.retryAfterMs + 20);
+      expect(await rl.isBlocked(k('blocked'))).toBe(false);
+      // The blocked checks consumed nothing.
+      expect(await rl.checkLimit(k('blocked'), config, strategy)).toMatchObject({
+        allowed: true,
+        remaining: 4,
+      });
+      await rl.block(k('blocked'), 60);
+      expect(await rl.unblock(k('blocked'))).toBe(true);
+      expect(await rl.unblock(k('blocked'))).toBe(false);
+      expect((await rl.checkLimit(k('blocked'), config, strategy)).allowed).toBe(true);
+    });
+
+    it('blocks automatically on a rejection when blockDurationSeconds is set, in the same step', async () => {
+      const rl = limiter();
+      const config = { limit: 2, windowSeconds: 0.2, blockDurationSeconds: 1, ...extra };
+      await rl.checkLimit(k('auto'), config, strategy);
+      await rl.checkLimit(k('auto'), config, strategy);
+      const rejected = await rl.checkLimit(k('auto'), config, strategy);
+      expect(rejected).toMatchObject({ allowed: false, blocked: true });
+      expect(rejected.retryAfterMs).toBeGreaterThan(900);
+      // The window is long over, but the block holds.
+      await sleep(400);
+      expect(await rl.checkLimit(k('auto'), config, strategy)).toMatchObject({
+        allowed: false,
+        blocked: true,
+      });
+      expect(await rl.isBlocked(k('auto'))).toBe(true);
+    });
+
+    it('getStatus reads without consuming', async () => {
+      const rl = limiter();
+      const config = { limit: 4, windowSeconds: 3600, ...extra };
+      const fresh = await rl.getStatus(k('status'), config, strategy);
+      expect(fresh).toMatchObject({ allowed: true, remaining: 4, blocked: false, retryAfterMs: 0 });
+      for (let i = 0; i < 3; i++) await rl.getStatus(k('status'), config, strategy);
+      expect((await rl.checkLimit(k('status'), config, strategy)).remaining).toBe(3);
+      expect(await rl.getStatus(k('status'), config, strategy)).toMatchObject({
+        allowed: true,
+        remaining: 3,
+      });
+      expect(await rl.getStatus(k('status'), config, strategy, { cost: 4 })).toMatchObject({
+        allowed: false,
+      });
+    });
+
+    it('reset() forgets the usage, with or without the config', async () => {
+      const rl = limiter();
+      const config = { limit: 2, windowSeconds: 3600, ...extra };
+      await rl.checkLimit(k('reset'), config, strategy);
+      await rl.checkLimit(k('reset'), config, strategy);
+      expect((await rl.checkLimit(k('reset'), config, strategy)).allowed).toBe(false);
+      expect(await rl.reset(k('reset'), strategy, config)).toBe(1);
+      expect((await rl.checkLimit(k('reset'), config, strategy)).remaining).toBe(1);
+      expect(await rl.reset(k('reset'), strategy)).toBe(1);
+      expect((await rl.checkLimit(k('reset'), config, strategy)).remaining).toBe(1);
+    });
+  });
+
+  it('applies several limits atomically: all of them count a request, or none does', async () => {
+    const rl = limiter();
+    const limits: LimitConfig[] = [
+      { limit: 3, windowSeconds: 3600 },
+      { limit: 5, windowSeconds: 86_400, strategy: 'token-bucket' },
+      { limit: 4, windowSeconds: 7200, strategy: 'sliding-window', precision: 'exact' },
+    ];
+    const results = await Promise.all(
+      Array.from({ length: 50 }, () => rl.checkLimit('multi', limits, 'fixed-window')),
+    );
+    expect(results.filter((r) => r.allowed)).toHaveLength(3);
+    // The rejected checks took nothing from the other two limits.
+    expect((await rl.getStatus('multi', limits[1] as LimitConfig, 'token-bucket')).remaining).toBe(2);
+    expect((await rl.getStatus('multi', limits[2] as LimitConfig, 'sliding-window')).remaining).toBe(1);
+    const rejected = results.find((r) => !r.allowed);
+    expect(rejected?.limits?.map((l) => l.allowed)).toEqual([false, true, true]);
+    expect(rejected?.limit).toBe(3);
+
+    // The per-second AND per-hour shape: the tighter one decides.
+    const pair: LimitConfig[] = [
+      { limit: 2, windowSeconds: 1 },
+      { limit: 3, windowSeconds: 3600 },
+    ];
+    const first = await Promise.all([0, 1, 2].map(() => rl.checkLimit('pair', pair, 'fixed-window')));
+    expect(first.filter((r) => r.allowed)).toHaveLength(2);
+    await sleep(1050);
+    expect((await rl.checkLimit('pair', pair, 'fixed-window')).allowed).toBe(true);
+    const hourly = await rl.checkLimit('pair', pair, 'fixed-window');
+    expect(hourly.allowed).toBe(false);
+    expect(hourly.limit).toBe(3);
+    expect(hourly.retryAfterMs).toBeGreaterThan(3_500_000);
+  });
+
+  it('allows fractional rates such as 0.5 per second', async () => {
+    const rl = limiter();
+    const half = { limit: 1, windowSeconds: 2 };
+    expect((await rl.checkLimit('half', half, 'token-bucket')).allowed).toBe(true);
+    const next = await rl.checkLimit('half', half, 'token-bucket');
+    expect(next.allowed).toBe(false);
+    expect(next.retryAfterMs).toBeGreaterThan(1800);
+    expect(next.retryAfterMs).toBeLessThanOrEqual(2000);
+    const gcra = { limit: 0.5, windowSeconds: 1, burst: 1 };
+    expect((await rl.checkLimit('half-gcra', gcra, 'leaky-bucket')).allowed).toBe(true);
+    const later = await rl.checkLimit('half-gcra', gcra, 'leaky-bucket');
+    expect(later.allowed).toBe(false);
+    expect(later.retryAfterMs).toBeGreaterThan(1800);
+    expect(later.retryAfterMs).toBeLessThanOrEqual(2000);
+  });
+
+  it('lets a burst through as configured: the whole burst at once, then the steady rate', async () => {
+    const rl = limiter();
+    const bucket = { limit: 10, windowSeconds: 1, burst: 25 };
+    for (const strategy of ['token-bucket', 'leaky-bucket'] as const) {
+      const burst = await Promise.all(
+        Array.from({ length: 40 }, () => rl.checkLimit(`burst-${strategy}`, bucket, strategy)),
+      );
+      expect(burst.filter((r) => r.allowed).length).toBeGreaterThanOrEqual(25);
+      expect(burst.filter((r) => r.allowed).length).toBeLessThanOrEqual(26);
+      const rejected = burst.find((r) => !r.allowed);
+      // One unit comes back every 100 ms.
+      expect(rejected?.retryAfterMs).toBeLessThanOrEqual(100);
+    }
+  });
+
+  it('treats braces and glob characters in keys as plain text: no shared slot, no shared counter', async () => {
+    const rl = limiter();
+    const config = { limit: 1, windowSeconds: 3600 };
+    const keys = ['a}b', 'a', '{a}', '%7Ba%7D', 'a*', 'a?', '[a]', 'a\\'];
+    const results = await Promise.all(keys.map((key) => rl.checkLimit(key, config, 'fixed-window')));
+    expect(results.every((r) => r.allowed)).toBe(true);
+    // reset() of `a*` must not match `a}b` or `a`.
+    expect(await rl.reset('a*', 'fixed-window')).toBe(1);
+    expect((await rl.checkLimit('a', config, 'fixed-window')).allowed).toBe(false);
+    expect((await rl.checkLimit('a}b', config, 'fixed-window')).allowed).toBe(false);
+    const stored = (await keysUnderPrefix()).filter((key) => key.startsWith(`${prefix}:fw:`));
+    expect(stored).toContain(`${prefix}:fw:{a%7Db}:3600000`);
+    expect(stored).toContain(`${prefix}:fw:{%257Ba%257D}:3600000`);
+  });
+
+  it('refuses bad input on every method with a typed error and writes nothing', async () => {
+    const rl = limiter();
+    const before = await keysUnderPrefix();
+    const config = { limit: 10, windowSeconds: 60 };
+    const cases: Array<[string, () => Promise<unknown>]> = [
+      ['E_INVALID_CONFIG', () => rl.checkLimit('k', { limit: 0, windowSeconds: 60 }, 'fixed-window')],
+      ['E_INVALID_CONFIG', () => rl.checkLimit('k', { limit: -1, windowSeconds: 60 }, 'token-bucket')],
+      [
+        'E_INVALID_CONFIG',
+        () => rl.checkLimit('k', { limit: Number.NaN, windowSeconds: 60 }, 'leaky-bucket'),
+      ],
+      ['E_INVALID_CONFIG', () => rl.checkLimit('k', { limit: 10, windowSeconds: 0 }, 'sliding-window')],
+      ['E_INVALID_CONFIG', () => rl.checkLimit('k', { limit: 10, windowSeconds: -3 }, 'fixed-window')],
+      [
+        'E_INVALID_CONFIG',
+        () => rl.checkLimit('k', { limit: 10, windowSeconds: Number.NaN }, 'fixed-window'),
+      ],
+      ['E_UNKNOWN_STRATEGY', () => rl.checkLimit('k', config, 'sliding-log' as Strategy)],
+      ['E_INVALID_COST', () => rl.checkLimit('k', config, 'fixed-window', { cost: 0 })],
+      ['E_INVALID_COST', () => rl.checkLimit('k', config, 'fixed-window', { cost: -2 })],
+      ['E_INVALID_KEY', () => rl.checkLimit('', config, 'fixed-window')],
+      ['E_INVALID_KEY', () => rl.checkLimit('x'.repeat(513), config, 'fixed-window')],
+      ['E_INVALID_KEY', () => rl.checkLimit('a\r\nb', config, 'fixed-window')],
+      ['E_INVALID_KEY', () => rl.checkLimit(undefined as unknown as string, config, 'fixed-window')],
+      ['E_INVALID_KEY', () => rl.getStatus('', config, 'fixed-window')],
+      ['E_UNKNOWN_STRATEGY', () => rl.getStatus('k', config, 'nope' as Strategy)],
+      ['E_INVALID_KEY', () => rl.reset('', 'fixed-window')],
+      ['E_UNKNOWN_STRATEGY', () => rl.reset('k', 'nope' as Strategy)],
+      ['E_INVALID_CONFIG', () => rl.reset('k', 'fixed-window', { limit: 0, windowSeconds: 1 })],
+      ['E_INVALID_KEY', () => rl.block('', 10)],
+      ['E_INVALID_ARGUMENT', () => rl.block('k', 0)],
+      ['E_INVALID_ARGUMENT', () => rl.block('k', -1)],
+      ['E_INVALID_ARGUMENT', () => rl.block('k', Number.NaN)],
+      ['E_INVALID_ARGUMENT', () => rl.block('k', Number.POSITIVE_INFINITY)],
+      ['E_INVALID_KEY', () => rl.isBlocked('\u0000')],
+      ['E_INVALID_KEY', () => rl.unblock('x'.repeat(600))],
+    ];
+    for (const [code, call] of cases) {
+      await expect(call(), code).rejects.toMatchObject({ code });
+    }
+    expect(await keysWrittenSince(before)).toEqual([]);
+  });
+
+  it('cleanup() scans every master and removes only the keys under its prefix that have no expiry', async () => {
+    const local = uniquePrefix('rl-cleanup');
+    const rl = createRateLimiter({ redis: client, prefix: local, timeoutMs: 5000 });
+    limiters.push(rl);
+    for (let i = 0; i < 30; i++)
+      await rl.checkLimit(`user-${i}`, { limit: 5, windowSeconds: 60 }, 'fixed-window');
+    // Orphans: what a bug or a stray PERSIST would leave; spread over many slots.
+    for (let i = 0; i < 20; i++) await client.set(`${local}:fw:{orphan-${i}}:60000`, '1');
+    await client.set(`${local}-other:fw:{x}:1`, '1', 'EX', 60);
+    expect(await rl.cleanup()).toBe(20);
+    expect(await keysWithoutTtl(client, `${local}:`)).toEqual([]);
+    expect(await rl.cleanup()).toBe(0);
+    expect((await rl.getStatus('user-1', { limit: 5, windowSeconds: 60 }, 'fixed-window')).remaining).toBe(4);
+    expect(await client.exists(`${local}-other:fw:{x}:1`)).toBe(1);
+    await deleteByPrefix(client, local);
+  });
+
+  it('falls back from EVALSHA to the script after SCRIPT FLUSH on every node', async () => {
+    const rl = limiter();
+    const config = { limit: 100, windowSeconds: 60 };
+    await rl.checkLimit('flush', config, 'token-bucket');
+    const nodes = 'nodes' in client ? (client as Cluster).nodes('all') : [client as Redis];
+    await Promise.all(nodes.map((node) => node.script('FLUSH')));
+    const results = await Promise.all(
+      Array.from({ length: 20 }, () => rl.checkLimit('flush', config, 'token-bucket')),
+    );
+    expect(results.every((r) => r.allowed && r.fallback === null)).toBe(true);
+    expect((await rl.getStatus('flush', config, 'token-bucket')).remaining).toBe(79);
+  });
+
+  it('enforces one shared limit across instances whose app clocks disagree by hours', async () => {
+    const HOUR = 3_600_000;
+    const ahead = limiter({ now: () => Date.now() + HOUR });
+    const behind = limiter({ now: () => Date.now() - 2 * HOUR });
+    for (const variant of VARIANTS) {
+      const config = { limit: 50, windowSeconds: 3600, ...variant.extra };
+      const key = `skew-${variant.name}`;
+      // Warm both instances first: they learn Redis' clock from replies, which must not skew anything either.
+      await ahead.getStatus(key, config, variant.strategy);
+      await behind.getStatus(key, config, variant.strategy);
+      const results = await Promise.all(
+        Array.from({ length: 200 }, (_, i) =>
+          (i % 2 ? ahead : behind).checkLimit(key, config, variant.strategy),
+        ),
+      );
+      expect(
+        results.filter((r) => r.fallback !== null),
+        variant.name,
+      ).toEqual([]);
+      expect(results.filter((r) => r.allowed).length, variant.name).toBe(50);
+      const fromAhead = await ahead.checkLimit(key, config, variant.strategy);
+      const fromBehind = await behind.checkLimit(key, config, variant.strategy);
+      // Waits come from Redis' clock and agree; only resetAtMs is expressed in each instance's own clock.
+      expect(Math.abs(fromAhead.retryAfterMs - fromBehind.retryAfterMs), variant.name).toBeLessThan(1000);
+      expect(fromAhead.resetAtMs - fromBehind.resetAtMs, variant.name).toBeGreaterThan(3 * HOUR - 2000);
+      expect(fromAhead.resetAtMs - fromBehind.resetAtMs, variant.name).toBeLessThan(3 * HOUR + 2000);
+    }
+  });
+
+  it('answers checks of a blocked key from the block cache without calling Redis', async () => {
+    const metrics = createMetrics();
+    const rl = limiter({ metrics, name: 'cached', blockCache: { maxKeys: 100 } });
+    const config = { limit: 5, windowSeconds: 60 };
+    await rl.checkLimit('cached', config, 'fixed-window');
+    await rl.block('cached', 30);
+    const calls = () =>
+      sample(metrics, 'db_client_operation_duration_seconds_count', {
+        db_operation_name: 'evalsha',
+        error_type: '',
+      });
+    const before = await calls();
+    for (let i = 0; i < 10; i++) {
+      expect(await rl.checkLimit('cached', config, 'fixed-window')).toMatchObject({
+        allowed: false,
+        blocked: true,
+      });
+    }
+    expect(await calls()).toBe(before);
+    expect(await sample(metrics, 'austa_rate_limit_block_cache_hits_total', { limiter: 'cached' })).toBe(10);
+    expect(
+      await sample(metrics, 'austa_rate_limit_decisions_total', { limiter: 'cached', result: 'blocked' }),
+    ).toBe(10);
+    await rl.unblock('cached');
+    expect((await rl.checkLimit('cached', config, 'fixed-window')).allowed).toBe(true);
+    expect(await calls()).toBe(before + 1);
+  });
+
+  it('records decisions and Redis latency without putting keys in labels', async () => {
+    const metrics = createMetrics();
+    const rl = limiter({ metrics, name: 'api' });
+    const config = { limit: 2, windowSeconds: 60 };
+    for (let i = 0; i < 3; i++) await rl.checkLimit('patient-123', config, 'sliding-window');
+    await rl.block('patient-123', 10);
+    await rl.checkLimit('patient-123', config, 'sliding-window');
+    const labels = { limiter: 'api', strategy: 'sliding-window' };
+    expect(await sample(metrics, 'austa_rate_limit_decisions_total', { ...labels, result: 'allowed' })).toBe(
+      2,
+    );
+    expect(await sample(metrics, 'austa_rate_limit_decisions_total', { ...labels, result: 'rejected' })).toBe(
+      1,
+    );
+    expect(await sample(metrics, 'austa_rate_limit_decisions_total', { ...labels, result: 'blocked' })).toBe(
+      1,
+    );
+    expect(
+      await sample(metrics, 'db_client_operation_duration_seconds_count', {
+        db_system_name: 'redis',
+        db_operation_name: 'evalsha',
+        error_type: '',
+      }),
+    ).toBe(4);
+    expect(
+      await sample(metrics, 'db_client_operation_duration_seconds_count', { db_operation_name: 'set' }),
+    ).toBe(1);
+    const text = await metrics.text();
+    expect(text).not.toContain('patient-123');
+    expect(text).not.toContain(prefix);
+  });
+});
