@@ -162,6 +162,8 @@ export function createConnections({
         );
         connection.disconnect();
       }
+      // After close() the hook refuses what ioredis still tries (a handshake in flight): expected, not worth a warning.
+      if (RedisClientClosedError.isInstance(error)) return;
       const message = safeErrorMessage(error);
       if (message === lastError) return;
       lastError = message;

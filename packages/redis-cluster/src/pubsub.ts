@@ -214,10 +214,19 @@ export class PubSub {
 
   private watchClusterSubscriber(connection: Connection): void {
     let checking = false;
+    // A replacement can land on the hung node again: its connection then never becomes ready.
+    let notReady: { instance: Redis; since: number } | undefined;
     this.liveness = setInterval(() => {
       const instance = (connection as unknown as SubscriberHost).subscriber?.getInstance?.();
-      if (checking || instance === null || instance === undefined || instance.status !== 'ready') return;
+      if (checking || instance === null || instance === undefined) return;
       if (this.families.message.subscriptions.size + this.families.pmessage.subscriptions.size === 0) return;
+      if (instance.status !== 'ready') {
+        if (notReady?.instance !== instance) notReady = { instance, since: performance.now() };
+        else if (performance.now() - notReady.since > 2 * this.options.livenessTimeoutMs)
+          instance.disconnect();
+        return;
+      }
+      notReady = undefined;
       checking = true;
       let timer: NodeJS.Timeout | undefined;
       Promise.race([

@@ -245,4 +245,45 @@ describe('sharded pub/sub on a cluster under slot moves', () => {
       await resumeNode(cluster, owner);
     }
   });
+
+  it('moves the classic subscriber of a cluster off a replica that hangs, which no failover would ever replace', async () => {
+    const cluster = redisTargets().cluster;
+    const { Redis: Direct } = await import('ioredis');
+    const channel = `${uniquePrefix('subhang')}:c`;
+    const received: string[] = [];
+    // ioredis puts the subscriber on a node of its choosing: try until it sits on a replica.
+    let port: number | undefined;
+    let client: RedisClient | undefined;
+    for (let attempt = 0; attempt < 20 && port === undefined; attempt++) {
+      const name = `subhang${attempt}`;
+      const candidate = createRedisClient(optionsFor('cluster', { name, commandTimeoutMs: 1000 }), {
+        logger: silent,
+      });
+      clients.push(candidate);
+      await candidate.subscribe(channel, (message) => void received.push(message));
+      for (const node of cluster.nodes) {
+        const direct = new Direct({ host: node.host, port: node.port });
+        const list = (await direct.call('CLIENT', 'LIST')) as string;
+        const role = (await direct.info('replication')).includes('role:slave');
+        direct.disconnect();
+        if (role && list.includes(`name=ioredis-cluster(subscriber):austa:${name}:sub`)) {
+          port = node.port;
+          client = candidate;
+        }
+      }
+    }
+    if (port === undefined || client === undefined) throw new Error('the subscriber never sat on a replica');
+    const subscriber = client;
+    await pauseNode(cluster, port);
+    try {
+      const back = await publishUntil(
+        () => subscriber.publish(channel, 'after'),
+        () => received.includes('after'),
+        15_000,
+      );
+      expect(back).toBe(true);
+    } finally {
+      await resumeNode(cluster, port);
+    }
+  });
 });
