@@ -1,0 +1,191 @@
+import { createHash } from 'node:crypto';
+import calculateSlot from 'cluster-key-slot';
+import { Cluster, Command, type Redis } from 'ioredis';
+import { Breaker } from './breaker.js';
+import { CacheUnavailableError } from './errors.js';
+
+/*
+ * Every command the cache sends goes through here, as an ioredis `Command` it builds itself, with its own deadline.
+ * Why not `client.get()`: the cache must bound every call (nothing hangs, whatever the client's options), and a
+ * command whose caller was told it timed out must never run later. ioredis keeps commands in its offline queue, in
+ * the cluster's retry queue and (autoResendUnfulfilledCommands) re-sends unanswered ones after a reconnect, so a SET
+ * that timed out could land seconds later and overwrite a newer value. When our deadline passes, the command is
+ * rejected and its wire form is replaced by PING: any later send by ioredis is then a harmless PING whose reply is
+ * ignored. A command already written to a server that then stops answering (a paused node) may still run when it
+ * resumes; no client can take back bytes it has sent.
+ *
+ * The client is never patched: only the Command objects we create are touched.
+ */
+
+export type RedisClient = Redis | Cluster;
+export type Arg = string | Buffer | number;
+
+const PING_WRITABLE = '*1\r\n$4\r\nPING\r\n';
+const TIMEOUT = 'Command timed out';
+
+/** Hooks for metrics: one call per command with its outcome. */
+export interface CommandObserver {
+  (name: string, seconds: number, error: unknown): void;
+}
+
+export interface RedisIoOptions {
+  timeoutMs: number;
+  failureThreshold: number;
+  openMs: number;
+  /** Called when a shard's breaker opens or closes. */
+  onBreaker?: (open: boolean) => void;
+  observe?: CommandObserver | undefined;
+}
+
+/** A Lua script sent with EVALSHA, falling back to EVAL after NOSCRIPT (a restarted or failed-over server). */
+export class LuaScript {
+  readonly sha: string;
+  constructor(
+    readonly name: string,
+    readonly source: string,
+  ) {
+    this.sha = createHash('sha1').update(source).digest('hex');
+  }
+}
+
+/** Errors that say the shard is unhealthy (as opposed to a bad command): they count against the breaker. */
+function isShardFailure(error: Error): boolean {
+  if (error.name === 'ReplyError') {
+    return /^(CLUSTERDOWN|LOADING|MASTERDOWN|TRYAGAIN|BUSY)/.test(error.message);
+  }
+  return true;
+}
+
+function reasonOf(error: Error): 'timeout' | 'connection' | 'redis_error' {
+  if (error.message === TIMEOUT) return 'timeout';
+  return error.name === 'ReplyError' ? 'redis_error' : 'connection';
+}
+
+export class RedisIo {
+  readonly isCluster: boolean;
+  private readonly standaloneBreaker: Breaker;
+  private readonly breakers = new Map<string, Breaker>();
+  private readonly observe: CommandObserver | undefined;
+  private openBreakers = 0;
+
+  constructor(
+    readonly client: RedisClient,
+    private readonly options: RedisIoOptions,
+  ) {
+    this.isCluster = client instanceof Cluster;
+    this.standaloneBreaker = new Breaker(options.failureThreshold, options.openMs);
+    this.observe = options.observe;
+  }
+
+  get timeoutMs(): number {
+    return this.options.timeoutMs;
+  }
+
+  /** Number of shards whose breaker is open now. */
+  get breakersOpen(): number {
+    return this.openBreakers;
+  }
+
+  /** The breaker of the shard serving `key`: on a cluster, the master the client's slot map names. */
+  private breakerFor(key: string | Buffer | undefined): Breaker {
+    if (!this.isCluster || key === undefined) return this.standaloneBreaker;
+    const slots = (this.client as unknown as { slots: Array<string[] | undefined> }).slots;
+    const node = slots[calculateSlot(key)]?.[0] ?? 'unknown';
+    let breaker = this.breakers.get(node);
+    if (breaker === undefined) {
+      breaker = new Breaker(this.options.failureThreshold, this.options.openMs);
+      this.breakers.set(node, breaker);
+    }
+    return breaker;
+  }
+
+  private noteBreaker(breaker: Breaker, wasOpen: boolean): void {
+    if (breaker.open === wasOpen) return;
+    this.openBreakers += breaker.open ? 1 : -1;
+    this.options.onBreaker?.(breaker.open);
+  }
+
+  /**
+   * Sends one command and resolves with its reply, or rejects with `CacheUnavailableError` at the deadline (default:
+   * now + timeoutMs), on a connection failure, or at once while the shard's breaker is open. `key` picks the shard.
+   */
+  send<T>(
+    name: string,
+    args: Arg[],
+    key: string | undefined,
+    buffers = false,
+    deadline?: number,
+  ): Promise<T> {
+    const breaker = this.breakerFor(key);
+    const now = performance.now();
+    if (!breaker.allow(now)) {
+      return Promise.reject(
+        new CacheUnavailableError('Redis is unavailable: the circuit breaker is open for this shard.', 'circuit_open'),
+      );
+    }
+    const command = new Command(name, args, buffers ? {} : { replyEncoding: 'utf8' });
+    return this.run<T>(command, breaker, now, deadline ?? now + this.options.timeoutMs);
+  }
+
+  /** Runs a Lua script: EVALSHA, then EVAL once if the server does not know the script. */
+  async eval<T>(
+    script: LuaScript,
+    keys: Arg[],
+    args: Arg[],
+    buffers = false,
+    deadline?: number,
+  ): Promise<T> {
+    const end = deadline ?? performance.now() + this.options.timeoutMs;
+    const first = keys[0];
+    const key = first === undefined ? undefined : typeof first === 'string' ? first : String(first);
+    try {
+      return await this.send<T>('evalsha', [script.sha, keys.length, ...keys, ...args], key, buffers, end);
+    } catch (error) {
+      const cause = (error as { cause?: unknown }).cause;
+      if (!(cause instanceof Error) || !cause.message.includes('NOSCRIPT')) throw error;
+      return this.send<T>('eval', [script.source, keys.length, ...keys, ...args], key, buffers, end);
+    }
+  }
+
+  private run<T>(command: Command, breaker: Breaker, started: number, deadline: number): Promise<T> {
+    const observe = this.observe;
+    return new Promise<T>((resolve, reject) => {
+      let settled = false;
+      const finish = (error: Error | undefined, value?: unknown) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        const now = performance.now();
+        const wasOpen = breaker.open;
+        if (error === undefined || !isShardFailure(error)) breaker.success();
+        else breaker.failure(now);
+        this.noteBreaker(breaker, wasOpen);
+        if (observe !== undefined) observe(command.name, (now - started) / 1000, error);
+        if (error === undefined) resolve(value as T);
+        else
+          reject(
+            new CacheUnavailableError(`Redis ${command.name.toUpperCase()} failed: ${error.message}`, reasonOf(error), {
+              cause: error,
+            }),
+          );
+      };
+      const timer = setTimeout(
+        () => {
+          // From now on, whatever ioredis still holds of this command is a PING.
+          (command as unknown as { toWritable: () => string }).toWritable = () => PING_WRITABLE;
+          finish(new Error(TIMEOUT));
+        },
+        Math.max(1, deadline - started),
+      );
+      command.promise.then(
+        (value) => finish(undefined, value),
+        (error: Error) => finish(error),
+      );
+      try {
+        (this.client as unknown as { sendCommand(command: Command): unknown }).sendCommand(command);
+      } catch (error) {
+        finish(error as Error);
+      }
+    });
+  }
+}
