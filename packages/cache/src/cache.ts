@@ -327,15 +327,18 @@ class CacheImpl implements Cache {
   }
 
   /** An invalidation of one key, from this instance or another: L1, coalesced reads and in-flight fills. */
-  private forgetKey(key: string): void {
+  private forgetKey(key: string, keepFlight = false): void {
     this.l1?.delete(key);
     this.reads.delete(key);
+    // A getOrSet already computing may be working from data older than this change: later callers start anew.
+    if (!keepFlight) this.flights.delete(key);
     this.tracker.invalidateKey(key);
   }
 
   private forgetAll(clearL1: boolean): void {
     if (clearL1) this.l1?.clear();
     this.reads.clear();
+    this.flights.clear();
     this.tracker.invalidateAll();
   }
 
@@ -1281,26 +1284,44 @@ class CacheImpl implements Cache {
           renewTimer.unref();
         }
       }
-      // Versions are read before the factory runs: an invalidation during the factory makes what it returns stale.
-      let versions: TagVersion[] | undefined = [];
-      if (settings.tags.length > 0) {
-        versions = redisFailed
-          ? undefined
-          : await this.tags
-              .prepare(settings.tags, [redisKey], settings.ttlMs + settings.graceMs + TAG_TTL_MARGIN_MS, performance.now() + this.options.timeoutMs)
-              .catch((error: unknown) => {
-                this.degraded('get_or_set', error);
-                return undefined;
-              });
+      // Versions are read before the factory runs (and nothing is written yet): if an invalidation lands while the
+      // factory works, the versions differ afterwards and its result is not cached.
+      let before: Array<string | null> | undefined = [];
+      if (settings.tags.length > 0 && !redisFailed) {
+        before = await this.tags
+          .current(settings.tags, performance.now() + this.options.timeoutMs)
+          .catch((error: unknown) => {
+            this.degraded('get_or_set', error);
+            return undefined;
+          });
       }
       const value = await this.runFactory(key, factory, stale, settings.hardTimeoutMs);
       if (value === undefined) {
         return { value, data: undefined, header: undefined, redisKey };
       }
       const ttlMs = this.jittered(value === null ? settings.negativeTtlMs : settings.ttlMs);
+      let versions: TagVersion[] | undefined = before === undefined ? undefined : [];
+      if (settings.tags.length > 0) this.checkValue(redisKey, value, settings.graceMs, settings.tags);
+      if (settings.tags.length > 0 && before !== undefined) {
+        try {
+          const stamped = await this.tags.prepare(
+            settings.tags,
+            [redisKey],
+            ttlMs + settings.graceMs + TAG_TTL_MARGIN_MS,
+            performance.now() + this.options.timeoutMs,
+          );
+          const unchanged = stamped.every(
+            (entry, index) => entry.version === before?.[index] || (before?.[index] === null && entry.created),
+          );
+          versions = unchanged ? stamped.map(({ tag, version }) => ({ tag, version })) : undefined;
+        } catch (error) {
+          this.degraded('get_or_set', error);
+          versions = undefined;
+        }
+      }
       const data = this.encode(redisKey, value, settings.graceMs, versions ?? []);
       const header = decodeHeader(data) as EnvelopeHeader;
-      this.forgetKey(key);
+      this.forgetKey(key, true);
       if (versions !== undefined && !redisFailed) {
         try {
           await this.io.send('set', [redisKey, data, 'PX', ttlMs + settings.graceMs], redisKey);
@@ -1312,7 +1333,7 @@ class CacheImpl implements Cache {
       this.l1Store(
         key,
         generation,
-        this.tracker.clean(ticket) && !redisFailed,
+        this.tracker.clean(ticket) && !redisFailed && versions !== undefined,
         value,
         data,
         header,

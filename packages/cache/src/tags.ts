@@ -46,7 +46,7 @@ export class TagStore {
     entryKeys: readonly string[],
     ttlMs: number,
     deadline: number,
-  ): Promise<TagVersion[]> {
+  ): Promise<Array<TagVersion & { created: boolean }>> {
     const batches: string[][] = [];
     for (let i = 0; i < entryKeys.length; i += MEMBERS_PER_CALL) {
       batches.push(entryKeys.slice(i, i + MEMBERS_PER_CALL) as string[]);
@@ -63,7 +63,12 @@ export class TagStore {
         }
       }),
     );
-    return tags.map((tag) => ({ tag, version: versions.get(tag) as string }));
+    return tags.map((tag) => {
+      const version = versions.get(tag) as string;
+      return version.startsWith('+')
+        ? { tag, version: version.slice(1), created: true }
+        : { tag, version, created: false };
+    });
   }
 
   /** Current versions (null when the version key is missing), in the order of `tags`. */

@@ -6,7 +6,8 @@ import { LuaScript } from '../redis-io.js';
  * call (the pair shares the tag's hash tag, so one slot); on a standalone server, all tags at once.
  * ARGV[1]: TTL in ms the tag keys must live at least (the longest entry TTL written under them, plus margin), so a
  * tag key never expires before an entry that depends on it. ARGV[2..]: entry keys to add to every member set.
- * Returns the versions, in KEYS order.
+ * Returns the versions, in KEYS order; a version this call created is prefixed with `+` (getOrSet reads versions
+ * before its factory runs, and a key missing then must have been created by its own write, not by an invalidation).
  * A missing version is created from the server clock in microseconds (TIME), never from 0: a tag key that vanished
  * (expiry, eviction, clear) and comes back must not repeat a version an old entry was written under. Versions then
  * only grow by INCR. Atomic so that the version returned is the one whose TTL was extended.
@@ -21,6 +22,7 @@ for i = 1, #KEYS, 2 do
     local t = redis.call('TIME')
     v = t[1] .. string.format('%06d', tonumber(t[2]))
     redis.call('SET', KEYS[i], v, 'PX', ttl)
+    v = '+' .. v
   else
     local pttl = redis.call('PTTL', KEYS[i])
     if pttl < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
