@@ -247,7 +247,8 @@ class CacheImpl implements Cache {
   private readonly background = new Set<Promise<unknown>>();
   private readonly sweepQueue = new Set<string>();
   private sweeping = false;
-  private readonly closeController = new AbortController();
+  /** Signals of running factories, aborted by close(). */
+  private readonly factoryControllers = new Set<AbortController>();
   private closed = false;
   /** Reads need the PTTL when freshness is judged by it: a grace period, or an L1 that must not outlive Redis. */
   private readonly readWithTtl: boolean;
@@ -780,7 +781,7 @@ class CacheImpl implements Cache {
     this.ensureOpen();
     const prepared = this.prepareEntries(entries, options, false);
     try {
-      const failures = await this.writeMany(prepared, started + this.options.timeoutMs, 64, 1);
+      const failures = await this.writeMany(prepared, this.bulkDeadline(started, prepared.length, 100, 4), 100, 4);
       if (failures.length > 0) {
         throw new CacheUnavailableError(
           `${failures.length} of ${prepared.length} entries were not written: ${(failures[0] as Error).message}`,
@@ -894,6 +895,12 @@ class CacheImpl implements Cache {
     return failures;
   }
 
+  /** A bulk write gets the timeout once per round of pipelines (plus one for tag versions), not once in all. */
+  private bulkDeadline(started: number, count: number, batchSize: number, concurrency: number): number {
+    const rounds = Math.ceil(count / (batchSize * concurrency)) + 1;
+    return started + this.options.timeoutMs * Math.max(2, rounds);
+  }
+
   /** The master serving a key (cluster), for grouping pipelines; one group on a standalone server. */
   private nodeOf(redisKey: string): string {
     if (!this.io.isCluster) return '';
@@ -953,11 +960,9 @@ class CacheImpl implements Cache {
     }
     const prepared = this.prepareEntries(entries, {}, true);
     try {
-      // A bulk load gets the timeout per pipeline round, not for the whole call.
-      const rounds = Math.ceil(prepared.length / (batchSize * concurrency)) + 1;
       const failures = await this.writeMany(
         prepared,
-        started + this.options.timeoutMs * Math.max(2, rounds),
+        this.bulkDeadline(started, prepared.length, batchSize, concurrency),
         batchSize,
         concurrency,
       );
@@ -1359,8 +1364,7 @@ class CacheImpl implements Cache {
     hardTimeoutMs: number,
   ): Promise<unknown> {
     const controller = new AbortController();
-    const onClose = () => controller.abort(new CacheClosedError());
-    this.closeController.signal.addEventListener('abort', onClose, { once: true });
+    this.factoryControllers.add(controller);
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
@@ -1385,7 +1389,7 @@ class CacheImpl implements Cache {
       throw error;
     } finally {
       clearTimeout(timer);
-      this.closeController.signal.removeEventListener('abort', onClose);
+      this.factoryControllers.delete(controller);
     }
   }
 
@@ -1536,7 +1540,7 @@ class CacheImpl implements Cache {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.closeController.abort();
+    for (const controller of this.factoryControllers) controller.abort(new CacheClosedError());
     this.stopCollect();
     await this.bus?.close();
     // Background sweeps and refreshes end within their own Redis timeouts; wait for them, bounded.
