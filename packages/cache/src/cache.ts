@@ -11,6 +11,7 @@ import {
   FIXED_HEADER_BYTES,
   type TagVersion,
   WriteIds,
+  writeIdOf,
 } from './envelope.js';
 import {
   AustaCacheError,
@@ -178,8 +179,22 @@ interface Flight {
 }
 
 const MISS: ReadOutcome = { state: 'miss' };
+/** What decodeRead returns for bytes that are not a value (never a value a caller can store). */
+const UNDECODABLE = Symbol('undecodable');
 /** Tag keys live this much longer than the entries written under them. */
 const TAG_TTL_MARGIN_MS = 60_000;
+
+function readFailure(error: unknown): ReadOutcome {
+  return {
+    state: 'error',
+    error:
+      error instanceof CacheUnavailableError
+        ? error
+        : new CacheUnavailableError(`Reading from Redis failed: ${(error as Error).message}`, 'redis_error', {
+            cause: error,
+          }),
+  };
+}
 
 function elapsedSeconds(started: number): number {
   return (performance.now() - started) / 1000;
@@ -253,6 +268,9 @@ class CacheImpl implements Cache {
   /** Reads need the PTTL when freshness is judged by it: a grace period, or an L1 that must not outlive Redis. */
   private readonly readWithTtl: boolean;
   private readonly headerMaxBytes: number;
+  private defaultSettings: ReturnType<CacheImpl['getOrSetSettings']> | undefined;
+  /** Whether operation latency is recorded (metrics given): without it, no clock reads for it. */
+  private readonly timed: boolean;
 
   constructor(
     raw: CacheOptions,
@@ -277,6 +295,7 @@ class CacheImpl implements Cache {
           !Object.hasOwn(client, 'sendCommand')
         : raw.recordRedisLatency;
     this.instruments = createInstruments(raw.metrics, options.name, { recordRedis, errorTypeOf: errorType });
+    this.timed = raw.metrics !== undefined;
     this.io = new RedisIo(client, {
       timeoutMs: options.timeoutMs,
       failureThreshold: options.breaker.failureThreshold,
@@ -502,37 +521,52 @@ class CacheImpl implements Cache {
   // ---------------------------------------------------------------------------------------------------------------
   // Reads
 
-  /** One read of an entry, tags checked. Never throws: failures come back as `{ state: 'error' }`. */
-  private async readL2(redisKey: string, withTtl: boolean, deadline: number): Promise<ReadOutcome> {
-    try {
-      let data: Buffer | null;
-      let pttl: number | undefined;
-      if (withTtl) {
-        const reply = await this.io.eval<[Buffer | null, number]>(readEntry, [redisKey], [], true, deadline);
-        data = reply[0];
-        pttl = Number(reply[1]);
-      } else {
-        data = await this.io.send<Buffer | null>('get', [redisKey], redisKey, true, deadline);
-      }
-      if (data === null) return MISS;
-      const header = decodeHeader(data);
-      if (header === undefined) return MISS;
-      if (header.graceMs > 0 && pttl === undefined) {
-        pttl = await this.io.send<number>('pttl', [redisKey], redisKey, false, deadline);
-      }
-      if (pttl !== undefined && pttl < 0 && pttl !== -1) return MISS;
-      if (header.tags.length > 0 && !(await this.tags.isCurrent(header.tags, deadline))) return MISS;
-      const stale = header.graceMs > 0 && pttl !== undefined && pttl !== -1 && pttl <= header.graceMs;
-      return { state: stale ? 'stale' : 'hit', data, header, pttl };
-    } catch (error) {
-      if (error instanceof CacheUnavailableError) return { state: 'error', error };
-      return {
-        state: 'error',
-        error: new CacheUnavailableError(`Reading from Redis failed: ${(error as Error).message}`, 'redis_error', {
-          cause: error,
-        }),
-      };
+  /** One read of an entry, tags checked. Never rejects: failures come back as `{ state: 'error' }`. */
+  private readL2(redisKey: string, withTtl: boolean, deadline: number): Promise<ReadOutcome> {
+    if (withTtl) {
+      return this.io.eval<[Buffer | null, number]>(readEntry, [redisKey], [], true, deadline).then(
+        (reply) => this.outcomeOf(redisKey, reply[0], Number(reply[1]), deadline),
+        readFailure,
+      );
     }
+    // The common case, one GET: no async function, no extra promise unless the entry turns out to need more.
+    return this.io
+      .send<Buffer | null>('get', [redisKey], redisKey, true, deadline)
+      .then((data) => this.outcomeOf(redisKey, data, undefined, deadline), readFailure);
+  }
+
+  private outcomeOf(
+    redisKey: string,
+    data: Buffer | null,
+    pttl: number | undefined,
+    deadline: number,
+  ): ReadOutcome | Promise<ReadOutcome> {
+    if (data === null) return MISS;
+    const header = decodeHeader(data);
+    if (header === undefined) return MISS;
+    if (header.graceMs === 0 && header.tags.length === 0) {
+      if (pttl !== undefined && pttl < 0 && pttl !== -1) return MISS;
+      return { state: 'hit', data, header, pttl };
+    }
+    return this.checkOutcome(redisKey, data, header, pttl, deadline).catch(readFailure);
+  }
+
+  /** The slower part of a read: the PTTL of an entry with a grace period, and its tags' current versions. */
+  private async checkOutcome(
+    redisKey: string,
+    data: Buffer,
+    header: EnvelopeHeader,
+    known: number | undefined,
+    deadline: number,
+  ): Promise<ReadOutcome> {
+    let pttl = known;
+    if (header.graceMs > 0 && pttl === undefined) {
+      pttl = await this.io.send<number>('pttl', [redisKey], redisKey, false, deadline);
+    }
+    if (pttl !== undefined && pttl < 0 && pttl !== -1) return MISS;
+    if (header.tags.length > 0 && !(await this.tags.isCurrent(header.tags, deadline))) return MISS;
+    const stale = header.graceMs > 0 && pttl !== undefined && pttl !== -1 && pttl <= header.graceMs;
+    return { state: stale ? 'stale' : 'hit', data, header, pttl };
   }
 
   /** Concurrent reads of one key share one Redis round trip. A local write to the key detaches it. */
@@ -548,37 +582,39 @@ class CacheImpl implements Cache {
     return promise;
   }
 
-  /** Decodes a read for one caller, or undefined (counted) when the stored bytes cannot be decoded. */
-  private decodeRead(redisKey: string, data: Buffer, header: EnvelopeHeader): { ok: true; value: unknown } | { ok: false } {
+  /** Decodes a read for one caller, or UNDECODABLE (logged) when the stored bytes cannot be decoded. */
+  private decodeRead(redisKey: string, data: Buffer, header: EnvelopeHeader): unknown {
     try {
-      return { ok: true, value: this.decode(redisKey, data, header) };
+      return this.decode(redisKey, data, header);
     } catch (error) {
       // Corrupt, tampered, or written with a key this codec lacks: a miss, never the bytes (they may be PHI).
       const code = AustaCodecError.isInstance(error) ? error.code : 'E_DECODE';
       this.logger.warn(`[@austa/cache] an entry of cache "${this.options.name}" could not be decoded (${code}); treated as a miss.`);
-      return { ok: false };
+      return UNDECODABLE;
     }
   }
 
-  async get<T = unknown>(key: string): Promise<T | undefined> {
+  get<T = unknown>(key: string): Promise<T | undefined> {
     const started = performance.now();
-    this.ensureOpen();
-    this.checkKey(key);
     try {
-      return (await this.getOne(key, started, 'get')) as T | undefined;
-    } finally {
-      this.instruments.duration('get', elapsedSeconds(started));
+      this.ensureOpen();
+      this.checkKey(key);
+    } catch (error) {
+      return Promise.reject(error);
     }
+    const result = this.getOne(key, started, 'get') as Promise<T | undefined>;
+    return this.timed ? result.finally(() => this.instruments.duration('get', elapsedSeconds(started))) : result;
   }
 
-  private async getOne(key: string, started: number, operation: Operation): Promise<unknown> {
+  /** get() for one key: sync on an L1 hit, one promise chain to Redis otherwise (the hot path has no async frame). */
+  private getOne(key: string, started: number, operation: Operation): Promise<unknown> {
     let fallback: L1Entry | undefined;
     if (this.l1 !== undefined) {
       const entry = this.l1Fresh(key, started);
       if (entry !== undefined) {
         if (started <= entry.freshUntil) {
           this.instruments.request('l1', 'hit');
-          return this.l1Value(entry);
+          return Promise.resolve(this.l1Value(entry));
         }
         fallback = entry;
       }
@@ -586,12 +622,26 @@ class CacheImpl implements Cache {
     }
     const redisKey = this.layout.entry(key);
     const generation = this.bus?.generation ?? 0;
-    const ticket = this.tracker.begin(key);
-    const outcome = await this.readShared(key, redisKey, this.readWithTtl);
-    const clean = this.tracker.end(ticket);
+    // Only an L1 fill needs to know whether an invalidation crossed the read.
+    const ticket = this.l1 === undefined ? undefined : this.tracker.begin(key);
+    return this.readShared(key, redisKey, this.readWithTtl).then((outcome) => {
+      const clean = ticket === undefined || this.tracker.end(ticket);
+      return this.answerGet(key, redisKey, outcome, fallback, generation, clean, operation);
+    });
+  }
+
+  private answerGet(
+    key: string,
+    redisKey: string,
+    outcome: ReadOutcome,
+    fallback: L1Entry | undefined,
+    generation: number,
+    clean: boolean,
+    operation: Operation,
+  ): unknown {
     if (outcome.state === 'hit') {
-      const decoded = this.decodeRead(redisKey, outcome.data, outcome.header);
-      if (!decoded.ok) {
+      const value = this.decodeRead(redisKey, outcome.data, outcome.header);
+      if (value === UNDECODABLE) {
         this.instruments.request('l2', 'error');
         return undefined;
       }
@@ -601,7 +651,7 @@ class CacheImpl implements Cache {
           key,
           generation,
           clean,
-          decoded.value,
+          value,
           outcome.data,
           outcome.header,
           outcome.pttl ?? this.options.defaultTtlMs,
@@ -609,7 +659,7 @@ class CacheImpl implements Cache {
           outcome.header.tags,
         );
       }
-      return decoded.value;
+      return value;
     }
     if (outcome.state === 'error') {
       this.instruments.request('l2', 'error');
@@ -697,7 +747,7 @@ class CacheImpl implements Cache {
       const done = await this.io.eval<number>(
         pexpireIfWriteId,
         [redisKey],
-        [Buffer.from(header.writeId), totalMs],
+        [writeIdOf(outcome.data), totalMs],
         false,
         deadline,
       );
@@ -877,10 +927,11 @@ class CacheImpl implements Cache {
       for (let i = 0; i < group.length; i += batchSize) batches.push(group.slice(i, i + batchSize));
     }
     await eachLimit(batches, concurrency, async (batch) => {
+      // Each pipeline gets its own timeout: a bulk load is many round trips, each bounded.
       const results = await this.pipeline(
         batch.map(({ entry, data }) => ['set', [entry.redisKey, data, 'PX', entry.ttlMs + entry.graceMs]] as const),
         batch[0]?.entry.redisKey,
-        deadline,
+        Math.max(deadline, performance.now() + this.options.timeoutMs),
       );
       results.forEach((result, index) => {
         const command = batch[index];
@@ -1132,13 +1183,19 @@ class CacheImpl implements Cache {
   // ---------------------------------------------------------------------------------------------------------------
   // getOrSet
 
-  async getOrSet<T>(key: string, factory: Factory<T>, options: GetOrSetOptions = {}): Promise<T> {
+  async getOrSet<T>(key: string, factory: Factory<T>, options?: GetOrSetOptions): Promise<T> {
     const started = performance.now();
     this.ensureOpen();
     this.checkKey(key);
     if (typeof factory !== 'function') inputError('E_INVALID_ARGUMENT', 'factory must be a function.');
-    if (typeof options !== 'object' || options === null) inputError('E_INVALID_ARGUMENT', 'options must be an object.');
-    const settings = this.getOrSetSettings(options);
+    if (options !== undefined && (typeof options !== 'object' || options === null)) {
+      inputError('E_INVALID_ARGUMENT', 'options must be an object.');
+    }
+    // Calls without options share one settings object (resolved once) instead of building one per call.
+    const settings =
+      options === undefined
+        ? (this.defaultSettings ??= this.getOrSetSettings({}))
+        : this.getOrSetSettings(options);
     try {
       return (await this.getOrSetOne(key, factory as Factory<unknown>, settings, started)) as T;
     } finally {
@@ -1196,20 +1253,20 @@ class CacheImpl implements Cache {
         const clean = this.tracker.end(ticket);
         if (outcome.state === 'hit') {
           const decoded = this.decodeRead(redisKey, outcome.data, outcome.header);
-          if (decoded.ok) {
+          if (decoded !== UNDECODABLE) {
             this.instruments.request('l2', 'hit');
             this.l1Store(
               key,
               generation,
               clean,
-              decoded.value,
+              decoded,
               outcome.data,
               outcome.header,
               outcome.pttl ?? settings.ttlMs,
               outcome.header.graceMs,
               outcome.header.tags,
             );
-            return decoded.value;
+            return decoded;
           }
           outcome = MISS;
         }
@@ -1222,13 +1279,13 @@ class CacheImpl implements Cache {
       } else if (outcome.state === 'stale') {
         const read = outcome;
         const decoded = this.decodeRead(redisKey, read.data, read.header);
-        if (decoded.ok) {
+        if (decoded !== UNDECODABLE) {
           let first = true;
           stale = {
             value: () => {
               if (first) {
                 first = false;
-                return decoded.value;
+                return decoded;
               }
               return this.decode(redisKey, read.data, read.header);
             },
@@ -1412,7 +1469,7 @@ class CacheImpl implements Cache {
       const outcome = await this.readL2(redisKey, withTtl || this.readWithTtl, performance.now() + this.options.timeoutMs);
       if (outcome.state !== 'hit') return undefined;
       const decoded = this.decodeRead(redisKey, outcome.data, outcome.header);
-      return decoded.ok ? { value: decoded.value, data: outcome.data, header: outcome.header, redisKey } : undefined;
+      return decoded === UNDECODABLE ? undefined : { value: decoded, data: outcome.data, header: outcome.header, redisKey };
     };
     try {
       if (await tryAcquire()) {

@@ -30,7 +30,6 @@ export interface TagVersion {
 
 export interface EnvelopeHeader {
   graceMs: number;
-  writeId: Buffer;
   tags: TagVersion[];
   /** Offset of the codec payload. */
   payloadOffset: number;
@@ -85,9 +84,8 @@ const NO_TAGS: TagVersion[] = [];
 export function decodeHeader(data: Buffer): EnvelopeHeader | undefined {
   if (data.length < FIXED_HEADER_BYTES || data[0] !== ENVELOPE_VERSION) return undefined;
   const graceMs = data.readUInt32BE(GRACE_OFFSET);
-  const writeId = data.subarray(WRITE_ID_OFFSET, WRITE_ID_OFFSET + WRITE_ID_BYTES);
   if (((data[1] as number) & FLAG_TAGS) === 0) {
-    return { graceMs, writeId, tags: NO_TAGS, payloadOffset: FIXED_HEADER_BYTES };
+    return { graceMs, tags: NO_TAGS, payloadOffset: FIXED_HEADER_BYTES };
   }
   const count = data.readUInt16BE(14);
   const tags: TagVersion[] = [];
@@ -105,5 +103,10 @@ export function decodeHeader(data: Buffer): EnvelopeHeader | undefined {
     tags.push({ tag, version: data.toString('latin1', offset, offset + versionLength) });
     offset += versionLength;
   }
-  return { graceMs, writeId, tags, payloadOffset: offset };
+  return { graceMs, tags, payloadOffset: offset };
+}
+
+/** A copy of an entry's write id (bytes 6-13), for scripts that act only on the entry that was read. */
+export function writeIdOf(data: Buffer): Buffer {
+  return Buffer.from(data.subarray(WRITE_ID_OFFSET, WRITE_ID_OFFSET + WRITE_ID_BYTES));
 }

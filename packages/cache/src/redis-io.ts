@@ -61,7 +61,22 @@ function reasonOf(error: Error): 'timeout' | 'connection' | 'redis_error' {
   return error.name === 'ReplyError' ? 'redis_error' : 'connection';
 }
 
+/** Our deadline and settled flag ride on the Command itself: a Set of wrappers cost more than the GET it timed. */
+interface Pending {
+  austaDeadline: number;
+  austaSettled: boolean;
+}
+
+/** Rejects a command as timed out; from now on, whatever ioredis still holds of it is a PING. */
+function expire(command: Command): void {
+  (command as unknown as { toWritable: () => string }).toWritable = () => PING_WRITABLE;
+  if (!command.isResolved) command.reject(new Error(TIMEOUT));
+}
+
 export class RedisIo {
+  /** Commands in flight, in send order; settled ones are dropped by the sweeper. */
+  private pending: Array<Command & Pending> = [];
+  private sweeper: NodeJS.Timeout | undefined;
   readonly isCluster: boolean;
   private readonly standaloneBreaker: Breaker;
   private readonly breakers = new Map<string, Breaker>();
@@ -123,8 +138,62 @@ export class RedisIo {
         new CacheUnavailableError('Redis is unavailable: the circuit breaker is open for this shard.', 'circuit_open'),
       );
     }
-    const command = new Command(name, args, buffers ? {} : { replyEncoding: 'utf8' });
-    return this.run<T>(command, breaker, now, deadline ?? now + this.options.timeoutMs);
+    const command = new Command(name, args, buffers ? {} : { replyEncoding: 'utf8' }) as Command & Pending;
+    command.austaDeadline = deadline ?? now + this.options.timeoutMs;
+    command.austaSettled = false;
+    this.pending.push(command);
+    if (this.sweeper === undefined) this.armSweeper();
+    const settle = (error: Error | undefined) => {
+      command.austaSettled = true;
+      const finished = performance.now();
+      const wasOpen = breaker.open;
+      if (error === undefined || !isShardFailure(error)) breaker.success();
+      else breaker.failure(finished);
+      if (wasOpen !== breaker.open) this.noteBreaker(breaker, wasOpen);
+      if (this.observe !== undefined) this.observe(name, (finished - now) / 1000, error);
+    };
+    const promise = command.promise.then(
+      (value) => {
+        settle(undefined);
+        return value as T;
+      },
+      (error: Error) => {
+        settle(error);
+        throw new CacheUnavailableError(`Redis ${name.toUpperCase()} failed: ${error.message}`, reasonOf(error), {
+          cause: error,
+        });
+      },
+    );
+    try {
+      (this.client as unknown as { sendCommand(command: Command): unknown }).sendCommand(command);
+    } catch (error) {
+      command.reject(error as Error);
+    }
+    return promise;
+  }
+
+  /**
+   * One timer for every command in flight (rather than one per command): it rejects the commands whose deadline
+   * passed and turns whatever ioredis still holds of them into PING.
+   */
+  private armSweeper(): void {
+    if (this.sweeper !== undefined) return;
+    const period = Math.max(5, Math.min(50, Math.floor(this.options.timeoutMs / 10)));
+    this.sweeper = setInterval(() => {
+      const now = performance.now();
+      const keep: Array<Command & Pending> = [];
+      for (const command of this.pending) {
+        if (command.austaSettled) continue;
+        if (command.austaDeadline <= now) expire(command);
+        else keep.push(command);
+      }
+      this.pending = keep;
+      if (keep.length === 0) {
+        clearInterval(this.sweeper);
+        this.sweeper = undefined;
+      }
+    }, period);
+    this.sweeper.unref();
   }
 
   /** Runs a Lua script: EVALSHA, then EVAL once if the server does not know the script. */
@@ -147,45 +216,4 @@ export class RedisIo {
     }
   }
 
-  private run<T>(command: Command, breaker: Breaker, started: number, deadline: number): Promise<T> {
-    const observe = this.observe;
-    return new Promise<T>((resolve, reject) => {
-      let settled = false;
-      const finish = (error: Error | undefined, value?: unknown) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        const now = performance.now();
-        const wasOpen = breaker.open;
-        if (error === undefined || !isShardFailure(error)) breaker.success();
-        else breaker.failure(now);
-        this.noteBreaker(breaker, wasOpen);
-        if (observe !== undefined) observe(command.name, (now - started) / 1000, error);
-        if (error === undefined) resolve(value as T);
-        else
-          reject(
-            new CacheUnavailableError(`Redis ${command.name.toUpperCase()} failed: ${error.message}`, reasonOf(error), {
-              cause: error,
-            }),
-          );
-      };
-      const timer = setTimeout(
-        () => {
-          // From now on, whatever ioredis still holds of this command is a PING.
-          (command as unknown as { toWritable: () => string }).toWritable = () => PING_WRITABLE;
-          finish(new Error(TIMEOUT));
-        },
-        Math.max(1, deadline - started),
-      );
-      command.promise.then(
-        (value) => finish(undefined, value),
-        (error: Error) => finish(error),
-      );
-      try {
-        (this.client as unknown as { sendCommand(command: Command): unknown }).sendCommand(command);
-      } catch (error) {
-        finish(error as Error);
-      }
-    });
-  }
 }

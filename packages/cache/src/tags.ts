@@ -1,4 +1,4 @@
-import { decodeHeader, type TagVersion } from './envelope.js';
+import { decodeHeader, type TagVersion, writeIdOf } from './envelope.js';
 import type { KeyLayout } from './keys.js';
 import type { RedisIo } from './redis-io.js';
 import { invalidateTags } from './scripts/invalidate-tags.js';
@@ -154,7 +154,7 @@ export class TagStore {
         const deleted = await this.io.eval<number>(
           unlinkIfWriteId,
           [member],
-          [Buffer.from(header.writeId)],
+          [writeIdOf(head)],
           false,
           deadline(),
         );

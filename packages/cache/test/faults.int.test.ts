@@ -158,7 +158,7 @@ describe('standalone Redis stopped, paused and back', () => {
       await resumeNode(target);
     }
     await eventually(
-      async () => (await cache.set('back', 1).then(() => cache.get('back'))) ?? null,
+      async () => (await cache.set('back', 1).then(() => cache.get('back'), () => null)) ?? null,
       (value) => value === 1,
       10_000,
       100,

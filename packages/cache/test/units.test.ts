@@ -77,7 +77,7 @@ describe('envelope', () => {
     const data = Buffer.concat([header, Buffer.from('payload')]);
     const parsed = decodeHeader(data);
     expect(parsed?.graceMs).toBe(1500);
-    expect(parsed?.writeId.equals(id)).toBe(true);
+    expect(data.subarray(6, 14).equals(id)).toBe(true);
     expect(parsed?.tags).toEqual([
       { tag: 'clinic:9', version: '1700000000000001' },
       { tag: 'ünï', version: '7' },

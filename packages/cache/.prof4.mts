@@ -1,0 +1,10 @@
+import { Redis } from 'ioredis';
+const N = 200_000, C = 100;
+const value = 'v'.repeat(256);
+const redis = new Redis('redis://127.0.0.1:23999', { enableAutoPipelining: true });
+for (let i = 0; i < 1000; i++) await redis.set('austa:cache:prof:e:k' + i, value);
+let i = 0; const cpu0 = process.cpuUsage();
+await Promise.all(Array.from({ length: C }, async () => { while (i < N) await redis.getBuffer('austa:cache:prof:e:k' + (i++ % 1000)); }));
+const cpu = process.cpuUsage(cpu0);
+console.log('cpu us/op', ((cpu.user + cpu.system) / N).toFixed(2));
+await redis.quit();
