@@ -38,7 +38,11 @@ interface BentoStore {
   useBus(driver: unknown): BentoStore;
 }
 interface BentoModule {
-  BentoCache: new (options: { default: string; stores: Record<string, BentoStore>; ttl: string }) => BentoCacheApi;
+  BentoCache: new (options: {
+    default: string;
+    stores: Record<string, BentoStore>;
+    ttl: string;
+  }) => BentoCacheApi;
   bentostore(): BentoStore;
 }
 interface CacheManagerApi {
@@ -150,7 +154,9 @@ async function cacheManager(context: BenchContext) {
   const connection =
     context.target.topology === 'cluster'
       ? keyvRedis.createCluster({
-          rootNodes: (context.target.nodes ?? []).map((node) => ({ url: `redis://${node.host}:${node.port}` })),
+          rootNodes: (context.target.nodes ?? []).map((node) => ({
+            url: `redis://${node.host}:${node.port}`,
+          })),
         })
       : (context.target.url ?? '');
   const store = new KeyvRedis(connection);
@@ -262,7 +268,8 @@ function zipfSequence(length: number, seed = 42): Uint32Array {
   return out;
 }
 
-const penalty = (value: string) => new Promise<string>((resolve) => setTimeout(resolve, MISS_PENALTY_MS, value));
+const penalty = (value: string) =>
+  new Promise<string>((resolve) => setTimeout(resolve, MISS_PENALTY_MS, value));
 
 /** Counts per timed run; the report covers the second half of the runs (warm caches), and all of them. */
 class HitCounter {
@@ -302,7 +309,11 @@ const zipfAusta: BenchCase = {
   lib: '@austa/cache',
   vs: 'bentocache (L1+L2)',
   async setup(context): Promise<PreparedCase> {
-    const { cache, teardown } = await austa(context, { l1: true, keys: ZIPF_KEYS, l1MaxEntries: ZIPF_KEYS / 10 });
+    const { cache, teardown } = await austa(context, {
+      l1: true,
+      keys: ZIPF_KEYS,
+      l1MaxEntries: ZIPF_KEYS / 10,
+    });
     const sequence = zipfSequence(1 << 20);
     const counter = new HitCounter();
     const factory = () => {
@@ -387,7 +398,8 @@ const invalidation: BenchCase = {
       },
       async teardown() {
         delays.sort((a, b) => a - b);
-        const at = (q: number) => Math.round((delays[Math.floor(q * (delays.length - 1))] ?? Number.NaN) * 1000) / 1000;
+        const at = (q: number) =>
+          Math.round((delays[Math.floor(q * (delays.length - 1))] ?? Number.NaN) * 1000) / 1000;
         process.stdout.write(
           `${JSON.stringify({ package: 'cache', op: 'l1-invalidation:delay-after-set', lib: '@austa/cache', topology: context.target.topology, samples: delays.length, p50Ms: at(0.5), p99Ms: at(0.99), p999Ms: at(0.999) })}\n`,
         );

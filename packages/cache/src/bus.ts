@@ -136,7 +136,8 @@ export class InvalidationBus {
     this.instruments.invalidationMessage('sent');
     this.io.send('publish', [this.layout.busChannel, message], undefined).catch((error: Error) => {
       // The other instances' L1 stops trusting its entries when their heartbeats fail too; ours can only log.
-      if (!this.closed) this.options.logger.warn(`[@austa/cache] invalidation publish failed: ${error.message}`);
+      if (!this.closed)
+        this.options.logger.warn(`[@austa/cache] invalidation publish failed: ${error.message}`);
     });
   }
 
@@ -158,7 +159,8 @@ export class InvalidationBus {
     const current = (
       this.subscriber as unknown as { subscriber?: { getInstance?: () => unknown } }
     ).subscriber?.getInstance?.();
-    if (this.subscriberInstance !== undefined && current !== this.subscriberInstance) this.gap('resubscribed');
+    if (this.subscriberInstance !== undefined && current !== this.subscriberInstance)
+      this.gap('resubscribed');
     this.subscriberInstance = current;
   }
 

@@ -29,7 +29,6 @@ import { type L1Entry, L1Store } from './l1.js';
 import {
   type CacheLogger,
   type CacheOptions,
-  DEFAULTS,
   type LockOptions,
   MAX_TTL_SECONDS,
   type ResolvedLock,
@@ -216,7 +215,10 @@ function ttlMsOf(value: unknown, fallbackMs: number, field = 'ttlSeconds'): numb
 function graceMsOf(value: unknown, fallbackMs: number): number {
   if (value === undefined) return fallbackMs;
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > 49 * 24 * 3600) {
-    inputError('E_INVALID_TTL', `graceSeconds must be a number of seconds from 0 to 49 days (got ${String(value)}).`);
+    inputError(
+      'E_INVALID_TTL',
+      `graceSeconds must be a number of seconds from 0 to 49 days (got ${String(value)}).`,
+    );
   }
   return Math.round(value * 1000);
 }
@@ -272,10 +274,7 @@ class CacheImpl implements Cache {
   /** Whether operation latency is recorded (metrics given): without it, no clock reads for it. */
   private readonly timed: boolean;
 
-  constructor(
-    raw: CacheOptions,
-    options: ResolvedOptions,
-  ) {
+  constructor(raw: CacheOptions, options: ResolvedOptions) {
     this.options = options;
     this.namespace = options.namespace;
     this.layout = keyLayout(options.prefix, options.namespace);
@@ -428,7 +427,10 @@ class CacheImpl implements Cache {
   }
 
   private codecInputError(error: unknown): unknown {
-    if (AustaCodecError.isInstance(error) && (error.code === 'E_UNSERIALIZABLE' || error.code === 'E_VALUE_TOO_LARGE')) {
+    if (
+      AustaCodecError.isInstance(error) &&
+      (error.code === 'E_UNSERIALIZABLE' || error.code === 'E_VALUE_TOO_LARGE')
+    ) {
       return new CacheInputError(error.code, error.message, { cause: error });
     }
     return error;
@@ -524,10 +526,9 @@ class CacheImpl implements Cache {
   /** One read of an entry, tags checked. Never rejects: failures come back as `{ state: 'error' }`. */
   private readL2(redisKey: string, withTtl: boolean, deadline: number): Promise<ReadOutcome> {
     if (withTtl) {
-      return this.io.eval<[Buffer | null, number]>(readEntry, [redisKey], [], true, deadline).then(
-        (reply) => this.outcomeOf(redisKey, reply[0], Number(reply[1]), deadline),
-        readFailure,
-      );
+      return this.io
+        .eval<[Buffer | null, number]>(readEntry, [redisKey], [], true, deadline)
+        .then((reply) => this.outcomeOf(redisKey, reply[0], Number(reply[1]), deadline), readFailure);
     }
     // The common case, one GET: no async function, no extra promise unless the entry turns out to need more.
     return this.io
@@ -589,7 +590,9 @@ class CacheImpl implements Cache {
     } catch (error) {
       // Corrupt, tampered, or written with a key this codec lacks: a miss, never the bytes (they may be PHI).
       const code = AustaCodecError.isInstance(error) ? error.code : 'E_DECODE';
-      this.logger.warn(`[@austa/cache] an entry of cache "${this.options.name}" could not be decoded (${code}); treated as a miss.`);
+      this.logger.warn(
+        `[@austa/cache] an entry of cache "${this.options.name}" could not be decoded (${code}); treated as a miss.`,
+      );
       return UNDECODABLE;
     }
   }
@@ -603,7 +606,9 @@ class CacheImpl implements Cache {
       return Promise.reject(error);
     }
     const result = this.getOne(key, started, 'get') as Promise<T | undefined>;
-    return this.timed ? result.finally(() => this.instruments.duration('get', elapsedSeconds(started))) : result;
+    return this.timed
+      ? result.finally(() => this.instruments.duration('get', elapsedSeconds(started)))
+      : result;
   }
 
   /** get() for one key: sync on an L1 hit, one promise chain to Redis otherwise (the hot path has no async frame). */
@@ -682,7 +687,9 @@ class CacheImpl implements Cache {
     if (!Array.isArray(keys)) inputError('E_INVALID_ARGUMENT', 'getMany expects an array of keys.');
     for (const key of keys) this.checkKey(key);
     try {
-      return (await Promise.all(keys.map((key) => this.getOne(key, started, 'get_many')))) as Array<T | undefined>;
+      return (await Promise.all(keys.map((key) => this.getOne(key, started, 'get_many')))) as Array<
+        T | undefined
+      >;
     } finally {
       this.instruments.duration('get_many', elapsedSeconds(started));
     }
@@ -697,7 +704,11 @@ class CacheImpl implements Cache {
         const entry = this.l1Fresh(key, started);
         if (entry !== undefined && started <= entry.freshUntil) return true;
       }
-      const outcome = await this.readL2(this.layout.entry(key), this.readWithTtl, started + this.options.timeoutMs);
+      const outcome = await this.readL2(
+        this.layout.entry(key),
+        this.readWithTtl,
+        started + this.options.timeoutMs,
+      );
       if (outcome.state === 'error') {
         this.degraded('exists', outcome.error);
         throw outcome.error;
@@ -773,7 +784,8 @@ class CacheImpl implements Cache {
     const started = performance.now();
     this.ensureOpen();
     this.checkKey(key);
-    if (typeof options !== 'object' || options === null) inputError('E_INVALID_ARGUMENT', 'options must be an object.');
+    if (typeof options !== 'object' || options === null)
+      inputError('E_INVALID_ARGUMENT', 'options must be an object.');
     const ttlMs = ttlMsOf(options.ttlSeconds, this.options.defaultTtlMs);
     const graceMs = graceMsOf(options.graceSeconds, this.options.graceMs);
     const tags = this.checkTags(options.tags, false);
@@ -802,7 +814,8 @@ class CacheImpl implements Cache {
     if (value === undefined) {
       inputError('E_INVALID_ARGUMENT', 'undefined cannot be cached: store null to cache "nothing".');
     }
-    if (tags.length === 0 || versions !== undefined) data = this.encode(redisKey, value, graceMs, versions ?? []);
+    if (tags.length === 0 || versions !== undefined)
+      data = this.encode(redisKey, value, graceMs, versions ?? []);
     else this.checkValue(redisKey, value, graceMs, tags);
     const generation = this.bus?.generation ?? 0;
     this.forgetKey(key);
@@ -817,7 +830,17 @@ class CacheImpl implements Cache {
       await this.io.send('set', [redisKey, data, 'PX', ttlMs + graceMs], redisKey, false, deadline);
       clean = this.tracker.clean(ticket);
       if (this.l1 !== undefined) {
-        this.l1Store(key, generation, clean, value, data, decodeHeader(data), ttlMs + graceMs, graceMs, stamped);
+        this.l1Store(
+          key,
+          generation,
+          clean,
+          value,
+          data,
+          decodeHeader(data),
+          ttlMs + graceMs,
+          graceMs,
+          stamped,
+        );
       }
     } finally {
       this.tracker.end(ticket);
@@ -831,7 +854,12 @@ class CacheImpl implements Cache {
     this.ensureOpen();
     const prepared = this.prepareEntries(entries, options, false);
     try {
-      const failures = await this.writeMany(prepared, this.bulkDeadline(started, prepared.length, 100, 4), 100, 4);
+      const failures = await this.writeMany(
+        prepared,
+        this.bulkDeadline(started, prepared.length, 100, 4),
+        100,
+        4,
+      );
       if (failures.length > 0) {
         throw new CacheUnavailableError(
           `${failures.length} of ${prepared.length} entries were not written: ${(failures[0] as Error).message}`,
@@ -848,22 +876,39 @@ class CacheImpl implements Cache {
     entries: ReadonlyArray<CacheEntry<T>>,
     defaults: SetOptions,
     jitter: boolean,
-  ): Array<{ key: string; redisKey: string; value: unknown; ttlMs: number; graceMs: number; tags: string[] }> {
-    if (!Array.isArray(entries)) inputError('E_INVALID_ARGUMENT', 'Expected an array of { key, value } entries.');
+  ): Array<{
+    key: string;
+    redisKey: string;
+    value: unknown;
+    ttlMs: number;
+    graceMs: number;
+    tags: string[];
+  }> {
+    if (!Array.isArray(entries))
+      inputError('E_INVALID_ARGUMENT', 'Expected an array of { key, value } entries.');
     const graceMs = graceMsOf(defaults.graceSeconds, this.options.graceMs);
     const defaultTtl = ttlMsOf(defaults.ttlSeconds, this.options.defaultTtlMs);
     const defaultTags = this.checkTags(defaults.tags, false);
     const seen = new Set<string>();
     const prepared = entries.map((entry) => {
-      if (typeof entry !== 'object' || entry === null) inputError('E_INVALID_ARGUMENT', 'Each entry must be { key, value }.');
+      if (typeof entry !== 'object' || entry === null)
+        inputError('E_INVALID_ARGUMENT', 'Each entry must be { key, value }.');
       this.checkKey(entry.key);
-      if (seen.has(entry.key)) inputError('E_INVALID_ARGUMENT', `Key ${JSON.stringify(entry.key)} appears twice.`);
+      if (seen.has(entry.key))
+        inputError('E_INVALID_ARGUMENT', `Key ${JSON.stringify(entry.key)} appears twice.`);
       seen.add(entry.key);
       const ttlMs = ttlMsOf(entry.ttlSeconds, defaultTtl);
       const tags = entry.tags === undefined ? defaultTags : this.checkTags(entry.tags, false);
       const redisKey = this.layout.entry(entry.key);
       this.checkValue(redisKey, entry.value, graceMs, tags);
-      return { key: entry.key, redisKey, value: entry.value, ttlMs: jitter ? this.jittered(ttlMs) : ttlMs, graceMs, tags };
+      return {
+        key: entry.key,
+        redisKey,
+        value: entry.value,
+        ttlMs: jitter ? this.jittered(ttlMs) : ttlMs,
+        graceMs,
+        tags,
+      };
     });
     return prepared;
   }
@@ -873,7 +918,14 @@ class CacheImpl implements Cache {
    * errors of entries that were not written.
    */
   private async writeMany(
-    prepared: Array<{ key: string; redisKey: string; value: unknown; ttlMs: number; graceMs: number; tags: string[] }>,
+    prepared: Array<{
+      key: string;
+      redisKey: string;
+      value: unknown;
+      ttlMs: number;
+      graceMs: number;
+      tags: string[];
+    }>,
     deadline: number,
     batchSize: number,
     concurrency: number,
@@ -892,7 +944,12 @@ class CacheImpl implements Cache {
     const tagFailures = new Map<string, unknown>();
     await eachLimit([...byTag.entries()], 8, async ([tag, group]) => {
       try {
-        const [stamped] = await this.tags.prepare([tag], group.keys, group.ttlMs + TAG_TTL_MARGIN_MS, deadline);
+        const [stamped] = await this.tags.prepare(
+          [tag],
+          group.keys,
+          group.ttlMs + TAG_TTL_MARGIN_MS,
+          deadline,
+        );
         versions.set(tag, (stamped as TagVersion).version);
       } catch (error) {
         tagFailures.set(tag, error);
@@ -929,7 +986,9 @@ class CacheImpl implements Cache {
     await eachLimit(batches, concurrency, async (batch) => {
       // Each pipeline gets its own timeout: a bulk load is many round trips, each bounded.
       const results = await this.pipeline(
-        batch.map(({ entry, data }) => ['set', [entry.redisKey, data, 'PX', entry.ttlMs + entry.graceMs]] as const),
+        batch.map(
+          ({ entry, data }) => ['set', [entry.redisKey, data, 'PX', entry.ttlMs + entry.graceMs]] as const,
+        ),
         batch[0]?.entry.redisKey,
         Math.max(deadline, performance.now() + this.options.timeoutMs),
       );
@@ -969,7 +1028,9 @@ class CacheImpl implements Cache {
     shardKey: string | undefined,
     deadline: number,
   ): Promise<unknown[]> {
-    const client = this.io.client as unknown as { pipeline(): { sendCommand(c: Command): void; exec(): Promise<unknown> } };
+    const client = this.io.client as unknown as {
+      pipeline(): { sendCommand(c: Command): void; exec(): Promise<unknown> };
+    };
     const pipeline = client.pipeline();
     const built = commands.map(([name, args]) => new Command(name, args, { replyEncoding: 'utf8' }));
     for (const command of built) pipeline.sendCommand(command);
@@ -1072,7 +1133,11 @@ class CacheImpl implements Cache {
     this.l1?.deleteTags(unique);
     this.forgetAll(false);
     try {
-      await this.tags.invalidate(unique, this.options.defaultTtlMs + TAG_TTL_MARGIN_MS, started + this.options.timeoutMs);
+      await this.tags.invalidate(
+        unique,
+        this.options.defaultTtlMs + TAG_TTL_MARGIN_MS,
+        started + this.options.timeoutMs,
+      );
       for (const tag of unique) this.sweepQueue.add(tag);
       this.runSweeps();
     } finally {
@@ -1192,15 +1257,17 @@ class CacheImpl implements Cache {
       inputError('E_INVALID_ARGUMENT', 'options must be an object.');
     }
     // Calls without options share one settings object (resolved once) instead of building one per call.
-    const settings =
-      options === undefined
-        ? (this.defaultSettings ??= this.getOrSetSettings({}))
-        : this.getOrSetSettings(options);
+    const settings = options === undefined ? this.sharedSettings() : this.getOrSetSettings(options);
     try {
       return (await this.getOrSetOne(key, factory as Factory<unknown>, settings, started)) as T;
     } finally {
       this.instruments.duration('get_or_set', elapsedSeconds(started));
     }
+  }
+
+  private sharedSettings(): ReturnType<CacheImpl['getOrSetSettings']> {
+    if (this.defaultSettings === undefined) this.defaultSettings = this.getOrSetSettings({});
+    return this.defaultSettings;
   }
 
   private getOrSetSettings(options: GetOrSetOptions) {
@@ -1295,7 +1362,9 @@ class CacheImpl implements Cache {
       } else {
         this.instruments.request('l2', 'miss');
       }
-      flight = this.flights.get(key) ?? this.startFlight(key, redisKey, factory, settings, stale, outcome.state === 'error');
+      flight =
+        this.flights.get(key) ??
+        this.startFlight(key, redisKey, factory, settings, stale, outcome.state === 'error');
     } else if (stale === undefined) {
       stale = flight.stale;
     }
@@ -1340,9 +1409,12 @@ class CacheImpl implements Cache {
         lockToken = locked.token;
         if (lockToken !== undefined) {
           const lease = settings.lock.leaseMs;
-          renewTimer = setInterval(() => {
-            this.io.eval(renewLock, [lockKey], [lockToken as string, lease]).catch(() => undefined);
-          }, Math.max(10, Math.floor(lease / 3)));
+          renewTimer = setInterval(
+            () => {
+              this.io.eval(renewLock, [lockKey], [lockToken as string, lease]).catch(() => undefined);
+            },
+            Math.max(10, Math.floor(lease / 3)),
+          );
           renewTimer.unref();
         }
       }
@@ -1373,7 +1445,8 @@ class CacheImpl implements Cache {
             performance.now() + this.options.timeoutMs,
           );
           const unchanged = stamped.every(
-            (entry, index) => entry.version === before?.[index] || (before?.[index] === null && entry.created),
+            (entry, index) =>
+              entry.version === before?.[index] || (before?.[index] === null && entry.created),
           );
           versions = unchanged ? stamped.map(({ tag, version }) => ({ tag, version })) : undefined;
         } catch (error) {
@@ -1464,12 +1537,19 @@ class CacheImpl implements Cache {
   ): Promise<{ token?: string; answer?: Answer }> {
     const token = randomBytes(16).toString('hex');
     const tryAcquire = async () =>
-      (await this.io.send<string | null>('set', [lockKey, token, 'NX', 'PX', lock.leaseMs], lockKey)) === 'OK';
+      (await this.io.send<string | null>('set', [lockKey, token, 'NX', 'PX', lock.leaseMs], lockKey)) ===
+      'OK';
     const readAnswer = async (): Promise<Answer | undefined> => {
-      const outcome = await this.readL2(redisKey, withTtl || this.readWithTtl, performance.now() + this.options.timeoutMs);
+      const outcome = await this.readL2(
+        redisKey,
+        withTtl || this.readWithTtl,
+        performance.now() + this.options.timeoutMs,
+      );
       if (outcome.state !== 'hit') return undefined;
       const decoded = this.decodeRead(redisKey, outcome.data, outcome.header);
-      return decoded === UNDECODABLE ? undefined : { value: decoded, data: outcome.data, header: outcome.header, redisKey };
+      return decoded === UNDECODABLE
+        ? undefined
+        : { value: decoded, data: outcome.data, header: outcome.header, redisKey };
     };
     try {
       if (await tryAcquire()) {
@@ -1524,17 +1604,18 @@ class CacheImpl implements Cache {
     };
     if (stale !== undefined && settings.softTimeoutMs <= 0) return serveStale(stale);
     const timers: NodeJS.Timeout[] = [];
-    const outcome = await new Promise<{ kind: 'ok'; answer: Answer } | { kind: 'error'; error: unknown } | { kind: 'soft' | 'hard' }>(
-      (resolve) => {
-        flight.result.then(
-          (answer) => resolve({ kind: 'ok', answer }),
-          (error: unknown) => resolve({ kind: 'error', error }),
-        );
-        const elapsed = performance.now() - started;
-        if (stale !== undefined) timers.push(setTimeout(() => resolve({ kind: 'soft' }), settings.softTimeoutMs - elapsed));
-        timers.push(setTimeout(() => resolve({ kind: 'hard' }), Math.max(0, settings.hardTimeoutMs - elapsed)));
-      },
-    );
+    const outcome = await new Promise<
+      { kind: 'ok'; answer: Answer } | { kind: 'error'; error: unknown } | { kind: 'soft' | 'hard' }
+    >((resolve) => {
+      flight.result.then(
+        (answer) => resolve({ kind: 'ok', answer }),
+        (error: unknown) => resolve({ kind: 'error', error }),
+      );
+      const elapsed = performance.now() - started;
+      if (stale !== undefined)
+        timers.push(setTimeout(() => resolve({ kind: 'soft' }), settings.softTimeoutMs - elapsed));
+      timers.push(setTimeout(() => resolve({ kind: 'hard' }), Math.max(0, settings.hardTimeoutMs - elapsed)));
+    });
     for (const timer of timers) clearTimeout(timer);
     switch (outcome.kind) {
       case 'ok': {
@@ -1548,7 +1629,8 @@ class CacheImpl implements Cache {
       }
       case 'error':
         if (stale !== undefined && !AustaCacheError.isInstance(outcome.error)) return serveStale(stale);
-        if (stale !== undefined && (outcome.error as AustaCacheError).code === 'E_FACTORY_TIMEOUT') return serveStale(stale);
+        if (stale !== undefined && (outcome.error as AustaCacheError).code === 'E_FACTORY_TIMEOUT')
+          return serveStale(stale);
         throw this.codecInputError(outcome.error);
       case 'soft':
         return serveStale(stale as Stale);
@@ -1608,5 +1690,3 @@ class CacheImpl implements Cache {
     this.l1?.clear();
   }
 }
-
-

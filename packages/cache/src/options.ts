@@ -160,8 +160,15 @@ const NAME = /^[a-z][a-z0-9_-]{0,63}$/i;
 
 function positive(value: unknown, fallback: number, field: string, integer = true): number {
   if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value))) {
-    throw new CacheConfigError(`${field} must be a positive ${integer ? 'integer' : 'number'} (got ${String(value)}).`);
+  if (
+    typeof value !== 'number' ||
+    !Number.isFinite(value) ||
+    value <= 0 ||
+    (integer && !Number.isInteger(value))
+  ) {
+    throw new CacheConfigError(
+      `${field} must be a positive ${integer ? 'integer' : 'number'} (got ${String(value)}).`,
+    );
   }
   return value;
 }
@@ -258,8 +265,16 @@ export function resolveOptions(options: CacheOptions): ResolvedOptions {
     ttlJitter,
     timeoutMs: positive(options.timeoutMs, DEFAULTS.timeoutMs, 'timeoutMs'),
     breaker,
-    hardTimeoutMs: positive(options.factoryHardTimeoutMs, DEFAULTS.factoryHardTimeoutMs, 'factoryHardTimeoutMs'),
-    softTimeoutMs: nonNegative(options.factorySoftTimeoutMs, DEFAULTS.factorySoftTimeoutMs, 'factorySoftTimeoutMs'),
+    hardTimeoutMs: positive(
+      options.factoryHardTimeoutMs,
+      DEFAULTS.factoryHardTimeoutMs,
+      'factoryHardTimeoutMs',
+    ),
+    softTimeoutMs: nonNegative(
+      options.factorySoftTimeoutMs,
+      DEFAULTS.factorySoftTimeoutMs,
+      'factorySoftTimeoutMs',
+    ),
     lock,
     l1,
   };

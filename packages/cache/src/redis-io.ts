@@ -24,9 +24,7 @@ const PING_WRITABLE = '*1\r\n$4\r\nPING\r\n';
 const TIMEOUT = 'Command timed out';
 
 /** Hooks for metrics: one call per command with its outcome. */
-export interface CommandObserver {
-  (name: string, seconds: number, error: unknown): void;
-}
+export type CommandObserver = (name: string, seconds: number, error: unknown) => void;
 
 export interface RedisIoOptions {
   timeoutMs: number;
@@ -135,7 +133,10 @@ export class RedisIo {
     const now = performance.now();
     if (!breaker.allow(now)) {
       return Promise.reject(
-        new CacheUnavailableError('Redis is unavailable: the circuit breaker is open for this shard.', 'circuit_open'),
+        new CacheUnavailableError(
+          'Redis is unavailable: the circuit breaker is open for this shard.',
+          'circuit_open',
+        ),
       );
     }
     const command = new Command(name, args, buffers ? {} : { replyEncoding: 'utf8' }) as Command & Pending;
@@ -159,9 +160,13 @@ export class RedisIo {
       },
       (error: Error) => {
         settle(error);
-        throw new CacheUnavailableError(`Redis ${name.toUpperCase()} failed: ${error.message}`, reasonOf(error), {
-          cause: error,
-        });
+        throw new CacheUnavailableError(
+          `Redis ${name.toUpperCase()} failed: ${error.message}`,
+          reasonOf(error),
+          {
+            cause: error,
+          },
+        );
       },
     );
     try {
@@ -197,13 +202,7 @@ export class RedisIo {
   }
 
   /** Runs a Lua script: EVALSHA, then EVAL once if the server does not know the script. */
-  async eval<T>(
-    script: LuaScript,
-    keys: Arg[],
-    args: Arg[],
-    buffers = false,
-    deadline?: number,
-  ): Promise<T> {
+  async eval<T>(script: LuaScript, keys: Arg[], args: Arg[], buffers = false, deadline?: number): Promise<T> {
     const end = deadline ?? performance.now() + this.options.timeoutMs;
     const first = keys[0];
     const key = first === undefined ? undefined : typeof first === 'string' ? first : String(first);
@@ -215,5 +214,4 @@ export class RedisIo {
       return this.send<T>('eval', [script.source, keys.length, ...keys, ...args], key, buffers, end);
     }
   }
-
 }

@@ -59,7 +59,9 @@ export class TagStore {
         const keys = group.flatMap((tag) => [this.layout.tagVersion(tag), this.layout.tagMembers(tag)]);
         for (const [index, batch] of batches.entries()) {
           const reply = await this.io.eval<unknown[]>(prepareTags, keys, [ttlMs, ...batch], false, deadline);
-          if (index === 0) group.forEach((tag, i) => versions.set(tag, String(reply[i])));
+          if (index === 0) {
+            for (const [i, tag] of group.entries()) versions.set(tag, String(reply[i]));
+          }
         }
       }),
     );
@@ -102,7 +104,7 @@ export class TagStore {
       groups.map(async (group) => {
         const keys = group.map((tag) => this.layout.tagVersion(tag));
         const reply = await this.io.eval<string[]>(invalidateTags, keys, [minTtlMs], false, deadline);
-        group.forEach((tag, i) => out.set(tag, String(reply[i])));
+        for (const [i, tag] of group.entries()) out.set(tag, String(reply[i]));
       }),
     );
     return tags.map((tag) => out.get(tag) as string);

@@ -31,7 +31,12 @@ describe.each(['standalone', 'cluster'] as const)('cache on %s', (topology) => {
 
   it('set and get round-trip Dates, Maps, Sets and BigInts, and a cached null is not a miss', async () => {
     const cache = fresh();
-    const value = { at: new Date('2025-01-02T03:04:05Z'), tags: new Set(['a']), byId: new Map([[1, 'x']]), n: 12n };
+    const value = {
+      at: new Date('2025-01-02T03:04:05Z'),
+      tags: new Set(['a']),
+      byId: new Map([[1, 'x']]),
+      n: 12n,
+    };
     await cache.set('patient:1', value);
     expect(await cache.get('patient:1')).toEqual(value);
     await cache.set('nothing', null);
@@ -153,11 +158,15 @@ describe.each(['standalone', 'cluster'] as const)('cache on %s', (topology) => {
       while (!stop) {
         const key = keys[Math.floor(Math.random() * keys.length)] as string;
         const floor = invalidated;
-        const value = await cache.getOrSet(key, async () => {
-          const read = database;
-          await sleep(Math.random() * 5);
-          return read;
-        }, { tags: ['docs'] });
+        const value = await cache.getOrSet(
+          key,
+          async () => {
+            const read = database;
+            await sleep(Math.random() * 5);
+            return read;
+          },
+          { tags: ['docs'] },
+        );
         if (value < floor) violations.push(`${key}: read ${value} after invalidation ${floor}`);
       }
     };
@@ -171,7 +180,8 @@ describe.each(['standalone', 'cluster'] as const)('cache on %s', (topology) => {
     stop = true;
     await Promise.all(readers);
     expect(violations).toEqual([]);
-    for (const key of keys) expect(await cache.getOrSet(key, () => database, { tags: ['docs'] })).toBe(database);
+    for (const key of keys)
+      expect(await cache.getOrSet(key, () => database, { tags: ['docs'] })).toBe(database);
   });
 
   it('getOrSet calls the factory once for 100 concurrent misses', async () => {
@@ -210,24 +220,49 @@ describe.each(['standalone', 'cluster'] as const)('cache on %s', (topology) => {
     expect(calls).toBe(1);
     expect(new Set(results)).toEqual(new Set(['computed']));
     // The holder releases its lock right after writing (not awaited by the callers).
-    expect(await eventually(() => client.exists(`${prefix}:${namespace}:l:report`), (n) => n === 0, 2000)).toBe(0);
+    expect(
+      await eventually(
+        () => client.exists(`${prefix}:${namespace}:l:report`),
+        (n) => n === 0,
+        2000,
+      ),
+    ).toBe(0);
   });
 
   it('getOrSet caches null for negativeTtlSeconds and does not cache undefined', async () => {
     const cache = fresh({ negativeTtlSeconds: 5 });
     let calls = 0;
-    expect(await cache.getOrSet('gone', () => (calls++, null))).toBeNull();
-    expect(await cache.getOrSet('gone', () => (calls++, 'x'))).toBeNull();
+    expect(
+      await cache.getOrSet('gone', () => {
+        calls++;
+        return null;
+      }),
+    ).toBeNull();
+    expect(
+      await cache.getOrSet('gone', () => {
+        calls++;
+        return 'x';
+      }),
+    ).toBeNull();
     expect(calls).toBe(1);
     expect(await client.pttl(`${prefix}:ns${n}:e:gone`)).toBeLessThanOrEqual(5000);
-    expect(await cache.getOrSet('undef', () => (calls++, undefined))).toBeUndefined();
+    expect(
+      await cache.getOrSet('undef', () => {
+        calls++;
+        return undefined;
+      }),
+    ).toBeUndefined();
     expect(await cache.exists('undef')).toBe(false);
   });
 
   it('getOrSet shortens TTLs by a random jitter, never lengthens them', async () => {
     const cache = fresh({ ttlJitter: 0.5 });
-    await Promise.all(Array.from({ length: 20 }, (_, i) => cache.getOrSet(`j${i}`, () => i, { ttlSeconds: 100 })));
-    const ttls = await Promise.all(Array.from({ length: 20 }, (_, i) => client.pttl(`${prefix}:ns${n}:e:j${i}`)));
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) => cache.getOrSet(`j${i}`, () => i, { ttlSeconds: 100 })),
+    );
+    const ttls = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => client.pttl(`${prefix}:ns${n}:e:j${i}`)),
+    );
     expect(Math.max(...ttls)).toBeLessThanOrEqual(100_000);
     expect(Math.min(...ttls)).toBeGreaterThan(49_000);
     expect(new Set(ttls.map((ttl) => Math.round(ttl / 1000))).size).toBeGreaterThan(3);
@@ -236,7 +271,11 @@ describe.each(['standalone', 'cluster'] as const)('cache on %s', (topology) => {
   it('serves a stale value at once while one refresh runs (grace period)', async () => {
     const cache = fresh({ graceSeconds: 60 });
     await cache.getOrSet('swr', () => 'v1', { ttlSeconds: 0.2 });
-    await eventually(() => cache.getTTL('swr'), (ttl) => ttl === undefined, 5000);
+    await eventually(
+      () => cache.getTTL('swr'),
+      (ttl) => ttl === undefined,
+      5000,
+    );
     let calls = 0;
     const refresh = async () => {
       calls++;
@@ -244,10 +283,18 @@ describe.each(['standalone', 'cluster'] as const)('cache on %s', (topology) => {
       return 'v2';
     };
     const started = Date.now();
-    const answers = await Promise.all(Array.from({ length: 10 }, () => cache.getOrSet('swr', refresh, { ttlSeconds: 60 })));
+    const answers = await Promise.all(
+      Array.from({ length: 10 }, () => cache.getOrSet('swr', refresh, { ttlSeconds: 60 })),
+    );
     expect(Date.now() - started).toBeLessThan(200);
     expect(answers).toEqual(Array(10).fill('v1'));
-    expect(await eventually(() => cache.get('swr'), (value) => value === 'v2', 5000)).toBe('v2');
+    expect(
+      await eventually(
+        () => cache.get('swr'),
+        (value) => value === 'v2',
+        5000,
+      ),
+    ).toBe('v2');
     expect(calls).toBe(1);
     expect(cache.getStats().l2.staleHits).toBeGreaterThanOrEqual(1);
   });
@@ -255,31 +302,59 @@ describe.each(['standalone', 'cluster'] as const)('cache on %s', (topology) => {
   it('soft timeout serves the stale value, hard timeout fails with E_FACTORY_TIMEOUT and aborts the signal', async () => {
     const cache = fresh({ graceSeconds: 60 });
     await cache.set('slow', 'old', { ttlSeconds: 0.1 });
-    await eventually(() => cache.getTTL('slow'), (ttl) => ttl === undefined, 5000);
+    await eventually(
+      () => cache.getTTL('slow'),
+      (ttl) => ttl === undefined,
+      5000,
+    );
     expect(
       await cache.getOrSet('slow', () => sleep(300).then(() => 'new'), { softTimeoutMs: 50, ttlSeconds: 60 }),
     ).toBe('old');
     let aborted = false;
     const error = await codeOf(
-      cache.getOrSet('never', ({ signal }) => {
-        signal.addEventListener('abort', () => {
-          aborted = true;
-        });
-        return new Promise<string>(() => {});
-      }, { hardTimeoutMs: 100 }),
+      cache.getOrSet(
+        'never',
+        ({ signal }) => {
+          signal.addEventListener('abort', () => {
+            aborted = true;
+          });
+          return new Promise<string>(() => {});
+        },
+        { hardTimeoutMs: 100 },
+      ),
     );
     expect(error).toBe('E_FACTORY_TIMEOUT');
-    expect(await eventually(() => aborted, (value) => value, 2000)).toBe(true);
-    expect(await eventually(() => cache.get('slow'), (value) => value === 'new', 5000)).toBe('new');
+    expect(
+      await eventually(
+        () => aborted,
+        (value) => value,
+        2000,
+      ),
+    ).toBe(true);
+    expect(
+      await eventually(
+        () => cache.get('slow'),
+        (value) => value === 'new',
+        5000,
+      ),
+    ).toBe('new');
   });
 
   it('a factory error reaches the caller and nothing is cached; with a stale value, the stale value is served', async () => {
     const cache = fresh({ graceSeconds: 60 });
-    await expect(cache.getOrSet('boom', () => Promise.reject(new Error('db down')))).rejects.toThrow('db down');
+    await expect(cache.getOrSet('boom', () => Promise.reject(new Error('db down')))).rejects.toThrow(
+      'db down',
+    );
     expect(await cache.exists('boom')).toBe(false);
     await cache.set('boom', 'kept', { ttlSeconds: 0.1 });
-    await eventually(() => cache.getTTL('boom'), (ttl) => ttl === undefined, 5000);
-    expect(await cache.getOrSet('boom', () => Promise.reject(new Error('db down')), { softTimeoutMs: 1000 })).toBe('kept');
+    await eventually(
+      () => cache.getTTL('boom'),
+      (ttl) => ttl === undefined,
+      5000,
+    );
+    expect(
+      await cache.getOrSet('boom', () => Promise.reject(new Error('db down')), { softTimeoutMs: 1000 }),
+    ).toBe('kept');
   });
 
   it('deletePattern and clear remove keys on every master, only in their namespace', async () => {
@@ -295,7 +370,8 @@ describe.each(['standalone', 'cluster'] as const)('cache on %s', (topology) => {
       const owners = new Set(
         keys.map((key) => {
           const slot = keySlot(`${prefix}:${namespace}:e:${key}`);
-          return masters.find((master) => master.slots.some(([from, to]) => slot >= from && slot <= to))?.port;
+          return masters.find((master) => master.slots.some(([from, to]) => slot >= from && slot <= to))
+            ?.port;
         }),
       );
       expect(owners.size).toBe(masters.length);
@@ -322,13 +398,27 @@ describe.each(['standalone', 'cluster'] as const)('cache on %s', (topology) => {
       ['E_INVALID_KEY', () => cache.get('\u0000')],
       ['E_INVALID_KEY', () => cache.getOrSet('', () => 1)],
       ['E_INVALID_KEY', () => cache.delete('')],
-      ['E_INVALID_KEY', () => cache.setMany([{ key: 'ok', value: 1 }, { key: 'a\tb', value: 1 }])],
+      [
+        'E_INVALID_KEY',
+        () =>
+          cache.setMany([
+            { key: 'ok', value: 1 },
+            { key: 'a\tb', value: 1 },
+          ]),
+      ],
       ['E_UNSERIALIZABLE', () => cache.set('fn', () => 1)],
       ['E_UNSERIALIZABLE', () => cache.set('sym', { s: Symbol('x') }, { tags: ['t'] })],
       ['E_UNSERIALIZABLE', () => cache.getOrSet<unknown>('fnf', () => () => 1, { tags: ['t'] })],
       ['E_VALUE_TOO_LARGE', () => cache.set('big', 'x'.repeat(2000))],
       ['E_VALUE_TOO_LARGE', () => cache.set('bigt', 'x'.repeat(2000), { tags: ['t'] })],
-      ['E_VALUE_TOO_LARGE', () => cache.setMany<unknown>([{ key: 'ok', value: 1 }, { key: 'big', value: 'x'.repeat(2000) }])],
+      [
+        'E_VALUE_TOO_LARGE',
+        () =>
+          cache.setMany<unknown>([
+            { key: 'ok', value: 1 },
+            { key: 'big', value: 'x'.repeat(2000) },
+          ]),
+      ],
       ['E_INVALID_TTL', () => cache.set('ttl0', 1, { ttlSeconds: 0 })],
       ['E_INVALID_TTL', () => cache.set('ttlneg', 1, { ttlSeconds: -1 })],
       ['E_INVALID_TTL', () => cache.set('ttlnan', 1, { ttlSeconds: Number.NaN })],
@@ -373,7 +463,9 @@ describe.each(['standalone', 'cluster'] as const)('cache on %s', (topology) => {
     const text = await metrics.text();
     expect(text).toMatch(/austa_cache_requests_total\{cache="stats",tier="l2",result="miss"\} [1-9]/);
     expect(text).toMatch(/austa_cache_operation_duration_seconds_count\{cache="stats",operation="get"\} 2/);
-    expect(text).toMatch(/db_client_operation_duration_seconds_count\{db_system_name="redis",db_operation_name="set"/);
+    expect(text).toMatch(
+      /db_client_operation_duration_seconds_count\{db_system_name="redis",db_operation_name="set"/,
+    );
   });
 
   it('invalidates the L1 of another instance on set, delete, tag invalidation and clear', async () => {
@@ -384,7 +476,13 @@ describe.each(['standalone', 'cluster'] as const)('cache on %s', (topology) => {
     const delays: number[] = [];
     for (let round = 0; round < 20; round++) {
       await writer.set('shared', round, { tags: ['grp'] });
-      expect(await eventually(() => reader.get('shared'), (v) => v === round, 2000)).toBe(round);
+      expect(
+        await eventually(
+          () => reader.get('shared'),
+          (v) => v === round,
+          2000,
+        ),
+      ).toBe(round);
       // The writer's message may still be on its way and evict what that read stored: let it land, read again.
       await sleep(30);
       await reader.get('shared');
@@ -394,20 +492,55 @@ describe.each(['standalone', 'cluster'] as const)('cache on %s', (topology) => {
       expect(reader.getStats().l1.hits).toBe(hitsBefore + 1);
       const started = performance.now();
       await writer.set('shared', round + 0.5, { tags: ['grp'] });
-      await eventually(() => reader.get('shared'), (v) => v === round + 0.5, 2000, 1);
+      await eventually(
+        () => reader.get('shared'),
+        (v) => v === round + 0.5,
+        2000,
+        1,
+      );
       delays.push(performance.now() - started);
     }
     expect(await reader.get('shared')).toBe(19.5);
     await writer.invalidateByTags(['grp']);
-    expect(await eventually(() => reader.get('shared'), (v) => v === undefined, 2000)).toBeUndefined();
+    expect(
+      await eventually(
+        () => reader.get('shared'),
+        (v) => v === undefined,
+        2000,
+      ),
+    ).toBeUndefined();
     await writer.set('d', 1);
-    expect(await eventually(() => reader.get('d'), (v) => v === 1, 2000)).toBe(1);
+    expect(
+      await eventually(
+        () => reader.get('d'),
+        (v) => v === 1,
+        2000,
+      ),
+    ).toBe(1);
     await writer.delete('d');
-    expect(await eventually(() => reader.get('d'), (v) => v === undefined, 2000)).toBeUndefined();
+    expect(
+      await eventually(
+        () => reader.get('d'),
+        (v) => v === undefined,
+        2000,
+      ),
+    ).toBeUndefined();
     await writer.set('c', 1);
-    expect(await eventually(() => reader.get('c'), (v) => v === 1, 2000)).toBe(1);
+    expect(
+      await eventually(
+        () => reader.get('c'),
+        (v) => v === 1,
+        2000,
+      ),
+    ).toBe(1);
     await writer.clear();
-    expect(await eventually(() => reader.get('c'), (v) => v === undefined, 2000)).toBeUndefined();
+    expect(
+      await eventually(
+        () => reader.get('c'),
+        (v) => v === undefined,
+        2000,
+      ),
+    ).toBeUndefined();
     delays.sort((a, b) => a - b);
     console.log(
       `[cache ${topology}] L1 invalidation seen by the other instance: p50 ${delays[10]?.toFixed(1)} ms, max ${delays[19]?.toFixed(1)} ms (20 rounds, incl. a polling read)`,
@@ -420,7 +553,13 @@ describe.each(['standalone', 'cluster'] as const)('cache on %s', (topology) => {
     await sleep(100);
     await cache.set('brief', 1, { ttlSeconds: 0.3 });
     expect(await cache.get('brief')).toBe(1);
-    expect(await eventually(() => cache.get('brief'), (v) => v === undefined, 3000)).toBeUndefined();
+    expect(
+      await eventually(
+        () => cache.get('brief'),
+        (v) => v === undefined,
+        3000,
+      ),
+    ).toBeUndefined();
   });
 
   it('close() never quits the client it was given, and later calls fail with E_CACHE_CLOSED', async () => {
@@ -432,7 +571,11 @@ describe.each(['standalone', 'cluster'] as const)('cache on %s', (topology) => {
 
   it('warmUp writes thousands of entries pipelined per node and reports the count', async () => {
     const cache = fresh();
-    const entries = Array.from({ length: 2000 }, (_, i) => ({ key: `w${i}`, value: { i }, tags: i < 10 ? ['w'] : undefined }));
+    const entries = Array.from({ length: 2000 }, (_, i) => ({
+      key: `w${i}`,
+      value: { i },
+      tags: i < 10 ? ['w'] : undefined,
+    }));
     const result = await cache.warmUp(entries, { batchSize: 100, concurrency: 4 });
     expect(result).toEqual({ written: 2000, failed: 0 });
     expect(await cache.getMany(['w0', 'w1999'])).toEqual([{ i: 0 }, { i: 1999 }]);

@@ -88,13 +88,30 @@ describe('standalone Redis stopped, paused and back', () => {
     expect(Math.min(...timings.slice(3))).toBeLessThan(TIMEOUT_MS);
     expect(cache.getStats().circuitBreakersOpen).toBe(1);
     let calls = 0;
-    expect(await bounded(cache.getOrSet('k', () => (calls++, 'from-db')), TIMEOUT_MS + SLACK_MS)).toBe('from-db');
+    expect(
+      await bounded(
+        cache.getOrSet('k', () => {
+          calls++;
+          return 'from-db';
+        }),
+        TIMEOUT_MS + SLACK_MS,
+      ),
+    ).toBe('from-db');
     expect(calls).toBe(1);
     expect(await codeOf(cache.invalidateByTags(['t']))).toBe('E_REDIS_UNAVAILABLE');
     expect(cache.getStats().degraded).toBeGreaterThanOrEqual(7);
-    expect(await metrics.text()).toMatch(/austa_cache_degraded_total\{cache="down",operation="get",reason="(timeout|circuit_open)"\} [1-9]/);
+    expect(await metrics.text()).toMatch(
+      /austa_cache_degraded_total\{cache="down",operation="get",reason="(timeout|circuit_open)"\} [1-9]/,
+    );
     await proxy.up();
-    expect(await eventually(() => cache.get('k'), (value) => value === 'v', 10_000, 100)).toBe('v');
+    expect(
+      await eventually(
+        () => cache.get('k'),
+        (value) => value === 'v',
+        10_000,
+        100,
+      ),
+    ).toBe('v');
     // ioredis flushed its offline queue on reconnect: the write our deadline rejected arrived as a PING.
     await sleep(200);
     expect(await direct.exists(`${prefix}:down:e:late-write`)).toBe(0);
@@ -117,7 +134,11 @@ describe('standalone Redis stopped, paused and back', () => {
     const downAt = performance.now();
     // The reader cannot hear this invalidation.
     await writer.set('shared', 'v2');
-    const stopped = await eventually(() => reader.get('shared'), (value) => value !== 'v1', busToleranceMs + SLACK_MS);
+    const stopped = await eventually(
+      () => reader.get('shared'),
+      (value) => value !== 'v1',
+      busToleranceMs + SLACK_MS,
+    );
     const servedFor = performance.now() - downAt;
     expect(stopped).toBeUndefined();
     expect(servedFor).toBeLessThan(busToleranceMs + TIMEOUT_MS + SLACK_MS);
@@ -142,14 +163,17 @@ describe('standalone Redis stopped, paused and back', () => {
     const client = new Redis(target.url);
     client.on('error', () => {});
     cleanups.push(async () => client.disconnect());
-    const cache = cacheOn(client, { namespace: "paused" });
+    const cache = cacheOn(client, { namespace: 'paused' });
     await cache.set('k', 'v');
     await pauseNode(target);
     cleanups.push(() => resumeNode(target));
     try {
       const outcomes = await Promise.all([
         bounded(cache.get('k'), TIMEOUT_MS + SLACK_MS),
-        bounded(cache.getOrSet('other', () => 'computed'), TIMEOUT_MS + SLACK_MS),
+        bounded(
+          cache.getOrSet('other', () => 'computed'),
+          TIMEOUT_MS + SLACK_MS,
+        ),
         bounded(codeOf(cache.set('x', 1)), TIMEOUT_MS + SLACK_MS),
         bounded(codeOf(cache.delete('k')), TIMEOUT_MS + SLACK_MS),
       ]);
@@ -158,7 +182,11 @@ describe('standalone Redis stopped, paused and back', () => {
       await resumeNode(target);
     }
     await eventually(
-      async () => (await cache.set('back', 1).then(() => cache.get('back'), () => null)) ?? null,
+      async () =>
+        (await cache.set('back', 1).then(
+          () => cache.get('back'),
+          () => null,
+        )) ?? null,
       (value) => value === 1,
       10_000,
       100,
@@ -213,10 +241,12 @@ describe('cluster faults', () => {
       for (let i = id; !stop; i += 5) {
         const key = keys[i % keys.length] as string;
         const result = await bounded(
-          cache.getOrSet(key, () => expected(key), { hardTimeoutMs: 2000 }).then(
-            (value) => (value === expected(key) ? ('ok' as const) : ('wrong' as const)),
-            () => 'error' as const,
-          ),
+          cache
+            .getOrSet(key, () => expected(key), { hardTimeoutMs: 2000 })
+            .then(
+              (value) => (value === expected(key) ? ('ok' as const) : ('wrong' as const)),
+              () => 'error' as const,
+            ),
           2000 + 500 + SLACK_MS,
         );
         outcomes.push({ at: Date.now(), outcome: result });
@@ -235,7 +265,9 @@ describe('cluster faults', () => {
     );
     stop = true;
     await Promise.all(workers);
-    expect(outcomes.filter((o) => o.outcome === 'hung' || o.outcome === 'wrong' || o.outcome === 'error')).toEqual([]);
+    expect(
+      outcomes.filter((o) => o.outcome === 'hung' || o.outcome === 'wrong' || o.outcome === 'error'),
+    ).toEqual([]);
     expect(outcomes.filter((o) => o.at > promotedAt).length).toBeGreaterThanOrEqual(200);
     // After the failover the entries on the surviving replica are served from Redis again, not recomputed.
     expect(cache.getStats().l2.hits).toBeGreaterThan(0);
@@ -278,7 +310,8 @@ describe('cluster faults', () => {
     await cache.set(key, 'before', { tags: ['m'] });
     const slot = keySlot(redisKey);
     const from = await slotOwner(cluster, slot);
-    const to = (await clusterTopology(cluster)).masters.find((master) => master.port !== from)?.port as number;
+    const to = (await clusterTopology(cluster)).masters.find((master) => master.port !== from)
+      ?.port as number;
     await migrateSlot(cluster, slot, from, to, { stopAfter: 'importing' });
     expect(await cache.get(key)).toBe('before');
     await cache.set(key, 'during', { tags: ['m'] });

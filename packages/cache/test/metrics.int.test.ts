@@ -17,10 +17,22 @@ describe('metrics', () => {
   it('every instrument, written to, passes promtool check metrics and carries no key or tag', async () => {
     const metrics = createMetrics();
     const options = { prefix, namespace: 'm', defaultTtlSeconds: 60, metrics, logger: silent };
-    const reader = createCache({ ...options, redis: client, name: 'patients', l1: true, lock: true, graceSeconds: 30 });
+    const reader = createCache({
+      ...options,
+      redis: client,
+      name: 'patients',
+      l1: true,
+      lock: true,
+      graceSeconds: 30,
+    });
     const second = createTestClient(redisTargets(), 'standalone');
     const writer = createCache({ ...options, redis: second, name: 'patients', l1: true });
-    const dead = new Redis({ port: 1, lazyConnect: true, retryStrategy: () => null, enableOfflineQueue: false });
+    const dead = new Redis({
+      port: 1,
+      lazyConnect: true,
+      retryStrategy: () => null,
+      enableOfflineQueue: false,
+    });
     dead.on('error', () => {});
     const down = createCache({ ...options, redis: dead, name: 'down', timeoutMs: 100 });
     await sleep(200);
@@ -28,12 +40,20 @@ describe('metrics', () => {
     await reader.get('secret-key-1');
     await reader.get('secret-key-1');
     await writer.set('secret-key-1', { v: 2 }, { tags: ['secret-tag'] });
-    await eventually(() => reader.get('secret-key-1'), (value) => (value as { v: number } | undefined)?.v === 2, 2000);
+    await eventually(
+      () => reader.get('secret-key-1'),
+      (value) => (value as { v: number } | undefined)?.v === 2,
+      2000,
+    );
     await writer.invalidateByTags(['secret-tag']);
     await reader.getOrSet('x', () => Promise.reject(new Error('boom'))).catch(() => undefined);
     await reader.getOrSet('y', () => new Promise(() => {}), { hardTimeoutMs: 20 }).catch(() => undefined);
     await down.get('k');
-    await eventually(() => reader.getStats().swept, (count) => count >= 0, 100);
+    await eventually(
+      () => reader.getStats().swept,
+      (count) => count >= 0,
+      100,
+    );
     const text = await metrics.text();
     for (const name of [
       'austa_cache_requests_total',

@@ -1,4 +1,4 @@
-import { createTestClient, redisTargets, type RedisTopology } from '@austa/test-env/vitest';
+import { createTestClient, type RedisTopology, redisTargets } from '@austa/test-env/vitest';
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import { type Cache, type CacheOptions, createCache } from '../src/index.js';
 
@@ -58,7 +58,10 @@ export function suiteFor(topology: RedisTopology, redisOptions: RedisOptions = {
   const clients: Array<Redis | Cluster> = [client];
   return {
     client,
-    make(options: Partial<CacheOptions> & { namespace: string; prefix: string }, redis: Redis | Cluster = client) {
+    make(
+      options: Partial<CacheOptions> & { namespace: string; prefix: string },
+      redis: Redis | Cluster = client,
+    ) {
       const cache = createCache({ redis, defaultTtlSeconds: 60, logger: silent, ...options });
       caches.push(cache);
       return cache;
