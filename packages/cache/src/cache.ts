@@ -1198,8 +1198,11 @@ class CacheImpl implements Cache {
 
   /** SCAN every master (slot coverage checked) and UNLINK in batches; each page is bounded in time. */
   private async deleteMatching(pattern: string): Promise<number> {
-    const pageTimeoutMs = Math.max(2000, this.options.timeoutMs * 4);
-    const iterator = scanKeys(this.io.client, pattern, { count: 500, timeoutMs: pageTimeoutMs });
+    // scanKeys bounds its slot-map refresh and its PING of each master by scanTimeoutMs; a page may take both plus
+    // a SCAN, so our own bound sits above them and an unreachable master is reported as E_INCOMPLETE_SCAN.
+    const scanTimeoutMs = Math.max(1000, this.options.timeoutMs * 2);
+    const pageTimeoutMs = scanTimeoutMs * 3 + this.options.timeoutMs;
+    const iterator = scanKeys(this.io.client, pattern, { count: 500, timeoutMs: scanTimeoutMs });
     let removed = 0;
     let batch: string[] = [];
     const flush = async () => {

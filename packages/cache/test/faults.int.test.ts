@@ -289,6 +289,9 @@ describe('cluster faults', () => {
       keys.forEach((key, i) => {
         expect(answers[i]).toBe(owners[i] === paused ? undefined : key);
       });
+      // A clear that cannot reach every slot says so instead of reporting a partial result.
+      const clear = await bounded(codeOf(cache.clear()), 3 * 1000 + 500 + SLACK_MS);
+      expect(clear).toBe('E_INCOMPLETE_SCAN');
     } finally {
       await resumeNode(cluster, paused);
     }
@@ -299,6 +302,64 @@ describe('cluster faults', () => {
       100,
     );
     expect(back).toEqual(keys);
+  });
+
+  it('an L1 whose subscriber connections are killed stops serving a value it missed the invalidation of', async () => {
+    const busToleranceMs = 800;
+    const { cache: reader } = make('bus', { l1: { busToleranceMs, heartbeatIntervalMs: 200 } });
+    const { cache: writer } = make('bus');
+    const cluster = redisTargets().cluster;
+    await sleep(400);
+    await writer.set('doc', 'v1');
+    expect(
+      await eventually(
+        () => reader.get('doc'),
+        (value) => value === 'v1',
+        2000,
+      ),
+    ).toBe('v1');
+    await sleep(50);
+    await reader.get('doc');
+    const hits = reader.getStats().l1.hits;
+    expect(await reader.get('doc')).toBe('v1');
+    expect(reader.getStats().l1.hits).toBe(hits + 1);
+    // Every pub/sub connection of every node goes: the reader's subscriber moves to another node.
+    await Promise.all(
+      cluster.nodes.map(async (node) => {
+        const direct = new Redis(node.port, node.host);
+        try {
+          await direct.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+        } finally {
+          direct.disconnect();
+        }
+      }),
+    );
+    const killedAt = performance.now();
+    await writer.set('doc', 'v2');
+    const seen = await eventually(
+      () => reader.get('doc'),
+      (value) => value === 'v2',
+      busToleranceMs + SLACK_MS,
+    );
+    expect(seen).toBe('v2');
+    expect(performance.now() - killedAt).toBeLessThan(busToleranceMs + 200 + SLACK_MS);
+  });
+
+  it('the sweep reclaims thousands of entries of one tag in the background', async () => {
+    const { cache, client } = make('bulk-sweep', { timeoutMs: 2000 });
+    const keys = Array.from({ length: 3000 }, (_, i) => `e${i}`);
+    await cache.setMany(keys.map((key) => ({ key, value: 1, tags: ['big'] })));
+    expect(await client.scard(`${prefix}:bulk-sweep:t:{big}:k`)).toBe(3000);
+    await cache.invalidateByTags(['big']);
+    expect(await cache.get('e1')).toBeUndefined();
+    const left = await eventually(
+      async () => client.scard(`${prefix}:bulk-sweep:t:{big}:k`),
+      (count) => count === 0,
+      30_000,
+      200,
+    );
+    expect(left).toBe(0);
+    expect(cache.getStats().swept).toBe(3000);
   });
 
   it('follows a slot migration: reads, writes and tag invalidations stay correct', async () => {
