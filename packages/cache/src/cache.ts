@@ -39,7 +39,7 @@ import {
 import { type Arg, RedisIo } from './redis-io.js';
 import { releaseLock, renewLock } from './scripts/lock.js';
 import { readEntry } from './scripts/read-entry.js';
-import { pexpireIfWriteId } from './scripts/write-id.js';
+import { pexpireIfWriteId, setIfUnchanged } from './scripts/write-id.js';
 import { eachLimit, TagStore } from './tags.js';
 
 /** Options of `set` and `setMany`. */
@@ -155,7 +155,7 @@ export interface Cache {
 /** A read of one entry from Redis. */
 type ReadOutcome =
   | { state: 'hit' | 'stale'; data: Buffer; header: EnvelopeHeader; pttl: number | undefined }
-  | { state: 'miss' }
+  | { state: 'miss'; data?: Buffer }
   | { state: 'error'; error: CacheUnavailableError };
 
 /** What getOrSet callers are given: the creator gets `value`, others a fresh decode of `data`. */
@@ -175,6 +175,10 @@ interface Flight {
   stale: Stale | undefined;
   result: Promise<Answer>;
   handedOut: boolean;
+  /** Set when the key (or a tag, or everything) was invalidated while the factory ran: its result is not stored. */
+  invalidated: boolean;
+  /** Write id of the entry the read saw (stale), or '' when it saw none: the result is stored only over that one. */
+  seenWriteId: Buffer | '';
 }
 
 const MISS: ReadOutcome = { state: 'miss' };
@@ -349,14 +353,22 @@ class CacheImpl implements Cache {
   private forgetKey(key: string, keepFlight = false): void {
     this.l1?.delete(key);
     this.reads.delete(key);
-    // A getOrSet already computing may be working from data older than this change: later callers start anew.
-    if (!keepFlight) this.flights.delete(key);
+    // A getOrSet already computing may be working from data older than this change: later callers start anew, and
+    // its result is not stored.
+    if (!keepFlight) {
+      const flight = this.flights.get(key);
+      if (flight !== undefined) {
+        flight.invalidated = true;
+        this.flights.delete(key);
+      }
+    }
     this.tracker.invalidateKey(key);
   }
 
   private forgetAll(clearL1: boolean): void {
     if (clearL1) this.l1?.clear();
     this.reads.clear();
+    for (const flight of this.flights.values()) flight.invalidated = true;
     this.flights.clear();
     this.tracker.invalidateAll();
   }
@@ -544,7 +556,8 @@ class CacheImpl implements Cache {
   ): ReadOutcome | Promise<ReadOutcome> {
     if (data === null) return MISS;
     const header = decodeHeader(data);
-    if (header === undefined) return MISS;
+    // Not an entry of ours (or of a newer format): a miss, but getOrSet may replace exactly these bytes.
+    if (header === undefined) return { state: 'miss', data };
     if (header.graceMs === 0 && header.tags.length === 0) {
       if (pttl !== undefined && pttl < 0 && pttl !== -1) return MISS;
       return { state: 'hit', data, header, pttl };
@@ -565,7 +578,8 @@ class CacheImpl implements Cache {
       pttl = await this.io.send<number>('pttl', [redisKey], redisKey, false, deadline);
     }
     if (pttl !== undefined && pttl < 0 && pttl !== -1) return MISS;
-    if (header.tags.length > 0 && !(await this.tags.isCurrent(header.tags, deadline))) return MISS;
+    if (header.tags.length > 0 && !(await this.tags.isCurrent(header.tags, deadline)))
+      return { state: 'miss', data };
     const stale = header.graceMs > 0 && pttl !== undefined && pttl !== -1 && pttl <= header.graceMs;
     return { state: stale ? 'stale' : 'hit', data, header, pttl };
   }
@@ -1338,7 +1352,8 @@ class CacheImpl implements Cache {
             );
             return decoded;
           }
-          outcome = MISS;
+          // Bytes this codec cannot read (corrupt, or another key's ciphertext): the factory's value replaces them.
+          outcome = { state: 'miss', data: outcome.data };
         }
         // A write of this key finished while we read (a factory of this process, say): read again, once.
         if (clean || attempt > 0 || this.flights.has(key)) break;
@@ -1365,9 +1380,13 @@ class CacheImpl implements Cache {
       } else {
         this.instruments.request('l2', 'miss');
       }
+      const seen =
+        (outcome.state === 'stale' || outcome.state === 'miss') && outcome.data !== undefined
+          ? writeIdOf(outcome.data)
+          : '';
       flight =
         this.flights.get(key) ??
-        this.startFlight(key, redisKey, factory, settings, stale, outcome.state === 'error');
+        this.startFlight(key, redisKey, factory, settings, stale, outcome.state === 'error', seen);
     } else if (stale === undefined) {
       stale = flight.stale;
     }
@@ -1381,18 +1400,28 @@ class CacheImpl implements Cache {
     settings: ReturnType<CacheImpl['getOrSetSettings']>,
     stale: Stale | undefined,
     redisFailed: boolean,
+    seenWriteId: Buffer | '',
   ): Flight {
-    const flight: Flight = { stale, result: undefined as unknown as Promise<Answer>, handedOut: false };
+    const flight: Flight = {
+      stale,
+      result: undefined as unknown as Promise<Answer>,
+      handedOut: false,
+      invalidated: false,
+      seenWriteId,
+    };
     this.flights.set(key, flight);
-    flight.result = this.computeFlight(key, redisKey, factory, settings, stale, redisFailed).finally(() => {
-      if (this.flights.get(key) === flight) this.flights.delete(key);
-    });
+    flight.result = this.computeFlight(flight, key, redisKey, factory, settings, stale, redisFailed).finally(
+      () => {
+        if (this.flights.get(key) === flight) this.flights.delete(key);
+      },
+    );
     // Callers may all have gone (timeouts, stale answers): the flight still settles, so keep its rejection handled.
     this.track(flight.result).catch(() => undefined);
     return flight;
   }
 
   private async computeFlight(
+    flight: Flight,
     key: string,
     redisKey: string,
     factory: Factory<unknown>,
@@ -1409,6 +1438,8 @@ class CacheImpl implements Cache {
       if (settings.lock !== undefined && !redisFailed) {
         const locked = await this.acquireOrWait(key, redisKey, lockKey, settings.lock, settings.graceMs > 0);
         if (locked.answer !== undefined) return locked.answer;
+        // The lock holder may have replaced the entry our read saw: store only over what is there now.
+        if (locked.seenWriteId !== undefined) flight.seenWriteId = locked.seenWriteId;
         lockToken = locked.token;
         if (lockToken !== undefined) {
           const lease = settings.lock.leaseMs;
@@ -1460,9 +1491,14 @@ class CacheImpl implements Cache {
       const data = this.encode(redisKey, value, settings.graceMs, versions ?? []);
       const header = decodeHeader(data) as EnvelopeHeader;
       this.forgetKey(key, true);
-      if (versions !== undefined && !redisFailed) {
+      const store = versions !== undefined && !redisFailed && !flight.invalidated;
+      if (store) {
         try {
-          await this.io.send('set', [redisKey, data, 'PX', ttlMs + settings.graceMs], redisKey);
+          await this.io.eval(
+            setIfUnchanged,
+            [redisKey],
+            [flight.seenWriteId, data, ttlMs + settings.graceMs],
+          );
         } catch (error) {
           this.degraded('get_or_set', error);
         }
@@ -1471,7 +1507,7 @@ class CacheImpl implements Cache {
       this.l1Store(
         key,
         generation,
-        this.tracker.clean(ticket) && !redisFailed && versions !== undefined,
+        this.tracker.clean(ticket) && store,
         value,
         data,
         header,
@@ -1537,7 +1573,7 @@ class CacheImpl implements Cache {
     lockKey: string,
     lock: ResolvedLock,
     withTtl: boolean,
-  ): Promise<{ token?: string; answer?: Answer }> {
+  ): Promise<{ token?: string; answer?: Answer; seenWriteId?: Buffer | '' }> {
     const token = randomBytes(16).toString('hex');
     const tryAcquire = async () =>
       (await this.io.send<string | null>('set', [lockKey, token, 'NX', 'PX', lock.leaseMs], lockKey)) ===
@@ -1563,7 +1599,7 @@ class CacheImpl implements Cache {
           return { answer };
         }
         this.instruments.lock('acquired');
-        return { token };
+        return { token, seenWriteId: await this.currentWriteId(redisKey) };
       }
       const deadline = performance.now() + lock.waitMs;
       let delay = 5;
@@ -1582,7 +1618,7 @@ class CacheImpl implements Cache {
             return { answer: again };
           }
           this.instruments.lock('acquired');
-          return { token };
+          return { token, seenWriteId: await this.currentWriteId(redisKey) };
         }
       }
       this.instruments.lock('timeout');
@@ -1592,6 +1628,12 @@ class CacheImpl implements Cache {
       void key;
       return {};
     }
+  }
+
+  /** The write id of whatever entry is at the key now ('' for none): what a locked factory may replace. */
+  private async currentWriteId(redisKey: string): Promise<Buffer | ''> {
+    const id = await this.io.send<Buffer | null>('getrange', [redisKey, 6, 13], redisKey, true);
+    return id === null || id.length === 0 ? '' : id;
   }
 
   /** One caller's wait on a flight, with its own soft and hard timeouts. */

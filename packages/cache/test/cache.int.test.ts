@@ -203,6 +203,34 @@ describe.each(['standalone', 'cluster'] as const)('cache on %s', (topology) => {
     expect(await cache.get('hot')).toEqual({ v: 1 });
   });
 
+  it('a slow getOrSet never overwrites a newer set() of the same key, here or in another process', async () => {
+    const namespace = `ns${++n}`;
+    const cache = suite.make({ prefix, namespace });
+    const other = suite.make({ prefix, namespace }, suite.otherClient());
+    for (const writer of [cache, other]) {
+      let release: (value: string) => void = () => {};
+      let started = false;
+      const slow = cache.getOrSet(
+        `race-${writer === cache}`,
+        () =>
+          new Promise<string>((resolve) => {
+            started = true;
+            release = resolve;
+          }),
+      );
+      await eventually(
+        () => started,
+        (value) => value,
+        2000,
+        5,
+      );
+      await writer.set(`race-${writer === cache}`, 'new');
+      release('old');
+      expect(await slow).toBe('old');
+      expect(await cache.get(`race-${writer === cache}`)).toBe('new');
+    }
+  });
+
   it('with the distributed lock, two processes make one factory call', async () => {
     const namespace = `ns${++n}`;
     const first = suite.make({ prefix, namespace, lock: true });

@@ -23,3 +23,21 @@ export const pexpireIfWriteId = new LuaScript(
   `if redis.call('GETRANGE', KEYS[1], 6, 13) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0`,
 );
+
+/**
+ * Writes a getOrSet result only if the entry is still the one its read saw. KEYS[1]: the entry. ARGV[1]: the write
+ * id that read saw ('' when it saw no entry), ARGV[2]: the new envelope, ARGV[3]: TTL in ms. Returns 1 when written.
+ * A factory can run for seconds; a set() of a newer value meanwhile (here or in another process) must not be
+ * overwritten by a result computed from older data.
+ */
+export const setIfUnchanged = new LuaScript(
+  'set-if-unchanged',
+  `local seen = ARGV[1]
+if seen == '' then
+  if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+elseif redis.call('GETRANGE', KEYS[1], 6, 13) ~= seen then
+  if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1`,
+);
