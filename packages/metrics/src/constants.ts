@@ -11,6 +11,8 @@ export const LABEL = Object.freeze({
   dbSystemName: 'db_system_name',
   /** `db_operation_name`: the command or operation, lower case (`get`, `evalsha`, `find`). */
   dbOperationName: 'db_operation_name',
+  /** `db_collection_name`: the collection (MongoDB) an operation touched; empty where there is none (Redis). */
+  dbCollectionName: 'db_collection_name',
   /** `error_type`: empty when the operation succeeded, else a short, low-cardinality class of error. */
   errorType: 'error_type',
   /** `result`: outcome of an operation, e.g. `hit` / `miss`, `allowed` / `denied`, `ok` / `error`. */
@@ -23,6 +25,7 @@ export const LABEL = Object.freeze({
 export const DB_OPERATION_LABEL_NAMES = Object.freeze([
   LABEL.dbSystemName,
   LABEL.dbOperationName,
+  LABEL.dbCollectionName,
   LABEL.errorType,
 ] as const);
 

@@ -72,14 +72,14 @@ describe('cardinality guard', () => {
     const text = await metrics.text();
     // The runaway operation names fold; db_system_name and the known error type stay.
     expect(text).toContain(
-      'db_client_operation_duration_seconds_count{db_system_name="redis",db_operation_name="other",error_type="ERR"} 45',
+      'db_client_operation_duration_seconds_count{db_system_name="redis",db_operation_name="other",db_collection_name="",error_type="ERR"} 45',
     );
     expect(text).toContain(
-      'db_client_operation_duration_seconds_count{db_system_name="redis",db_operation_name="other",error_type="other"} 1',
+      'db_client_operation_duration_seconds_count{db_system_name="redis",db_operation_name="other",db_collection_name="",error_type="other"} 1',
     );
     // The flood of redis operations did not use up mongodb's budget.
     expect(text).toContain(
-      'db_client_operation_duration_seconds_count{db_system_name="mongodb",db_operation_name="insert",error_type=""} 1',
+      'db_client_operation_duration_seconds_count{db_system_name="mongodb",db_operation_name="insert",db_collection_name="",error_type=""} 1',
     );
     expect(text).not.toContain('db_system_name="other"');
   });

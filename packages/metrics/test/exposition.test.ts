@@ -255,7 +255,7 @@ describe('cluster aggregation', () => {
     expect(text).toContain('austa_r_ops_total{result="ok"} 6');
     expect(text).toContain('austa_r_connections 6');
     expect(text).toContain('austa_r_lag_seconds 2');
-    const labels = 'db_system_name="redis",db_operation_name="get",error_type=""';
+    const labels = 'db_system_name="redis",db_operation_name="get",db_collection_name="",error_type=""';
     expect(text).toContain(`db_client_operation_duration_seconds_bucket{le="0.00025",${labels}} 3`);
     expect(text).toContain(`db_client_operation_duration_seconds_bucket{le="0.025",${labels}} 6`);
     expect(text).toContain(`db_client_operation_duration_seconds_bucket{le="+Inf",${labels}} 6`);

@@ -9,9 +9,9 @@ const VALUES = [
 
 function sameValuesInto(observe: (labels: Record<string, string>, value: number) => void): void {
   const labelSets = [
-    { db_system_name: 'redis', db_operation_name: 'get', error_type: '' },
-    { db_system_name: 'redis', db_operation_name: 'set', error_type: 'timeout' },
-    { db_system_name: 'mongodb', db_operation_name: 'find', error_type: '' },
+    { db_system_name: 'redis', db_operation_name: 'get', db_collection_name: '', error_type: '' },
+    { db_system_name: 'redis', db_operation_name: 'set', db_collection_name: '', error_type: 'timeout' },
+    { db_system_name: 'mongodb', db_operation_name: 'find', db_collection_name: 'patients', error_type: '' },
   ];
   VALUES.forEach((value, index) => {
     observe(labelSets[index % labelSets.length]!, value);
@@ -29,7 +29,7 @@ describe('histogram exposition', () => {
     const theirs = new PromHistogram({
       name: 'reference_seconds',
       help: ours.help,
-      labelNames: ['db_system_name', 'db_operation_name', 'error_type'],
+      labelNames: ['db_system_name', 'db_operation_name', 'db_collection_name', 'error_type'],
       buckets: [...BUCKETS.dbOperationSeconds],
       registers: [reference],
     });

@@ -75,11 +75,17 @@ function numberArg(value: unknown): number {
   return typeof value === 'number' ? value : Number(String(value));
 }
 
+/** The longest delay `setTimeout` honours: a larger one fires after 1 ms. */
+export const MAX_TIMER_MS = 2_147_483_647;
+
 /**
  * How long a blocking command may block, in ms: `null` for "forever" (a timeout of 0), `undefined` when the command
  * does not block. Redis answers a blocking command only when its block ends, so it must not be timed like others.
  */
 export function blockingMs(name: string, args: readonly unknown[]): number | null | undefined {
+  // Every blocking command starts with b, w or x: the common case leaves after one comparison, allocating nothing.
+  const first = name.charCodeAt(0) | 0x20;
+  if (first !== 98 && first !== 119 && first !== 120) return undefined;
   const lower = name.toLowerCase();
   let ms: number;
   if (SECONDS_LAST.has(lower)) ms = numberArg(args[args.length - 1]) * 1000;
@@ -98,7 +104,25 @@ export function blockingMs(name: string, args: readonly unknown[]): number | nul
 export function commandDeadlineMs(command: Command, commandTimeoutMs: number): number | undefined {
   const block = blockingMs(command.name, command.args);
   if (block === undefined) return commandTimeoutMs;
-  return block === null ? undefined : block + commandTimeoutMs;
+  if (block === null) return undefined;
+  // A block so long that no timer can hold it is, for a client, a block without end.
+  const deadline = block + commandTimeoutMs;
+  return deadline > MAX_TIMER_MS ? undefined : deadline;
+}
+
+const ROUTING = new Set(['asking', 'readonly', 'readwrite']);
+const HANDSHAKE = new Set(['auth', 'hello', 'select', 'client', 'info', 'cluster']);
+
+/**
+ * Commands ioredis sends on its own, which no caller issued and which must not count as the caller's: the setup of a
+ * connection (AUTH, HELLO, SELECT, CLIENT SETNAME/SETINFO, the INFO or CLUSTER INFO ready check, written while the
+ * connection is still `connect`), the ASKING/READONLY/READWRITE of cluster routing, and the QUIT a Cluster sends to
+ * each of its nodes.
+ */
+export function isInternalCommand(name: string, status: string | undefined, node: boolean): boolean {
+  if (ROUTING.has(name)) return true;
+  if (node && name === 'quit') return true;
+  return status === 'connect' && HANDSHAKE.has(name);
 }
 
 function timeoutError(): Error {
@@ -106,7 +130,12 @@ function timeoutError(): Error {
 }
 
 /** Hooks one connection (client, cluster node, duplicate or subscriber) with the shared per-client context. */
-export function hookSendCommand(connection: Redis | Cluster, context: HookContext): void {
+export function hookSendCommand(
+  connection: Redis | Cluster,
+  context: HookContext,
+  options: { node?: boolean } = {},
+): void {
+  const isNode = options.node === true;
   const target = connection as unknown as { sendCommand: SendCommand };
   const original = target.sendCommand;
   const { tracker, dead, isClosed, commandTimeoutMs } = context;
@@ -138,7 +167,12 @@ export function hookSendCommand(connection: Redis | Cluster, context: HookContex
         const ms = commandDeadlineMs(command, commandTimeoutMs);
         own._commandTimeoutTimer = ms === undefined ? NO_TIMER : setTimeout(expire, ms, command);
       }
-      if (tracker !== undefined) tracker.track(command);
+      if (
+        tracker !== undefined &&
+        !isInternalCommand(command.name, (this as { status?: string }).status, isNode)
+      ) {
+        tracker.track(command);
+      }
     } else {
       if (own._commandTimeoutTimer === undefined) own._commandTimeoutTimer = NO_TIMER;
       if (tracker !== undefined && isScriptCommand(command)) tracker.track(command);

@@ -58,7 +58,7 @@ export function createConnections({
       : new Redis(resolved.redis);
 
   function hookNode(node: Redis): void {
-    hookSendCommand(node, context);
+    hookSendCommand(node, context, { node: true });
     hookPipelines(node, context);
   }
 

@@ -89,6 +89,7 @@ export const DEFAULTS = {
 } as const;
 
 const NAME_PATTERN = /^[a-z][a-z0-9_-]{0,31}$/;
+const MAX_TIMEOUT_MS = 2_147_483_647;
 
 export interface ResolvedOptions {
   name: string;
@@ -146,6 +147,10 @@ export function resolveOptions(options: RedisClientOptions): ResolvedOptions {
     DEFAULTS.commandTimeoutMs,
     'commandTimeoutMs',
   );
+  // setTimeout fires a longer delay after 1 ms, which would time every command out at once.
+  if (commandTimeoutMs > MAX_TIMEOUT_MS) {
+    throw new RedisConfigError(`commandTimeoutMs must be at most ${MAX_TIMEOUT_MS} (about 24.8 days).`);
+  }
   const redis: RedisOptions = {
     connectionName: `austa:${name}`,
     commandTimeout: commandTimeoutMs,

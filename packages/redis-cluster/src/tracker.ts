@@ -17,8 +17,8 @@ export interface CommandObserver {
  * - two closures per command cost +5-15% in allocation and garbage collection;
  * - a Map from Command to its state kept settled entries reachable until rehash (+50% without auto-pipelining);
  * - a WeakMap, with the two wrappers shared by every command of a client, stayed within the noise.
- * A probe stays in the WeakMap after its outcome is recorded: the wrappers must always be able to pass a call
- * through to ioredis (a late reply, a reply transformer that throws), and the entry dies with the command.
+ * The wrappers always pass the call through to ioredis (a reply transformer that throws rejects the command, as plain
+ * ioredis does); only the measurement is skipped when the outcome was already recorded.
  */
 interface Probe {
   start: number;
@@ -66,19 +66,30 @@ export function createTracker(observer: CommandObserver): CommandTracker {
     return probe.record;
   }
 
+  // Once the outcome is recorded the command gets its own functions back and its probe is dropped: a later call (a
+  // late reply after a timeout) then goes straight to ioredis, and the WeakMap stays small (a WeakMap that keeps an
+  // entry per command ever sent made every garbage collection pay for it).
+  const release = (command: Command, probe: Probe) => {
+    command.resolve = probe.resolve as Command['resolve'];
+    command.reject = probe.reject as Command['reject'];
+    probes.delete(command);
+  };
+
   // ioredis calls these as methods of the command (`command.resolve(x)`), so `this` is the command.
   const wrappers = {
     resolve(this: Command, value: unknown): unknown {
-      const probe = probes.get(this) as Probe;
+      const probe = probes.get(this);
+      if (probe === undefined) return undefined;
       const at = now();
-      const wasDone = probe.done;
       // May call this.reject synchronously: ioredis rejects when a reply transformer throws.
       const result = probe.resolve.call(this, value);
-      if (!wasDone && settle(probe)) observer.ok(probe.name, (at - probe.start) / 1000);
+      if (settle(probe)) observer.ok(probe.name, (at - probe.start) / 1000);
+      if (probes.get(this) === probe) release(this, probe);
       return result;
     },
     reject(this: Command, error: Error): unknown {
-      const probe = probes.get(this) as Probe;
+      const probe = probes.get(this);
+      if (probe === undefined) return undefined;
       if (!probe.done) {
         if (isScriptCommand(this) && isNoScript(error)) {
           settle(probe);
@@ -93,6 +104,7 @@ export function createTracker(observer: CommandObserver): CommandTracker {
           observer.error(probe.name, (now() - probe.start) / 1000, error);
         }
       }
+      release(this, probe);
       return probe.reject.call(this, error);
     },
   };

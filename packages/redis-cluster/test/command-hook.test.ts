@@ -1,6 +1,12 @@
 import { Command } from 'ioredis';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { blockingMs, commandDeadlineMs, createHookContext, hookSendCommand } from '../src/command-hook.js';
+import {
+  blockingMs,
+  commandDeadlineMs,
+  createHookContext,
+  hookSendCommand,
+  isInternalCommand,
+} from '../src/command-hook.js';
 import { type CommandObserver, createTracker, recordPipeline } from '../src/tracker.js';
 
 afterEach(() => {
@@ -299,5 +305,29 @@ describe('blocking commands', () => {
     expect(commandDeadlineMs(new Command('blpop', ['q', '2']), 500)).toBe(2500);
     expect(commandDeadlineMs(new Command('blpop', ['q', '0']), 500)).toBeUndefined();
     expect(commandDeadlineMs(new Command('get', ['q']), 500)).toBe(500);
+  });
+
+  it('treats a block longer than any timer can hold as a block without end, instead of firing at once', () => {
+    expect(commandDeadlineMs(new Command('blpop', ['q', String(30 * 24 * 3600)]), 500)).toBeUndefined();
+    expect(commandDeadlineMs(new Command('wait', ['1', String(2 ** 31)]), 500)).toBeUndefined();
+    expect(commandDeadlineMs(new Command('blpop', ['q', '86400']), 500)).toBe(86_400_500);
+  });
+});
+
+describe('commands ioredis sends on its own', () => {
+  it.each([
+    ['asking', 'ready', false, true],
+    ['readonly', 'ready', true, true],
+    ['client', 'connect', false, true],
+    ['info', 'connect', true, true],
+    ['cluster', 'connect', false, true],
+    ['auth', 'connect', false, true],
+    ['quit', 'ready', true, true],
+    ['quit', 'ready', false, false],
+    ['client', 'ready', false, false],
+    ['info', 'ready', false, false],
+    ['get', 'connect', false, false],
+  ])('%s on a %s connection (node: %s) is internal: %s', (name, status, node, expected) => {
+    expect(isInternalCommand(name as string, status as string, node as boolean)).toBe(expected);
   });
 });

@@ -72,6 +72,7 @@ describe('resolveOptions', () => {
     [{ url: 'http://x' }, /redis:\/\/ or rediss:\/\//],
     [{ url: 'not a url' }, /not a valid URL/],
     [{ url: 'redis://x', commandTimeoutMs: -1 }, /commandTimeoutMs must be a positive integer/],
+    [{ url: 'redis://x', commandTimeoutMs: 2 ** 31 }, /commandTimeoutMs must be at most/],
     [{ url: 'redis://x', name: 'User 42!' }, /Client name/],
     [{ host: 'x', db: -1 }, /db must be a non-negative integer/],
   ])('rejects %j with E_INVALID_CONFIG', (options, message) => {

@@ -1,7 +1,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { FromWorker, ToWorker } from './protocol.js';
-import type { BenchContext, Measurement } from './types.js';
+import type { BenchContext, Measurement, MicroMeasurement } from './types.js';
 
 const WORKER = fileURLToPath(new URL('../bin/bench-worker.mjs', import.meta.url));
 
@@ -10,9 +10,10 @@ export class CaseProcess {
   private readonly child: ChildProcess;
   private pending: { resolve: (message: FromWorker) => void; reject: (error: Error) => void } | undefined;
 
-  constructor() {
+  /** `v8Flags`: extra flags for this case's process (micro cases need one; see micro.ts). */
+  constructor(v8Flags: readonly string[] = []) {
     this.child = fork(WORKER, [], {
-      execArgv: ['--expose-gc'],
+      execArgv: ['--expose-gc', ...v8Flags],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     this.child.on('message', (message: FromWorker) => {
@@ -41,6 +42,16 @@ export class CaseProcess {
   async run(ops: number, warmup: number, concurrency: number): Promise<Measurement> {
     const reply = await this.request({ type: 'run', ops, warmup, concurrency });
     if (reply.type !== 'result') throw new Error(`unexpected reply ${reply.type}`);
+    return reply.measurement;
+  }
+
+  async setupMicro(file: string, caseIndex: number): Promise<void> {
+    await this.request({ type: 'setup-micro', file, caseIndex });
+  }
+
+  async runMicro(durationMs: number, warmupMs: number): Promise<MicroMeasurement> {
+    const reply = await this.request({ type: 'run-micro', durationMs, warmupMs });
+    if (reply.type !== 'micro-result') throw new Error(`unexpected reply ${reply.type}`);
     return reply.measurement;
   }
 

@@ -4,6 +4,12 @@ import { pathToFileURL } from 'node:url';
 import { resolveRedis, resolveRedisCluster } from '@austa/test-env';
 import { Cluster, Redis } from 'ioredis';
 import { CaseProcess } from './case-process.js';
+import { MICRO_V8_FLAGS } from './micro.js';
+import { lineAppender, outputPath } from './output.js';
+import { Progress, TimeLeft, type UnitKind } from './progress.js';
+import { checkCases, groupByOp, type Indexed, selectCases } from './select.js';
+import { readSettings, type Settings } from './settings.js';
+import { formatSummary } from './summary.js';
 import type {
   BenchCase,
   BenchContext,
@@ -11,25 +17,11 @@ import type {
   BenchResult,
   BenchTarget,
   Measurement,
+  MicroCase,
+  MicroMeasurement,
+  MicroResult,
   Topology,
 } from './types.js';
-
-function intFromEnv(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value <= 0)
-    throw new Error(`${name} must be a positive integer (got ${raw}).`);
-  return value;
-}
-
-const settings = {
-  ops: intFromEnv('BENCH_OPS', 20_000),
-  concurrency: intFromEnv('BENCH_CONCURRENCY', 100),
-  keys: intFromEnv('BENCH_KEYS', 1000),
-  rounds: intFromEnv('BENCH_ROUNDS', 12),
-  valueBytes: intFromEnv('BENCH_VALUE_BYTES', 256),
-};
 
 async function withPlainClient(target: BenchTarget, work: (client: Redis | Cluster) => Promise<unknown>) {
   const client =
@@ -59,67 +51,170 @@ function medianBy<T>(items: T[], value: (item: T) => number): T {
 
 const round3 = (value: number) => Math.round(value * 1000) / 1000;
 
-interface IndexedCase {
-  benchCase: BenchCase;
-  /** Position in the definition's `cases`, which is how a worker process finds it. */
-  index: number;
+function compact(value: number): string {
+  if (value >= 1e6) return `${(value / 1e6).toFixed(2)}M`;
+  if (value >= 1e4) return `${(value / 1e3).toFixed(1)}k`;
+  return String(Math.round(value));
 }
 
-async function runGroup(
-  file: string,
-  definition: BenchDefinition,
-  cases: IndexedCase[],
-  context: BenchContext,
-): Promise<BenchResult[]> {
-  const processes = cases.map(() => new CaseProcess());
-  const measurements = cases.map(() => [] as Measurement[]);
-  const warmup = Math.max(1000, Math.floor(settings.ops / 10));
+/** What every group runner needs besides its cases. */
+interface RunState {
+  packageName: string;
+  settings: Settings;
+  progress: Progress;
+  timeLeft: TimeLeft;
+}
+
+/**
+ * Runs one op's cases round by round, each case in its own process, the order rotated every round so each case runs
+ * in every position equally often (position alone moved results by up to 20% on this class of machine). Returns the
+ * measurements, one array per case, one entry per round.
+ */
+async function runRounds<M>(
+  state: RunState,
+  where: string,
+  kind: UnitKind,
+  libs: string[],
+  v8Flags: readonly string[],
+  setup: (worker: CaseProcess, position: number) => Promise<void>,
+  run: (worker: CaseProcess) => Promise<M>,
+  figure: (measurement: M) => string,
+): Promise<M[][]> {
+  const { settings, progress, timeLeft } = state;
+  const processes = libs.map(() => new CaseProcess(v8Flags));
+  const measurements = libs.map(() => [] as M[]);
   try {
-    await Promise.all(processes.map((worker, i) => worker.setup(file, cases[i]?.index ?? -1, context)));
+    await Promise.all(processes.map((worker, position) => setup(worker, position)));
     for (let round = 0; round < settings.rounds; round++) {
-      // Rotate the order every round so each case runs in every position equally often: position alone moved
-      // results by up to 20% on this class of machine.
-      const order = cases.map((_, index) => (index + round) % cases.length);
-      for (const index of order) {
-        const worker = processes[index];
+      const order = libs.map((_, position) => (position + round) % libs.length);
+      for (const [step, position] of order.entries()) {
+        const worker = processes[position];
         if (worker === undefined) continue;
-        measurements[index]?.push(await worker.run(settings.ops, warmup, settings.concurrency));
+        progress.caseStarting(where, round, settings.rounds, step, libs.length, libs[position] ?? '');
+        const started = performance.now();
+        measurements[position]?.push(await run(worker));
+        timeLeft.record(kind, performance.now() - started);
       }
+      const figures = libs.map((lib, position) => {
+        const latest = measurements[position]?.[round];
+        return `${lib} ${latest === undefined ? '-' : figure(latest)}`;
+      });
+      progress.roundDone(where, round, settings.rounds, figures);
     }
   } finally {
     await Promise.all(processes.map((worker) => worker.stop()));
   }
-  const results = cases.map(({ benchCase }, index): BenchResult => {
-    const typical = medianBy(measurements[index] ?? [], (m) => m.opsPerSec);
-    return {
+  return measurements;
+}
+
+/** The median over rounds of `own ÷ rival` per round: both ran back to back, so slow drifts hit both. */
+function perRoundRatio<M>(own: M[], rival: M[], value: (own: M, rival: M) => number): number {
+  const ratios = own.map((measurement, round) => {
+    const other = rival[round];
+    return other === undefined ? Number.NaN : value(measurement, other);
+  });
+  return round3(medianBy(ratios, (ratio) => ratio));
+}
+
+async function runRedisGroup(
+  state: RunState,
+  file: string,
+  definition: BenchDefinition,
+  cases: Indexed<BenchCase>[],
+  context: BenchContext,
+): Promise<BenchResult[]> {
+  const { settings } = state;
+  const warmup = redisWarmupOps(settings);
+  const op = cases[0]?.benchCase.op ?? '';
+  const measurements = await runRounds<Measurement>(
+    state,
+    `${context.target.topology} ${op}`,
+    'redis',
+    cases.map(({ benchCase }) => benchCase.lib),
+    [],
+    (worker, position) => worker.setup(file, cases[position]?.index ?? -1, context),
+    (worker) => worker.run(settings.ops, warmup, settings.concurrency),
+    (measurement) => `${compact(measurement.opsPerSec)} ops/s`,
+  );
+  return cases.map(({ benchCase }, position): BenchResult => {
+    const own = measurements[position] ?? [];
+    const result: BenchResult = {
       package: definition.package,
       op: benchCase.op,
       lib: benchCase.lib,
       topology: context.target.topology,
       concurrency: settings.concurrency,
-      ...typical,
-      cpuUsPerOp: medianBy(measurements[index] ?? [], (m) => m.cpuUsPerOp).cpuUsPerOp,
+      ...medianBy(own, (m) => m.opsPerSec),
+      cpuUsPerOp: medianBy(own, (m) => m.cpuUsPerOp).cpuUsPerOp,
     };
+    const rivalPosition = cases.findIndex((other) => other.benchCase.lib === benchCase.vs);
+    const rival = measurements[rivalPosition];
+    if (benchCase.vs !== undefined && rival !== undefined && rival.length === own.length) {
+      result.vs = {
+        lib: benchCase.vs,
+        ratio: perRoundRatio(own, rival, (a, b) => a.opsPerSec / b.opsPerSec),
+        cpuRatio: perRoundRatio(own, rival, (a, b) => a.cpuUsPerOp / b.cpuUsPerOp),
+      };
+    }
+    return result;
   });
-  for (const [index, { benchCase }] of cases.entries()) {
-    if (benchCase.vs === undefined) continue;
-    const rivalIndex = cases.findIndex((other) => other.benchCase.lib === benchCase.vs);
-    const own = measurements[index] ?? [];
-    const rival = measurements[rivalIndex] ?? [];
-    const result = results[index];
-    if (rivalIndex < 0 || result === undefined || rival.length !== own.length) continue;
-    const perRound = own.map((m, r) => ({
-      ratio: m.opsPerSec / (rival[r]?.opsPerSec ?? Number.NaN),
-      cpuRatio: m.cpuUsPerOp / (rival[r]?.cpuUsPerOp ?? Number.NaN),
-    }));
-    result.vs = {
-      lib: benchCase.vs,
-      ratio: round3(medianBy(perRound, (p) => p.ratio).ratio),
-      cpuRatio: round3(medianBy(perRound, (p) => p.cpuRatio).cpuRatio),
-    };
-  }
-  return results;
 }
+
+async function runMicroGroup(
+  state: RunState,
+  file: string,
+  definition: BenchDefinition,
+  cases: Indexed<MicroCase>[],
+): Promise<MicroResult[]> {
+  const { settings } = state;
+  const op = cases[0]?.benchCase.op ?? '';
+  const measurements = await runRounds<MicroMeasurement>(
+    state,
+    `in-process ${op}`,
+    'micro',
+    cases.map(({ benchCase }) => benchCase.lib),
+    MICRO_V8_FLAGS,
+    (worker, position) => worker.setupMicro(file, cases[position]?.index ?? -1),
+    (worker) => worker.runMicro(settings.microMs, microWarmupMs(settings)),
+    (measurement) => `${measurement.nsPerOp.toFixed(1)} ns/op`,
+  );
+  return cases.map(({ benchCase }, position): MicroResult => {
+    const own = measurements[position] ?? [];
+    const typical = medianBy(own, (m) => m.nsPerOp);
+    const bytes = (values: Array<number | null>) => {
+      const known = values.filter((value): value is number => value !== null);
+      return known.length === 0 ? null : medianBy(known, (value) => value);
+    };
+    const result: MicroResult = {
+      package: definition.package,
+      op: benchCase.op,
+      lib: benchCase.lib,
+      topology: 'in-process',
+      ops: typical.ops,
+      opsPerSec: typical.opsPerSec,
+      nsPerOp: typical.nsPerOp,
+      bytesPerOp: bytes(own.map((m) => m.bytesPerOp)),
+      externalBytesPerOp: bytes(own.map((m) => m.externalBytesPerOp)),
+    };
+    const rivalPosition = cases.findIndex((other) => other.benchCase.lib === benchCase.vs);
+    const rival = measurements[rivalPosition];
+    if (benchCase.vs !== undefined && rival !== undefined && rival.length === own.length) {
+      const rivalBytes = bytes(rival.map((m) => m.bytesPerOp));
+      result.vs = {
+        lib: benchCase.vs,
+        ratio: perRoundRatio(own, rival, (a, b) => b.nsPerOp / a.nsPerOp),
+        extraBytesPerOp:
+          result.bytesPerOp === null || rivalBytes === null
+            ? null
+            : Math.round((result.bytesPerOp - rivalBytes) * 10) / 10,
+      };
+    }
+    return result;
+  });
+}
+
+const redisWarmupOps = (settings: Settings) => Math.max(1000, Math.floor(settings.ops / 10));
+const microWarmupMs = (settings: Settings) => Math.max(20, Math.round(settings.microMs / 5));
 
 async function loadBenchFiles(
   directory: string,
@@ -141,28 +236,109 @@ async function loadBenchFiles(
   return definitions;
 }
 
+/** One bench file with the cases BENCH_FILTER left, grouped by op, and the topologies its Redis cases run on. */
+interface PlannedFile {
+  file: string;
+  definition: BenchDefinition;
+  micro: Indexed<MicroCase>[][];
+  redis: Indexed<BenchCase>[][];
+  topologies: Topology[];
+}
+
+function plan(
+  files: Array<{ file: string; definition: BenchDefinition }>,
+  packageName: string,
+  settings: Settings,
+): PlannedFile[] {
+  return files.map(({ file, definition }) => {
+    const micro = definition.micro ?? [];
+    const redis = definition.cases ?? [];
+    checkCases(micro, file, 'micro');
+    checkCases(redis, file, 'cases');
+    const topologies = settings.topologies.filter(
+      (topology) => definition.topologies === undefined || definition.topologies.includes(topology),
+    );
+    return {
+      file,
+      definition,
+      micro: groupByOp(micro, selectCases(micro, packageName, settings.filter)),
+      redis:
+        topologies.length === 0 ? [] : groupByOp(redis, selectCases(redis, packageName, settings.filter)),
+      topologies,
+    };
+  });
+}
+
+const casesIn = (groups: unknown[][]) => groups.reduce((sum, group) => sum + group.length, 0);
+
 export async function main(args: string[]): Promise<number> {
   const directory = resolve(args[0] ?? process.cwd());
   const packageName = (JSON.parse(readFileSync(join(directory, 'package.json'), 'utf8')) as { name: string })
     .name;
-  const definitions = await loadBenchFiles(directory);
-  if (definitions.length === 0) {
+  const settings = readSettings();
+  const files = await loadBenchFiles(directory);
+  if (files.length === 0) {
     process.stderr.write(`[bench] ${packageName}: no bench/*.bench.ts files\n`);
     return 0;
   }
-  const wanted = (process.env.BENCH_TOPOLOGIES ?? 'standalone,cluster').split(',') as Topology[];
-  process.stderr.write(
-    `[bench] ${packageName}: ops=${settings.ops} concurrency=${settings.concurrency} keys=${settings.keys} rounds=${settings.rounds} (medians over rounds)\n`,
+  const planned = plan(files, packageName, settings);
+  const microRuns = planned.reduce((sum, file) => sum + casesIn(file.micro), 0) * settings.rounds;
+  const redisRuns =
+    planned.reduce((sum, file) => sum + casesIn(file.redis) * file.topologies.length, 0) * settings.rounds;
+  if (microRuns + redisRuns === 0) {
+    process.stderr.write(`[bench] ${packageName}: no case matches BENCH_FILTER=${settings.filter?.source}\n`);
+    return 0;
+  }
+
+  // Guesses until a run of each kind has been timed: a micro run lasts what the settings say; a Redis run is
+  // guessed at 15k ops/s, what this class of machine does at the default concurrency.
+  const timeLeft = new TimeLeft({
+    micro: settings.microMs + microWarmupMs(settings) + 50,
+    redis: ((settings.ops + redisWarmupOps(settings)) / 15_000) * 1000,
+  });
+  timeLeft.plan('micro', microRuns);
+  timeLeft.plan('redis', redisRuns);
+  const progress = new Progress(packageName, timeLeft);
+  const state: RunState = { packageName, settings, progress, timeLeft };
+  const appendLine = settings.out ? lineAppender(outputPath(settings.out, directory)) : undefined;
+  const at = new Date().toISOString();
+  const emit = (result: BenchResult | MicroResult) => {
+    const line = JSON.stringify({ ...result, at });
+    progress.clear();
+    process.stdout.write(`${line}\n`);
+    appendLine?.(line);
+  };
+
+  progress.note(
+    `[bench] ${packageName}: ${redisRuns > 0 ? `ops=${settings.ops} concurrency=${settings.concurrency} keys=${settings.keys} ` : ''}` +
+      `${microRuns > 0 ? `micro=${settings.microMs}ms/round ` : ''}rounds=${settings.rounds} (medians over rounds)` +
+      `${settings.filter ? ` filter=/${settings.filter.source}/i` : ''}` +
+      `${settings.out ? ` out=${outputPath(settings.out, directory)}` : ''}`,
   );
-  const standalone = wanted.includes('standalone') ? await resolveRedis() : undefined;
-  const cluster = wanted.includes('cluster') ? await resolveRedisCluster() : undefined;
+  const redisResults: BenchResult[] = [];
+  const microResults: MicroResult[] = [];
+
+  // In-process cases first: they need no Redis, and a file with only those never starts one.
+  for (const { file, definition, micro } of planned) {
+    for (const cases of micro) {
+      for (const result of await runMicroGroup(state, file, definition, cases)) {
+        microResults.push(result);
+        emit(result);
+      }
+    }
+  }
+
+  const wants = (topology: Topology) =>
+    planned.some((file) => file.redis.length > 0 && file.topologies.includes(topology));
+  const standalone = wants('standalone') ? await resolveRedis() : undefined;
+  const cluster = wants('cluster') ? await resolveRedisCluster() : undefined;
   try {
     const targets: BenchTarget[] = [];
     if (standalone) targets.push({ topology: 'standalone', url: standalone.url });
     if (cluster) targets.push({ topology: 'cluster', nodes: cluster.nodes });
     for (const target of targets) {
-      for (const { file, definition } of definitions) {
-        if (definition.topologies && !definition.topologies.includes(target.topology)) continue;
+      for (const { file, definition, redis, topologies } of planned) {
+        if (redis.length === 0 || !topologies.includes(target.topology)) continue;
         const prefix = `bench:${definition.package}:${Math.random().toString(36).slice(2, 10)}`;
         const context: BenchContext = {
           target,
@@ -172,13 +348,10 @@ export async function main(args: string[]): Promise<number> {
         };
         await prepareKeys(target, context);
         try {
-          const groups = new Map<string, IndexedCase[]>();
-          for (const [index, benchCase] of definition.cases.entries()) {
-            groups.set(benchCase.op, [...(groups.get(benchCase.op) ?? []), { benchCase, index }]);
-          }
-          for (const cases of groups.values()) {
-            for (const result of await runGroup(file, definition, cases, context)) {
-              process.stdout.write(`${JSON.stringify(result)}\n`);
+          for (const cases of redis) {
+            for (const result of await runRedisGroup(state, file, definition, cases, context)) {
+              redisResults.push(result);
+              emit(result);
             }
           }
         } finally {
@@ -190,5 +363,7 @@ export async function main(args: string[]): Promise<number> {
     await standalone?.stop();
     await cluster?.stop();
   }
+  const summary = formatSummary(packageName, redisResults, microResults, settings.rounds);
+  if (summary) progress.note(summary);
   return 0;
 }

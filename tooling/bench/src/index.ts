@@ -7,6 +7,10 @@ export type {
   BenchDefinition,
   BenchResult,
   BenchTarget,
+  MicroCase,
+  MicroMeasurement,
+  MicroResult,
   PreparedCase,
+  PreparedMicroCase,
   Topology,
 } from './types.js';

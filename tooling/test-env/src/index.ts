@@ -27,7 +27,7 @@ export {
 export { createTestClient, deleteByPrefix, escapeGlob, keysWithoutTtl, uniquePrefix } from './isolation.js';
 export { keySlot } from './key-slot.js';
 export type { MongoHandle } from './mongo.js';
-export { resolveMongo } from './mongo.js';
+export { mongoRequired, resolveMongo } from './mongo.js';
 export { runReadmeQuickstart } from './quickstart.js';
 export type { ClusterHandle } from './redis-cluster.js';
 export { resolveRedisCluster, startRedisCluster } from './redis-cluster.js';

@@ -107,19 +107,45 @@ async function fromDocker(): Promise<MongoHandle> {
   };
 }
 
+const TRUE_WORDS = new Set(['true', '1', 'yes']);
+const FALSE_WORDS = new Set(['false', '0', 'no', '']);
+
+/**
+ * `REQUIRE_MONGO`: true/1/yes makes a run without MongoDB fail instead of skipping the Mongo tests (for CI where
+ * MongoDB exists, so a broken setup cannot pass as "skipped"). Unset, empty, false/0/no: skip when unavailable.
+ * Any other value throws: a typo must not quietly mean "not required".
+ */
+export function mongoRequired(env: NodeJS.ProcessEnv = process.env): boolean {
+  const raw = env.REQUIRE_MONGO;
+  if (raw === undefined) return false;
+  const word = raw.trim().toLowerCase();
+  if (TRUE_WORDS.has(word)) return true;
+  if (FALSE_WORDS.has(word)) return false;
+  throw new Error(`REQUIRE_MONGO must be one of true, false, 1, 0, yes, no (got ${JSON.stringify(raw)}).`);
+}
+
+const PING_TIMEOUT_MS = 5_000;
+
 /**
  * Finds a MongoDB for tests, in this order: `MONGODB_URL` (must answer; never stopped), a
  * single-node replica set from mongodb-memory-server, a `mongo:7` container when Docker answers.
- * When none works the target is `{ available: false, reason }` listing why each failed.
+ * When none works the target is `{ available: false, reason }` listing why each failed, unless
+ * `REQUIRE_MONGO` is set (see `mongoRequired`): then it throws with the same reasons.
+ * A `MONGODB_URL` that does not answer always throws: an explicit server that is down is a broken
+ * setup, never a reason to skip.
  */
-export async function resolveMongo(): Promise<MongoHandle> {
-  const envUrl = process.env.MONGODB_URL;
+export async function resolveMongo(env: NodeJS.ProcessEnv = process.env): Promise<MongoHandle> {
+  const required = mongoRequired(env);
+  const envUrl = env.MONGODB_URL;
   if (envUrl) {
     try {
-      await pingMongo(envUrl, 5_000);
+      await pingMongo(envUrl, PING_TIMEOUT_MS);
     } catch (error) {
-      // An explicit URL that does not work is a broken setup, not a reason to skip quietly.
-      throw new Error(`MONGODB_URL=${redact(envUrl)} did not answer ping: ${shortReason(error)}`);
+      throw new Error(
+        `MONGODB_URL=${redact(envUrl)} is set but MongoDB there did not answer ping within ${PING_TIMEOUT_MS} ms ` +
+          `(${shortReason(error)}). Start that server or fix the URL; unset MONGODB_URL to let test-env find or ` +
+          'start one (Mongo tests are then skipped if none can be had).',
+      );
     }
     return { target: { available: true, url: envUrl, source: 'env', owned: false }, stop: async () => {} };
   }
@@ -140,6 +166,12 @@ export async function resolveMongo(): Promise<MongoHandle> {
     reasons.push(docker.reason);
   }
   reasons.push('MONGODB_URL not set');
+  if (required) {
+    throw new Error(
+      `REQUIRE_MONGO=${env.REQUIRE_MONGO} but no MongoDB could be had (${reasons.join('; ')}). Set MONGODB_URL ` +
+        'to a reachable server (a replica set, for change streams), or unset REQUIRE_MONGO to skip the Mongo tests.',
+    );
+  }
   return { target: { available: false, reason: reasons.join('; ') }, stop: async () => {} };
 }
 

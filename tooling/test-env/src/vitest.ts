@@ -1,4 +1,5 @@
 import { inject } from 'vitest';
+import { mongoRequired } from './mongo.js';
 import type {} from './provided-context.js';
 import type {
   MongoTarget,
@@ -35,14 +36,15 @@ export function redisTarget(topology: RedisTopology): RedisStandaloneTarget | Re
 /**
  * The MongoDB of this run. `{ available: false }` when none could be had or when
  * '@austa/test-env/global-setup-mongo' is not in globalSetup; gate suites with
- * `describe.runIf(mongoTarget().available)`.
+ * `describe.runIf(mongoTarget().available)`. With `REQUIRE_MONGO` set, a missing setup throws
+ * instead (the setup itself already fails when no MongoDB can be had).
  */
 export function mongoTarget(): MongoTarget {
   const target = inject('mongo') as MongoTarget | undefined;
-  return (
-    target ?? {
-      available: false,
-      reason: "'@austa/test-env/global-setup-mongo' is not in test.globalSetup",
-    }
-  );
+  if (target) return target;
+  const reason = "'@austa/test-env/global-setup-mongo' is not in test.globalSetup";
+  if (mongoRequired()) {
+    throw new Error(`REQUIRE_MONGO is set but ${reason} (vitestPreset({ mongo: true }) adds it).`);
+  }
+  return { available: false, reason };
 }

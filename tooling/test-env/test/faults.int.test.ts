@@ -217,10 +217,32 @@ describe('cluster fault helpers', () => {
     prefix = uniquePrefix('not-owned');
     const borrowed = { ...cluster, owned: false };
     const port = cluster.nodes[0]?.port as number;
-    await expect(killNode(borrowed, port)).rejects.toThrow(/never harms servers it did not start/);
-    await expect(pauseNode(borrowed, port)).rejects.toThrow(/never harms/);
-    await expect(clientKill(borrowed, { name: 'x' })).rejects.toThrow(/never harms/);
-    await expect(restoreCluster(borrowed)).rejects.toThrow(/never harms/);
+    const replica = cluster.nodes[3]?.port as number;
+    const refusals: Array<[string, () => Promise<unknown>]> = [
+      ['killNode', () => killNode(borrowed, port)],
+      ['restartNode', () => restartNode(borrowed, port)],
+      ['pauseNode', () => pauseNode(borrowed, port)],
+      ['resumeNode', () => resumeNode(borrowed, port)],
+      ['failover', () => failover(borrowed, replica)],
+      ['waitForPromotion', () => waitForPromotion(borrowed, port, 1000)],
+      ['clientKill', () => clientKill(borrowed, { name: 'x' })],
+      ['migrateSlot', () => migrateSlot(borrowed, 0, port, replica)],
+      ['restoreCluster', () => restoreCluster(borrowed)],
+    ];
+    for (const [helper, run] of refusals) {
+      await expect(run(), helper).rejects.toThrow(
+        new RegExp(`${helper} refused: .*never harms servers it did not start`),
+      );
+    }
+    // Every node still answers and serves its slots: nothing was touched.
+    expect(await slotOwner(cluster, 0)).toBeGreaterThan(0);
+  });
+
+  it('refuses to fault a standalone server it does not own', async () => {
+    const borrowed = { ...targets.standalone, owned: false };
+    await expect(pauseNode(borrowed)).rejects.toThrow(/pauseNode refused/);
+    await expect(resumeNode(borrowed)).rejects.toThrow(/resumeNode refused/);
+    await expect(clientKill(borrowed, { name: 'x' })).rejects.toThrow(/clientKill refused/);
   });
 });
 
