@@ -57,6 +57,7 @@ interface CacheManagerApi {
 
 interface AustaSetup {
   l1?: boolean;
+  admission?: 'lru' | 'frequency';
   tags?: boolean;
   keys?: number;
   l1MaxEntries?: number;
@@ -73,7 +74,9 @@ async function austa(context: BenchContext, setup: AustaSetup = {}) {
     // Setup writes 1,000 entries on a machine other engineers load too: a generous bound keeps it from failing there.
     // Hit paths never wait for it.
     timeoutMs: 5000,
-    ...(setup.l1 ? { l1: { maxEntries: setup.l1MaxEntries ?? 10_000 } } : {}),
+    ...(setup.l1
+      ? { l1: { maxEntries: setup.l1MaxEntries ?? 10_000, admission: setup.admission ?? 'lru' } }
+      : {}),
   });
   if (setup.l1) await new Promise((resolve) => setTimeout(resolve, 200));
   const count = setup.keys ?? context.keys.length;
@@ -304,9 +307,9 @@ class HitCounter {
   }
 }
 
-const zipfAusta: BenchCase = {
+const zipfAusta = (admission: 'lru' | 'frequency'): BenchCase => ({
   op: 'getOrSet:zipf1.0-100k-l1-10pct',
-  lib: '@austa/cache',
+  lib: admission === 'lru' ? '@austa/cache' : '@austa/cache (frequency admission)',
   vs: 'bentocache (L1+L2)',
   async setup(context): Promise<PreparedCase> {
     const { cache, teardown } = await austa(context, {
@@ -328,12 +331,15 @@ const zipfAusta: BenchCase = {
         counter.l1Hits = cache.getStats().l1.hits;
       },
       async teardown() {
-        counter.report('@austa/cache', context.target.topology);
+        counter.report(
+          admission === 'lru' ? '@austa/cache' : '@austa/cache (frequency admission)',
+          context.target.topology,
+        );
         await teardown();
       },
     };
   },
-};
+});
 
 const zipfBento: BenchCase = {
   op: 'getOrSet:zipf1.0-100k-l1-10pct',
@@ -446,7 +452,8 @@ export default defineBench({
     austaCase('getOrSet:hit:l1+l2', '@austa/cache', 'bentocache (L1+L2)', { l1: true }, true),
     // Zipf hit rate and invalidation delay.
     zipfBento,
-    zipfAusta,
+    zipfAusta('lru'),
+    zipfAusta('frequency'),
     invalidation,
   ],
 });

@@ -309,7 +309,7 @@ class CacheImpl implements Cache {
     this.tags = new TagStore(this.io, this.layout, this.headerMaxBytes);
     this.readWithTtl = options.l1 !== undefined || options.graceMs > 0;
     if (options.l1 !== undefined) {
-      this.l1 = new L1Store(options.l1.maxEntries, options.l1.maxBytes);
+      this.l1 = new L1Store(options.l1.maxEntries, options.l1.maxBytes, options.l1.admission);
       this.bus = new InvalidationBus(
         client,
         this.io,

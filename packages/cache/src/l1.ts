@@ -1,4 +1,5 @@
 import type { TagVersion } from './envelope.js';
+import { FrequencySketch } from './frequency.js';
 
 /** One value held in memory. Times are `performance.now()` milliseconds of this process. */
 export interface L1Entry {
@@ -28,12 +29,18 @@ export class L1Store {
   private readonly entries = new Map<string, L1Entry>();
   private readonly byTag = new Map<string, Set<string>>();
   private totalBytes = 0;
+  private readonly sketch: FrequencySketch | undefined;
   evictions = 0;
+  /** New entries turned away by the frequency admission. */
+  rejections = 0;
 
   constructor(
     readonly maxEntries: number,
     readonly maxBytes: number,
-  ) {}
+    admission: 'lru' | 'frequency' = 'lru',
+  ) {
+    this.sketch = admission === 'frequency' ? new FrequencySketch(maxEntries) : undefined;
+  }
 
   get size(): number {
     return this.entries.size;
@@ -45,6 +52,7 @@ export class L1Store {
 
   /** The entry, moved to the most recently used end. */
   get(key: string): L1Entry | undefined {
+    this.sketch?.increment(key);
     const entry = this.entries.get(key);
     if (entry !== undefined) {
       this.entries.delete(key);
@@ -60,6 +68,14 @@ export class L1Store {
     }
     const previous = this.entries.get(key);
     if (previous !== undefined) this.remove(key, previous);
+    else if (this.sketch !== undefined && this.entries.size >= this.maxEntries) {
+      // Full: a new key gets in only if it is asked for more often than the entry it would push out.
+      const victim = this.entries.keys().next().value as string;
+      if (this.sketch.estimate(key) <= this.sketch.estimate(victim)) {
+        this.rejections++;
+        return;
+      }
+    }
     this.entries.set(key, entry);
     this.totalBytes += entry.size;
     for (const { tag } of entry.tags) {

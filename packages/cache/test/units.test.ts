@@ -121,6 +121,25 @@ describe('L1 store', () => {
     expect(l1.get('huge')).toBeUndefined();
   });
 
+  it('with frequency admission, a scan of one-off keys does not push out a hot key', () => {
+    const lru = new L1Store(10, 1e9, 'lru');
+    const tiny = new L1Store(10, 1e9, 'frequency');
+    for (const l1 of [lru, tiny]) {
+      for (let i = 0; i < 10; i++) {
+        l1.get('hot');
+        l1.set(`warm${i}`, entry(1));
+      }
+      l1.set('hot', entry(1));
+      for (let i = 0; i < 50; i++) {
+        l1.get(`once${i}`);
+        l1.set(`once${i}`, entry(1));
+      }
+    }
+    expect(lru.get('hot')).toBeUndefined();
+    expect(tiny.get('hot')).toBeDefined();
+    expect(tiny.rejections).toBeGreaterThan(0);
+  });
+
   it('evicts every entry of a tag', () => {
     const l1 = new L1Store(100, 1000);
     l1.set('a', entry(1, ['t']));
