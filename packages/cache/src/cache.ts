@@ -1135,7 +1135,7 @@ class CacheImpl implements Cache {
       );
       return counts.reduce((sum, count) => sum + count, 0);
     } finally {
-      this.bus?.publish('k', keys);
+      if (keys.length > 0) this.bus?.publish('k', keys);
       this.instruments.duration('delete_many', elapsedSeconds(started));
     }
   }
