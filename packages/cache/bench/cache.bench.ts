@@ -241,10 +241,19 @@ const austaCase = (op: string, lib: string, vs: string, setup: AustaSetup, getOr
   async setup(context): Promise<PreparedCase> {
     const { cache, teardown } = await austa(context, setup);
     const factory = () => context.value;
-    const options = setup.tags ? { tags: ['t:0'] } : undefined;
+    // The tags each entry was written under (as a caller of getOrSet would pass them).
+    const tagOptions = Array.from({ length: 10 }, (_, t) => ({ tags: [`t:${t}`] }));
     return {
       run: getOrSet
-        ? async (i) => check(await cache.getOrSet(keyOf(context, i), factory, options), context)
+        ? async (i) =>
+            check(
+              await cache.getOrSet(
+                keyOf(context, i),
+                factory,
+                setup.tags ? tagOptions[(i % context.keys.length) % 10] : undefined,
+              ),
+              context,
+            )
         : async (i) => check(await cache.get(keyOf(context, i)), context),
       async teardown() {
         reportWrongAnswers(lib, op, context.target.topology);

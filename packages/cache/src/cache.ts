@@ -535,17 +535,33 @@ class CacheImpl implements Cache {
   // ---------------------------------------------------------------------------------------------------------------
   // Reads
 
-  /** One read of an entry, tags checked. Never rejects: failures come back as `{ state: 'error' }`. */
-  private readL2(redisKey: string, withTtl: boolean, deadline: number): Promise<ReadOutcome> {
+  /**
+   * One read of an entry, tags checked. Never rejects: failures come back as `{ state: 'error' }`. `hint` is the tag
+   * list a getOrSet caller passed: their versions are read in parallel with the entry, so a tagged hit whose tags
+   * match the hint takes one round trip instead of two.
+   */
+  private readL2(
+    redisKey: string,
+    withTtl: boolean,
+    deadline: number,
+    hint?: readonly string[],
+  ): Promise<ReadOutcome> {
+    const versions =
+      hint !== undefined && hint.length > 0
+        ? this.tags.current(hint, deadline).catch(() => undefined)
+        : undefined;
     if (withTtl) {
       return this.io
         .eval<[Buffer | null, number]>(readEntry, [redisKey], [], true, deadline)
-        .then((reply) => this.outcomeOf(redisKey, reply[0], Number(reply[1]), deadline), readFailure);
+        .then(
+          (reply) => this.outcomeOf(redisKey, reply[0], Number(reply[1]), deadline, hint, versions),
+          readFailure,
+        );
     }
     // The common case, one GET: no async function, no extra promise unless the entry turns out to need more.
     return this.io
       .send<Buffer | null>('get', [redisKey], redisKey, true, deadline)
-      .then((data) => this.outcomeOf(redisKey, data, undefined, deadline), readFailure);
+      .then((data) => this.outcomeOf(redisKey, data, undefined, deadline, hint, versions), readFailure);
   }
 
   private outcomeOf(
@@ -553,6 +569,8 @@ class CacheImpl implements Cache {
     data: Buffer | null,
     pttl: number | undefined,
     deadline: number,
+    hint?: readonly string[],
+    hinted?: Promise<Array<string | null> | undefined>,
   ): ReadOutcome | Promise<ReadOutcome> {
     if (data === null) return MISS;
     const header = decodeHeader(data);
@@ -562,7 +580,7 @@ class CacheImpl implements Cache {
       if (pttl !== undefined && pttl < 0 && pttl !== -1) return MISS;
       return { state: 'hit', data, header, pttl };
     }
-    return this.checkOutcome(redisKey, data, header, pttl, deadline).catch(readFailure);
+    return this.checkOutcome(redisKey, data, header, pttl, deadline, hint, hinted).catch(readFailure);
   }
 
   /** The slower part of a read: the PTTL of an entry with a grace period, and its tags' current versions. */
@@ -572,23 +590,53 @@ class CacheImpl implements Cache {
     header: EnvelopeHeader,
     known: number | undefined,
     deadline: number,
+    hint?: readonly string[],
+    hinted?: Promise<Array<string | null> | undefined>,
   ): Promise<ReadOutcome> {
     let pttl = known;
     if (header.graceMs > 0 && pttl === undefined) {
       pttl = await this.io.send<number>('pttl', [redisKey], redisKey, false, deadline);
     }
     if (pttl !== undefined && pttl < 0 && pttl !== -1) return MISS;
-    if (header.tags.length > 0 && !(await this.tags.isCurrent(header.tags, deadline)))
+    if (header.tags.length > 0 && !(await this.tagsCurrent(header.tags, deadline, hint, hinted))) {
       return { state: 'miss', data };
+    }
     const stale = header.graceMs > 0 && pttl !== undefined && pttl !== -1 && pttl <= header.graceMs;
     return { state: stale ? 'stale' : 'hit', data, header, pttl };
   }
 
+  /** Whether stored tag versions are current: from the versions read alongside when the hint covers them. */
+  private async tagsCurrent(
+    stored: readonly TagVersion[],
+    deadline: number,
+    hint: readonly string[] | undefined,
+    hinted: Promise<Array<string | null> | undefined> | undefined,
+  ): Promise<boolean> {
+    if (hint !== undefined && hinted !== undefined) {
+      const versions = await hinted;
+      if (versions !== undefined) {
+        const byTag = new Map<string, string | null>();
+        hint.forEach((tag, index) => {
+          byTag.set(tag, versions[index] ?? null);
+        });
+        if (stored.every((entry) => byTag.has(entry.tag))) {
+          return stored.every((entry) => byTag.get(entry.tag) === entry.version);
+        }
+      }
+    }
+    return this.tags.isCurrent(stored, deadline);
+  }
+
   /** Concurrent reads of one key share one Redis round trip. A local write to the key detaches it. */
-  private readShared(key: string, redisKey: string, withTtl: boolean): Promise<ReadOutcome> {
+  private readShared(
+    key: string,
+    redisKey: string,
+    withTtl: boolean,
+    hint?: readonly string[],
+  ): Promise<ReadOutcome> {
     const shared = this.reads.get(key);
     if (shared !== undefined && (shared.withTtl || !withTtl)) return shared.promise;
-    const promise = this.readL2(redisKey, withTtl, performance.now() + this.options.timeoutMs);
+    const promise = this.readL2(redisKey, withTtl, performance.now() + this.options.timeoutMs, hint);
     const entry = { withTtl, promise };
     this.reads.set(key, entry);
     void promise.then(() => {
@@ -1333,7 +1381,7 @@ class CacheImpl implements Cache {
       for (let attempt = 0; ; attempt++) {
         const generation = this.bus?.generation ?? 0;
         const ticket = this.tracker.begin(key);
-        outcome = await this.readShared(key, redisKey, withTtl);
+        outcome = await this.readShared(key, redisKey, withTtl, settings.tags);
         const clean = this.tracker.end(ticket);
         if (outcome.state === 'hit') {
           const decoded = this.decodeRead(redisKey, outcome.data, outcome.header);
