@@ -262,7 +262,8 @@ class CacheImpl implements Cache {
   private readonly l1: L1Store | undefined;
   private readonly bus: InvalidationBus | undefined;
   private readonly flights = new Map<string, Flight>();
-  private readonly reads = new Map<string, { withTtl: boolean; promise: Promise<ReadOutcome> }>();
+  /** Incremented by every local invalidation: a getOrSet whose read crossed one reads again before computing. */
+  private localWrites = 0;
   private readonly logger: CacheLogger;
   private readonly stopCollect: () => void;
   private readonly background = new Set<Promise<unknown>>();
@@ -349,10 +350,10 @@ class CacheImpl implements Cache {
     if (this.closed) throw new CacheClosedError();
   }
 
-  /** An invalidation of one key, from this instance or another: L1, coalesced reads and in-flight fills. */
+  /** An invalidation of one key, from this instance or another: L1, running getOrSets and in-flight fills. */
   private forgetKey(key: string, keepFlight = false): void {
     this.l1?.delete(key);
-    this.reads.delete(key);
+    this.localWrites++;
     // A getOrSet already computing may be working from data older than this change: later callers start anew, and
     // its result is not stored.
     if (!keepFlight) {
@@ -367,7 +368,7 @@ class CacheImpl implements Cache {
 
   private forgetAll(clearL1: boolean): void {
     if (clearL1) this.l1?.clear();
-    this.reads.clear();
+    this.localWrites++;
     for (const flight of this.flights.values()) flight.invalidated = true;
     this.flights.clear();
     this.tracker.invalidateAll();
@@ -627,24 +628,6 @@ class CacheImpl implements Cache {
     return this.tags.isCurrent(stored, deadline);
   }
 
-  /** Concurrent reads of one key share one Redis round trip. A local write to the key detaches it. */
-  private readShared(
-    key: string,
-    redisKey: string,
-    withTtl: boolean,
-    hint?: readonly string[],
-  ): Promise<ReadOutcome> {
-    const shared = this.reads.get(key);
-    if (shared !== undefined && (shared.withTtl || !withTtl)) return shared.promise;
-    const promise = this.readL2(redisKey, withTtl, performance.now() + this.options.timeoutMs, hint);
-    const entry = { withTtl, promise };
-    this.reads.set(key, entry);
-    void promise.then(() => {
-      if (this.reads.get(key) === entry) this.reads.delete(key);
-    });
-    return promise;
-  }
-
   /** Decodes a read for one caller, or UNDECODABLE (logged) when the stored bytes cannot be decoded. */
   private decodeRead(redisKey: string, data: Buffer, header: EnvelopeHeader): unknown {
     try {
@@ -691,7 +674,9 @@ class CacheImpl implements Cache {
     const generation = this.bus?.generation ?? 0;
     // Only an L1 fill needs to know whether an invalidation crossed the read.
     const ticket = this.l1 === undefined ? undefined : this.tracker.begin(key);
-    return this.readShared(key, redisKey, this.readWithTtl).then((outcome) => {
+    // Each get() reads on its own: sharing one read among concurrent gets of a key cost every read about a
+    // microsecond (measured), and hot keys are what the L1 is for.
+    return this.readL2(redisKey, this.readWithTtl, started + this.options.timeoutMs).then((outcome) => {
       const clean = ticket === undefined || this.tracker.end(ticket);
       return this.answerGet(key, redisKey, outcome, fallback, generation, clean, operation);
     });
@@ -1313,21 +1298,25 @@ class CacheImpl implements Cache {
   // ---------------------------------------------------------------------------------------------------------------
   // getOrSet
 
-  async getOrSet<T>(key: string, factory: Factory<T>, options?: GetOrSetOptions): Promise<T> {
+  getOrSet<T>(key: string, factory: Factory<T>, options?: GetOrSetOptions): Promise<T> {
     const started = performance.now();
-    this.ensureOpen();
-    this.checkKey(key);
-    if (typeof factory !== 'function') inputError('E_INVALID_ARGUMENT', 'factory must be a function.');
-    if (options !== undefined && (typeof options !== 'object' || options === null)) {
-      inputError('E_INVALID_ARGUMENT', 'options must be an object.');
-    }
-    // Calls without options share one settings object (resolved once) instead of building one per call.
-    const settings = options === undefined ? this.sharedSettings() : this.getOrSetSettings(options);
+    let settings: ReturnType<CacheImpl['getOrSetSettings']>;
     try {
-      return (await this.getOrSetOne(key, factory as Factory<unknown>, settings, started)) as T;
-    } finally {
-      this.instruments.duration('get_or_set', elapsedSeconds(started));
+      this.ensureOpen();
+      this.checkKey(key);
+      if (typeof factory !== 'function') inputError('E_INVALID_ARGUMENT', 'factory must be a function.');
+      if (options !== undefined && (typeof options !== 'object' || options === null)) {
+        inputError('E_INVALID_ARGUMENT', 'options must be an object.');
+      }
+      // Calls without options share one settings object (resolved once) instead of building one per call.
+      settings = options === undefined ? this.sharedSettings() : this.getOrSetSettings(options);
+    } catch (error) {
+      return Promise.reject(error);
     }
+    const result = this.getOrSetOne(key, factory as Factory<unknown>, settings, started) as Promise<T>;
+    return this.timed
+      ? result.finally(() => this.instruments.duration('get_or_set', elapsedSeconds(started)))
+      : result;
   }
 
   private sharedSettings(): ReturnType<CacheImpl['getOrSetSettings']> {
@@ -1355,7 +1344,8 @@ class CacheImpl implements Cache {
     };
   }
 
-  private async getOrSetOne(
+  /** getOrSet's hit path: sync on an L1 hit, one promise chain on an L2 hit; misses go on in getOrSetMiss. */
+  private getOrSetOne(
     key: string,
     factory: Factory<unknown>,
     settings: ReturnType<CacheImpl['getOrSetSettings']>,
@@ -1367,78 +1357,110 @@ class CacheImpl implements Cache {
       if (entry !== undefined) {
         if (started <= entry.freshUntil) {
           this.instruments.request('l1', 'hit');
-          return this.l1Value(entry);
+          return Promise.resolve(this.l1Value(entry));
         }
         stale = { value: () => this.l1Value(entry), tier: 'l1' };
       }
       this.instruments.request('l1', 'miss');
     }
-    let flight = this.flights.get(key);
-    if (flight === undefined) {
-      const redisKey = this.layout.entry(key);
-      const withTtl = this.readWithTtl || settings.graceMs > 0;
-      let outcome: ReadOutcome;
-      for (let attempt = 0; ; attempt++) {
-        const generation = this.bus?.generation ?? 0;
-        const ticket = this.tracker.begin(key);
-        outcome = await this.readShared(key, redisKey, withTtl, settings.tags);
-        const clean = this.tracker.end(ticket);
-        if (outcome.state === 'hit') {
-          const decoded = this.decodeRead(redisKey, outcome.data, outcome.header);
-          if (decoded !== UNDECODABLE) {
-            this.instruments.request('l2', 'hit');
-            this.l1Store(
-              key,
-              generation,
-              clean,
-              decoded,
-              outcome.data,
-              outcome.header,
-              outcome.pttl ?? settings.ttlMs,
-              outcome.header.graceMs,
-              outcome.header.tags,
-            );
-            return decoded;
-          }
-          // Bytes this codec cannot read (corrupt, or another key's ciphertext): the factory's value replaces them.
-          outcome = { state: 'miss', data: outcome.data };
-        }
-        // A write of this key finished while we read (a factory of this process, say): read again, once.
-        if (clean || attempt > 0 || this.flights.has(key)) break;
-      }
-      if (outcome.state === 'error') {
-        this.instruments.request('l2', 'error');
-        this.degraded('get_or_set', outcome.error);
-      } else if (outcome.state === 'stale') {
-        const read = outcome;
-        const decoded = this.decodeRead(redisKey, read.data, read.header);
+    const flight = this.flights.get(key);
+    if (flight !== undefined) return this.awaitFlight(flight, stale ?? flight.stale, settings, started);
+    const redisKey = this.layout.entry(key);
+    const withTtl = this.readWithTtl || settings.graceMs > 0;
+    const generation = this.bus?.generation ?? 0;
+    // Reads are not shared between concurrent callers (a shared read cost every call about a microsecond); the
+    // factory is: concurrent misses meet in `flights`.
+    const ticket = this.l1 === undefined ? undefined : this.tracker.begin(key);
+    const writes = this.localWrites;
+    const deadline = started + this.options.timeoutMs;
+    return this.readL2(redisKey, withTtl, deadline, settings.tags).then((outcome) => {
+      const clean = ticket === undefined ? this.localWrites === writes : this.tracker.end(ticket);
+      if (outcome.state === 'hit') {
+        const decoded = this.decodeRead(redisKey, outcome.data, outcome.header);
         if (decoded !== UNDECODABLE) {
-          let first = true;
-          stale = {
-            value: () => {
-              if (first) {
-                first = false;
-                return decoded;
-              }
-              return this.decode(redisKey, read.data, read.header);
-            },
-            tier: 'l2',
-          };
+          this.instruments.request('l2', 'hit');
+          this.l1Store(
+            key,
+            generation,
+            clean,
+            decoded,
+            outcome.data,
+            outcome.header,
+            outcome.pttl ?? settings.ttlMs,
+            outcome.header.graceMs,
+            outcome.header.tags,
+          );
+          return decoded;
         }
-      } else {
-        this.instruments.request('l2', 'miss');
+        // Bytes this codec cannot read (corrupt, or another key's ciphertext): the factory's value replaces them.
+        return this.getOrSetMiss(
+          key,
+          redisKey,
+          factory,
+          settings,
+          started,
+          { state: 'miss', data: outcome.data },
+          stale,
+        );
       }
-      const seen =
-        (outcome.state === 'stale' || outcome.state === 'miss') && outcome.data !== undefined
-          ? writeIdOf(outcome.data)
-          : '';
-      flight =
-        this.flights.get(key) ??
-        this.startFlight(key, redisKey, factory, settings, stale, outcome.state === 'error', seen);
-    } else if (stale === undefined) {
-      stale = flight.stale;
+      // A write of this key finished while we read (a factory of this process, say): read again, once.
+      if (!clean && !this.flights.has(key)) {
+        return this.readL2(redisKey, withTtl, performance.now() + this.options.timeoutMs, settings.tags).then(
+          (again) =>
+            again.state === 'hit'
+              ? this.getOrSetOne(key, factory, settings, started)
+              : this.getOrSetMiss(key, redisKey, factory, settings, started, again, stale),
+        );
+      }
+      return this.getOrSetMiss(key, redisKey, factory, settings, started, outcome, stale);
+    });
+  }
+
+  private getOrSetMiss(
+    key: string,
+    redisKey: string,
+    factory: Factory<unknown>,
+    settings: ReturnType<CacheImpl['getOrSetSettings']>,
+    started: number,
+    outcome: ReadOutcome,
+    l1Stale: Stale | undefined,
+  ): Promise<unknown> {
+    let stale = l1Stale;
+    if (outcome.state === 'error') {
+      this.instruments.request('l2', 'error');
+      this.degraded('get_or_set', outcome.error);
+    } else if (outcome.state === 'stale') {
+      const read = outcome;
+      const decoded = this.decodeRead(redisKey, read.data, read.header);
+      if (decoded !== UNDECODABLE) {
+        let first = true;
+        stale = {
+          value: () => {
+            if (first) {
+              first = false;
+              return decoded;
+            }
+            return this.decode(redisKey, read.data, read.header);
+          },
+          tier: 'l2',
+        };
+      }
+    } else {
+      this.instruments.request('l2', 'miss');
     }
-    return this.awaitFlight(flight, stale, settings, started);
+    const seen =
+      (outcome.state === 'stale' || outcome.state === 'miss') && outcome.data !== undefined
+        ? writeIdOf(outcome.data)
+        : '';
+    const existing = this.flights.get(key);
+    const flight =
+      existing ?? this.startFlight(key, redisKey, factory, settings, stale, outcome.state === 'error', seen);
+    return this.awaitFlight(
+      flight,
+      stale ?? (existing === undefined ? undefined : existing.stale),
+      settings,
+      started,
+    );
   }
 
   private startFlight(
