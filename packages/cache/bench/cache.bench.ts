@@ -357,6 +357,7 @@ const zipfAusta = (admission: 'lru' | 'frequency'): BenchCase => ({
       l1: true,
       keys: ZIPF_KEYS,
       l1MaxEntries: ZIPF_KEYS / 10,
+      admission,
     });
     const sequence = zipfSequence(1 << 20);
     const counter = new HitCounter();

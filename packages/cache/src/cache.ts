@@ -514,7 +514,10 @@ class CacheImpl implements Cache {
       return;
     }
     let bytes: Buffer | undefined;
-    if (settings.copyOnRead) {
+    // Strings, numbers, booleans, null and BigInts cannot be mutated by a caller: they are kept as they are and
+    // handed out without a copy. Objects are kept as bytes and decoded per hit (copyOnRead).
+    const copy = settings.copyOnRead && typeof value === 'object' && value !== null;
+    if (copy) {
       if (this.plainCodec !== undefined) bytes = this.plainCodec.encode(value);
       else if (data !== undefined && header !== undefined) bytes = data.subarray(header.payloadOffset);
       else bytes = this.codec.encode(value, { maxBytes: Number.MAX_SAFE_INTEGER });
@@ -523,7 +526,7 @@ class CacheImpl implements Cache {
     if (freshMs <= 0 && graceMs === 0) return;
     l1.set(key, {
       bytes,
-      value: settings.copyOnRead ? undefined : value,
+      value: copy ? undefined : value,
       size: (bytes?.length ?? data?.length ?? 64) + key.length * 2 + 64,
       freshUntil: now + freshMs,
       staleUntil: now + Math.min(remainingMs, freshMs + graceMs),

@@ -576,6 +576,17 @@ describe.each(['standalone', 'cluster'] as const)('cache on %s', (topology) => {
     expect(reader.getStats().invalidations.received).toBeGreaterThan(0);
   });
 
+  it('L1 hits hand each caller its own copy of an object, so a mutation never leaks to the next caller', async () => {
+    const cache = fresh({ l1: true });
+    await sleep(100);
+    await cache.set('obj', { roles: ['nurse'] });
+    const first = (await cache.get('obj')) as { roles: string[] };
+    first.roles.push('admin');
+    const second = (await cache.get('obj')) as { roles: string[] };
+    expect(second.roles).toEqual(['nurse']);
+    expect(cache.getStats().l1.hits).toBeGreaterThanOrEqual(1);
+  });
+
   it('a value in L1 is never kept past its Redis TTL', async () => {
     const cache = fresh({ l1: true });
     await sleep(100);
