@@ -274,6 +274,47 @@ const austaCase = (op: string, lib: string, vs: string, setup: AustaSetup, getOr
 });
 
 // ---------------------------------------------------------------------------------------------------------------
+// L1 hits of an object value: both libraries copy it per hit (bentocache serializes its L1 by default; our L1 keeps
+// immutable values as they are, so the string cases above cost us no copy at all).
+
+const objectValue = (context: BenchContext) => ({
+  id: 'patient-000123',
+  name: context.value.slice(0, 160),
+  visits: 12,
+  flags: ['a', 'b', 'c'],
+  address: { city: 'São Paulo', zip: '01000-000' },
+});
+
+const objectL1: BenchCase[] = [
+  {
+    op: 'getOrSet:hit:l1+l2:object',
+    lib: 'bentocache (L1+L2)',
+    async setup(context): Promise<PreparedCase> {
+      const bc = await bento(context, true);
+      const value = objectValue(context);
+      const factory = () => value;
+      for (let i = 0; i < context.keys.length; i++) await bc.cache.getOrSet({ key: `o:${i}`, factory });
+      return {
+        run: (i) => bc.cache.getOrSet({ key: `o:${i % context.keys.length}`, factory }),
+        teardown: bc.teardown,
+      };
+    },
+  },
+  {
+    op: 'getOrSet:hit:l1+l2:object',
+    lib: '@austa/cache',
+    vs: 'bentocache (L1+L2)',
+    async setup(context): Promise<PreparedCase> {
+      const { cache, teardown } = await austa(context, { l1: true });
+      const value = objectValue(context);
+      const factory = () => value;
+      for (let i = 0; i < context.keys.length; i++) await cache.getOrSet(`o:${i}`, factory);
+      return { run: (i) => cache.getOrSet(`o:${i % context.keys.length}`, factory), teardown };
+    },
+  },
+];
+
+// ---------------------------------------------------------------------------------------------------------------
 // Zipf(1.0) over 100,000 keys, L1 sized to 10%: hit rates printed as a JSON line at teardown.
 
 const ZIPF_KEYS = 100_000;
@@ -492,6 +533,7 @@ export default defineBench({
     bentoGet('getOrSet:hit:l1+l2', 'bentocache (L1+L2)', true, true),
     bentoGet('getOrSet:hit:l1+l2', 'bentocache (L1+L2) (control)', true, true, 'bentocache (L1+L2)'),
     austaCase('getOrSet:hit:l1+l2', '@austa/cache', 'bentocache (L1+L2)', { l1: true }, true),
+    ...objectL1,
     // Zipf hit rate and invalidation delay.
     zipfBento,
     zipfAusta('lru'),
