@@ -1,0 +1,183 @@
+import { escapeGlob } from '@austa/redis-cluster';
+import { CacheConfigError, CacheInputError } from './errors.js';
+
+/*
+ * Key layout (see README "Keys in Redis"): every key of a cache starts with `<prefix>:<namespace>:`, then a kind.
+ *   e:<key>               an entry; no hash tag, so entries spread over every slot
+ *   l:<key>               the distributed lock of an entry's getOrSet
+ *   t:{<tag>}:v           a tag's version counter
+ *   t:{<tag>}:k           the set of entry keys written under the tag (for the background sweep)
+ *   t:{<tag>}:s           keys waiting for the sweep after an invalidation
+ * The three keys of a tag share the hash tag `{<tag>}`, so the Lua scripts that touch them run on one slot.
+ *
+ * User keys and tags are percent-encoded for `%`, `{` and `}` only: a user key can then never contain a hash tag
+ * (it cannot pick its slot, nor land in a tag's slot on purpose), the encoding is injective (two keys never share a
+ * Redis key), and the common key without those characters is used as is.
+ */
+
+// C0 controls, DEL and C1 controls, built from code points (a literal range trips the control-character lint).
+const CONTROL = new RegExp(
+  `[${String.fromCharCode(0)}-${String.fromCharCode(0x1f)}${String.fromCharCode(0x7f)}-${String.fromCharCode(0x9f)}]`,
+);
+const NEEDS_ENCODING = /[%{}]/;
+const ENCODE = /[%{}]/g;
+const NAMESPACE = /^[A-Za-z0-9_.-]{1,64}$/;
+const PREFIX = /^[A-Za-z0-9_.:-]{1,64}$/;
+
+function encodeChar(char: string): string {
+  return char === '%' ? '%25' : char === '{' ? '%7B' : '%7D';
+}
+
+/** `%`, `{` and `}` percent-encoded; anything else unchanged. */
+export function encodePart(part: string): string {
+  return NEEDS_ENCODING.test(part) ? part.replace(ENCODE, encodeChar) : part;
+}
+
+/** The inverse of {@link encodePart}, for keys read back from a scan. */
+export function decodePart(part: string): string {
+  return part.includes('%')
+    ? part.replace(/%25|%7B|%7D/g, (m) => (m === '%25' ? '%' : m === '%7B' ? '{' : '}'))
+    : part;
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string')
+    return value.length > 40 ? `"${value.slice(0, 40)}…"` : JSON.stringify(value);
+  return typeof value;
+}
+
+type PartKind = 'key' | 'tag' | 'pattern';
+
+const CODES = { key: 'E_INVALID_KEY', tag: 'E_INVALID_TAG', pattern: 'E_INVALID_PATTERN' } as const;
+
+/**
+ * Checks a user-supplied key, tag or pattern: a non-empty, well-formed string of at most `maxBytes` UTF-8 bytes with
+ * no control characters. Returns nothing; throws `CacheInputError` with the kind's code.
+ */
+export function checkPart(value: unknown, kind: PartKind, maxBytes: number): asserts value is string {
+  if (typeof value !== 'string' || value.length === 0) {
+    throw new CacheInputError(
+      CODES[kind],
+      `A cache ${kind} must be a non-empty string (got ${describe(value)}).`,
+    );
+  }
+  // A UTF-8 byte is at most 3 per UTF-16 unit: skip counting bytes for the common short key.
+  if (value.length * 3 > maxBytes && Buffer.byteLength(value) > maxBytes) {
+    throw new CacheInputError(
+      CODES[kind],
+      `A cache ${kind} must be at most ${maxBytes} bytes in UTF-8 (got ${Buffer.byteLength(value)}): hash long inputs first.`,
+    );
+  }
+  if (CONTROL.test(value)) {
+    throw new CacheInputError(
+      CODES[kind],
+      `A cache ${kind} must not contain control characters (newline, tab, NUL…): ${describe(value)}.`,
+    );
+  }
+  if (!(value as unknown as { isWellFormed(): boolean }).isWellFormed()) {
+    throw new CacheInputError(
+      CODES[kind],
+      `A cache ${kind} must be well-formed Unicode (it contains a lone surrogate): ${describe(value)}.`,
+    );
+  }
+}
+
+export function checkNamespace(namespace: unknown): string {
+  if (typeof namespace !== 'string' || !NAMESPACE.test(namespace)) {
+    throw new CacheConfigError(
+      `namespace must be 1-64 characters of A-Z a-z 0-9 _ . - (got ${describe(namespace)}); it is part of every key and of clear()'s pattern.`,
+    );
+  }
+  return namespace;
+}
+
+export function checkPrefix(prefix: unknown): string {
+  if (typeof prefix !== 'string' || !PREFIX.test(prefix)) {
+    throw new CacheConfigError(
+      `prefix must be 1-64 characters of A-Z a-z 0-9 _ . : - (got ${describe(prefix)}).`,
+    );
+  }
+  return prefix;
+}
+
+/** The Redis keys and channels of one cache. */
+export interface KeyLayout {
+  /** `<prefix>:<namespace>:`, the start of every key and channel. */
+  readonly base: string;
+  /** `<base>e:` */
+  readonly entryBase: string;
+  entry(key: string): string;
+  lock(key: string): string;
+  tagVersion(tag: string): string;
+  tagMembers(tag: string): string;
+  tagSweep(tag: string): string;
+  /** The user key of an entry key, or undefined for keys of other kinds. */
+  userKey(redisKey: string): string | undefined;
+  readonly busChannel: string;
+  heartbeatChannel(instanceId: string): string;
+  /** SCAN pattern for every key of the namespace. */
+  readonly allPattern: string;
+  /** SCAN pattern for entries matching a user glob (relative to the namespace). */
+  entryPattern(glob: string): string;
+}
+
+export function keyLayout(prefix: string, namespace: string): KeyLayout {
+  const base = `${prefix}:${namespace}:`;
+  const entryBase = `${base}e:`;
+  const lockBase = `${base}l:`;
+  const tagBase = `${base}t:{`;
+  return {
+    base,
+    entryBase,
+    entry: (key) => entryBase + encodePart(key),
+    lock: (key) => lockBase + encodePart(key),
+    tagVersion: (tag) => `${tagBase}${encodePart(tag)}}:v`,
+    tagMembers: (tag) => `${tagBase}${encodePart(tag)}}:k`,
+    tagSweep: (tag) => `${tagBase}${encodePart(tag)}}:s`,
+    userKey: (redisKey) =>
+      redisKey.startsWith(entryBase) ? decodePart(redisKey.slice(entryBase.length)) : undefined,
+    busChannel: `${base}bus`,
+    heartbeatChannel: (instanceId) => `${base}bus:hb:${instanceId}`,
+    allPattern: `${escapeGlob(base)}*`,
+    entryPattern: (glob) => escapeGlob(entryBase) + translateGlob(glob),
+  };
+}
+
+/**
+ * Turns a glob over user keys into a glob over stored (percent-encoded) keys. `*`, `?`, `[...]` and `\x` keep their
+ * Redis meaning; a literal `%`, `{` or `}` is matched in its encoded form. Inside `[...]` those three characters are
+ * refused, since one encoded character is three stored ones.
+ */
+export function translateGlob(glob: string): string {
+  let out = '';
+  for (let i = 0; i < glob.length; i++) {
+    const char = glob[i] as string;
+    if (char === '\\') {
+      const next = glob[i + 1];
+      if (next === undefined) {
+        throw new CacheInputError('E_INVALID_PATTERN', 'A pattern must not end with a lone backslash.');
+      }
+      out += next === '%' || next === '{' || next === '}' ? encodeChar(next) : `\\${next}`;
+      i++;
+    } else if (char === '[') {
+      const close = glob.indexOf(']', i + 2);
+      if (close < 0) {
+        throw new CacheInputError('E_INVALID_PATTERN', `Unclosed "[" in pattern ${describe(glob)}.`);
+      }
+      const body = glob.slice(i + 1, close);
+      if (NEEDS_ENCODING.test(body)) {
+        throw new CacheInputError(
+          'E_INVALID_PATTERN',
+          'A character class [...] in a pattern must not contain %, { or }: match them outside a class.',
+        );
+      }
+      out += `[${body}]`;
+      i = close;
+    } else if (char === '%' || char === '{' || char === '}') {
+      out += encodeChar(char);
+    } else {
+      out += char;
+    }
+  }
+  return out;
+}

@@ -1,0 +1,261 @@
+import { createHash } from 'node:crypto';
+import calculateSlot from 'cluster-key-slot';
+import { Cluster, Command, type Redis } from 'ioredis';
+import { Breaker } from './breaker.js';
+import { CacheUnavailableError } from './errors.js';
+
+/*
+ * Every command the cache sends goes through here, as an ioredis `Command` it builds itself, with its own deadline.
+ * Why not `client.get()`: the cache must bound every call (nothing hangs, whatever the client's options), and a
+ * command whose caller was told it timed out must never run later. ioredis keeps commands in its offline queue, in
+ * the cluster's retry queue and (autoResendUnfulfilledCommands) re-sends unanswered ones after a reconnect, so a SET
+ * that timed out could land seconds later and overwrite a newer value. When our deadline passes, the command is
+ * rejected and its wire form is replaced by PING: any later send by ioredis is then a harmless PING whose reply is
+ * ignored. A command already written to a server that then stops answering (a paused node) may still run when it
+ * resumes; no client can take back bytes it has sent.
+ *
+ * The client is never patched: only the Command objects we create are touched.
+ */
+
+export type RedisClient = Redis | Cluster;
+export type Arg = string | Buffer | number;
+
+const PING_WRITABLE = '*1\r\n$4\r\nPING\r\n';
+const TIMEOUT = 'Command timed out';
+
+/** Hooks for metrics: one call per command with its outcome. */
+export type CommandObserver = (name: string, seconds: number, error: unknown) => void;
+
+export interface RedisIoOptions {
+  timeoutMs: number;
+  failureThreshold: number;
+  openMs: number;
+  /** Called when a shard's breaker opens or closes. */
+  onBreaker?: (open: boolean) => void;
+  observe?: CommandObserver | undefined;
+}
+
+/** A Lua script sent with EVALSHA, falling back to EVAL after NOSCRIPT (a restarted or failed-over server). */
+export class LuaScript {
+  readonly sha: string;
+  constructor(
+    readonly name: string,
+    readonly source: string,
+  ) {
+    this.sha = createHash('sha1').update(source).digest('hex');
+  }
+}
+
+/** Errors that say the shard is unhealthy (as opposed to a bad command): they count against the breaker. */
+function isShardFailure(error: Error): boolean {
+  if (error.name === 'ReplyError') {
+    return /^(CLUSTERDOWN|LOADING|MASTERDOWN|TRYAGAIN|BUSY)/.test(error.message);
+  }
+  return true;
+}
+
+function reasonOf(error: Error): 'timeout' | 'connection' | 'redis_error' {
+  if (error.message === TIMEOUT) return 'timeout';
+  return error.name === 'ReplyError' ? 'redis_error' : 'connection';
+}
+
+/** Our deadline and settled flag ride on the Command itself: a Set of wrappers cost more than the GET it timed. */
+interface Pending {
+  austaDeadline: number;
+  austaSettled: boolean;
+}
+
+/** Rejects a command as timed out; from now on, whatever ioredis still holds of it is a PING. */
+function expire(command: Command): void {
+  (command as unknown as { toWritable: () => string }).toWritable = () => PING_WRITABLE;
+  if (!command.isResolved) command.reject(new Error(TIMEOUT));
+}
+
+/** The part of a socket corking needs. */
+interface Corkable {
+  writable: boolean;
+  cork(): void;
+  uncork(): void;
+}
+
+export class RedisIo {
+  /** Sockets corked in this tick, uncorked together at its end. */
+  private readonly corked: Corkable[] = [];
+  private readonly uncorkAll = () => {
+    for (const stream of this.corked) stream.uncork();
+    this.corked.length = 0;
+  };
+  /** Commands in flight, in send order; settled ones are dropped by the sweeper. */
+  private pending: Array<Command & Pending> = [];
+  private sweeper: NodeJS.Timeout | undefined;
+  readonly isCluster: boolean;
+  private readonly standaloneBreaker: Breaker;
+  private readonly breakers = new Map<string, Breaker>();
+  private readonly observe: CommandObserver | undefined;
+  private openBreakers = 0;
+
+  constructor(
+    readonly client: RedisClient,
+    private readonly options: RedisIoOptions,
+  ) {
+    this.isCluster = client instanceof Cluster;
+    this.standaloneBreaker = new Breaker(options.failureThreshold, options.openMs);
+    this.observe = options.observe;
+  }
+
+  get timeoutMs(): number {
+    return this.options.timeoutMs;
+  }
+
+  /** Number of shards whose breaker is open now. */
+  get breakersOpen(): number {
+    return this.openBreakers;
+  }
+
+  /** The master the client's slot map names for `key` (cluster), or undefined. */
+  private nodeOf(key: string | Buffer | undefined): string | undefined {
+    if (!this.isCluster || key === undefined) return undefined;
+    const slots = (this.client as unknown as { slots: Array<string[] | undefined> }).slots;
+    return slots[calculateSlot(key)]?.[0];
+  }
+
+  /**
+   * Corks the socket a command is about to be written to, until the end of this tick: the commands the cache sends
+   * in one tick leave in one write instead of one syscall each. ioredis writes every command on its own; corking
+   * halved the client CPU of a GET and more than doubled throughput at 100 callers in flight in our measurements
+   * (node-redis batches its writes the same way). The socket is uncorked before any I/O of the next tick, so nothing
+   * waits longer than the current tick. Only a connection that is ready and writable is corked.
+   */
+  private cork(node: string | undefined): void {
+    let target: { status?: string; stream?: Corkable } | undefined;
+    if (!this.isCluster) target = this.client as unknown as { status?: string; stream?: Corkable };
+    else if (node !== undefined) {
+      const pool = (
+        this.client as unknown as { connectionPool?: { getInstanceByKey?(key: string): unknown } }
+      ).connectionPool;
+      target = pool?.getInstanceByKey?.(node) as { status?: string; stream?: Corkable } | undefined;
+    }
+    const stream = target?.status === 'ready' ? target.stream : undefined;
+    if (stream === undefined || !stream.writable || this.corked.includes(stream)) return;
+    stream.cork();
+    this.corked.push(stream);
+    if (this.corked.length === 1) process.nextTick(this.uncorkAll);
+  }
+
+  /** The breaker of the shard serving `key`: on a cluster, the master the client's slot map names. */
+  private breakerFor(key: string | Buffer | undefined, node = this.nodeOf(key)): Breaker {
+    if (!this.isCluster || key === undefined) return this.standaloneBreaker;
+    if (node === undefined) node = 'unknown';
+    let breaker = this.breakers.get(node);
+    if (breaker === undefined) {
+      breaker = new Breaker(this.options.failureThreshold, this.options.openMs);
+      this.breakers.set(node, breaker);
+    }
+    return breaker;
+  }
+
+  private noteBreaker(breaker: Breaker, wasOpen: boolean): void {
+    if (breaker.open === wasOpen) return;
+    this.openBreakers += breaker.open ? 1 : -1;
+    this.options.onBreaker?.(breaker.open);
+  }
+
+  /**
+   * Sends one command and resolves with its reply, or rejects with `CacheUnavailableError` at the deadline (default:
+   * now + timeoutMs), on a connection failure, or at once while the shard's breaker is open. `key` picks the shard.
+   */
+  send<T>(
+    name: string,
+    args: Arg[],
+    key: string | undefined,
+    buffers = false,
+    deadline?: number,
+  ): Promise<T> {
+    const node = this.nodeOf(key);
+    const breaker = this.breakerFor(key, node);
+    const now = performance.now();
+    if (!breaker.allow(now)) {
+      return Promise.reject(
+        new CacheUnavailableError(
+          'Redis is unavailable: the circuit breaker is open for this shard.',
+          'circuit_open',
+        ),
+      );
+    }
+    const command = new Command(name, args, buffers ? {} : { replyEncoding: 'utf8' }) as Command & Pending;
+    command.austaDeadline = deadline ?? now + this.options.timeoutMs;
+    command.austaSettled = false;
+    this.pending.push(command);
+    if (this.sweeper === undefined) this.armSweeper();
+    const settle = (error: Error | undefined) => {
+      command.austaSettled = true;
+      const finished = performance.now();
+      const wasOpen = breaker.open;
+      if (error === undefined || !isShardFailure(error)) breaker.success();
+      else breaker.failure(finished);
+      if (wasOpen !== breaker.open) this.noteBreaker(breaker, wasOpen);
+      if (this.observe !== undefined) this.observe(name, (finished - now) / 1000, error);
+    };
+    const promise = command.promise.then(
+      (value) => {
+        settle(undefined);
+        return value as T;
+      },
+      (error: Error) => {
+        settle(error);
+        throw new CacheUnavailableError(
+          `Redis ${name.toUpperCase()} failed: ${error.message}`,
+          reasonOf(error),
+          {
+            cause: error,
+          },
+        );
+      },
+    );
+    try {
+      this.cork(node);
+      (this.client as unknown as { sendCommand(command: Command): unknown }).sendCommand(command);
+    } catch (error) {
+      command.reject(error as Error);
+    }
+    return promise;
+  }
+
+  /**
+   * One timer for every command in flight (rather than one per command): it rejects the commands whose deadline
+   * passed and turns whatever ioredis still holds of them into PING.
+   */
+  private armSweeper(): void {
+    if (this.sweeper !== undefined) return;
+    const period = Math.max(5, Math.min(50, Math.floor(this.options.timeoutMs / 10)));
+    this.sweeper = setInterval(() => {
+      const now = performance.now();
+      const keep: Array<Command & Pending> = [];
+      for (const command of this.pending) {
+        if (command.austaSettled) continue;
+        if (command.austaDeadline <= now) expire(command);
+        else keep.push(command);
+      }
+      this.pending = keep;
+      if (keep.length === 0) {
+        clearInterval(this.sweeper);
+        this.sweeper = undefined;
+      }
+    }, period);
+    this.sweeper.unref();
+  }
+
+  /** Runs a Lua script: EVALSHA, then EVAL once if the server does not know the script. */
+  async eval<T>(script: LuaScript, keys: Arg[], args: Arg[], buffers = false, deadline?: number): Promise<T> {
+    const end = deadline ?? performance.now() + this.options.timeoutMs;
+    const first = keys[0];
+    const key = first === undefined ? undefined : typeof first === 'string' ? first : String(first);
+    try {
+      return await this.send<T>('evalsha', [script.sha, keys.length, ...keys, ...args], key, buffers, end);
+    } catch (error) {
+      const cause = (error as { cause?: unknown }).cause;
+      if (!(cause instanceof Error) || !cause.message.includes('NOSCRIPT')) throw error;
+      return this.send<T>('eval', [script.source, keys.length, ...keys, ...args], key, buffers, end);
+    }
+  }
+}

@@ -1,0 +1,177 @@
+import { describe, expect, it } from 'vitest';
+import { Breaker } from '../src/breaker.js';
+import { decodeHeader, encodeHeader, WriteIds } from '../src/envelope.js';
+import { CacheConfigError, CacheInputError } from '../src/errors.js';
+import { InflightTracker } from '../src/inflight.js';
+import { checkPart, decodePart, encodePart, keyLayout, translateGlob } from '../src/keys.js';
+import { L1Store } from '../src/l1.js';
+
+function code(run: () => unknown): string | undefined {
+  try {
+    run();
+  } catch (error) {
+    return (error as { code?: string }).code;
+  }
+  return undefined;
+}
+
+describe('keys', () => {
+  it('percent-encodes only %, { and } so a user key can never carry a hash tag', () => {
+    expect(encodePart('user:42')).toBe('user:42');
+    expect(encodePart('a{b}c%')).toBe('a%7Bb%7Dc%25');
+    expect(decodePart(encodePart('a{b}c%7B'))).toBe('a{b}c%7B');
+    expect(encodePart('%7B')).not.toBe(encodePart('{'));
+  });
+
+  it('lays out entry, lock and tag keys under the namespace, tag keys sharing the tag as hash tag', () => {
+    const layout = keyLayout('austa:cache', 'ns');
+    expect(layout.entry('k{1}')).toBe('austa:cache:ns:e:k%7B1%7D');
+    expect(layout.lock('k')).toBe('austa:cache:ns:l:k');
+    expect(layout.tagVersion('t}x')).toBe('austa:cache:ns:t:{t%7Dx}:v');
+    expect(layout.tagMembers('t}x')).toBe('austa:cache:ns:t:{t%7Dx}:k');
+    expect(layout.userKey('austa:cache:ns:e:k%7B1%7D')).toBe('k{1}');
+    expect(layout.allPattern).toBe('austa:cache:ns:*');
+  });
+
+  it('translates a user glob into one over stored keys, escaping the namespace', () => {
+    expect(translateGlob('user:*')).toBe('user:*');
+    expect(translateGlob('a{b}*')).toBe('a%7Bb%7D*');
+    expect(translateGlob('a\\*b')).toBe('a\\*b');
+    expect(translateGlob('a\\{')).toBe('a%7B');
+    expect(translateGlob('[ab]?')).toBe('[ab]?');
+    expect(keyLayout('p.x', 'n').entryPattern('*')).toBe('p.x:n:e:*');
+    expect(code(() => translateGlob('[{]'))).toBe('E_INVALID_PATTERN');
+    expect(code(() => translateGlob('a['))).toBe('E_INVALID_PATTERN');
+    expect(code(() => translateGlob('a\\'))).toBe('E_INVALID_PATTERN');
+  });
+
+  it('refuses empty, oversized, control-character and malformed keys with E_INVALID_KEY', () => {
+    expect(code(() => checkPart('', 'key', 10))).toBe('E_INVALID_KEY');
+    expect(code(() => checkPart(5, 'key', 10))).toBe('E_INVALID_KEY');
+    expect(code(() => checkPart('x'.repeat(11), 'key', 10))).toBe('E_INVALID_KEY');
+    expect(code(() => checkPart('é'.repeat(6), 'key', 10))).toBe('E_INVALID_KEY');
+    expect(code(() => checkPart('a\nb', 'key', 10))).toBe('E_INVALID_KEY');
+    expect(code(() => checkPart('a\u0000', 'key', 10))).toBe('E_INVALID_KEY');
+    expect(code(() => checkPart('\ud800', 'key', 10))).toBe('E_INVALID_KEY');
+    expect(code(() => checkPart('x\tx', 'tag', 10))).toBe('E_INVALID_TAG');
+    expect(code(() => checkPart('ok key', 'key', 10))).toBeUndefined();
+  });
+
+  it('errors are typed and recognised across copies by isInstance', () => {
+    const error = new CacheInputError('E_INVALID_KEY', 'x');
+    expect(error.code).toBe('E_INVALID_KEY');
+    expect(CacheConfigError.isInstance({ [Symbol.for('@austa/cache.error')]: true })).toBe(true);
+    expect(CacheConfigError.isInstance(new Error('x'))).toBe(false);
+  });
+});
+
+describe('envelope', () => {
+  it('round-trips grace, write id and tag versions, and rejects foreign bytes', () => {
+    const ids = new WriteIds();
+    const id = ids.next();
+    expect(ids.next().equals(id)).toBe(false);
+    const header = encodeHeader(1500, id, [
+      { tag: 'clinic:9', version: '1700000000000001' },
+      { tag: 'ünï', version: '7' },
+    ]);
+    const data = Buffer.concat([header, Buffer.from('payload')]);
+    const parsed = decodeHeader(data);
+    expect(parsed?.graceMs).toBe(1500);
+    expect(data.subarray(6, 14).equals(id)).toBe(true);
+    expect(parsed?.tags).toEqual([
+      { tag: 'clinic:9', version: '1700000000000001' },
+      { tag: 'ünï', version: '7' },
+    ]);
+    expect(data.subarray(parsed?.payloadOffset).toString()).toBe('payload');
+    expect(decodeHeader(Buffer.from('plain string value'))).toBeUndefined();
+    expect(decodeHeader(header.subarray(0, header.length - 3))).toBeUndefined();
+  });
+});
+
+describe('L1 store', () => {
+  const entry = (size: number, tags: string[] = []) => ({
+    bytes: undefined,
+    value: 1,
+    size,
+    freshUntil: 0,
+    staleUntil: 0,
+    trustUntil: 0,
+    generation: 0,
+    tags: tags.map((tag) => ({ tag, version: '1' })),
+  });
+
+  it('evicts the least recently used entry past maxEntries', () => {
+    const l1 = new L1Store(2, 1000);
+    l1.set('a', entry(1));
+    l1.set('b', entry(1));
+    l1.get('a');
+    l1.set('c', entry(1));
+    expect(l1.get('b')).toBeUndefined();
+    expect(l1.get('a')).toBeDefined();
+    expect(l1.evictions).toBe(1);
+  });
+
+  it('evicts past maxBytes and never holds an entry larger than maxBytes', () => {
+    const l1 = new L1Store(100, 100);
+    l1.set('a', entry(60));
+    l1.set('b', entry(60));
+    expect(l1.size).toBe(1);
+    expect(l1.bytes).toBe(60);
+    l1.set('huge', entry(101));
+    expect(l1.get('huge')).toBeUndefined();
+  });
+
+  it('with frequency admission, a scan of one-off keys does not push out a hot key', () => {
+    const lru = new L1Store(10, 1e9, 'lru');
+    const tiny = new L1Store(10, 1e9, 'frequency');
+    for (const l1 of [lru, tiny]) {
+      for (let i = 0; i < 10; i++) {
+        l1.get('hot');
+        l1.set(`warm${i}`, entry(1));
+      }
+      l1.set('hot', entry(1));
+      for (let i = 0; i < 50; i++) {
+        l1.get(`once${i}`);
+        l1.set(`once${i}`, entry(1));
+      }
+    }
+    expect(lru.get('hot')).toBeUndefined();
+    expect(tiny.get('hot')).toBeDefined();
+    expect(tiny.rejections).toBeGreaterThan(0);
+  });
+
+  it('evicts every entry of a tag', () => {
+    const l1 = new L1Store(100, 1000);
+    l1.set('a', entry(1, ['t']));
+    l1.set('b', entry(1, ['t', 'u']));
+    l1.set('c', entry(1, ['u']));
+    expect(l1.deleteTags(['t'])).toBe(2);
+    expect(l1.size).toBe(1);
+    expect(l1.deleteTags(['u'])).toBe(1);
+  });
+});
+
+describe('breaker and in-flight tracker', () => {
+  it('opens after the threshold, lets one probe through after openMs, and closes on success', () => {
+    const breaker = new Breaker(3, 100);
+    for (let i = 0; i < 3; i++) breaker.failure(0);
+    expect(breaker.allow(50)).toBe(false);
+    expect(breaker.allow(150)).toBe(true);
+    expect(breaker.allow(151)).toBe(false);
+    breaker.success();
+    expect(breaker.allow(152)).toBe(true);
+  });
+
+  it('marks a ticket dirty when its key or everything was invalidated while it was in flight', () => {
+    const tracker = new InflightTracker();
+    const a = tracker.begin('k');
+    tracker.invalidateKey('k');
+    const b = tracker.begin('k');
+    expect(tracker.end(a)).toBe(false);
+    expect(tracker.end(b)).toBe(true);
+    const c = tracker.begin('x');
+    tracker.invalidateAll();
+    expect(tracker.end(c)).toBe(false);
+    tracker.invalidateKey('gone');
+  });
+});

@@ -1,0 +1,3 @@
+import { tsupPreset } from '@austa/presets/tsup';
+
+export default tsupPreset();

@@ -1,0 +1,3 @@
+import { vitestPreset } from '@austa/presets/vitest';
+
+export default vitestPreset({ testTimeoutMs: 60_000 });
