@@ -202,7 +202,19 @@ describe('fault tolerance on a real cluster', () => {
     const cluster = redisTargets().cluster;
     const key = `${uniquePrefix('ride-out')}:{k}`;
     const victim = await slotOwner(cluster, keySlot(key));
+    await client.client.get(key);
     await killNode(cluster, victim);
+    // A write already on the wire when the master died fails with E_MAYBE_APPLIED (it may have run); one issued once
+    // the client has seen the connection close waits for the promotion.
+    await eventually(
+      async () =>
+        (client.client as import('ioredis').Cluster)
+          .nodes('all')
+          .find((candidate) => candidate.options.port === victim)?.status ?? 'end',
+      (status) => status === 'end',
+      5000,
+      20,
+    );
     const started = Date.now();
     expect(await client.client.set(key, 'v', 'EX', 60)).toBe('OK');
     // It waited for the promotion instead of failing.
