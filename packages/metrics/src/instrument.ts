@@ -136,7 +136,8 @@ export abstract class Instrument<L extends string, Series extends Bound, Bound> 
       return this.fold(seriesLabels, undefined);
     }
     let overBudget = false;
-    if (partition !== undefined && this.labelBudgets !== undefined) {
+    // maxSeries: Infinity turns the whole guard off, label budgets included.
+    if (partition !== undefined && this.labelBudgets !== undefined && this.maxSeries !== Number.POSITIVE_INFINITY) {
       const budgeted = this.withinBudgets(seriesLabels, partition);
       if (budgeted !== seriesLabels) {
         overBudget = true;
