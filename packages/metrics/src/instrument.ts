@@ -137,7 +137,11 @@ export abstract class Instrument<L extends string, Series extends Bound, Bound> 
     }
     let overBudget = false;
     // maxSeries: Infinity turns the whole guard off, label budgets included.
-    if (partition !== undefined && this.labelBudgets !== undefined && this.maxSeries !== Number.POSITIVE_INFINITY) {
+    if (
+      partition !== undefined &&
+      this.labelBudgets !== undefined &&
+      this.maxSeries !== Number.POSITIVE_INFINITY
+    ) {
       const budgeted = this.withinBudgets(seriesLabels, partition);
       if (budgeted !== seriesLabels) {
         overBudget = true;
