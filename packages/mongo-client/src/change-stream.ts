@@ -202,13 +202,14 @@ type Outcome =
 
 const CLOSED: Outcome = Object.freeze({ kind: 'closed' });
 
-function lagOf(change: Document): number | undefined {
+/** When the event happened on the server, in epoch milliseconds, or `undefined` when it does not say. */
+function eventTimeMs(change: Document): number | undefined {
   const wallTime = change.wallTime;
-  if (wallTime instanceof Date) return Math.max(0, (Date.now() - wallTime.getTime()) / 1000);
+  if (wallTime instanceof Date) return wallTime.getTime();
   // Servers before 6.0 send no wallTime; the cluster time's high 32 bits are seconds since the epoch.
   const clusterTime = change.clusterTime as { getHighBits?: () => number; high?: number } | undefined;
   const seconds = clusterTime?.getHighBits?.() ?? clusterTime?.high;
-  return typeof seconds === 'number' ? Math.max(0, Date.now() / 1000 - seconds) : undefined;
+  return typeof seconds === 'number' ? seconds * 1000 : undefined;
 }
 
 async function closeQuietly(stream: ChangeStreamLike): Promise<void> {
@@ -248,7 +249,11 @@ export class ManagedStream implements ManagedChangeStream {
   private handled = 0;
   private deadLettered = 0;
   private lastEventAt: number | null = null;
+  /** Lag when the last event was handled, or 0 after an empty poll; `null` before any event. */
   private lagSeconds: number | null = null;
+  /** Server time of the event being handled now: the lag grows from it until the event is handled. */
+  private pendingSinceMs: number | undefined;
+  private readonly stopLag: () => void;
   private fatal: FatalChangeStreamError | undefined;
   private readonly settings: StreamSettings;
   private readonly opened: Promise<void>;
@@ -274,8 +279,10 @@ export class ManagedStream implements ManagedChangeStream {
     this.opened = new Promise<void>((resolve) => {
       this.markOpened = resolve;
     });
+    this.stopLag = deps.instruments.watchLag(() => this.currentLag());
     this.done = this.run().then(
       (end) => {
+        this.finishLag();
         deps.onEnd?.(end);
         return end;
       },
@@ -291,11 +298,25 @@ export class ManagedStream implements ManagedChangeStream {
         );
         this.fatal = fatal;
         this.state = 'failed';
+        this.finishLag();
         const end = { reason: 'fatal', error: fatal } as const;
         deps.onEnd?.(end);
         return end;
       },
     );
+  }
+
+  /** Now minus the server time of the event in hand (growing while a handler is stuck on it), else the last lag. */
+  private currentLag(): number | null {
+    if (this.pendingSinceMs !== undefined) return Math.max(0, (Date.now() - this.pendingSinceMs) / 1000);
+    return this.lagSeconds;
+  }
+
+  /** The stream stopped: the gauge keeps its last value, read no more. */
+  private finishLag(): void {
+    const last = this.currentLag();
+    this.stopLag();
+    if (last !== null) this.deps.instruments.lag(last);
   }
 
   status(): ChangeStreamStatus {
@@ -307,7 +328,7 @@ export class ManagedStream implements ManagedChangeStream {
       handled: this.handled,
       deadLettered: this.deadLettered,
       lastEventAt: this.lastEventAt,
-      lagSeconds: this.lagSeconds,
+      lagSeconds: this.currentLag(),
     };
     if (this.fatal) status.error = { code: this.fatal.code, reason: this.fatal.reason };
     return status;
@@ -562,6 +583,7 @@ export class ManagedStream implements ManagedChangeStream {
         this.state = 'running';
         this.markOpened();
         if (change === null) {
+          this.pendingSinceMs = undefined;
           this.lagSeconds = 0;
           this.deps.instruments.lag(0);
           if (token !== undefined && token !== null) {
@@ -573,18 +595,19 @@ export class ManagedStream implements ManagedChangeStream {
           continue;
         }
         this.deps.instruments.event(String(change.operationType));
-        const lag = lagOf(change);
-        if (lag !== undefined) {
-          this.lagSeconds = lag;
-          this.deps.instruments.lag(lag);
+        this.pendingSinceMs = eventTimeMs(change);
+        if (change.operationType === 'invalidate') {
+          this.settleLag();
+          return { kind: 'invalidated', token: change._id ?? token };
         }
-        if (change.operationType === 'invalidate') return { kind: 'invalidated', token: change._id ?? token };
         if (this.accepts(change)) {
           if (!(await this.deliver(change))) return CLOSED;
+          this.settleLag();
           this.lastEventAt = Date.now();
           this.safeToken = token ?? change._id;
           await this.checkpoint(true);
         } else {
+          this.settleLag();
           this.safeToken = token ?? change._id;
           await this.checkpoint(false);
         }
@@ -592,6 +615,16 @@ export class ManagedStream implements ManagedChangeStream {
     } finally {
       if (this.stream === stream) this.stream = undefined;
       await closeQuietly(stream);
+    }
+  }
+
+  /** The event in hand is done with: its lag at this moment stays until the next event or empty poll. */
+  private settleLag(): void {
+    const lag = this.currentLag();
+    this.pendingSinceMs = undefined;
+    if (lag !== null) {
+      this.lagSeconds = lag;
+      this.deps.instruments.lag(lag);
     }
   }
 

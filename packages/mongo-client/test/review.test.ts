@@ -1,0 +1,352 @@
+import { createMetrics } from '@austa/metrics';
+import { MongoClient, MongoServerError } from 'mongodb';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ManagedStream } from '../src/change-stream.js';
+import { isResumableChangeStreamError } from '../src/change-stream-errors.js';
+import { type AustaMongoClient, createMongoClient } from '../src/client.js';
+import { MongoConfigError } from '../src/errors.js';
+import { collectionLabeler, createInstruments } from '../src/instruments.js';
+import { fromEnv } from '../src/options.js';
+import {
+  changeEvent,
+  FakeChangeStream,
+  FakeMongoClient,
+  recordingLogger,
+  recordingStore,
+  scriptedOpen,
+  until,
+} from './fakes.js';
+import { sample } from './support.js';
+
+/*
+ * Scenarios a hostile review found unhandled. Each one drives the wrapper through injected fakes (a client-shaped
+ * emitter, scripted change streams, a driver session whose server round trips are stubbed): never a fake server.
+ */
+
+const open: AustaMongoClient[] = [];
+const streams: ManagedStream[] = [];
+afterEach(async () => {
+  await Promise.all(streams.splice(0).map((stream) => stream.close()));
+  await Promise.all(open.splice(0).map((client) => client.close()));
+});
+
+function wrap(options: Partial<Parameters<typeof createMongoClient>[0]> = {}) {
+  const fake = new FakeMongoClient();
+  const logger = recordingLogger();
+  const mongo = createMongoClient({ client: fake as never, dbName: 'app', logger, ...options });
+  open.push(mongo);
+  return { fake, mongo, logger };
+}
+
+function thrown(run: () => unknown): unknown {
+  try {
+    run();
+  } catch (error) {
+    return error;
+  }
+  throw new Error('nothing thrown');
+}
+
+const noop = async () => {};
+
+describe('bad input reaches a typed error, never a TypeError', () => {
+  it('health(null) answers instead of throwing', async () => {
+    const { fake, mongo } = wrap();
+    fake.commandReply = async () => ({ ok: 1, isWritablePrimary: true, me: 'db-0:27017' });
+    const health = await mongo.health(null as never);
+    expect(health.healthy).toBe(true);
+  });
+
+  it.each([
+    ['null options', null],
+    ['a string for includeInserts', { includeInserts: 'yes' }],
+    ['a number for includeReplaces', { includeReplaces: 1 }],
+  ])('watchFields() refuses %s with E_INVALID_ARGUMENT and opens nothing', (_label, options) => {
+    const { fake, mongo } = wrap();
+    expect(thrown(() => mongo.watchFields('patients', ['status'], noop, options as never))).toMatchObject({
+      code: 'E_INVALID_ARGUMENT',
+    });
+    expect(fake.watches).toEqual([]);
+  });
+
+  it.each([
+    ['an unknown fullDocument', { fullDocument: 'everything' }],
+    ['an unknown fullDocumentBeforeChange', { fullDocumentBeforeChange: 'always' }],
+    ['a string for showExpandedEvents', { showExpandedEvents: 'true' }],
+    ['a number for startAtOperationTime', { startAtOperationTime: 1_700_000_000 }],
+  ])('createChangeStream() refuses %s before opening anything', (_label, options) => {
+    const { fake, mongo } = wrap();
+    const store = recordingStore();
+    expect(
+      thrown(() =>
+        mongo.createChangeStream('patients', [], {
+          handler: noop,
+          tokenStore: store.store,
+          ...(options as object),
+        }),
+      ),
+    ).toMatchObject({ code: 'E_INVALID_ARGUMENT' });
+    expect(fake.watches).toEqual([]);
+    expect(store.calls).toEqual([]);
+  });
+});
+
+describe('fromEnv() refuses what it cannot read, naming the variable', () => {
+  const url = 'mongodb://db-0/app';
+  function envError(env: Record<string, string>): MongoConfigError {
+    try {
+      fromEnv(env);
+    } catch (error) {
+      if (MongoConfigError.isInstance(error)) return error;
+      throw error;
+    }
+    throw new Error('fromEnv accepted it');
+  }
+
+  it.each([
+    ['MONGODB_TLS', 'ture'],
+    ['MONGODB_TLS', 'on-ish'],
+    ['MONGODB_TLS_ALLOW_INVALID_CERTIFICATES', 'maybe'],
+  ])('a %s of %j instead of silently turning TLS off', (name, value) => {
+    expect(envError({ MONGODB_URL: url, [name]: value }).message).toContain(name);
+  });
+
+  it('reads false and 0 as off, and refuses TLS files next to MONGODB_TLS=false', () => {
+    expect(fromEnv({ MONGODB_URL: url, MONGODB_TLS: 'false' }).tls).toBe(false);
+    expect(fromEnv({ MONGODB_URL: url, MONGODB_TLS: '0' }).tls).toBe(false);
+    expect(
+      envError({ MONGODB_URL: url, MONGODB_TLS: 'false', MONGODB_TLS_CA_FILE: '/etc/ca.pem' }).message,
+    ).toContain('MONGODB_TLS');
+  });
+
+  it.each([
+    ['MONGODB_URL', 'http://db-0/app'],
+    ['MONGODB_READ_PREFERENCE', 'Primary'],
+    ['MONGODB_MAX_POOL_SIZE', '99999999999999999999'],
+    ['MONGODB_DB', 'care.app'],
+  ])('a bad %s (%j)', (name, value) => {
+    const env: Record<string, string> = { MONGODB_URL: url, [name]: value };
+    expect(envError(env).message).toContain(name);
+  });
+});
+
+describe('secrets in connection strings', () => {
+  it.each([
+    ['a single slash after the scheme', 'mongodb:/ada:s3cret-pw@db-0/app'],
+    ['no scheme at all', 'ada:s3cret-pw@db-0/app'],
+    ['a password with an @', 'mongodb//ada:s3cret-pw@x@db-0/app'],
+  ])('are never echoed for %s', (_label, url) => {
+    let message = '';
+    try {
+      createMongoClient({ url });
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).not.toBe('');
+    expect(message).not.toContain('s3cret');
+    expect(message).not.toContain('pw@');
+  });
+});
+
+describe('close()', () => {
+  it('removes its listeners even when closing the driver client fails', async () => {
+    const mongo = createMongoClient({ url: 'mongodb://db-0:27017/app', metrics: createMetrics() });
+    const failure = new Error('close failed');
+    mongo.client.close = async () => {
+      throw failure;
+    };
+    await expect(mongo.close()).rejects.toBe(failure);
+    expect(mongo.client.listenerCount('commandStarted')).toBe(0);
+    expect(mongo.client.listenerCount('connectionCheckedOut')).toBe(0);
+    expect(mongo.client.listenerCount('topologyDescriptionChanged')).toBe(0);
+    expect(mongo.client.listenerCount('topologyClosed')).toBe(0);
+  });
+});
+
+describe('withTransaction() with the driver session retry loop', () => {
+  // A real ClientSession from a real MongoClient that never connects; only its two server round trips are stubbed,
+  // so the driver's own withTransaction state machine decides what to retry.
+  function driverSessions() {
+    const driver = new MongoClient('mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=50', {
+      monitorCommands: true,
+    });
+    const script = { commits: [] as unknown[], commitCalls: 0, ended: 0, endError: undefined as unknown };
+    const startSession = driver.startSession.bind(driver);
+    driver.startSession = (options) => {
+      const session = startSession(options);
+      // startTransaction() replaces the session's transaction object, so it is read at each call.
+      const transaction = () =>
+        (session as unknown as { transaction: { transition(state: string): void } }).transaction;
+      Object.assign(session, {
+        async commitTransaction() {
+          const outcome = script.commits[script.commitCalls++];
+          if (outcome !== undefined) throw outcome;
+          transaction().transition('TRANSACTION_COMMITTED');
+        },
+        async abortTransaction() {
+          transaction().transition('TRANSACTION_ABORTED');
+        },
+      });
+      const endSession = session.endSession.bind(session);
+      session.endSession = async (endOptions) => {
+        script.ended++;
+        await endSession(endOptions);
+        if (script.endError !== undefined) throw script.endError;
+      };
+      return session;
+    };
+    return { driver, script };
+  }
+  function labelled(code: number, label: string): MongoServerError {
+    const error = new MongoServerError({ errmsg: `simulated ${code}`, code });
+    error.addErrorLabel(label);
+    return error;
+  }
+
+  it('runs the callback again after a TransientTransactionError and counts one commit', async () => {
+    const metrics = createMetrics();
+    const { driver, script } = driverSessions();
+    const mongo = createMongoClient({ client: driver, metrics });
+    open.push(mongo);
+    let calls = 0;
+    const result = await mongo.withTransaction(async () => {
+      calls++;
+      if (calls === 1) throw labelled(112, 'TransientTransactionError');
+      return 'saved';
+    });
+    expect(result).toBe('saved');
+    expect(calls).toBe(2);
+    expect(script.ended).toBe(1);
+    expect(await sample(metrics, 'austa_mongo_transactions_total', { result: 'committed' })).toBe(1);
+    expect(await sample(metrics, 'austa_mongo_transactions_total', { result: 'aborted' })).toBe(0);
+    expect(await sample(metrics, 'austa_mongo_transaction_retries_total')).toBe(1);
+  });
+
+  it('retries the commit alone after UnknownTransactionCommitResult', async () => {
+    const metrics = createMetrics();
+    const { driver, script } = driverSessions();
+    script.commits = [labelled(91, 'UnknownTransactionCommitResult')];
+    const mongo = createMongoClient({ client: driver, metrics });
+    open.push(mongo);
+    let calls = 0;
+    await mongo.withTransaction(async () => {
+      calls++;
+    });
+    expect(calls).toBe(1);
+    expect(script.commitCalls).toBe(2);
+    expect(await sample(metrics, 'austa_mongo_transactions_total', { result: 'committed' })).toBe(1);
+  });
+
+  it('does not turn a committed transaction into a failure when ending the session fails', async () => {
+    const { driver, script } = driverSessions();
+    script.endError = new Error('session pool gone');
+    const logger = recordingLogger();
+    const mongo = createMongoClient({ client: driver, logger });
+    open.push(mongo);
+    expect(await mongo.withTransaction(async () => 'committed')).toBe('committed');
+    expect(logger.lines.map((line) => line.message)).toEqual([
+      expect.stringContaining('could not end the session'),
+    ]);
+  });
+
+  it('accepts a callback that returns a value instead of a promise', async () => {
+    const { driver } = driverSessions();
+    const mongo = createMongoClient({ client: driver });
+    open.push(mongo);
+    expect(await mongo.withTransaction((() => 7) as never)).toBe(7);
+  });
+});
+
+describe('resumable or not, as the change-streams specification says', () => {
+  it('reads the NonResumableChangeStreamError label over a resumable code', () => {
+    const error = new MongoServerError({ errmsg: 'stepped down', code: 189 });
+    error.addErrorLabel('NonResumableChangeStreamError');
+    expect(isResumableChangeStreamError(error)).toBe(false);
+  });
+
+  it('reads CursorNotFound as resumable with or without a label', () => {
+    expect(isResumableChangeStreamError(new MongoServerError({ errmsg: 'gone', code: 43 }))).toBe(true);
+  });
+
+  it('reads a labelled error as resumable whatever its code', () => {
+    const error = new MongoServerError({ errmsg: 'x', code: 12345 });
+    error.addErrorLabel('ResumableChangeStreamError');
+    expect(isResumableChangeStreamError(error)).toBe(true);
+  });
+
+  it('trusts the labels of a server that sends labels: a listed code without the label is not resumable', () => {
+    const error = new MongoServerError({
+      errmsg: 'x',
+      code: 262,
+      errorLabels: ['TransientTransactionError'],
+    });
+    expect(isResumableChangeStreamError(error)).toBe(false);
+  });
+});
+
+describe('change-stream lag', () => {
+  it('keeps growing while the handler is stuck on an event, in the gauge and in status()', async () => {
+    const metrics = createMetrics();
+    const instruments = createInstruments(metrics, {
+      client: 'test',
+      collectionLabel: collectionLabeler(true),
+    }).stream('audit', 'patients');
+    let release: () => void = () => {};
+    const stuck = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let entered = false;
+    const wallTime = new Date(Date.now() - 5_000);
+    const { open: openStream } = scriptedOpen(
+      new FakeChangeStream([{ change: changeEvent('e1', 'insert', { wallTime }) }]),
+    );
+    const stream = new ManagedStream({
+      name: 'audit',
+      collection: 'patients',
+      open: openStream,
+      tokenStore: recordingStore().store,
+      handler: async () => {
+        entered = true;
+        await stuck;
+      },
+      instruments,
+      logger: recordingLogger(),
+      options: { closeTimeoutMs: 1000 },
+    });
+    streams.push(stream);
+    await until(() => entered, 5000, 'the handler to start');
+    const first = await sample(metrics, 'austa_mongo_change_stream_lag_seconds', { stream: 'audit' });
+    expect(first).toBeGreaterThanOrEqual(5);
+    const firstStatus = stream.status().lagSeconds ?? 0;
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    const later = await sample(metrics, 'austa_mongo_change_stream_lag_seconds', { stream: 'audit' });
+    expect(later).toBeGreaterThanOrEqual(first + 1);
+    expect(stream.status().lagSeconds ?? 0).toBeGreaterThanOrEqual(firstStatus + 1);
+    release();
+  });
+});
+
+describe('labels never carry identifiers', () => {
+  it('a stream named after its collection uses the collection label policy for the stream label', async () => {
+    const metrics = createMetrics();
+    const { fake, mongo } = wrap({ metrics, collectionLabels: ['patients'] });
+    const changes = new FakeChangeStream([{ change: changeEvent('n1') }]);
+    fake.streams.push(changes);
+    let handled = 0;
+    mongo.watchOperations(
+      'notes_8f3a9c2e',
+      ['insert'],
+      async () => {
+        handled++;
+        throw new Error('downstream down');
+      },
+      { maxHandlerAttempts: 1, handlerRetryDelayMs: 1, restartDelayMs: 1, maxRestartDelayMs: 5 },
+    );
+    await until(() => handled >= 1, 5000, 'a handler failure');
+    const text = await metrics.text();
+    expect(text).not.toContain('8f3a9c2e');
+    expect(
+      await sample(metrics, 'austa_mongo_change_stream_handler_failures_total', { stream: 'other' }),
+    ).toBe(handled);
+  });
+});
