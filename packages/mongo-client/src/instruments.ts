@@ -199,7 +199,7 @@ export function createInstruments(metrics: Metrics, options: InstrumentOptions):
   );
   const lag = mongo.gauge({
     name: 'change_stream_lag_seconds',
-    help: 'Now minus the wallTime of the last change event handled (0 when the stream is idle and caught up), in seconds.',
+    help: 'Now minus the wallTime of the change event being handled, growing while its handler runs or retries; after that, the value when it was handled; 0 when idle and caught up. In seconds.',
     labelNames: ['stream'],
   });
   const handlerFailures = streamCounter(
