@@ -260,6 +260,7 @@ function driverWatchOptions(
 // every 30 s at most, as for change streams.
 const RECONNECT_INITIAL_DELAY_MS = 500;
 const RECONNECT_MAX_DELAY_MS = 30_000;
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Runs checks shared with method arguments, reporting a failure as the factory's `E_INVALID_CONFIG`. */
 function asConfigError(check: () => void): void {
@@ -362,11 +363,22 @@ export function createMongoClient(options: CreateMongoClientOptions): AustaMongo
       })
     : undefined;
   if (reconnector) {
-    const onTopologyClosed = () => {
-      if (!closed) reconnector.trigger();
+    // Only a client that never connected needs this: once connected, the driver never closes its topology by
+    // itself, so a close after that was asked for (`mongo.client.close()`), and reopening it would keep the
+    // process alive against its owner's will.
+    let opened = false;
+    const onOpen = () => {
+      opened = true;
     };
+    const onTopologyClosed = () => {
+      if (!closed && !opened) reconnector.trigger();
+    };
+    source.on('open', onOpen);
     source.on('topologyClosed', onTopologyClosed);
-    detach.push(() => source.off('topologyClosed', onTopologyClosed));
+    detach.push(() => {
+      source.off('open', onOpen);
+      source.off('topologyClosed', onTopologyClosed);
+    });
   }
 
   const streams = new Map<string, ManagedStream>();
@@ -478,14 +490,17 @@ export function createMongoClient(options: CreateMongoClientOptions): AustaMongo
           ? (healthOptions.timeoutMs ?? 2000)
           : 2000;
       const statuses = [...streams.values()].map((stream) => stream.status());
-      if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) {
+      // Past 2^31 - 1 ms, setTimeout fires at once: a huge timeout would report every server as not answering.
+      if (!Number.isInteger(timeoutMs) || timeoutMs <= 0 || timeoutMs > MAX_TIMER_MS) {
         return Promise.resolve({
           healthy: false,
           ping: { ok: false, durationMs: null },
           topology: { type: topology?.type ?? 'Unknown', setName: topology?.setName ?? null, servers: [] },
           primary: null,
           changeStreams: statuses,
-          problems: [`health() timeoutMs must be a positive integer (got ${String(timeoutMs)})`],
+          problems: [
+            `health() timeoutMs must be a positive integer up to ${MAX_TIMER_MS} (got ${String(timeoutMs)})`,
+          ],
           checkedAt: Date.now(),
         });
       }

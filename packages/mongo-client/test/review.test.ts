@@ -350,3 +350,49 @@ describe('labels never carry identifiers', () => {
     ).toBe(handled);
   });
 });
+
+describe('background reconnect of a client this package created', () => {
+  // RECONNECT_INITIAL_DELAY_MS is 500 with jitter down to half: 1.5 s covers a first attempt with room to spare.
+  const FIRST_ATTEMPT_WITHIN_MS = 1_500;
+
+  function created() {
+    const metrics = createMetrics();
+    const mongo = createMongoClient({
+      url: 'mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=100&connectTimeoutMS=100',
+      metrics,
+      logger: recordingLogger(),
+    });
+    open.push(mongo);
+    let connects = 0;
+    mongo.client.connect = async () => {
+      connects++;
+      return mongo.client;
+    };
+    return { mongo, connects: () => connects };
+  }
+
+  it('reopens a client whose first connection failed', async () => {
+    const { mongo, connects } = created();
+    mongo.client.emit('topologyClosed', {} as never);
+    await until(() => connects() === 1, FIRST_ATTEMPT_WITHIN_MS, 'a background connect');
+  });
+
+  it('never reopens a client that connected once and was then closed through .client', async () => {
+    const { mongo, connects } = created();
+    mongo.client.emit('open', mongo.client);
+    mongo.client.emit('topologyClosed', {} as never);
+    await new Promise((resolve) => setTimeout(resolve, FIRST_ATTEMPT_WITHIN_MS));
+    expect(connects()).toBe(0);
+  });
+});
+
+describe('health() timeouts', () => {
+  it('refuses a timeout setTimeout cannot hold instead of timing out at once', async () => {
+    const { fake, mongo } = wrap();
+    fake.commandReply = async () => ({ ok: 1, isWritablePrimary: true, me: 'db-0:27017' });
+    const health = await mongo.health({ timeoutMs: 2 ** 31 });
+    expect(health.healthy).toBe(false);
+    expect(health.problems).toEqual([expect.stringContaining('timeoutMs must be a positive integer up to')]);
+    expect(fake.calls).toEqual([]);
+  });
+});
