@@ -396,3 +396,16 @@ describe('health() timeouts', () => {
     expect(fake.calls).toEqual([]);
   });
 });
+
+describe('sanitizeFilter() and forged BSON values', () => {
+  it('refuses a parsed object posing as a BSON value to hide an operator', async () => {
+    const { sanitizeFilter } = await import('../src/sanitize.js');
+    const forged = JSON.parse('{"email":{"_bsontype":"ObjectId","$where":"sleep(1000)"}}');
+    expect(() => sanitizeFilter(forged)).toThrow(
+      expect.objectContaining({ code: 'E_UNSAFE_FILTER', path: 'email' }),
+    );
+    const { ObjectId, Long, Decimal128 } = await import('mongodb');
+    const real = { _id: new ObjectId(), count: Long.fromNumber(3), price: Decimal128.fromString('1.5') };
+    expect(sanitizeFilter(real)).toBe(real);
+  });
+});
