@@ -43,6 +43,7 @@ import {
   assertOperationName,
   assertPipeline,
   assertStreamName,
+  unknownKeys,
 } from './validation.js';
 import {
   type ChangeOperationType,
@@ -185,9 +186,33 @@ function assertTokenStore(store: unknown, what: string): asserts store is Resume
   }
 }
 
+const STREAM_OPTION_KEYS: ReadonlySet<string> = new Set([
+  'name',
+  'dbName',
+  'tokenStore',
+  'onInvalidate',
+  'maxHandlerAttempts',
+  'handlerRetryDelayMs',
+  'deadLetter',
+  'restartDelayMs',
+  'maxRestartDelayMs',
+  'idleCheckpointIntervalMs',
+  'closeTimeoutMs',
+  'fullDocument',
+  'fullDocumentBeforeChange',
+  'maxAwaitTimeMs',
+  'batchSize',
+  'showExpandedEvents',
+  'startAtOperationTime',
+] satisfies Array<keyof ManagedChangeStreamOptions>);
+
 function assertStreamOptions(options: ManagedChangeStreamOptions): void {
   if (typeof options !== 'object' || options === null) {
     throw new MongoArgumentError('Change stream options must be an object.');
+  }
+  const unknown = unknownKeys(options, STREAM_OPTION_KEYS);
+  if (unknown.length > 0) {
+    throw new MongoArgumentError(`Unknown change stream option ${unknown.join(', ')}.`);
   }
   const integers: Array<[keyof ManagedChangeStreamOptions, number]> = [
     ['maxHandlerAttempts', 1],

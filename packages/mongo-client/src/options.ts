@@ -6,7 +6,7 @@ import type { CollectionLabels } from './instruments.js';
 import type { Logger } from './logger.js';
 import type { SanitizeFilterOptions } from './sanitize.js';
 import type { ResumeTokenStore } from './token-store.js';
-import { assertDatabaseName } from './validation.js';
+import { assertDatabaseName, unknownKeys } from './validation.js';
 
 /** TLS settings, when the URL does not carry them (`tls=true&tlsCAFile=…`). */
 export interface MongoTlsOptions {
@@ -331,10 +331,31 @@ export function resolveConnection(
   return { url, driverOptions: driver };
 }
 
-/** Throws `E_INVALID_CONFIG` when both `client` and connection options are given, or neither. */
+const OPTION_KEYS: ReadonlySet<string> = new Set([
+  ...CONNECTION_OPTION_KEYS,
+  'client',
+  'dbName',
+  'name',
+  'metrics',
+  'logger',
+  'collectionLabels',
+  'tokenStore',
+  'sanitizeFilters',
+] satisfies Array<keyof CreateMongoClientOptions>);
+
+/**
+ * Throws `E_INVALID_CONFIG` when both `client` and connection options are given, or neither, or when an option is
+ * unknown (a driver spelling such as `serverSelectionTimeoutMS` would otherwise be silently ignored).
+ */
 export function assertClientOrUrl(options: CreateMongoClientOptions): void {
   if (typeof options !== 'object' || options === null) {
     throw new MongoConfigError('createMongoClient needs an options object: { url } or { client }.');
+  }
+  const unknown = unknownKeys(options, OPTION_KEYS);
+  if (unknown.length > 0) {
+    throw new MongoConfigError(
+      `Unknown createMongoClient option ${unknown.join(', ')}. Raw driver options go in driverOptions.`,
+    );
   }
   if (options.client === undefined) return;
   const extra = CONNECTION_OPTION_KEYS.filter((key) => options[key] !== undefined);

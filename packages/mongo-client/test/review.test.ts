@@ -409,3 +409,42 @@ describe('sanitizeFilter() and forged BSON values', () => {
     expect(sanitizeFilter(real)).toBe(real);
   });
 });
+
+describe('misspelt options are refused, not silently ignored', () => {
+  it('createMongoClient() names the option and the one it most likely meant', () => {
+    let error: unknown;
+    try {
+      createMongoClient({ url: 'mongodb://db-0/app', serverSelectionTimeoutMS: 500 } as never);
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toMatchObject({
+      code: 'E_INVALID_CONFIG',
+      message: expect.stringContaining(
+        '"serverSelectionTimeoutMS" (did you mean "serverSelectionTimeoutMs"?)',
+      ),
+    });
+    expect(() => createMongoClient({ url: 'mongodb://db-0/app', poolSize: 5 } as never)).toThrow(
+      /driverOptions/,
+    );
+  });
+
+  it.each([
+    ['a misspelt policy', { onInvalidated: 'restart' }],
+    ['a driver spelling', { maxAwaitTimeMS: 100 }],
+  ])('a change stream refuses %s before opening anything', (_label, options) => {
+    const { fake, mongo } = wrap();
+    expect(thrown(() => mongo.watchOperations('patients', ['insert'], noop, options as never))).toMatchObject(
+      {
+        code: 'E_INVALID_ARGUMENT',
+      },
+    );
+    expect(
+      thrown(() => mongo.createChangeStream('patients', [], { handler: noop, ...(options as object) })),
+    ).toMatchObject({ code: 'E_INVALID_ARGUMENT' });
+    expect(thrown(() => mongo.watchFields('patients', ['status'], noop, options as never))).toMatchObject({
+      code: 'E_INVALID_ARGUMENT',
+    });
+    expect(fake.watches).toEqual([]);
+  });
+});
