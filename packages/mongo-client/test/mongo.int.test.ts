@@ -191,6 +191,35 @@ describe.runIf(mongo.available)('@austa/mongo-client on a real MongoDB replica s
       expect(() => fromEnv({ MONGODB_URL: url, MONGODB_TLS: 'ture' })).toThrow(/MONGODB_TLS/);
     });
 
+    it('leaves a client that connected once closed after .client.close(), instead of reopening it', async () => {
+      const client = newClient();
+      await client.connect();
+      await client.client.close();
+      // Past the background reconnect's first attempt (500 ms, jitter down to half) with room to spare.
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      await expect(client.client.db(dbName).command({ ping: 1 })).rejects.toMatchObject({
+        name: expect.stringMatching(/MongoTopologyClosedError|MongoNotConnectedError/),
+      });
+    });
+
+    it('refuses a forged BSON value and a misspelt option before the server sees anything', async () => {
+      const metrics = createMetrics();
+      const client = newClient({ metrics, sanitizeFilters: true });
+      await client.connect();
+      const forged = JSON.parse('{"email":{"_bsontype":"ObjectId","$where":"sleep(1000)"}}');
+      await expect(client.collection('forged').findOne(forged)).rejects.toMatchObject({
+        code: 'E_UNSAFE_FILTER',
+      });
+      expect(() =>
+        client.watchOperations('forged', ['insert'], async () => {}, { onInvalidated: 'restart' } as never),
+      ).toThrow(expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }));
+      expect(
+        await observations(metrics, 'db_client_operation_duration_seconds', {
+          db_collection_name: 'forged',
+        }),
+      ).toBe(0);
+    });
+
     it('keeps the lag growing while a handler is stuck on an event', async () => {
       const metrics = createMetrics();
       const client = newClient({ metrics });

@@ -448,3 +448,35 @@ describe('misspelt options are refused, not silently ignored', () => {
     expect(fake.watches).toEqual([]);
   });
 });
+
+describe('watchFields() edge cases of updateDescription', () => {
+  it('delivers an update it cannot judge (no updateDescription) instead of skipping it', async () => {
+    const { fieldsWatch } = await import('../src/watch-pipelines.js');
+    const { accept } = fieldsWatch(['status']);
+    expect(accept({ operationType: 'update' })).toBe(true);
+    expect(accept({ operationType: 'update', updateDescription: null })).toBe(true);
+    expect(accept({ operationType: 'update', updateDescription: { updatedFields: { name: 'x' } } })).toBe(
+      false,
+    );
+  });
+
+  it('over-matches rather than under-matches dotted field names and numeric object keys', async () => {
+    const { createFieldMatcher } = await import('../src/field-paths.js');
+    // A literal field "address.zip" (MongoDB 5.0+) is reported as the path address.zip: watching address fires.
+    expect(createFieldMatcher(['address'])({ updatedFields: { 'address.zip': 'N1' } })).toBe(true);
+    // An object key "2024" reads like an array position: watching scores.total fires (a safe false positive).
+    expect(createFieldMatcher(['scores.total'])({ updatedFields: { 'scores.2024': 5 } })).toBe(true);
+    // Servers before 5.0 send no truncatedArrays; 6.1+ may add disambiguatedPaths, which changes nothing here.
+    const matcher = createFieldMatcher(['items.price']);
+    expect(matcher({ updatedFields: { 'items.3.qty': 1 }, removedFields: [] })).toBe(false);
+    expect(
+      matcher({
+        updatedFields: { 'items.3.price': 1 },
+        disambiguatedPaths: { 'items.3.price': ['items', 3, 'price'] },
+      } as never),
+    ).toBe(true);
+    expect(matcher({ updatedFields: null, removedFields: null, truncatedArrays: [{ field: 'items' }] })).toBe(
+      true,
+    );
+  });
+});
