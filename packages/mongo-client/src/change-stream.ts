@@ -338,7 +338,17 @@ export class ManagedStream implements ManagedChangeStream {
     // Settles once: whichever comes first, the first answered poll or the end of the stream.
     return new Promise((resolve, reject) => {
       void this.opened.then(resolve);
-      void this.done.then((end) => reject(end.reason === 'fatal' ? end.error : new MongoClientClosedError()));
+      void this.done.then((end) =>
+        reject(
+          end.reason === 'fatal'
+            ? end.error
+            : new MongoClientClosedError(
+                end.reason === 'invalidated'
+                  ? `Change stream "${this.name}" ended before it opened: its collection was dropped or renamed (onInvalidate: stop).`
+                  : `Change stream "${this.name}" was closed before it opened.`,
+              ),
+        ),
+      );
     });
   }
 

@@ -480,3 +480,46 @@ describe('watchFields() edge cases of updateDescription', () => {
     );
   });
 });
+
+describe('ready() when the stream ends before it opened', () => {
+  it('says the stream was closed or invalidated, not that the client was closed', async () => {
+    const { open: closedOpen } = scriptedOpen(new FakeChangeStream());
+    const closed = new ManagedStream({
+      name: 'audit',
+      collection: 'patients',
+      open: closedOpen,
+      tokenStore: recordingStore().store,
+      handler: noop,
+      instruments: createInstruments(createMetrics(), {
+        client: 'test',
+        collectionLabel: collectionLabeler(true),
+      }).stream('audit', 'patients'),
+      logger: recordingLogger(),
+      options: {},
+    });
+    const ready = closed.ready();
+    await closed.close();
+    await expect(ready).rejects.toMatchObject({
+      code: 'E_CLIENT_CLOSED',
+      message: expect.stringContaining('Change stream "audit" was closed before it opened'),
+    });
+    const { open: droppedOpen } = scriptedOpen(new FakeChangeStream([{ end: true }]));
+    const dropped = new ManagedStream({
+      name: 'audit-2',
+      collection: 'patients',
+      open: droppedOpen,
+      tokenStore: recordingStore().store,
+      handler: noop,
+      instruments: createInstruments(createMetrics(), {
+        client: 'test',
+        collectionLabel: collectionLabeler(true),
+      }).stream('audit-2', 'patients'),
+      logger: recordingLogger(),
+      options: {},
+    });
+    streams.push(dropped);
+    await expect(dropped.ready()).rejects.toMatchObject({
+      message: expect.stringContaining('dropped or renamed'),
+    });
+  });
+});
