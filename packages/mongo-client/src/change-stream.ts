@@ -80,6 +80,13 @@ export interface ManagedChangeStreamOptions {
   idleCheckpointIntervalMs?: number;
   /** How long `close()` waits for a running handler before giving up on it, in milliseconds. Default 10000. */
   closeTimeoutMs?: number;
+  /**
+   * Longest wait for one token-store call, in milliseconds. A save that takes longer counts as failed (the stream
+   * goes on, see `austa_mongo_change_stream_token_save_failures_total`); a load that takes longer is retried with
+   * backoff. Default 5000: a store that hangs (a Redis client queueing commands while disconnected) must not stall
+   * the stream in silence.
+   */
+  tokenStoreTimeoutMs?: number;
   /** `updateLookup`, `whenAvailable` or `required` to receive the full document on updates. Default: not sent. */
   fullDocument?: 'default' | 'updateLookup' | 'whenAvailable' | 'required';
   /** `whenAvailable` or `required` for pre-images (the collection must enable them). Default: not sent. */
@@ -181,6 +188,7 @@ interface StreamSettings {
   maxRestartDelayMs: number;
   idleCheckpointIntervalMs: number;
   closeTimeoutMs: number;
+  tokenStoreTimeoutMs: number;
 }
 
 /** Defaults of the stream options, exported so the README and the tests cite the numbers the code uses. */
@@ -192,6 +200,7 @@ export const STREAM_DEFAULTS: Readonly<StreamSettings> = Object.freeze({
   maxRestartDelayMs: 30_000,
   idleCheckpointIntervalMs: 10_000,
   closeTimeoutMs: 10_000,
+  tokenStoreTimeoutMs: 5_000,
 });
 
 type Outcome =
@@ -275,6 +284,7 @@ export class ManagedStream implements ManagedChangeStream {
       maxRestartDelayMs: options.maxRestartDelayMs ?? STREAM_DEFAULTS.maxRestartDelayMs,
       idleCheckpointIntervalMs: options.idleCheckpointIntervalMs ?? STREAM_DEFAULTS.idleCheckpointIntervalMs,
       closeTimeoutMs: options.closeTimeoutMs ?? STREAM_DEFAULTS.closeTimeoutMs,
+      tokenStoreTimeoutMs: options.tokenStoreTimeoutMs ?? STREAM_DEFAULTS.tokenStoreTimeoutMs,
     };
     this.opened = new Promise<void>((resolve) => {
       this.markOpened = resolve;
@@ -514,7 +524,7 @@ export class ManagedStream implements ManagedChangeStream {
     let attempt = 0;
     while (!this.closing) {
       try {
-        const token = await this.deps.tokenStore.load(this.name);
+        const token = await this.withStoreTimeout(this.deps.tokenStore.load(this.name), 'load');
         if (token !== undefined && (typeof token !== 'object' || token === null || Array.isArray(token))) {
           throw new TokenStoreError(
             'The token store returned something that is not a resume token document.',
@@ -725,6 +735,27 @@ export class ManagedStream implements ManagedChangeStream {
   }
 
   /**
+   * Bounds one token-store call by `tokenStoreTimeoutMs`. The call itself cannot be cancelled; a save that lands late
+   * can only write an older token than a later one, which a restart replays from: at-least-once still holds. The
+   * timer is unref'd and cleared as soon as the call settles, so it never holds the process open.
+   */
+  private withStoreTimeout<T>(call: Promise<T>, what: 'load' | 'save'): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(
+          Object.assign(
+            new Error(`token store ${what} took longer than ${this.settings.tokenStoreTimeoutMs} ms`),
+            { name: 'TokenStoreTimeout' },
+          ),
+        );
+      }, this.settings.tokenStoreTimeoutMs);
+      timer.unref();
+    });
+    return Promise.race([call, timeout]).finally(() => clearTimeout(timer));
+  }
+
+  /**
    * Saves `safeToken` when it changed: at once after a handled event (`force`), otherwise at most every
    * `idleCheckpointIntervalMs`. A failing store does not stop the stream: the event was handled; a restart would
    * replay more events. The failure is counted and logged once until the store recovers.
@@ -742,7 +773,7 @@ export class ManagedStream implements ManagedChangeStream {
     )
       return;
     try {
-      await this.deps.tokenStore.save(this.name, token);
+      await this.withStoreTimeout(this.deps.tokenStore.save(this.name, token), 'save');
       this.savedKey = key;
       this.lastSaveAt = now;
       if (this.saveFailing) {

@@ -198,6 +198,7 @@ const STREAM_OPTION_KEYS: ReadonlySet<string> = new Set([
   'maxRestartDelayMs',
   'idleCheckpointIntervalMs',
   'closeTimeoutMs',
+  'tokenStoreTimeoutMs',
   'fullDocument',
   'fullDocumentBeforeChange',
   'maxAwaitTimeMs',
@@ -221,6 +222,7 @@ function assertStreamOptions(options: ManagedChangeStreamOptions): void {
     ['maxRestartDelayMs', 1],
     ['idleCheckpointIntervalMs', 0],
     ['closeTimeoutMs', 0],
+    ['tokenStoreTimeoutMs', 1],
     ['maxAwaitTimeMs', 1],
     ['batchSize', 1],
   ];

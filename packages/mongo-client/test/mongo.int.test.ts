@@ -220,6 +220,30 @@ describe.runIf(mongo.available)('@austa/mongo-client on a real MongoDB replica s
       ).toBe(0);
     });
 
+    it('keeps delivering while the token store hangs on every save', async () => {
+      const metrics = createMetrics();
+      const client = newClient({ metrics });
+      const memory = createMemoryTokenStore();
+      const hanging: ResumeTokenStore = { ...memory, save: () => new Promise<void>(() => {}) };
+      await collection('hung_store').insertOne({ _id: 'seed' as never });
+      const { seen } = await watchInserts(client, 'hung_store', {
+        ...FAST_POLLS,
+        tokenStore: hanging,
+        tokenStoreTimeoutMs: 50,
+      });
+      await collection('hung_store').insertMany([{ _id: 'h1' }, { _id: 'h2' }] as never[]);
+      await until(() => seen.length === 2, 30_000, 'both inserts past the hanging store');
+      expect(seen).toEqual(['h1', 'h2']);
+      await untilAsync(
+        async () =>
+          (await sample(metrics, 'austa_mongo_change_stream_token_save_failures_total', {
+            stream: 'hung_store',
+          })) >= 1,
+        10_000,
+        'a timed-out save',
+      );
+    });
+
     it('keeps the lag growing while a handler is stuck on an event', async () => {
       const metrics = createMetrics();
       const client = newClient({ metrics });

@@ -16,7 +16,7 @@ import {
   scriptedOpen,
   until,
 } from './fakes.js';
-import { sample } from './support.js';
+import { sample, untilAsync } from './support.js';
 
 /*
  * Scenarios a hostile review found unhandled. Each one drives the wrapper through injected fakes (a client-shaped
@@ -520,6 +520,81 @@ describe('ready() when the stream ends before it opened', () => {
     streams.push(dropped);
     await expect(dropped.ready()).rejects.toMatchObject({
       message: expect.stringContaining('dropped or renamed'),
+    });
+  });
+});
+
+describe('a token store that hangs', () => {
+  function streamWith(
+    store: ReturnType<typeof recordingStore>['store'],
+    steps: ConstructorParameters<typeof FakeChangeStream>[0],
+  ) {
+    const metrics = createMetrics();
+    const logger = recordingLogger();
+    const handled: string[] = [];
+    const stream = new ManagedStream({
+      name: 'audit',
+      collection: 'patients',
+      open: scriptedOpen(new FakeChangeStream(steps)).open,
+      tokenStore: store,
+      handler: async (change) => {
+        handled.push((change._id as { _data: string })._data);
+      },
+      instruments: createInstruments(metrics, {
+        client: 'test',
+        collectionLabel: collectionLabeler(true),
+      }).stream('audit', 'patients'),
+      logger,
+      options: { tokenStoreTimeoutMs: 20, restartDelayMs: 1, maxRestartDelayMs: 5, closeTimeoutMs: 1000 },
+    });
+    streams.push(stream);
+    return { stream, metrics, logger, handled };
+  }
+
+  it('does not stall the stream when saves never answer: each counts as a failed save, logged once', async () => {
+    const recording = recordingStore();
+    const hanging = { ...recording.store, save: () => new Promise<void>(() => {}) };
+    const { metrics, logger, handled } = streamWith(hanging, [
+      { change: changeEvent('h1') },
+      { change: changeEvent('h2') },
+      { change: changeEvent('h3') },
+    ]);
+    await until(() => handled.length === 3, 5000, 'three events past a hanging store');
+    // The third save is still waiting out its 20 ms when the third event is handled.
+    await untilAsync(
+      async () =>
+        (await sample(metrics, 'austa_mongo_change_stream_token_save_failures_total', { stream: 'audit' })) >=
+        3,
+      5000,
+      'three timed-out saves',
+    );
+    const saveErrors = logger.lines.filter((line) => line.message.includes('could not save'));
+    expect(saveErrors).toHaveLength(1);
+    expect(saveErrors[0]?.details).toMatchObject({ errorType: 'TokenStoreTimeout' });
+  });
+
+  it('retries a load that never answers instead of waiting forever', async () => {
+    const recording = recordingStore();
+    let loads = 0;
+    const store = {
+      ...recording.store,
+      load: (name: string) => {
+        loads++;
+        return loads < 3 ? new Promise<undefined>(() => {}) : recording.store.load(name);
+      },
+    };
+    const { stream, handled } = streamWith(store, [{ change: changeEvent('l1') }]);
+    await until(() => handled.length === 1, 5000, 'the event after two hung loads');
+    expect(loads).toBe(3);
+    expect(stream.status().state).toBe('running');
+  });
+
+  it('refuses a tokenStoreTimeoutMs below 1', () => {
+    const { mongo } = wrap();
+    expect(
+      thrown(() => mongo.watchOperations('patients', ['insert'], noop, { tokenStoreTimeoutMs: 0 })),
+    ).toMatchObject({
+      code: 'E_INVALID_ARGUMENT',
     });
   });
 });
