@@ -387,6 +387,8 @@ export class ManagedStream implements ManagedChangeStream {
     if (gaveUp) {
       this.abandoned = true;
       this.state = 'stopped';
+      // The handler may never return, and with it the loop: stop reading the lag of a stream that is closed.
+      this.finishLag();
       this.deps.logger.warn(
         'Change stream closed while its handler was still running; the event will be delivered again after a restart.',
         {

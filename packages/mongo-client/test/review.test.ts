@@ -598,3 +598,38 @@ describe('a token store that hangs', () => {
     });
   });
 });
+
+describe('close() giving up on a handler', () => {
+  it('stops reporting a live lag for the stream it abandoned', async () => {
+    const metrics = createMetrics();
+    let entered = false;
+    const stream = new ManagedStream({
+      name: 'abandoned',
+      collection: 'patients',
+      open: scriptedOpen(
+        new FakeChangeStream([
+          { change: changeEvent('a1', 'insert', { wallTime: new Date(Date.now() - 3_000) }) },
+        ]),
+      ).open,
+      tokenStore: recordingStore().store,
+      handler: () => {
+        entered = true;
+        return new Promise<void>(() => {});
+      },
+      instruments: createInstruments(metrics, {
+        client: 'test',
+        collectionLabel: collectionLabeler(true),
+      }).stream('abandoned', 'patients'),
+      logger: recordingLogger(),
+      options: { closeTimeoutMs: 20 },
+    });
+    await until(() => entered, 5000, 'the handler to start');
+    await stream.close();
+    const atClose = await sample(metrics, 'austa_mongo_change_stream_lag_seconds', { stream: 'abandoned' });
+    expect(atClose).toBeGreaterThanOrEqual(3);
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    expect(await sample(metrics, 'austa_mongo_change_stream_lag_seconds', { stream: 'abandoned' })).toBe(
+      atClose,
+    );
+  });
+});
