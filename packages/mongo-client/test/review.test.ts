@@ -633,3 +633,70 @@ describe('close() giving up on a handler', () => {
     );
   });
 });
+
+describe('PHI never reaches the log', () => {
+  it('no log line of any failure path carries a value from a document or an error message', async () => {
+    const secret = 'Ada Lovelace DOB 1815-12-10 HIV+';
+    const withSecret = (name: string, code?: number) =>
+      Object.assign(new Error(`E11000 duplicate key { email: "${secret}" }`), {
+        name,
+        ...(code === undefined ? {} : { code, codeName: 'DuplicateKey', keyValue: { email: secret } }),
+      });
+    const logger = recordingLogger();
+    let loads = 0;
+    const recording = recordingStore();
+    const store = {
+      ...recording.store,
+      load: async (name: string) => {
+        loads++;
+        if (loads === 1) throw withSecret('MongoNetworkError');
+        return recording.store.load(name);
+      },
+      save: async () => {
+        throw withSecret('MongoServerError', 11000);
+      },
+    };
+    const event = changeEvent('p1', 'insert', { fullDocument: { name: secret } });
+    const { open: scripted } = scriptedOpen(
+      new FakeChangeStream([{ change: event }, { error: withSecret('MongoServerError', 11000) }]),
+      new FakeChangeStream([
+        {
+          error: Object.assign(withSecret('MongoServerError', 286), { codeName: 'ChangeStreamHistoryLost' }),
+        },
+      ]),
+    );
+    let calls = 0;
+    const stream = new ManagedStream({
+      name: 'phi',
+      collection: 'patients',
+      open: scripted,
+      tokenStore: store,
+      handler: async () => {
+        calls++;
+        throw withSecret('ValidationError');
+      },
+      instruments: createInstruments(createMetrics(), {
+        client: 'test',
+        collectionLabel: collectionLabeler(true),
+      }).stream('phi', 'patients'),
+      logger,
+      options: {
+        maxHandlerAttempts: 2,
+        handlerRetryDelayMs: 1,
+        restartDelayMs: 1,
+        maxRestartDelayMs: 5,
+        deadLetter: async () => {
+          if (calls <= 2) throw withSecret('QueueError');
+        },
+      },
+    });
+    streams.push(stream);
+    const end = await stream.done;
+    expect(end.reason).toBe('fatal');
+    const levels = new Set(logger.lines.map((line) => line.message));
+    // Every path above logged: load retry, handler failure, dead-letter failure and success, save failure, restart, fatal.
+    expect(levels.size).toBeGreaterThanOrEqual(6);
+    const text = JSON.stringify(logger.lines);
+    for (const fragment of ['Ada', '1815', 'HIV', 'duplicate key']) expect(text).not.toContain(fragment);
+  });
+});
