@@ -470,7 +470,7 @@ export function fromEnv(
         'MONGODB_TLS=false contradicts the MONGODB_TLS_* settings also set; remove one or the other.',
       );
     }
-    options.tls = false;
+    // Left to the URL: mongodb+srv:// and ?tls=true mean TLS, and a flag left at false must never undo that.
   } else if (tlsFlag === true || caFile || certificateKeyFile || allowInvalid) {
     const tls: MongoTlsOptions = {};
     if (caFile) tls.caFile = caFile;

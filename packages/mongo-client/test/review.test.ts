@@ -111,9 +111,12 @@ describe('fromEnv() refuses what it cannot read, naming the variable', () => {
     expect(envError({ MONGODB_URL: url, [name]: value }).message).toContain(name);
   });
 
-  it('reads false and 0 as off, and refuses TLS files next to MONGODB_TLS=false', () => {
-    expect(fromEnv({ MONGODB_URL: url, MONGODB_TLS: 'false' }).tls).toBe(false);
-    expect(fromEnv({ MONGODB_URL: url, MONGODB_TLS: '0' }).tls).toBe(false);
+  it('leaves TLS to the URL under MONGODB_TLS=false, and refuses TLS files next to it', () => {
+    // Never false: mongodb+srv:// and ?tls=true ask for TLS, and a leftover flag must not turn it off.
+    expect(fromEnv({ MONGODB_URL: url, MONGODB_TLS: 'false' }).tls).toBeUndefined();
+    expect(
+      fromEnv({ MONGODB_URL: 'mongodb+srv://cluster0.example.net/app', MONGODB_TLS: '0' }).tls,
+    ).toBeUndefined();
     expect(
       envError({ MONGODB_URL: url, MONGODB_TLS: 'false', MONGODB_TLS_CA_FILE: '/etc/ca.pem' }).message,
     ).toContain('MONGODB_TLS');
