@@ -56,13 +56,27 @@ function hasLabel(error: ErrorLike, label: string): boolean {
   return Array.isArray(error.errorLabels) && error.errorLabels.includes(label);
 }
 
-/** True when the specification calls the error resumable; used to label the error metric. */
+const CURSOR_NOT_FOUND = 43;
+
+/**
+ * True when the specification calls the error resumable; used to label the error metric. Network and server
+ * selection errors are; CursorNotFound is (DRIVERS-1308). A server that labels its errors (4.4+) is taken at its
+ * word: the `ResumableChangeStreamError` label decides, and a listed code without it is not resumable. Only an error
+ * without any label (older servers) falls back on the code list, and `NonResumableChangeStreamError` always wins.
+ */
 export function isResumableChangeStreamError(error: unknown): boolean {
   if (typeof error !== 'object' || error === null) return false;
   const found = error as ErrorLike;
   if (typeof found.name === 'string' && NETWORK_ERRORS.has(found.name)) return true;
+  if (hasLabel(found, 'NonResumableChangeStreamError')) return false;
+  if (found.code === CURSOR_NOT_FOUND) return true;
   if (hasLabel(found, 'ResumableChangeStreamError')) return true;
+  if (labelCount(found) > 0) return false;
   return typeof found.code === 'number' && RESUMABLE_CODES.has(found.code);
+}
+
+function labelCount(error: ErrorLike): number {
+  return Array.isArray(error.errorLabels) ? error.errorLabels.length : 0;
 }
 
 /** Why reopening cannot help, or `undefined` when a restart from the last handled token is the right move. */

@@ -80,6 +80,13 @@ export interface ManagedChangeStreamOptions {
   idleCheckpointIntervalMs?: number;
   /** How long `close()` waits for a running handler before giving up on it, in milliseconds. Default 10000. */
   closeTimeoutMs?: number;
+  /**
+   * Longest wait for one token-store call, in milliseconds. A save that takes longer counts as failed (the stream
+   * goes on, see `austa_mongo_change_stream_token_save_failures_total`); a load that takes longer is retried with
+   * backoff. Default 5000: a store that hangs (a Redis client queueing commands while disconnected) must not stall
+   * the stream in silence.
+   */
+  tokenStoreTimeoutMs?: number;
   /** `updateLookup`, `whenAvailable` or `required` to receive the full document on updates. Default: not sent. */
   fullDocument?: 'default' | 'updateLookup' | 'whenAvailable' | 'required';
   /** `whenAvailable` or `required` for pre-images (the collection must enable them). Default: not sent. */
@@ -181,6 +188,7 @@ interface StreamSettings {
   maxRestartDelayMs: number;
   idleCheckpointIntervalMs: number;
   closeTimeoutMs: number;
+  tokenStoreTimeoutMs: number;
 }
 
 /** Defaults of the stream options, exported so the README and the tests cite the numbers the code uses. */
@@ -192,6 +200,7 @@ export const STREAM_DEFAULTS: Readonly<StreamSettings> = Object.freeze({
   maxRestartDelayMs: 30_000,
   idleCheckpointIntervalMs: 10_000,
   closeTimeoutMs: 10_000,
+  tokenStoreTimeoutMs: 5_000,
 });
 
 type Outcome =
@@ -202,13 +211,14 @@ type Outcome =
 
 const CLOSED: Outcome = Object.freeze({ kind: 'closed' });
 
-function lagOf(change: Document): number | undefined {
+/** When the event happened on the server, in epoch milliseconds, or `undefined` when it does not say. */
+function eventTimeMs(change: Document): number | undefined {
   const wallTime = change.wallTime;
-  if (wallTime instanceof Date) return Math.max(0, (Date.now() - wallTime.getTime()) / 1000);
+  if (wallTime instanceof Date) return wallTime.getTime();
   // Servers before 6.0 send no wallTime; the cluster time's high 32 bits are seconds since the epoch.
   const clusterTime = change.clusterTime as { getHighBits?: () => number; high?: number } | undefined;
   const seconds = clusterTime?.getHighBits?.() ?? clusterTime?.high;
-  return typeof seconds === 'number' ? Math.max(0, Date.now() / 1000 - seconds) : undefined;
+  return typeof seconds === 'number' ? seconds * 1000 : undefined;
 }
 
 async function closeQuietly(stream: ChangeStreamLike): Promise<void> {
@@ -248,7 +258,11 @@ export class ManagedStream implements ManagedChangeStream {
   private handled = 0;
   private deadLettered = 0;
   private lastEventAt: number | null = null;
+  /** Lag when the last event was handled, or 0 after an empty poll; `null` before any event. */
   private lagSeconds: number | null = null;
+  /** Server time of the event being handled now: the lag grows from it until the event is handled. */
+  private pendingSinceMs: number | undefined;
+  private readonly stopLag: () => void;
   private fatal: FatalChangeStreamError | undefined;
   private readonly settings: StreamSettings;
   private readonly opened: Promise<void>;
@@ -270,12 +284,15 @@ export class ManagedStream implements ManagedChangeStream {
       maxRestartDelayMs: options.maxRestartDelayMs ?? STREAM_DEFAULTS.maxRestartDelayMs,
       idleCheckpointIntervalMs: options.idleCheckpointIntervalMs ?? STREAM_DEFAULTS.idleCheckpointIntervalMs,
       closeTimeoutMs: options.closeTimeoutMs ?? STREAM_DEFAULTS.closeTimeoutMs,
+      tokenStoreTimeoutMs: options.tokenStoreTimeoutMs ?? STREAM_DEFAULTS.tokenStoreTimeoutMs,
     };
     this.opened = new Promise<void>((resolve) => {
       this.markOpened = resolve;
     });
+    this.stopLag = deps.instruments.watchLag(() => this.currentLag());
     this.done = this.run().then(
       (end) => {
+        this.finishLag();
         deps.onEnd?.(end);
         return end;
       },
@@ -291,11 +308,25 @@ export class ManagedStream implements ManagedChangeStream {
         );
         this.fatal = fatal;
         this.state = 'failed';
+        this.finishLag();
         const end = { reason: 'fatal', error: fatal } as const;
         deps.onEnd?.(end);
         return end;
       },
     );
+  }
+
+  /** Now minus the server time of the event in hand (growing while a handler is stuck on it), else the last lag. */
+  private currentLag(): number | null {
+    if (this.pendingSinceMs !== undefined) return Math.max(0, (Date.now() - this.pendingSinceMs) / 1000);
+    return this.lagSeconds;
+  }
+
+  /** The stream stopped: the gauge keeps its last value, read no more. */
+  private finishLag(): void {
+    const last = this.currentLag();
+    this.stopLag();
+    if (last !== null) this.deps.instruments.lag(last);
   }
 
   status(): ChangeStreamStatus {
@@ -307,7 +338,7 @@ export class ManagedStream implements ManagedChangeStream {
       handled: this.handled,
       deadLettered: this.deadLettered,
       lastEventAt: this.lastEventAt,
-      lagSeconds: this.lagSeconds,
+      lagSeconds: this.currentLag(),
     };
     if (this.fatal) status.error = { code: this.fatal.code, reason: this.fatal.reason };
     return status;
@@ -317,7 +348,17 @@ export class ManagedStream implements ManagedChangeStream {
     // Settles once: whichever comes first, the first answered poll or the end of the stream.
     return new Promise((resolve, reject) => {
       void this.opened.then(resolve);
-      void this.done.then((end) => reject(end.reason === 'fatal' ? end.error : new MongoClientClosedError()));
+      void this.done.then((end) =>
+        reject(
+          end.reason === 'fatal'
+            ? end.error
+            : new MongoClientClosedError(
+                end.reason === 'invalidated'
+                  ? `Change stream "${this.name}" ended before it opened: its collection was dropped or renamed (onInvalidate: stop).`
+                  : `Change stream "${this.name}" was closed before it opened.`,
+              ),
+        ),
+      );
     });
   }
 
@@ -346,6 +387,8 @@ export class ManagedStream implements ManagedChangeStream {
     if (gaveUp) {
       this.abandoned = true;
       this.state = 'stopped';
+      // The handler may never return, and with it the loop: stop reading the lag of a stream that is closed.
+      this.finishLag();
       this.deps.logger.warn(
         'Change stream closed while its handler was still running; the event will be delivered again after a restart.',
         {
@@ -483,7 +526,7 @@ export class ManagedStream implements ManagedChangeStream {
     let attempt = 0;
     while (!this.closing) {
       try {
-        const token = await this.deps.tokenStore.load(this.name);
+        const token = await this.withStoreTimeout(this.deps.tokenStore.load(this.name), 'load');
         if (token !== undefined && (typeof token !== 'object' || token === null || Array.isArray(token))) {
           throw new TokenStoreError(
             'The token store returned something that is not a resume token document.',
@@ -562,6 +605,7 @@ export class ManagedStream implements ManagedChangeStream {
         this.state = 'running';
         this.markOpened();
         if (change === null) {
+          this.pendingSinceMs = undefined;
           this.lagSeconds = 0;
           this.deps.instruments.lag(0);
           if (token !== undefined && token !== null) {
@@ -573,18 +617,19 @@ export class ManagedStream implements ManagedChangeStream {
           continue;
         }
         this.deps.instruments.event(String(change.operationType));
-        const lag = lagOf(change);
-        if (lag !== undefined) {
-          this.lagSeconds = lag;
-          this.deps.instruments.lag(lag);
+        this.pendingSinceMs = eventTimeMs(change);
+        if (change.operationType === 'invalidate') {
+          this.settleLag();
+          return { kind: 'invalidated', token: change._id ?? token };
         }
-        if (change.operationType === 'invalidate') return { kind: 'invalidated', token: change._id ?? token };
         if (this.accepts(change)) {
           if (!(await this.deliver(change))) return CLOSED;
+          this.settleLag();
           this.lastEventAt = Date.now();
           this.safeToken = token ?? change._id;
           await this.checkpoint(true);
         } else {
+          this.settleLag();
           this.safeToken = token ?? change._id;
           await this.checkpoint(false);
         }
@@ -592,6 +637,16 @@ export class ManagedStream implements ManagedChangeStream {
     } finally {
       if (this.stream === stream) this.stream = undefined;
       await closeQuietly(stream);
+    }
+  }
+
+  /** The event in hand is done with: its lag at this moment stays until the next event or empty poll. */
+  private settleLag(): void {
+    const lag = this.currentLag();
+    this.pendingSinceMs = undefined;
+    if (lag !== null) {
+      this.lagSeconds = lag;
+      this.deps.instruments.lag(lag);
     }
   }
 
@@ -682,6 +737,27 @@ export class ManagedStream implements ManagedChangeStream {
   }
 
   /**
+   * Bounds one token-store call by `tokenStoreTimeoutMs`. The call itself cannot be cancelled; a save that lands late
+   * can only write an older token than a later one, which a restart replays from: at-least-once still holds. The
+   * timer is unref'd and cleared as soon as the call settles, so it never holds the process open.
+   */
+  private withStoreTimeout<T>(call: Promise<T>, what: 'load' | 'save'): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(
+          Object.assign(
+            new Error(`token store ${what} took longer than ${this.settings.tokenStoreTimeoutMs} ms`),
+            { name: 'TokenStoreTimeout' },
+          ),
+        );
+      }, this.settings.tokenStoreTimeoutMs);
+      timer.unref();
+    });
+    return Promise.race([call, timeout]).finally(() => clearTimeout(timer));
+  }
+
+  /**
    * Saves `safeToken` when it changed: at once after a handled event (`force`), otherwise at most every
    * `idleCheckpointIntervalMs`. A failing store does not stop the stream: the event was handled; a restart would
    * replay more events. The failure is counted and logged once until the store recovers.
@@ -699,7 +775,7 @@ export class ManagedStream implements ManagedChangeStream {
     )
       return;
     try {
-      await this.deps.tokenStore.save(this.name, token);
+      await this.withStoreTimeout(this.deps.tokenStore.save(this.name, token), 'save');
       this.savedKey = key;
       this.lastSaveAt = now;
       if (this.saveFailing) {

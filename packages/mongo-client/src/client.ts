@@ -43,6 +43,7 @@ import {
   assertOperationName,
   assertPipeline,
   assertStreamName,
+  unknownKeys,
 } from './validation.js';
 import {
   type ChangeOperationType,
@@ -185,9 +186,34 @@ function assertTokenStore(store: unknown, what: string): asserts store is Resume
   }
 }
 
+const STREAM_OPTION_KEYS: ReadonlySet<string> = new Set([
+  'name',
+  'dbName',
+  'tokenStore',
+  'onInvalidate',
+  'maxHandlerAttempts',
+  'handlerRetryDelayMs',
+  'deadLetter',
+  'restartDelayMs',
+  'maxRestartDelayMs',
+  'idleCheckpointIntervalMs',
+  'closeTimeoutMs',
+  'tokenStoreTimeoutMs',
+  'fullDocument',
+  'fullDocumentBeforeChange',
+  'maxAwaitTimeMs',
+  'batchSize',
+  'showExpandedEvents',
+  'startAtOperationTime',
+] satisfies Array<keyof ManagedChangeStreamOptions>);
+
 function assertStreamOptions(options: ManagedChangeStreamOptions): void {
   if (typeof options !== 'object' || options === null) {
     throw new MongoArgumentError('Change stream options must be an object.');
+  }
+  const unknown = unknownKeys(options, STREAM_OPTION_KEYS);
+  if (unknown.length > 0) {
+    throw new MongoArgumentError(`Unknown change stream option ${unknown.join(', ')}.`);
   }
   const integers: Array<[keyof ManagedChangeStreamOptions, number]> = [
     ['maxHandlerAttempts', 1],
@@ -196,6 +222,7 @@ function assertStreamOptions(options: ManagedChangeStreamOptions): void {
     ['maxRestartDelayMs', 1],
     ['idleCheckpointIntervalMs', 0],
     ['closeTimeoutMs', 0],
+    ['tokenStoreTimeoutMs', 1],
     ['maxAwaitTimeMs', 1],
     ['batchSize', 1],
   ];
@@ -214,6 +241,26 @@ function assertStreamOptions(options: ManagedChangeStreamOptions): void {
   ) {
     throw new MongoArgumentError(
       `onInvalidate must be "stop" or "restart" (got ${String(options.onInvalidate)}).`,
+    );
+  }
+  // The server would refuse these only once the stream opens, as a fatal error far from the call that caused it.
+  const choices: Array<[keyof ManagedChangeStreamOptions, readonly string[]]> = [
+    ['fullDocument', ['default', 'updateLookup', 'whenAvailable', 'required']],
+    ['fullDocumentBeforeChange', ['off', 'whenAvailable', 'required']],
+  ];
+  for (const [key, allowed] of choices) {
+    const value = options[key];
+    if (value !== undefined && !allowed.includes(value as string)) {
+      throw new MongoArgumentError(`${key} must be one of ${allowed.join(', ')} (got ${String(value)}).`);
+    }
+  }
+  if (options.showExpandedEvents !== undefined && typeof options.showExpandedEvents !== 'boolean') {
+    throw new MongoArgumentError('showExpandedEvents must be true or false.');
+  }
+  const startAt = options.startAtOperationTime as { _bsontype?: unknown } | undefined;
+  if (startAt !== undefined && (typeof startAt !== 'object' || startAt?._bsontype !== 'Timestamp')) {
+    throw new MongoArgumentError(
+      'startAtOperationTime must be a BSON Timestamp (from an operationTime or clusterTime), not a number or Date.',
     );
   }
   if (options.deadLetter !== undefined) assertFunction(options.deadLetter, 'deadLetter callback');
@@ -240,6 +287,7 @@ function driverWatchOptions(
 // every 30 s at most, as for change streams.
 const RECONNECT_INITIAL_DELAY_MS = 500;
 const RECONNECT_MAX_DELAY_MS = 30_000;
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Runs checks shared with method arguments, reporting a failure as the factory's `E_INVALID_CONFIG`. */
 function asConfigError(check: () => void): void {
@@ -342,11 +390,22 @@ export function createMongoClient(options: CreateMongoClientOptions): AustaMongo
       })
     : undefined;
   if (reconnector) {
-    const onTopologyClosed = () => {
-      if (!closed) reconnector.trigger();
+    // Only a client that never connected needs this: once connected, the driver never closes its topology by
+    // itself, so a close after that was asked for (`mongo.client.close()`), and reopening it would keep the
+    // process alive against its owner's will.
+    let opened = false;
+    const onOpen = () => {
+      opened = true;
     };
+    const onTopologyClosed = () => {
+      if (!closed && !opened) reconnector.trigger();
+    };
+    source.on('open', onOpen);
     source.on('topologyClosed', onTopologyClosed);
-    detach.push(() => source.off('topologyClosed', onTopologyClosed));
+    detach.push(() => {
+      source.off('open', onOpen);
+      source.off('topologyClosed', onTopologyClosed);
+    });
   }
 
   const streams = new Map<string, ManagedStream>();
@@ -421,13 +480,21 @@ export function createMongoClient(options: CreateMongoClientOptions): AustaMongo
     close() {
       closePromise ??= (async () => {
         closed = true;
-        await Promise.all([...streams.values()].map((stream) => stream.close()));
-        streams.clear();
-        const stopping = reconnector?.stop();
-        if (owns) await client.close();
-        // A connect attempt in flight fails once the client is closed (or closes it again if it won the race).
-        await stopping;
-        for (const stop of detach.splice(0)) stop();
+        try {
+          await Promise.all([...streams.values()].map((stream) => stream.close()));
+          streams.clear();
+          const stopping = reconnector?.stop();
+          try {
+            if (owns) await client.close();
+          } finally {
+            // A connect attempt in flight fails once the client is closed (or closes it again if it won the race).
+            await stopping;
+          }
+        } finally {
+          // Even when the driver fails to close, this package's listeners and pool gauges must go: a closed
+          // wrapper that keeps observing would report a client nobody uses any more.
+          for (const stop of detach.splice(0)) stop();
+        }
       })();
       return closePromise;
     },
@@ -443,17 +510,24 @@ export function createMongoClient(options: CreateMongoClientOptions): AustaMongo
       const collection = collectionOf<TSchema>(collectionName, collectionOptions?.dbName);
       return sanitizeRules ? guardFilters(collection, sanitizeRules) : collection;
     },
-    health(healthOptions = {}) {
-      const timeoutMs = healthOptions.timeoutMs ?? 2000;
+    health(healthOptions) {
+      // Never throws, whatever it is given: a health endpoint that crashes is worse than one that says why.
+      const timeoutMs =
+        typeof healthOptions === 'object' && healthOptions !== null
+          ? (healthOptions.timeoutMs ?? 2000)
+          : 2000;
       const statuses = [...streams.values()].map((stream) => stream.status());
-      if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) {
+      // Past 2^31 - 1 ms, setTimeout fires at once: a huge timeout would report every server as not answering.
+      if (!Number.isInteger(timeoutMs) || timeoutMs <= 0 || timeoutMs > MAX_TIMER_MS) {
         return Promise.resolve({
           healthy: false,
           ping: { ok: false, durationMs: null },
           topology: { type: topology?.type ?? 'Unknown', setName: topology?.setName ?? null, servers: [] },
           primary: null,
           changeStreams: statuses,
-          problems: [`health() timeoutMs must be a positive integer (got ${String(timeoutMs)})`],
+          problems: [
+            `health() timeoutMs must be a positive integer up to ${MAX_TIMER_MS} (got ${String(timeoutMs)})`,
+          ],
           checkedAt: Date.now(),
         });
       }
@@ -498,7 +572,20 @@ export function createMongoClient(options: CreateMongoClientOptions): AustaMongo
       });
     },
     watchFields(collectionName, fields, handler, streamOptions = {}) {
+      if (typeof streamOptions !== 'object' || streamOptions === null) {
+        throw new MongoArgumentError(
+          'watchFields options must be an object such as { includeInserts: true }.',
+        );
+      }
       const { includeInserts, includeReplaces, ...rest } = streamOptions;
+      for (const [key, value] of [
+        ['includeInserts', includeInserts],
+        ['includeReplaces', includeReplaces],
+      ] as const) {
+        if (value !== undefined && typeof value !== 'boolean') {
+          throw new MongoArgumentError(`${key} must be true or false (got ${typeof value}).`);
+        }
+      }
       const watch = fieldsWatch(fields, {
         ...(includeInserts === undefined ? {} : { includeInserts }),
         ...(includeReplaces === undefined ? {} : { includeReplaces }),
@@ -511,8 +598,15 @@ export function createMongoClient(options: CreateMongoClientOptions): AustaMongo
       assertOpen();
       assertFunction(fn, 'transaction function');
       const session = client.startSession();
+      let attempts = 0;
       try {
-        const result = await session.withTransaction(() => fn(session), transactionOptions);
+        // The driver reruns the callback after a TransientTransactionError and retries the commit alone after
+        // UnknownTransactionCommitResult; each rerun is counted, so retry storms show on a dashboard.
+        const result = await session.withTransaction(async () => {
+          attempts++;
+          if (attempts > 1) instruments?.transactionRetry();
+          return fn(session);
+        }, transactionOptions);
         // A callback that aborts the transaction itself resolves without committing. `transaction` is not in the
         // driver's public types, so it is read defensively: when absent, a resolved call counts as committed.
         const state = (session as unknown as { transaction?: { isCommitted?: boolean } }).transaction;
@@ -522,7 +616,16 @@ export function createMongoClient(options: CreateMongoClientOptions): AustaMongo
         instruments?.transaction('aborted');
         throw error;
       } finally {
-        await session.endSession();
+        // The outcome is decided by now: a session that fails to end must not turn a commit into an error (a
+        // caller retrying it would write twice) nor hide the callback's own error.
+        try {
+          await session.endSession();
+        } catch (error) {
+          logger.warn('withTransaction could not end the session; the transaction outcome stands.', {
+            client: name,
+            errorType: errorType(error),
+          });
+        }
       }
     },
     changeStreams() {

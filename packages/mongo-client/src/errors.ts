@@ -86,11 +86,9 @@ export class UnsafeFilterError extends AustaMongoError {
 export class MongoClientClosedError extends AustaMongoError {
   declare readonly code: 'E_CLIENT_CLOSED';
 
-  constructor() {
-    super(
-      'E_CLIENT_CLOSED',
-      'This client was closed with close(); create a new one with createMongoClient().',
-    );
+  /** `message` says what was closed when it is not the client (a change stream that ended before it opened). */
+  constructor(message = 'This client was closed with close(); create a new one with createMongoClient().') {
+    super('E_CLIENT_CLOSED', message);
     this.name = 'MongoClientClosedError';
   }
 

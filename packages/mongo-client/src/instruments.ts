@@ -65,6 +65,11 @@ export interface StreamInstruments {
   error(kind: 'resumable' | 'non_resumable' | 'fatal'): void;
   restart(): void;
   lag(seconds: number): void;
+  /**
+   * Reads the lag at scrape time while the stream runs, so a stream stuck on an event shows a lag that grows
+   * instead of the value it had when the event arrived. Returns the function that stops reading.
+   */
+  watchLag(read: () => number | null): () => void;
   handlerFailure(): void;
   deadLetter(): void;
   tokenSaveFailure(): void;
@@ -75,6 +80,7 @@ const NOOP_STREAM: StreamInstruments = Object.freeze({
   error() {},
   restart() {},
   lag() {},
+  watchLag: () => () => {},
   handlerFailure() {},
   deadLetter() {},
   tokenSaveFailure() {},
@@ -99,6 +105,8 @@ export interface MongoInstruments {
   checkoutFailure(reason: string): void;
   poolCleared(): void;
   transaction(result: 'committed' | 'aborted'): void;
+  /** The driver ran a transaction's callback again (after a TransientTransactionError). */
+  transactionRetry(): void;
   /** One background reconnect attempt of a client whose connection attempts failed. */
   connectAttempt(ok: boolean): void;
   stream(name: string, collection: string): StreamInstruments;
@@ -162,6 +170,12 @@ export function createInstruments(metrics: Metrics, options: InstrumentOptions):
     help: 'Transactions run with withTransaction, by result (committed, aborted).',
     labelNames: ['result'],
   });
+  const transactionRetries = mongo
+    .counter({
+      name: 'transaction_retries_total',
+      help: 'Transaction callbacks run again by withTransaction after a TransientTransactionError.',
+    })
+    .bind();
   const connectAttempts = mongo.counter({
     name: 'reconnect_attempts_total',
     help: 'Background connect attempts of a client whose earlier connection attempts failed, by result (ok, failed).',
@@ -185,7 +199,7 @@ export function createInstruments(metrics: Metrics, options: InstrumentOptions):
   );
   const lag = mongo.gauge({
     name: 'change_stream_lag_seconds',
-    help: 'Now minus the wallTime of the last change event handled (0 when the stream is idle and caught up), in seconds.',
+    help: 'Now minus the wallTime of the change event being handled, growing while its handler runs or retries; after that, the value when it was handled; 0 when idle and caught up. In seconds.',
     labelNames: ['stream'],
   });
   const handlerFailures = streamCounter(
@@ -265,11 +279,17 @@ export function createInstruments(metrics: Metrics, options: InstrumentOptions):
     transaction(result) {
       transactionSeries[result].inc();
     },
+    transactionRetry() {
+      transactionRetries.inc();
+    },
     connectAttempt(ok) {
       connectAttempts.inc({ client: options.client, result: ok ? 'ok' : 'failed' });
     },
     stream(name, collection) {
-      return streamInstruments(name, label(collection), {
+      // A stream that was not named takes its collection's name: the label must then follow the collection label
+      // policy, or an allowlist that hides `notes_<patientId>` would leak it through the `stream` label.
+      const collectionLabel = label(collection);
+      return streamInstruments(name === collection ? collectionLabel : name, collectionLabel, {
         events,
         streamErrors,
         restarts,
@@ -330,6 +350,12 @@ function streamInstruments(
     error: (kind) => errorSeries[kind].inc(),
     restart: () => restarts.inc(),
     lag: (seconds) => lag.set(seconds),
+    watchLag(read) {
+      return families.lag.onCollect((set) => {
+        const seconds = read();
+        if (seconds !== null) set({ stream }, seconds);
+      });
+    },
     handlerFailure: () => handlerFailures.inc(),
     deadLetter: () => deadLetters.inc(),
     tokenSaveFailure: () => tokenSaveFailures.inc(),

@@ -6,6 +6,7 @@ import type { CollectionLabels } from './instruments.js';
 import type { Logger } from './logger.js';
 import type { SanitizeFilterOptions } from './sanitize.js';
 import type { ResumeTokenStore } from './token-store.js';
+import { assertDatabaseName, unknownKeys } from './validation.js';
 
 /** TLS settings, when the URL does not carry them (`tls=true&tlsCAFile=…`). */
 export interface MongoTlsOptions {
@@ -141,6 +142,19 @@ export function redactUrl(url: string): string {
   return url.replace(/\/\/([^@/?#]*)@/, '//***@');
 }
 
+/**
+ * Throws `E_INVALID_CONFIG` unless `url` looks like a MongoDB connection string. The message shows at most the
+ * scheme: a malformed string can hold its password anywhere (`mongodb:/ada:pw@host`), where no redaction finds it.
+ */
+function assertUrl(url: string): void {
+  if (!/^mongodb(\+srv)?:\/\/[^/?#]+/.test(url)) {
+    const scheme = /^([A-Za-z][A-Za-z0-9+.-]{0,15}):/.exec(url)?.[1];
+    throw new MongoConfigError(
+      `url must be a mongodb:// or mongodb+srv:// connection string with a host (got ${scheme === undefined ? 'a string without a scheme' : `one starting with "${scheme}:"`}; the rest is not shown, as it may hold a password).`,
+    );
+  }
+}
+
 function nonNegativeInteger(value: unknown, field: string, allowZero: boolean): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < (allowZero ? 0 : 1)) {
     throw new MongoConfigError(
@@ -193,11 +207,7 @@ export function resolveConnection(
       'createMongoClient needs { url: "mongodb://host:27017/db" } (or { client }); fromEnv() reads MONGODB_URL.',
     );
   }
-  if (!/^mongodb(\+srv)?:\/\/[^/?#]+/.test(url)) {
-    throw new MongoConfigError(
-      `url must be a mongodb:// or mongodb+srv:// connection string with a host (got "${redactUrl(url).slice(0, 40)}…").`,
-    );
-  }
+  assertUrl(url);
   const inUrl = queryKeys(url);
   const driver: MongoClientOptions = {};
   const setDefault = <K extends keyof MongoClientOptions>(
@@ -321,10 +331,31 @@ export function resolveConnection(
   return { url, driverOptions: driver };
 }
 
-/** Throws `E_INVALID_CONFIG` when both `client` and connection options are given, or neither. */
+const OPTION_KEYS: ReadonlySet<string> = new Set([
+  ...CONNECTION_OPTION_KEYS,
+  'client',
+  'dbName',
+  'name',
+  'metrics',
+  'logger',
+  'collectionLabels',
+  'tokenStore',
+  'sanitizeFilters',
+] satisfies Array<keyof CreateMongoClientOptions>);
+
+/**
+ * Throws `E_INVALID_CONFIG` when both `client` and connection options are given, or neither, or when an option is
+ * unknown (a driver spelling such as `serverSelectionTimeoutMS` would otherwise be silently ignored).
+ */
 export function assertClientOrUrl(options: CreateMongoClientOptions): void {
   if (typeof options !== 'object' || options === null) {
     throw new MongoConfigError('createMongoClient needs an options object: { url } or { client }.');
+  }
+  const unknown = unknownKeys(options, OPTION_KEYS);
+  if (unknown.length > 0) {
+    throw new MongoConfigError(
+      `Unknown createMongoClient option ${unknown.join(', ')}. Raw driver options go in driverOptions.`,
+    );
   }
   if (options.client === undefined) return;
   const extra = CONNECTION_OPTION_KEYS.filter((key) => options[key] !== undefined);
@@ -346,16 +377,33 @@ export function assertClientOrUrl(options: CreateMongoClientOptions): void {
 
 type Env = Record<string, string | undefined>;
 
-function envFlag(value: string | undefined): boolean {
-  return value !== undefined && /^(1|true|yes)$/i.test(value.trim());
+/**
+ * `true`, `false` or `undefined` (unset or empty). Anything else is refused: a typo such as `MONGODB_TLS=ture` must
+ * not silently send health data in clear text.
+ */
+function envFlag(env: Env, name: string): boolean | undefined {
+  const raw = env[name]?.trim();
+  if (raw === undefined || raw === '') return undefined;
+  if (/^(1|true|yes|on)$/i.test(raw)) return true;
+  if (/^(0|false|no|off)$/i.test(raw)) return false;
+  throw new MongoConfigError(`${name} must be true or false (got "${raw.slice(0, 20)}").`);
 }
 
 function envInteger(env: Env, name: string): number | undefined {
   const raw = env[name]?.trim();
   if (raw === undefined || raw === '') return undefined;
-  if (!/^\d+$/.test(raw))
-    throw new MongoConfigError(`${name} must be a non-negative integer (got "${raw}").`);
+  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(Number(raw)))
+    throw new MongoConfigError(`${name} must be a non-negative integer (got "${raw.slice(0, 20)}").`);
   return Number(raw);
+}
+
+/** Runs a check of the factory on one variable, so its error names the variable rather than the option. */
+function checkEnv(name: string, check: () => void): void {
+  try {
+    check();
+  } catch (cause) {
+    throw new MongoConfigError(`${name}: ${(cause as Error).message}`, { cause });
+  }
 }
 
 /**
@@ -380,8 +428,13 @@ export function fromEnv(
       'Set MONGODB_URL, e.g. mongodb://127.0.0.1:27017/app?replicaSet=rs0 (change streams and transactions need a replica set).',
     );
   }
+  checkEnv('MONGODB_URL', () => assertUrl(url));
   const options: CreateMongoClientOptions = { url };
-  if (env.MONGODB_DB?.trim()) options.dbName = env.MONGODB_DB.trim();
+  const dbName = env.MONGODB_DB?.trim();
+  if (dbName) {
+    checkEnv('MONGODB_DB', () => assertDatabaseName(dbName));
+    options.dbName = dbName;
+  }
   const numbers: Array<[keyof CreateMongoClientOptions, string]> = [
     ['maxPoolSize', 'MONGODB_MAX_POOL_SIZE'],
     ['minPoolSize', 'MONGODB_MIN_POOL_SIZE'],
@@ -395,15 +448,30 @@ export function fromEnv(
     if (value !== undefined) (options as Record<string, unknown>)[key] = value;
   }
   const readPreference = env.MONGODB_READ_PREFERENCE?.trim();
-  if (readPreference) options.readPreference = readPreference as ReadPreferenceMode;
+  if (readPreference) {
+    if (!READ_PREFERENCES.has(readPreference)) {
+      throw new MongoConfigError(
+        `MONGODB_READ_PREFERENCE must be one of ${[...READ_PREFERENCES].join(', ')} (got "${readPreference.slice(0, 20)}").`,
+      );
+    }
+    options.readPreference = readPreference as ReadPreferenceMode;
+  }
   const writeConcern = env.MONGODB_WRITE_CONCERN?.trim();
   if (writeConcern) {
     options.writeConcern = { w: /^\d+$/.test(writeConcern) ? Number(writeConcern) : writeConcern };
   }
   const caFile = env.MONGODB_TLS_CA_FILE?.trim();
   const certificateKeyFile = env.MONGODB_TLS_CERT_KEY_FILE?.trim();
-  const allowInvalid = envFlag(env.MONGODB_TLS_ALLOW_INVALID_CERTIFICATES);
-  if (envFlag(env.MONGODB_TLS) || caFile || certificateKeyFile || allowInvalid) {
+  const allowInvalid = envFlag(env, 'MONGODB_TLS_ALLOW_INVALID_CERTIFICATES') === true;
+  const tlsFlag = envFlag(env, 'MONGODB_TLS');
+  if (tlsFlag === false) {
+    if (caFile || certificateKeyFile || allowInvalid) {
+      throw new MongoConfigError(
+        'MONGODB_TLS=false contradicts the MONGODB_TLS_* settings also set; remove one or the other.',
+      );
+    }
+    // Left to the URL: mongodb+srv:// and ?tls=true mean TLS, and a flag left at false must never undo that.
+  } else if (tlsFlag === true || caFile || certificateKeyFile || allowInvalid) {
     const tls: MongoTlsOptions = {};
     if (caFile) tls.caFile = caFile;
     if (certificateKeyFile) tls.certificateKeyFile = certificateKeyFile;

@@ -34,6 +34,9 @@ interface Rules {
   maxDepth: number;
 }
 
+// The bson package stamps every value it creates with this symbol; JSON.parse can write `_bsontype` but never a symbol.
+const BSON_VERSION = Symbol.for('@@mdb.bson.version');
+
 function bsonType(value: object): string | undefined {
   const type = (value as { _bsontype?: unknown })._bsontype;
   return typeof type === 'string' ? type : undefined;
@@ -65,6 +68,11 @@ function checkValue(value: unknown, path: string, depth: number, rules: Rules): 
     return;
   }
   const bson = bsonType(object);
+  if (bson !== undefined && !(BSON_VERSION in object)) {
+    // Parsed input posing as a BSON value, such as { _bsontype: 'ObjectId', $where: … }: its keys would otherwise go
+    // unchecked, and the serializer would refuse it later with an untyped error.
+    refuse(path, 'an object with _bsontype that the bson package did not create is a forged BSON value.');
+  }
   if (bson !== undefined) {
     if (bson === 'BSONRegExp' && !rules.allowRegex) {
       refuse(

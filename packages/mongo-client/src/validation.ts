@@ -103,3 +103,20 @@ export function positiveInteger(value: unknown, fallback: number, what: string, 
   }
   return value;
 }
+
+/**
+ * The keys of `options` that `known` does not list (set to something other than `undefined`), with a hint for each:
+ * the option it most likely meant when only the case differs (`serverSelectionTimeoutMS` for
+ * `serverSelectionTimeoutMs`). A typo in an options object is otherwise silently ignored, and the default it leaves
+ * in place (a 15 s timeout, `onInvalidate: 'stop'`) surfaces much later as a mystery.
+ */
+export function unknownKeys(options: object, known: ReadonlySet<string>): string[] {
+  const problems: string[] = [];
+  for (const key of Object.keys(options)) {
+    if (known.has(key) || (options as Record<string, unknown>)[key] === undefined) continue;
+    const lower = key.toLowerCase();
+    const meant = [...known].find((candidate) => candidate.toLowerCase() === lower);
+    problems.push(meant === undefined ? `"${key}"` : `"${key}" (did you mean "${meant}"?)`);
+  }
+  return problems;
+}

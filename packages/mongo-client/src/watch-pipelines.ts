@@ -107,6 +107,11 @@ export function fieldsWatch(fields: unknown, options: WatchFieldsOptions = {}): 
   types.push('invalidate');
   return {
     pipeline: [{ $match: { operationType: { $in: types } } }],
-    accept: (change) => change.operationType !== 'update' || touched(change.updateDescription),
+    // An update without an updateDescription cannot be judged: it is delivered, never silently skipped.
+    accept: (change) =>
+      change.operationType !== 'update' ||
+      typeof change.updateDescription !== 'object' ||
+      change.updateDescription === null ||
+      touched(change.updateDescription),
   };
 }

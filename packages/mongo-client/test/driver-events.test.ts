@@ -397,6 +397,7 @@ describe('promtool check metrics', () => {
     instruments.operation('findPatientByEmail', 'patients', '', 0.003);
     instruments.transaction('committed');
     instruments.transaction('aborted');
+    instruments.transactionRetry();
     instruments.connectAttempt(true);
     instruments.connectAttempt(false);
     const stream = instruments.stream('patients-audit', 'patients');
@@ -405,6 +406,8 @@ describe('promtool check metrics', () => {
     stream.error('fatal');
     stream.restart();
     stream.lag(1.5);
+    // A live reading (a stream whose handler is stuck) replaces the stored value at scrape time.
+    const stopLag = instruments.stream('patients-backfill', 'patients').watchLag(() => 42);
     stream.handlerFailure();
     stream.deadLetter();
     stream.tokenSaveFailure();
@@ -420,6 +423,7 @@ describe('promtool check metrics', () => {
       'austa_mongo_pool_checkout_failures_total',
       'austa_mongo_pool_clears_total',
       'austa_mongo_transactions_total',
+      'austa_mongo_transaction_retries_total',
       'austa_mongo_reconnect_attempts_total',
       'mongodb_change_stream_events_total',
       'austa_mongo_change_stream_errors_total',
@@ -431,6 +435,10 @@ describe('promtool check metrics', () => {
     ]) {
       expect(input).toContain(`# TYPE ${name} `);
     }
+    expect(input).toContain(
+      'austa_mongo_change_stream_lag_seconds{stream="patients-backfill",service="care-api"} 42',
+    );
+    stopLag();
     const result = spawnSync('promtool', ['check', 'metrics'], { input, encoding: 'utf8' });
     expect(`${result.stdout}${result.stderr}`).toBe('');
     expect(result.status).toBe(0);

@@ -14,7 +14,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ManagedChangeStream } from '../src/change-stream.js';
 import { type AustaMongoClient, createMongoClient } from '../src/client.js';
 import { createMongoTokenStore } from '../src/mongo-token-store.js';
-import type { CreateMongoClientOptions } from '../src/options.js';
+import { type CreateMongoClientOptions, fromEnv } from '../src/options.js';
 import { createRedisTokenStore } from '../src/redis-token-store.js';
 import { createMemoryTokenStore, type ResumeTokenStore } from '../src/token-store.js';
 import { recordingLogger, until } from './fakes.js';
@@ -171,6 +171,123 @@ describe.runIf(mongo.available)('@austa/mongo-client on a real MongoDB replica s
       expect(health).toMatchObject({ healthy: true, ping: { ok: true } });
       expect(health.topology.setName).toEqual(expect.any(String));
       expect(health.primary).toMatch(/:\d+$/);
+    });
+  });
+
+  describe('review scenarios', () => {
+    it('health(null) answers instead of throwing', async () => {
+      const client = newClient();
+      await client.connect();
+      expect(await client.health(null as never)).toMatchObject({ healthy: true, ping: { ok: true } });
+    });
+
+    it('fromEnv() builds a client that reaches the server, and refuses an unreadable TLS flag', async () => {
+      const client = createMongoClient(
+        fromEnv({ MONGODB_URL: url, MONGODB_DB: dbName }, { logger: recordingLogger() }),
+      );
+      clients.push(client);
+      await client.connect();
+      expect((await client.health()).ping.ok).toBe(true);
+      expect(() => fromEnv({ MONGODB_URL: url, MONGODB_TLS: 'ture' })).toThrow(/MONGODB_TLS/);
+    });
+
+    it('leaves a client that connected once closed after .client.close(), instead of reopening it', async () => {
+      const client = newClient();
+      await client.connect();
+      await client.client.close();
+      // Past the background reconnect's first attempt (500 ms, jitter down to half) with room to spare.
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      await expect(client.client.db(dbName).command({ ping: 1 })).rejects.toMatchObject({
+        name: expect.stringMatching(/MongoTopologyClosedError|MongoNotConnectedError/),
+      });
+    });
+
+    it('refuses a forged BSON value and a misspelt option before the server sees anything', async () => {
+      const metrics = createMetrics();
+      const client = newClient({ metrics, sanitizeFilters: true });
+      await client.connect();
+      const forged = JSON.parse('{"email":{"_bsontype":"ObjectId","$where":"sleep(1000)"}}');
+      await expect(client.collection('forged').findOne(forged)).rejects.toMatchObject({
+        code: 'E_UNSAFE_FILTER',
+      });
+      expect(() =>
+        client.watchOperations('forged', ['insert'], async () => {}, { onInvalidated: 'restart' } as never),
+      ).toThrow(expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }));
+      expect(
+        await observations(metrics, 'db_client_operation_duration_seconds', {
+          db_collection_name: 'forged',
+        }),
+      ).toBe(0);
+    });
+
+    it('keeps delivering while the token store hangs on every save', async () => {
+      const metrics = createMetrics();
+      const client = newClient({ metrics });
+      const memory = createMemoryTokenStore();
+      const hanging: ResumeTokenStore = { ...memory, save: () => new Promise<void>(() => {}) };
+      await collection('hung_store').insertOne({ _id: 'seed' as never });
+      const { seen } = await watchInserts(client, 'hung_store', {
+        ...FAST_POLLS,
+        tokenStore: hanging,
+        tokenStoreTimeoutMs: 50,
+      });
+      await collection('hung_store').insertMany([{ _id: 'h1' }, { _id: 'h2' }] as never[]);
+      await until(() => seen.length === 2, 30_000, 'both inserts past the hanging store');
+      expect(seen).toEqual(['h1', 'h2']);
+      await untilAsync(
+        async () =>
+          (await sample(metrics, 'austa_mongo_change_stream_token_save_failures_total', {
+            stream: 'hung_store',
+          })) >= 1,
+        10_000,
+        'a timed-out save',
+      );
+    });
+
+    it('keeps the lag growing while a handler is stuck on an event', async () => {
+      const metrics = createMetrics();
+      const client = newClient({ metrics });
+      await collection('stuck').insertOne({ _id: 'seed' as never });
+      let release: () => void = () => {};
+      const stuck = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      let entered = false;
+      const stream = client.watchOperations(
+        'stuck',
+        ['insert'],
+        async () => {
+          entered = true;
+          await stuck;
+        },
+        { ...FAST_POLLS, name: 'stuck-lag' },
+      );
+      await running(stream);
+      await collection('stuck').insertOne({ _id: 'poison' as never });
+      await until(() => entered, 30_000, 'the handler to start');
+      const lag = () => sample(metrics, 'austa_mongo_change_stream_lag_seconds', { stream: 'stuck-lag' });
+      const first = await lag();
+      await untilAsync(async () => (await lag()) >= first + 1, 10_000, 'the lag to grow by a second');
+      release();
+      await until(() => stream.status().handled === 1, 30_000, 'the event to be handled');
+    });
+
+    it('reports an unnamed stream on a collection outside the allowlist as other, never by name', async () => {
+      const metrics = createMetrics();
+      const client = newClient({ metrics, collectionLabels: ['patients'] });
+      const name = 'notes_8f3a9c2e';
+      await collection(name).insertOne({ _id: 'seed' as never });
+      const { seen } = await watchInserts(client, name, FAST_POLLS);
+      await collection(name).insertOne({ _id: 'n1' as never });
+      await until(() => seen.length === 1, 30_000, 'the insert');
+      const text = await metrics.text();
+      expect(text).not.toContain('8f3a9c2e');
+      expect(
+        await sample(metrics, 'mongodb_change_stream_events_total', {
+          collection: 'other',
+          operation_type: 'insert',
+        }),
+      ).toBe(1);
     });
   });
 
@@ -419,6 +536,65 @@ describe.runIf(mongo.available)('@austa/mongo-client on a real MongoDB replica s
       expect(await collection('ledger').find().sort({ _id: 1 }).toArray()).toEqual([{ _id: 1 }, { _id: 2 }]);
       expect(await sample(metrics, 'austa_mongo_transactions_total', { result: 'committed' })).toBe(1);
       expect(await sample(metrics, 'austa_mongo_transactions_total', { result: 'aborted' })).toBe(1);
+    });
+  });
+
+  describe('withTransaction() retries', () => {
+    const failCommand = (data: Document, mode: unknown = { times: 1 }) =>
+      admin.db('admin').command({ configureFailPoint: 'failCommand', mode, data });
+
+    it.for([
+      [
+        'TransientTransactionError on an insert',
+        { failCommands: ['insert'], errorCode: 112, errorLabels: ['TransientTransactionError'] },
+        2,
+      ],
+      [
+        'UnknownTransactionCommitResult on the commit',
+        {
+          failCommands: ['commitTransaction'],
+          errorCode: 91,
+          errorLabels: ['UnknownTransactionCommitResult'],
+        },
+        1,
+      ],
+    ] as const)('commits once after %s', async ([, data, callbacks], context) => {
+      if (!mayFault)
+        return context.skip(
+          'fail points disturb a server this run does not own (set MONGODB_ALLOW_FAULTS=1)',
+        );
+      try {
+        await failCommand({}, 'off');
+      } catch (error) {
+        if ((error as MongoServerError).code === 59)
+          return context.skip('test commands are not enabled on this server');
+        throw error;
+      }
+      const metrics = createMetrics();
+      // The fail point only hits this client's commands (appName austa:txretry), never the admin client's.
+      const client = newClient({ metrics, name: 'txretry' });
+      const name = `tx_retry_${callbacks}`;
+      await admin
+        .db(dbName)
+        .createCollection(name)
+        .catch(() => undefined);
+      const target = client.collection(name);
+      let calls = 0;
+      try {
+        await failCommand({ ...data, appName: 'austa:txretry' });
+        const result = await client.withTransaction(async (session) => {
+          calls++;
+          await target.insertOne({ _id: `row-${calls}` as never, attempt: calls }, { session });
+          return 'done';
+        });
+        expect(result).toBe('done');
+      } finally {
+        await failCommand({}, 'off');
+      }
+      expect(calls).toBe(callbacks);
+      expect(await collection(name).countDocuments()).toBe(1);
+      expect(await sample(metrics, 'austa_mongo_transactions_total', { result: 'committed' })).toBe(1);
+      expect(await sample(metrics, 'austa_mongo_transaction_retries_total')).toBe(callbacks - 1);
     });
   });
 
