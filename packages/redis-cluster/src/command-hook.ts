@@ -83,11 +83,32 @@ export function createHookContext(options: {
   };
 }
 
-/** A command Redis flags read-only, or a script defined read-only: safe to send again. */
-export function isReadOnly(command: Command): boolean {
+/**
+ * Commands that change no data though Redis does not flag them read-only. ioredis sends a fire-and-forget PING or a
+ * SUBSCRIBE in flight again after a reconnect; failing them as "maybe applied" would reject what cannot have applied.
+ * An allowlist, not "no write flag": PUBLISH, EVAL and SCRIPT carry no write flag in the command table and do act.
+ */
+const NO_EFFECT = new Set([
+  'ping',
+  'echo',
+  'time',
+  'info',
+  'role',
+  'lastsave',
+  'select',
+  'subscribe',
+  'psubscribe',
+  'ssubscribe',
+  'unsubscribe',
+  'punsubscribe',
+  'sunsubscribe',
+]);
+
+/** A command Redis flags read-only, a script defined read-only, or one that changes nothing: safe to send again. */
+export function isSafeToResend(command: Command): boolean {
   if ((command as { isReadOnly?: boolean }).isReadOnly === true) return true;
   const name = command.name.toLowerCase();
-  return exists(name) && hasFlag(name, 'readonly');
+  return NO_EFFECT.has(name) || (exists(name) && hasFlag(name, 'readonly'));
 }
 
 const SECONDS_LAST = new Set(['blpop', 'brpop', 'brpoplpush', 'blmove', 'bzpopmin', 'bzpopmax']);
@@ -211,7 +232,7 @@ export function hookSendCommand(
       return maybeApplied(command, stream);
     if (inFlight.has(command)) {
       inFlight.delete(command);
-      if (!isReadOnly(command)) {
+      if (!isSafeToResend(command)) {
         if ((stream as PipelineStream | undefined)?.isPipeline) poisoned.add(stream as object);
         return maybeApplied(command, stream);
       }
@@ -320,7 +341,7 @@ function instrumentPipeline(pipeline: PipelineInternals, context: HookContext): 
       if (ms !== undefined) timer = setTimeout(expire, ms);
     } else if (!finished) {
       // A cluster re-sends the whole pipeline after its connection closed: if a write of it may have run, none goes.
-      const lost = pipeline._queue.find((command) => inFlight.has(command) && !isReadOnly(command));
+      const lost = pipeline._queue.find((command) => inFlight.has(command) && !isSafeToResend(command));
       if (lost !== undefined) {
         failWhole(new RedisMaybeAppliedError(lost.name));
         return pipeline.promise;

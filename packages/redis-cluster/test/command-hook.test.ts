@@ -6,6 +6,7 @@ import {
   createHookContext,
   hookSendCommand,
   isInternalCommand,
+  isSafeToResend,
 } from '../src/command-hook.js';
 import { type CommandObserver, createTracker, recordPipeline } from '../src/tracker.js';
 
@@ -301,6 +302,30 @@ describe('recordPipeline', () => {
       { name: 'get', outcome: 'Command timed out' },
       { name: 'set', outcome: 'Command timed out' },
     ]);
+  });
+});
+
+describe('isSafeToResend', () => {
+  it('lets reads and commands that change nothing go again, never a write or what acts without a write flag', () => {
+    for (const name of ['get', 'PING', 'echo', 'info', 'select', 'subscribe', 'ssubscribe', 'unsubscribe']) {
+      expect(isSafeToResend(new Command(name, []))).toBe(true);
+    }
+    for (const name of [
+      'set',
+      'incr',
+      'publish',
+      'eval',
+      'evalsha',
+      'script',
+      'exec',
+      'client',
+      'blpop',
+      'bogus',
+    ]) {
+      expect(isSafeToResend(new Command(name, []))).toBe(false);
+    }
+    const readOnlyScript = Object.assign(new Command('evalsha', []), { isReadOnly: true });
+    expect(isSafeToResend(readOnlyScript)).toBe(true);
   });
 });
 

@@ -190,6 +190,30 @@ describe.each<Topology>(['standalone', 'cluster'])('commands on %s', (topology) 
     ).toBe(1);
   });
 
+  // ioredis applies transformers to EXEC's replies and puts a throw in that command's result: the hook once hung here.
+  it('settles a MULTI whose reply transformer throws, and records that command once, as the error', async () => {
+    const { client, metrics } = make();
+    const transformers = (Command as unknown as { _transformer: { reply: Record<string, unknown> } })
+      ._transformer;
+    Command.setReplyTransformer('echo', () => {
+      throw new Error('transformer failed');
+    });
+    try {
+      const outcome = await Promise.race([
+        client.client.multi().echo('x').exec(),
+        new Promise((resolve) => setTimeout(() => resolve('pending'), 3000)),
+      ]);
+      expect((outcome as Array<[Error | null, unknown]>)[0]?.[0]?.message).toBe('transformer failed');
+    } finally {
+      delete transformers.reply.echo;
+    }
+    expect(await observations(metrics)).toMatchObject({ 'multi/': 1, 'exec/': 1 });
+    expect(await measured(metrics, 'echo')).toBe(0);
+    expect(
+      await sample(metrics, 'db_client_operation_duration_seconds_count', { db_operation_name: 'echo' }),
+    ).toBe(1);
+  });
+
   it('measures commands of client.duplicate() and ends the duplicate in close()', async () => {
     const metrics = createMetrics();
     const client = createRedisClient(optionsFor(topology), { metrics, logger: silent });

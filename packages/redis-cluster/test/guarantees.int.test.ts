@@ -112,6 +112,30 @@ describe.each<Topology>(['standalone', 'cluster'])('what the client promises, on
     }
   });
 
+  // ioredis' own suite sends a PING and leaves its promise alone while the socket times out: it must not reject.
+  it('sends again a PING or ECHO whose reply was lost with its connection: they change nothing', async () => {
+    const { client, metrics, proxies, close } = await proxied(topology);
+    clients.push(client);
+    try {
+      await client.ready();
+      for (const proxy of proxies.values()) proxy.swallowReplies = true;
+      const ping = client.client.ping();
+      const echo = client.client.echo('still here');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      for (const proxy of proxies.values()) {
+        proxy.swallowReplies = false;
+        proxy.dropAll();
+      }
+      expect(await ping).toBe('PONG');
+      expect(await echo).toBe('still here');
+      expect(await measured(metrics, 'ping')).toBe(1);
+      expect(await measured(metrics, 'echo')).toBe(1);
+      expect(await measuredAll(metrics, 'ping')).toBe(1);
+    } finally {
+      await close();
+    }
+  });
+
   it('cuts off a command that timed out behind a blocking command, so it never runs when the block ends', async () => {
     const metrics = createMetrics();
     const options: RedisClientOptions =
