@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Metrics } from '@austa/metrics';
+import type { ManagedChangeStream } from '@austa/mongo-client';
 import type { RedisClient } from '@austa/redis-cluster';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
@@ -34,6 +35,8 @@ declare module 'fastify' {
     routeCatalog: readonly RouteEntry[];
     /** The stores the app built on the shared Redis client (tests and operators' scripts reach them here). */
     stores: Stores;
+    /** The change stream that invalidates cached profiles; undefined without MongoDB. */
+    profileSync: ManagedChangeStream | undefined;
   }
 }
 
@@ -175,6 +178,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
           : {}),
       })
     : undefined;
+  app.decorate('profileSync', profileStream);
   // After in-flight requests have finished: the change stream first (its handler uses the cache), then the stores.
   app.addHook('onClose', async () => {
     await profileStream?.close();
