@@ -26,7 +26,11 @@ describe.runIf(mongo.available).each(TOPOLOGIES)('patient profiles on MongoDB an
   const inject = (options: InjectOptions): Promise<LightMyRequestResponse> => service.app.inject(options);
 
   async function login(username: string): Promise<string> {
-    const response = await inject({ method: 'POST', url: '/auth/login', payload: { username, password: 'demo' } });
+    const response = await inject({
+      method: 'POST',
+      url: '/auth/login',
+      payload: { username, password: 'demo' },
+    });
     expect(response.statusCode).toBe(200);
     return cookieOf(response);
   }
@@ -69,8 +73,9 @@ describe.runIf(mongo.available).each(TOPOLOGIES)('patient profiles on MongoDB an
     const deadline = Date.now() + 10_000;
     let name = '';
     while (Date.now() < deadline) {
-      name = (await inject({ method: 'GET', url: `/patients/${patient}/profile`, headers: { cookie } })).json()
-        .name;
+      name = (
+        await inject({ method: 'GET', url: `/patients/${patient}/profile`, headers: { cookie } })
+      ).json().name;
       if (name === 'Ada L.') break;
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
@@ -87,10 +92,18 @@ describe.runIf(mongo.available).each(TOPOLOGIES)('patient profiles on MongoDB an
       payload: { name: 'Bo', birthDate: '1985-12-31' },
     });
     const stranger = await login(`p${randomBytes(4).toString('hex')}`);
-    const denied = await inject({ method: 'GET', url: `/patients/${patient}/profile`, headers: { cookie: stranger } });
+    const denied = await inject({
+      method: 'GET',
+      url: `/patients/${patient}/profile`,
+      headers: { cookie: stranger },
+    });
     expect(denied.statusCode).toBe(403);
     const clinician = await login(`clinician-${randomBytes(3).toString('hex')}`);
-    const allowed = await inject({ method: 'GET', url: `/patients/${patient}/profile`, headers: { cookie: clinician } });
+    const allowed = await inject({
+      method: 'GET',
+      url: `/patients/${patient}/profile`,
+      headers: { cookie: clinician },
+    });
     expect(allowed.statusCode).toBe(200);
     expect(allowed.json().name).toBe('Bo');
     const bad = await inject({
