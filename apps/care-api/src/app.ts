@@ -6,7 +6,7 @@ import swagger from '@fastify/swagger';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { type AssistantResponder, createEchoResponder } from './assistant/responder.js';
-import { cookieSettings, sessionGuard } from './auth/session.js';
+import { cookieSettings, prefetchSessions, sessionGuard } from './auth/session.js';
 import { createDemoUserLookup, type UserLookup } from './auth/users.js';
 import type { Config } from './config.js';
 import { HttpError, installErrorHandling } from './http-errors.js';
@@ -185,9 +185,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     await stores.close();
   });
 
-  installIpRateLimit(app, stores.ipLimiter, stores.ipLimit);
   const cookie = cookieSettings(config.production);
   const requireSession = sessionGuard(stores.sessions, cookie);
+  prefetchSessions(app, stores.sessions, cookie, requireSession);
+  installIpRateLimit(app, stores.ipLimiter, stores.ipLimit);
   const users = options.users ?? createDemoUserLookup();
   if (users.name === 'demo') {
     logger.warn('DEMO login active: any username logs in with the password "demo" (plug in a UserLookup)');
@@ -195,6 +196,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   await app.register(authRoutes, {
     sessions: stores.sessions,
+    requireSession,
     users,
     cookie,
     absoluteTimeoutSeconds: config.sessions.absoluteTimeoutSeconds,

@@ -6,7 +6,6 @@ import { createRateLimiter, type LimitConfig, type RateLimiter } from '@austa/ra
 import type { RedisClient } from '@austa/redis-cluster';
 import { createSessionStore, type SessionStore } from '@austa/session';
 import type { Config } from './config.js';
-import { withAutoPipelinedScripts } from './redis-compat.js';
 
 /** The four Redis stores of the service, on one Redis client and one metrics registry. */
 export interface Stores {
@@ -45,7 +44,7 @@ export function createStores(options: {
     encryption: { currentKeyId: config.encryption.currentKeyId, keys: config.encryption.keys },
   });
   const sessions = createSessionStore({
-    redis: withAutoPipelinedScripts(client),
+    redis: client,
     prefix: 'care:session',
     idleTimeoutSeconds: config.sessions.idleTimeoutSeconds,
     absoluteTimeoutSeconds: config.sessions.absoluteTimeoutSeconds,

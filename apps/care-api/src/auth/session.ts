@@ -1,5 +1,5 @@
-import type { SessionStore } from '@austa/session';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Session, SessionStore } from '@austa/session';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { HttpError } from '../http-errors.js';
 
 /** What a session holds besides the user id: enough to authorize without asking the identity provider again. */
@@ -25,6 +25,12 @@ export interface AuthContext {
 declare module 'fastify' {
   interface FastifyRequest {
     auth?: AuthContext;
+    /** The session lookup started in onRequest (see `prefetchSessions`), awaited by the guard. */
+    sessionLookup?: { token: string; session: Promise<Session<SessionData> | null> };
+  }
+  interface FastifyContextConfig {
+    /** Set by `prefetchSessions` on routes guarded by the session guard. */
+    session?: boolean;
   }
 }
 
@@ -95,9 +101,10 @@ const unauthenticated = () =>
 /** A preHandler: sets `request.auth` from a live session, or answers 401. */
 export function sessionGuard(sessions: SessionStore, cookie: CookieSettings) {
   return async function requireSession(request: FastifyRequest): Promise<void> {
-    const token = presentedToken(request, cookie);
+    const prefetched = request.sessionLookup;
+    const token = prefetched?.token ?? presentedToken(request, cookie);
     if (token === undefined || !TOKEN.test(token)) throw unauthenticated();
-    const session = await sessions.getSession<SessionData>(token);
+    const session = await (prefetched?.session ?? sessions.getSession<SessionData>(token));
     if (session === null) throw unauthenticated();
     const data = session.data;
     request.auth = {
@@ -110,6 +117,36 @@ export function sessionGuard(sessions: SessionStore, cookie: CookieSettings) {
       expiresAtMs: session.expiresAtMs,
     };
   };
+}
+
+/**
+ * Starts the session lookup of guarded routes in onRequest, before the rate-limit check is awaited: the two Redis
+ * round trips overlap instead of adding up. The guard still decides, after the
+ * limit (a 429 wins over a 401). Install before any other onRequest hook that awaits, and before the routes.
+ */
+export function prefetchSessions(
+  app: FastifyInstance,
+  sessions: SessionStore,
+  cookie: CookieSettings,
+  guard: (request: FastifyRequest) => Promise<void>,
+): void {
+  app.addHook('onRoute', (route) => {
+    const handlers = [route.preHandler ?? []].flat();
+    if (handlers.includes(guard as never)) route.config = { ...(route.config ?? {}), session: true };
+  });
+  app.addHook('onRequest', (request, _reply, done) => {
+    if (request.routeOptions.config?.session === true) {
+      const token = presentedToken(request, cookie);
+      if (token !== undefined && TOKEN.test(token)) {
+        const session = sessions.getSession<SessionData>(token);
+        // Awaited by the guard; a request rejected earlier (429) never awaits it, and its failure must not be
+        // reported as unhandled.
+        session.catch(() => {});
+        request.sessionLookup = { token, session };
+      }
+    }
+    done();
+  });
 }
 
 /** The caller set by `requireSession`; a route without the guard calling this is a bug (500). */

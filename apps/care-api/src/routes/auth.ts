@@ -1,12 +1,11 @@
 import type { SessionStore } from '@austa/session';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import {
   authOf,
   type CookieSettings,
   clearSessionCookie,
   presentedToken,
   type SessionData,
-  sessionGuard,
   setSessionCookie,
 } from '../auth/session.js';
 import type { UserLookup } from '../auth/users.js';
@@ -18,6 +17,8 @@ export interface AuthRoutesOptions {
   users: UserLookup;
   cookie: CookieSettings;
   absoluteTimeoutSeconds: number;
+  /** The app's session guard (one instance, so that `prefetchSessions` recognises the routes it guards). */
+  requireSession: (request: FastifyRequest) => Promise<void>;
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -55,8 +56,7 @@ const DEVICE = {
 
 /** Login, logout and the "active devices" screen, on `@austa/session`. */
 export async function authRoutes(app: FastifyInstance, options: AuthRoutesOptions): Promise<void> {
-  const { sessions, users, cookie } = options;
-  const requireSession = sessionGuard(sessions, cookie);
+  const { sessions, users, cookie, requireSession } = options;
 
   app.post(
     '/auth/login',
