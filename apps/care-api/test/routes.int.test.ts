@@ -92,6 +92,41 @@ describe.each(TOPOLOGIES)('care-api routes on %s Redis', (topology) => {
       expect(bearer.statusCode).toBe(200);
     });
 
+    it('in production the cookie is __Host-care_session and Secure', async () => {
+      const production = await startTestService(topology, {
+        mongo: false,
+        env: {
+          NODE_ENV: 'production',
+          // Only to satisfy the production checks: the test service connects to test-env's servers.
+          REDIS_URL: 'redis://unused:6379',
+          MONGODB_URL: 'mongodb://unused:27017/?replicaSet=rs0',
+          SESSION_SECRET: randomBytes(32).toString('base64'),
+          DATA_ENCRYPTION_KEYS: `k1:${randomBytes(32).toString('base64')}`,
+        },
+      });
+      try {
+        const response = await production.app.inject({
+          method: 'POST',
+          url: '/auth/login',
+          payload: { username: username('ava'), password: 'demo' },
+        });
+        expect(response.statusCode).toBe(200);
+        const cookie = String([response.headers['set-cookie']].flat()[0]);
+        expect(cookie).toMatch(
+          /^__Host-care_session=[\w.-]+; Path=\/; HttpOnly; SameSite=Strict; Max-Age=43200; Secure$/,
+        );
+        const token = cookie.split(';')[0]?.split('=')[1];
+        const me = await production.app.inject({
+          method: 'GET',
+          url: '/me',
+          headers: { cookie: `__Host-care_session=${token}` },
+        });
+        expect(me.statusCode).toBe(200);
+      } finally {
+        await production.close();
+      }
+    });
+
     it('login → list devices → revoke one → its old cookie is rejected, the other still works', async () => {
       const user = username('ben');
       const phone = await login(user, { userAgent: 'PhoneApp/1.0', platform: 'ios' });
@@ -144,6 +179,16 @@ describe.each(TOPOLOGIES)('care-api routes on %s Redis', (topology) => {
       });
       expect(response.statusCode).toBe(404);
       expect((await inject({ method: 'GET', url: '/me', headers: as(victim.token) })).statusCode).toBe(200);
+    });
+
+    it('100 concurrent authenticated requests of 20 users all succeed (session reads and limiter scripts batched)', async () => {
+      const tokens = await Promise.all(Array.from({ length: 20 }, (_, i) => login(username(`load${i}`))));
+      const responses = await Promise.all(
+        Array.from({ length: 100 }, (_, i) =>
+          inject({ method: 'GET', url: '/me', headers: as((tokens[i % 20] as { token: string }).token) }),
+        ),
+      );
+      expect(responses.map((response) => response.statusCode)).toEqual(Array(100).fill(200));
     });
 
     it('login regenerates the session id: the cookie sent with the login request stops working', async () => {
