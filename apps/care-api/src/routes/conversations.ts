@@ -125,8 +125,13 @@ export async function conversationRoutes(
   } as const;
 
   /** Stores the user's message, asks the responder, stores its reply, intent and entities. */
-  async function exchange(id: string, owner: Owner, message: string, summaryVersion: number) {
-    const history = await conversations.getRecentMessages(id, HISTORY, { owner });
+  async function exchange(
+    id: string,
+    owner: Owner,
+    message: string,
+    summaryVersion: number,
+    history: readonly StoredMessage[],
+  ) {
     const summary = summaryVersion > 0 ? (await conversations.getSummary(id, { owner }))?.text : undefined;
     const stored = await conversations.addMessage(id, { role: 'user', content: message }, { owner });
     const historyView: ResponderMessage[] = history.map((entry) => ({
@@ -227,7 +232,7 @@ export async function conversationRoutes(
       );
       const createdAt = new Date().toISOString();
       const result =
-        body.message !== undefined ? await mapped(exchange(id, { userId }, body.message, 0)) : undefined;
+        body.message !== undefined ? await mapped(exchange(id, { userId }, body.message, 0, [])) : undefined;
       return reply
         .code(201)
         .header('location', `/conversations/${id}`)
@@ -257,9 +262,15 @@ export async function conversationRoutes(
       const { id } = request.params as { id: string };
       const { content } = request.body as { content: string };
       const owner = { userId };
-      const context = await mapped(conversations.getContext(id, { owner }));
+      // Both owner-checked; read together, so the existence check costs no extra round trip.
+      const [context, history] = await mapped(
+        Promise.all([
+          conversations.getContext(id, { owner }),
+          conversations.getRecentMessages(id, HISTORY, { owner }),
+        ]),
+      );
       if (context === null) throw notFound();
-      const result = await mapped(exchange(id, owner, content, context.summary?.version ?? 0));
+      const result = await mapped(exchange(id, owner, content, context.summary?.version ?? 0, history));
       return reply.code(201).send(result);
     },
   );
