@@ -587,6 +587,64 @@ describe.each(TOPOLOGIES)('care-api routes on %s Redis', (topology) => {
   });
 });
 
+describe.each(TOPOLOGIES)('pluggable user lookup and responder on %s Redis', (topology) => {
+  it('logs in through the given lookup (the demo password no longer works) and stores the given responder’s reply', async () => {
+    const userId = `org-${randomBytes(4).toString('hex')}`;
+    const service = await startTestService(topology, {
+      mongo: false,
+      app: {
+        users: {
+          name: 'directory',
+          async authenticate({ username, password }) {
+            return username === 'alice' && password === 's3cret'
+              ? { id: userId, roles: ['clinician'] }
+              : undefined;
+          },
+        },
+        responder: {
+          name: 'fixed',
+          async respond({ message }) {
+            return {
+              reply: `model says: ${message.length} characters`,
+              intent: { name: 'triage', confidence: 0.9 },
+            };
+          },
+        },
+      },
+    });
+    try {
+      const demo = await service.app.inject({
+        method: 'POST',
+        url: '/auth/login',
+        payload: { username: 'alice', password: 'demo' },
+      });
+      expect(demo.statusCode).toBe(401);
+      const login = await service.app.inject({
+        method: 'POST',
+        url: '/auth/login',
+        payload: { username: 'alice', password: 's3cret' },
+      });
+      expect(login.statusCode).toBe(200);
+      expect(login.json()).toMatchObject({ userId, roles: ['clinician'], demo: false });
+      const created = await service.app.inject({
+        method: 'POST',
+        url: '/conversations',
+        headers: { cookie: sessionCookie(login).split(';')[0] as string },
+        payload: { message: 'hello' },
+      });
+      expect(created.json().exchange).toMatchObject({
+        reply: { role: 'assistant', content: 'model says: 5 characters' },
+        intent: { name: 'triage', confidence: 0.9 },
+      });
+      const docs = (await service.app.inject({ method: 'GET', url: '/docs/json' })).json();
+      expect(docs.paths['/auth/login'].post.summary).toContain('directory');
+      expect(docs.paths['/auth/login'].post.description ?? '').not.toContain('DEMO');
+    } finally {
+      await service.close();
+    }
+  });
+});
+
 describe.each(TOPOLOGIES)('care-api with Redis down (%s client settings)', (topology) => {
   it('session routes answer 503 JSON within the command timeout; the rate limiter falls back to its insurance', async () => {
     const { closedPort } = await import('./support.js');

@@ -4,7 +4,7 @@ import { createRedisClient, type RedisClient, type RedisClientOptions } from '@a
 import { mongoTarget, type RedisTopology, redisTarget } from '@austa/test-env/vitest';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { buildApp } from '../src/app.js';
+import { type AppOptions, buildApp } from '../src/app.js';
 import { type Env, loadConfig } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
 import { disabledMongo, type MongoDependency, mongoDependency } from '../src/mongo.js';
@@ -66,6 +66,8 @@ export async function startTestService(
     beforeReady?: (app: FastifyInstance, service: Omit<TestService, 'app' | 'close'>) => void;
     /** Whether to use test-env's MongoDB when it has one (default true). */
     mongo?: boolean;
+    /** Passed to `buildApp`: the pluggable user lookup and assistant responder. */
+    app?: Pick<AppOptions, 'users' | 'responder'>;
   } = {},
 ): Promise<TestService> {
   const config = loadConfig(testEnv(options.env));
@@ -94,6 +96,7 @@ export async function startTestService(
     redis,
     mongo,
     ...(options.logger ? { logger: options.logger } : {}),
+    ...options.app,
     // Short server polls: a test waits milliseconds, not a second, for the change stream to see a write.
     changeStreamMaxAwaitTimeMs: 100,
   });
