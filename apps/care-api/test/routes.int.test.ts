@@ -580,10 +580,18 @@ describe.each(TOPOLOGIES)('care-api routes on %s Redis', (topology) => {
       url: '/auth/login',
       payload: { username: user, password: secret },
     });
+    await inject({ method: 'GET', url: `/patients/${user}/profile`, headers: as(token) });
     expect(log.lines.length).toBeGreaterThan(0);
     const all = JSON.stringify(log.lines);
     expect(all).not.toContain(secret);
     expect(all).not.toContain(token);
+    // Request lines name the route template, never the URL with its ids, nor the client address.
+    expect(all).not.toContain(created.json().conversationId);
+    expect(all).not.toContain(user);
+    expect(all).not.toContain('127.0.0.1');
+    expect(log.lines).toContainEqual(
+      expect.objectContaining({ req: { method: 'GET', route: '/patients/:id/profile' } }),
+    );
   });
 });
 
