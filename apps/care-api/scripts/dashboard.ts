@@ -194,6 +194,66 @@ export const ROWS: Array<[title: string, panels: PanelSpec[]]> = [
     ],
   ],
   [
+    'Stores: sessions, rate limits, cache, conversations',
+    [
+      {
+        title: 'Logins, logouts and evictions',
+        unit: 'short',
+        targets: [
+          [
+            `sum by (operation) (increase(austa_session_operations_total{${SEL},result="ok",operation=~"create_session|delete_session|delete_user_sessions|delete_user_session"}${RATE}))`,
+            '{{operation}}',
+          ],
+          [`sum(increase(austa_session_evictions_total{${SEL}}${RATE}))`, 'evicted (per-user cap)'],
+          [
+            `sum by (operation) (increase(austa_session_operations_total{${SEL},result="error"}${RATE}))`,
+            'error {{operation}}',
+          ],
+        ],
+        description: 'Sessions opened and ended; evictions mean users hit the per-user session cap.',
+      },
+      {
+        title: 'Rate-limit rejections',
+        unit: 'reqps',
+        targets: [
+          [
+            `sum by (limiter) (rate(austa_rate_limit_decisions_total{${SEL},result!="allowed"}${RATE}))`,
+            'rejected {{limiter}}',
+          ],
+          [
+            `sum by (limiter, reason) (rate(austa_rate_limit_fallbacks_total{${SEL}}${RATE}))`,
+            'answered without Redis {{limiter}} {{reason}}',
+          ],
+        ],
+        description:
+          '`ip` is the per-address limit, `assistant` the per-user one. Fallbacks mean Redis was not answering.',
+      },
+      {
+        title: 'Profile cache hit rate',
+        unit: 'percentunit',
+        targets: [
+          [
+            `sum by (tier) (rate(austa_cache_requests_total{${SEL},result=~"hit|stale"}${RATE})) / sum by (tier) (rate(austa_cache_requests_total{${SEL}}${RATE}))`,
+            '{{tier}}',
+          ],
+          [`sum(rate(austa_cache_degraded_total{${SEL}}${RATE}))`, 'degraded answers/s'],
+        ],
+        description: 'l1 is process memory, l2 Redis; a miss in both reads MongoDB.',
+      },
+      {
+        title: 'Assistant messages',
+        unit: 'short',
+        targets: [
+          [`sum by (role) (increase(austa_conversation_messages_total{${SEL}}${RATE}))`, '{{role}}'],
+          [
+            `sum(increase(austa_conversation_trimmed_messages_total{${SEL}}${RATE}))`,
+            'trimmed into summaries',
+          ],
+        ],
+      },
+    ],
+  ],
+  [
     'Process',
     [
       {

@@ -1,15 +1,25 @@
 import { randomUUID } from 'node:crypto';
 import type { Metrics } from '@austa/metrics';
+import type { ManagedChangeStream } from '@austa/mongo-client';
 import type { RedisClient } from '@austa/redis-cluster';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
+import { type AssistantResponder, createEchoResponder } from './assistant/responder.js';
+import { cookieSettings, prefetchSessions, sessionGuard } from './auth/session.js';
+import { createDemoUserLookup, type UserLookup } from './auth/users.js';
 import type { Config } from './config.js';
 import { HttpError, installErrorHandling } from './http-errors.js';
 import { registerHttpMetrics } from './http-metrics.js';
 import { createLogger } from './logger.js';
 import type { MongoDependency } from './mongo.js';
+import { startProfileSync } from './profile-sync.js';
+import { assistantRateLimit, installIpRateLimit } from './rate-limits.js';
+import { authRoutes } from './routes/auth.js';
+import { conversationRoutes } from './routes/conversations.js';
 import { opsRoutes } from './routes/ops.js';
+import { patientRoutes } from './routes/patients.js';
+import { createStores, type Stores } from './stores.js';
 
 export const SERVICE_VERSION = '0.0.0';
 
@@ -23,6 +33,10 @@ export interface RouteEntry {
 declare module 'fastify' {
   interface FastifyInstance {
     routeCatalog: readonly RouteEntry[];
+    /** The stores the app built on the shared Redis client (tests and operators' scripts reach them here). */
+    stores: Stores;
+    /** The change stream that invalidates cached profiles; undefined without MongoDB. */
+    profileSync: ManagedChangeStream | undefined;
   }
 }
 
@@ -35,7 +49,16 @@ export interface AppOptions {
   mongo: MongoDependency;
   /** A pino logger; without one, nothing is logged (tests). */
   logger?: Logger;
+  /** Who may log in. Default: the DEMO lookup (any username, password `demo`), never for real patients. */
+  users?: UserLookup;
+  /** Where the assistant's replies come from. Default: the deterministic echo responder (no external AI). */
+  responder?: AssistantResponder;
+  /** Change-stream poll interval, in ms (tests shorten it). Default: the server's. */
+  changeStreamMaxAwaitTimeMs?: number;
 }
+
+/** Longest chat message a user may send, in characters: far below the store's 256 KiB per message. */
+const MAX_MESSAGE_CHARS = 16_000;
 
 /** A hop count trusts that many proxies nearest the service, as proxy-addr does for a number. */
 function trustProxy(
@@ -122,10 +145,70 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         description:
           'The @austa reference service: sessions, rate limits, AI-assistant conversations and cached patient profiles on Redis and MongoDB.',
       },
-      tags: [{ name: 'operations', description: 'Health, metrics and this document.' }],
+      tags: [
+        {
+          name: 'auth',
+          description: 'Login (a DEMO login unless a user lookup is plugged in), sessions, devices.',
+        },
+        {
+          name: 'conversations',
+          description: 'Chat with the assistant; every conversation is checked against its owner.',
+        },
+        { name: 'patients', description: 'Patient profiles in MongoDB, read through the cache.' },
+        { name: 'operations', description: 'Health, metrics and this document.' },
+      ],
     },
   });
 
+  const logger = app.log;
+  const stores = createStores({
+    config,
+    redis,
+    metrics,
+    logger: { warn: (message) => logger.warn({ component: 'store' }, message) },
+  });
+  app.decorate('stores', stores);
+  const profileStream = mongo.enabled
+    ? startProfileSync({
+        mongo: mongo.mongo,
+        profiles: stores.profiles,
+        redis: redis.client,
+        ...(options.changeStreamMaxAwaitTimeMs !== undefined
+          ? { maxAwaitTimeMs: options.changeStreamMaxAwaitTimeMs }
+          : {}),
+      })
+    : undefined;
+  app.decorate('profileSync', profileStream);
+  // After in-flight requests have finished: the change stream first (its handler uses the cache), then the stores.
+  app.addHook('onClose', async () => {
+    await profileStream?.close();
+    await stores.close();
+  });
+
+  const cookie = cookieSettings(config.production);
+  const requireSession = sessionGuard(stores.sessions, cookie);
+  prefetchSessions(app, stores.sessions, cookie, requireSession);
+  installIpRateLimit(app, stores.ipLimiter, stores.ipLimit);
+  const users = options.users ?? createDemoUserLookup();
+  if (users.name === 'demo') {
+    logger.warn('DEMO login active: any username logs in with the password "demo" (plug in a UserLookup)');
+  }
+
+  await app.register(authRoutes, {
+    sessions: stores.sessions,
+    requireSession,
+    users,
+    cookie,
+    absoluteTimeoutSeconds: config.sessions.absoluteTimeoutSeconds,
+  });
+  await app.register(conversationRoutes, {
+    conversations: stores.conversations,
+    responder: options.responder ?? createEchoResponder(),
+    requireSession,
+    limitAssistant: assistantRateLimit(stores.assistantLimiter, stores.assistantLimit),
+    maxMessageChars: MAX_MESSAGE_CHARS,
+  });
+  await app.register(patientRoutes, { mongo, profiles: stores.profiles, requireSession });
   await app.register(opsRoutes, { metrics, redis, mongo, healthTimeoutMs: config.healthTimeoutMs });
   return app;
 }

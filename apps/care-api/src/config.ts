@@ -39,6 +39,28 @@ export interface Config {
     | { mode: 'external'; options: CreateMongoClientOptions; database: string };
   sessionSecret: { value: string; source: SecretSource };
   encryption: { currentKeyId: string; keys: Record<string, Buffer>; source: SecretSource };
+  sessions: {
+    /** A session unused this long expires. */
+    idleTimeoutSeconds: number;
+    /** A session ends this long after login, however active. */
+    absoluteTimeoutSeconds: number;
+    /** A login past this many sessions evicts the user's oldest. */
+    maxPerUser: number;
+  };
+  rateLimits: {
+    /** Requests per minute per client IP (IPv6: per /64), every route but operations. */
+    ipPerMinute: number;
+    /** Assistant requests (new conversation, new message) per minute per user, on top of the IP limit. */
+    assistantPerMinute: number;
+  };
+  conversations: {
+    /** Sliding lifetime of a conversation: every message gives it this long again. */
+    ttlSeconds: number;
+    /** Messages kept per conversation; older ones are folded into the summary. */
+    maxMessages: number;
+  };
+  /** How long a patient profile stays in the cache (the change stream invalidates it sooner on a write). */
+  profileCacheTtlSeconds: number;
 }
 
 export interface ConfigProblem {
@@ -263,6 +285,14 @@ const schema = z.object({
     .trim()
     .regex(KEY_ID, 'must be 1-32 characters A-Z a-z 0-9 . _ -')
     .optional(),
+  SESSION_IDLE_TIMEOUT_SECONDS: integerVar(60, 7 * 24 * 3600).default(30 * 60),
+  SESSION_ABSOLUTE_TIMEOUT_SECONDS: integerVar(60, 90 * 24 * 3600).default(12 * 3600),
+  SESSION_MAX_PER_USER: integerVar(1, 1000).default(10),
+  RATE_LIMIT_IP_PER_MINUTE: integerVar(1, 100_000_000).default(600),
+  RATE_LIMIT_ASSISTANT_PER_MINUTE: integerVar(1, 1_000_000).default(20),
+  CONVERSATION_TTL_SECONDS: integerVar(60, 365 * 24 * 3600).default(7 * 24 * 3600),
+  CONVERSATION_MAX_MESSAGES: integerVar(4, 10_000).default(100),
+  PROFILE_CACHE_TTL_SECONDS: integerVar(1, 24 * 3600).default(300),
 });
 
 /** A package's fromEnv error names its variable first ("REDIS_TLS_CA_FILE (…) cannot be read"): report it under that name. */
@@ -376,6 +406,12 @@ export function loadConfig(
   }
   if (!parsed.success) throw new ConfigError(problems);
   const values = parsed.data;
+  if (values.SESSION_ABSOLUTE_TIMEOUT_SECONDS < values.SESSION_IDLE_TIMEOUT_SECONDS) {
+    problems.push({
+      variable: 'SESSION_ABSOLUTE_TIMEOUT_SECONDS',
+      message: `must be at least SESSION_IDLE_TIMEOUT_SECONDS (${values.SESSION_IDLE_TIMEOUT_SECONDS}): the absolute limit is the outer one`,
+    });
+  }
 
   let encryption: Config['encryption'];
   if (values.DATA_ENCRYPTION_KEYS !== undefined) {
@@ -460,5 +496,19 @@ export function loadConfig(
         ? { value: values.SESSION_SECRET, source: sources.SESSION_SECRET ?? 'env' }
         : { value: randomBytes(48).toString('base64url'), source: 'generated' },
     encryption,
+    sessions: {
+      idleTimeoutSeconds: values.SESSION_IDLE_TIMEOUT_SECONDS,
+      absoluteTimeoutSeconds: values.SESSION_ABSOLUTE_TIMEOUT_SECONDS,
+      maxPerUser: values.SESSION_MAX_PER_USER,
+    },
+    rateLimits: {
+      ipPerMinute: values.RATE_LIMIT_IP_PER_MINUTE,
+      assistantPerMinute: values.RATE_LIMIT_ASSISTANT_PER_MINUTE,
+    },
+    conversations: {
+      ttlSeconds: values.CONVERSATION_TTL_SECONDS,
+      maxMessages: values.CONVERSATION_MAX_MESSAGES,
+    },
+    profileCacheTtlSeconds: values.PROFILE_CACHE_TTL_SECONDS,
   };
 }

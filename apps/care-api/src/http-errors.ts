@@ -9,6 +9,8 @@ export interface ErrorBody {
   code: string;
   message: string;
   requestId: string;
+  /** With 429: the exact wait before the next request may pass, in milliseconds. */
+  retryAfterMs?: number;
   /** Validation failures: where the input is wrong (never the value sent). */
   details?: Array<{ location: string; path: string; message: string }>;
 }
@@ -257,7 +259,15 @@ export function installErrorHandling(
       if (error.statusCode >= 500)
         request.log.warn({ error: logged(error.cause ?? error), code: error.code }, error.message);
       for (const [name, value] of Object.entries(error.headers)) reply.header(name, value);
-      return send(reply, request, error.statusCode, error.code, error.message);
+      const retryAfterMs = (error as { retryAfterMs?: unknown }).retryAfterMs;
+      return send(
+        reply,
+        request,
+        error.statusCode,
+        error.code,
+        error.message,
+        typeof retryAfterMs === 'number' ? { retryAfterMs } : {},
+      );
     }
     const dependency = unavailableDependency(error);
     if (dependency !== undefined) {

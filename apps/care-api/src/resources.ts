@@ -25,9 +25,11 @@ export function createServiceMetrics(): Metrics {
 export function redisOptions(base: RedisClientOptions, config: Config): RedisClientOptions {
   return {
     ...base,
-    name: 'care-api',
+    // The client name (connection name `austa:<name>`, the `client` of its metrics); tests give their own.
+    name: base.name ?? 'care-api',
     commandTimeoutMs: config.redisCommandTimeoutMs,
-    // Many concurrent requests each send a few commands: one write per tick instead of one per command.
+    // Many concurrent requests each send a few commands: one write per tick instead of one per command. The commands
+    // of two stores that break in an auto-pipeline are kept out of it (`excludeFromAutoPipelining` in stores.ts).
     enableAutoPipelining: true,
   };
 }

@@ -72,7 +72,16 @@ describe('the deterministic echo responder', () => {
       previous: first,
       messages: [{ role: 'user', content: 'my bill is wrong' }],
     });
-    expect(second).toBe(`${first} 1 earlier message (1 from the user) about billing.`);
+    expect(second).toBe('3 earlier messages (2 from the user) about appointment, billing.');
+    // Bounded: folding the same topics again changes only the counts.
+    let summary = second;
+    for (let i = 0; i < 1000; i++) {
+      summary = await responder.summarize?.({
+        previous: summary,
+        messages: [{ role: 'user', content: 'my bill is wrong' }],
+      });
+    }
+    expect(summary).toBe('1003 earlier messages (1002 from the user) about appointment, billing.');
   });
 });
 

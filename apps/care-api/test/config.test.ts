@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { cookieSettings } from '../src/auth/session.js';
 import { ConfigError, type Env, loadConfig } from '../src/config.js';
 
 const KEY = randomBytes(32).toString('base64');
@@ -259,5 +260,58 @@ describe('loadConfig', () => {
       '10.0.0.0/8',
       '192.168.1.1',
     ]);
+  });
+});
+
+describe('the stores’ settings', () => {
+  it('defaults: 30 min idle / 12 h absolute sessions, 10 per user, 600 requests/min per IP, 20 assistant requests/min', () => {
+    const config = loadConfig({});
+    expect(config.sessions).toEqual({
+      idleTimeoutSeconds: 1800,
+      absoluteTimeoutSeconds: 43_200,
+      maxPerUser: 10,
+    });
+    expect(config.rateLimits).toEqual({ ipPerMinute: 600, assistantPerMinute: 20 });
+    expect(config.conversations).toEqual({ ttlSeconds: 604_800, maxMessages: 100 });
+    expect(config.profileCacheTtlSeconds).toBe(300);
+  });
+
+  it('names each bad store variable in one error', () => {
+    const error = problemsOf({
+      SESSION_IDLE_TIMEOUT_SECONDS: 'soon',
+      SESSION_MAX_PER_USER: '0',
+      RATE_LIMIT_IP_PER_MINUTE: '-5',
+      RATE_LIMIT_ASSISTANT_PER_MINUTE: '1.5',
+      CONVERSATION_TTL_SECONDS: '10',
+      CONVERSATION_MAX_MESSAGES: '100000',
+      PROFILE_CACHE_TTL_SECONDS: '',
+    });
+    expect(variables(error)).toEqual([
+      'CONVERSATION_MAX_MESSAGES',
+      'CONVERSATION_TTL_SECONDS',
+      'RATE_LIMIT_ASSISTANT_PER_MINUTE',
+      'RATE_LIMIT_IP_PER_MINUTE',
+      'SESSION_IDLE_TIMEOUT_SECONDS',
+      'SESSION_MAX_PER_USER',
+    ]);
+    expect(error.message).toContain('SESSION_IDLE_TIMEOUT_SECONDS: must be a whole number (got "soon")');
+    expect(error.message).toContain('SESSION_MAX_PER_USER: must be at least 1 (got "0")');
+    expect(error.message).toContain('CONVERSATION_MAX_MESSAGES: must be at most 10000 (got "100000")');
+  });
+
+  it('refuses an absolute session timeout shorter than the idle one', () => {
+    const error = problemsOf({
+      SESSION_IDLE_TIMEOUT_SECONDS: '3600',
+      SESSION_ABSOLUTE_TIMEOUT_SECONDS: '600',
+    });
+    expect(variables(error)).toEqual(['SESSION_ABSOLUTE_TIMEOUT_SECONDS']);
+    expect(error.message).toContain('must be at least SESSION_IDLE_TIMEOUT_SECONDS (3600)');
+  });
+});
+
+describe('the session cookie', () => {
+  it('is __Host- prefixed and Secure in production, plain on development http', () => {
+    expect(cookieSettings(true)).toEqual({ name: '__Host-care_session', secure: true });
+    expect(cookieSettings(false)).toEqual({ name: 'care_session', secure: false });
   });
 });

@@ -1,4 +1,8 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { APP_DIR, type ServiceProcess, startServiceProcess, stopServiceProcess } from './process.js';
 import { eventually, type PrometheusProcess, startPrometheus } from './prometheus.js';
@@ -90,6 +94,47 @@ describe('care-api over real HTTP, scraped by Prometheus', () => {
     );
     expect(rules.length).toBeGreaterThanOrEqual(8);
     expect(rules.every((rule) => rule.type === 'alerting' && !rule.lastError)).toBe(true);
+  });
+
+  it('the README walk-through with curl runs against it as written', async () => {
+    const readme = readFileSync(join(APP_DIR, 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('## Walk-through with curl'));
+    const block = /```sh\n([\s\S]*?)```/.exec(section)?.[1];
+    expect(block).toBeDefined();
+    const script = (block as string).replaceAll('localhost:3000', new URL(service.address).host);
+    const dir = mkdtempSync(join(tmpdir(), 'care-api-readme-'));
+    try {
+      const { stdout } = await promisify(execFile)('bash', ['-euo', 'pipefail', '-c', script], {
+        cwd: dir,
+        timeout: 30_000,
+      });
+      // What each step of the walk-through says it prints.
+      expect(stdout).toContain('"status":"ready"');
+      expect(stdout).toMatch(
+        /^\{"userId":"demo-ada","roles":\["patient"\],"demo":true,"session":\{"id":"[\w-]{43}",.*"patientId":"ada"\}$/m,
+      );
+      expect(stdout).toMatch(
+        /"current":true,"device":\{"userAgent":"curl\/[^"]+","ip":"127\.0\.0\.0","platform":"web"\}/,
+      );
+      expect(stdout).toMatch(/"message":\{"seq":3,"role":"user","content":"My knee hurts since 2025-03-01"/);
+      expect(stdout).toContain(
+        '"reply":{"seq":4,"role":"assistant","content":"[demo assistant] This looks like a symptom question. I noted date 2025-03-01.',
+      );
+      expect(stdout).toContain('"title":"Refill"');
+      expect(stdout).toMatch(/"name":"medication","value":"metformin"/);
+      expect(stdout).toMatch(/^ratelimit-policy: "ip";q=600;w=60\r?$/im);
+      expect(stdout).toMatch(/^ratelimit: "ip";r=\d+;t=\d+\r?$/im);
+      // Nothing configured: MongoDB is disabled here, unless mongodb-memory-server could start one.
+      expect(stdout).toMatch(/"code":"E_MONGODB_UNAVAILABLE"|"name":"Ada"/);
+      expect(stdout).toMatch(/^austa_conversation_messages_total\{role="assistant",service="care-api"\} 2$/m);
+      expect(stdout).toMatch(
+        /^austa_rate_limit_decisions_total\{limiter="ip",strategy="sliding-window",result="allowed",service="care-api"\} \d+$/m,
+      );
+      expect(stdout).toMatch(/^204$/m);
+      expect(stdout.trimEnd().split('\n').at(-1)).toContain('"code":"E_UNAUTHENTICATED"');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('SIGTERM stops it with exit code 0 within the shutdown timeout, the development Redis with it', async () => {

@@ -98,7 +98,7 @@ describe.each(TOPOLOGIES)('operations routes on %s Redis', (topology) => {
   it('documents every route in OpenAPI with a response schema, and validates every route input', async () => {
     const document = (await service.app.inject({ method: 'GET', url: '/docs/json' })).json();
     const routes = service.app.routeCatalog.filter((route) => route.url !== '/docs/json');
-    expect(routes.length).toBeGreaterThanOrEqual(3);
+    expect(routes.length).toBeGreaterThanOrEqual(16);
     for (const route of routes) {
       const openApiPath = route.url.replace(/:([A-Za-z]+)/g, '{$1}');
       const operation = document.paths[openApiPath]?.[route.method.toLowerCase()];
@@ -106,7 +106,8 @@ describe.each(TOPOLOGIES)('operations routes on %s Redis', (topology) => {
       expect(route.schema?.response, `${route.method} ${route.url} has response schemas`).toBeDefined();
       if (route.url.includes(':'))
         expect(route.schema?.params, `${route.method} ${route.url} validates params`).toBeDefined();
-      if (['POST', 'PUT', 'PATCH'].includes(route.method)) {
+      // Logout takes no body (a body schema would refuse the bodiless POST that curl and browsers send).
+      if (['POST', 'PUT', 'PATCH'].includes(route.method) && route.url !== '/auth/logout') {
         expect(route.schema?.body, `${route.method} ${route.url} validates its body`).toBeDefined();
       }
     }

@@ -4,7 +4,7 @@ import { createRedisClient, type RedisClient, type RedisClientOptions } from '@a
 import { mongoTarget, type RedisTopology, redisTarget } from '@austa/test-env/vitest';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { buildApp } from '../src/app.js';
+import { type AppOptions, buildApp } from '../src/app.js';
 import { type Env, loadConfig } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
 import { disabledMongo, type MongoDependency, mongoDependency } from '../src/mongo.js';
@@ -21,7 +21,14 @@ export function redisBase(topology: RedisTopology): RedisClientOptions {
 
 /** The env of a test service: Redis from test-env is passed directly, so only the service's own knobs go here. */
 export function testEnv(extra: Env = {}): Env {
-  return { NODE_ENV: 'test', MONGODB_EMBEDDED: 'false', LOG_LEVEL: 'silent', ...extra };
+  // Every request of a suite comes from 127.0.0.1: the per-IP limit is raised so that only the suites about it hit it.
+  return {
+    NODE_ENV: 'test',
+    MONGODB_EMBEDDED: 'false',
+    LOG_LEVEL: 'silent',
+    RATE_LIMIT_IP_PER_MINUTE: '1000000',
+    ...extra,
+  };
 }
 
 /** A loopback port nothing listens on (bound, then released). */
@@ -57,6 +64,10 @@ export async function startTestService(
     /** Where the app logs (default: nowhere). */
     logger?: Logger;
     beforeReady?: (app: FastifyInstance, service: Omit<TestService, 'app' | 'close'>) => void;
+    /** Whether to use test-env's MongoDB when it has one (default true). */
+    mongo?: boolean;
+    /** Passed to `buildApp`: the pluggable user lookup and assistant responder. */
+    app?: Pick<AppOptions, 'users' | 'responder'>;
   } = {},
 ): Promise<TestService> {
   const config = loadConfig(testEnv(options.env));
@@ -68,7 +79,7 @@ export async function startTestService(
   const target = mongoTarget();
   let mongoClient: AustaMongoClient | undefined;
   let mongo: MongoDependency;
-  if (target.available) {
+  if (target.available && options.mongo !== false) {
     mongoClient = createMongoClient({
       ...mongoOptions({ url: target.url }, config),
       dbName: `care_api_test_${process.pid}`,
@@ -85,6 +96,9 @@ export async function startTestService(
     redis,
     mongo,
     ...(options.logger ? { logger: options.logger } : {}),
+    ...options.app,
+    // Short server polls: a test waits milliseconds, not a second, for the change stream to see a write.
+    changeStreamMaxAwaitTimeMs: 100,
   });
   options.beforeReady?.(app, { redis, mongo, metrics });
   await app.ready();

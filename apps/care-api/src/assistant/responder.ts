@@ -139,6 +139,9 @@ function quoted(text: string): string {
   return flat.length > ECHO_LIMIT ? `${flat.slice(0, ECHO_LIMIT - 1)}…` : flat;
 }
 
+const NO_TOPIC = 'nothing in particular';
+const SUMMARY = /^(\d+) earlier messages? \((\d+) from the user\) about (.*)\.$/;
+
 /** The deterministic default: same input, same output. Not medical advice, and it says so. */
 export function createEchoResponder(): AssistantResponder {
   return {
@@ -158,10 +161,16 @@ export function createEchoResponder(): AssistantResponder {
       return { reply, intent, entities };
     },
     async summarize({ previous, messages }) {
+      // Cumulative counts and a set of topics, not a growing list of lines: the summary stays a few dozen characters
+      // however long the conversation runs (it is read and rewritten on every trim).
+      const before = SUMMARY.exec(previous ?? '');
       const users = messages.filter((message) => message.role === 'user');
-      const topics = [...new Set(users.map((message) => classifyIntent(message.content).name))].sort();
-      const line = `${messages.length} earlier message${messages.length === 1 ? '' : 's'} (${users.length} from the user) about ${topics.join(', ') || 'nothing in particular'}.`;
-      return previous ? `${previous} ${line}` : line;
+      const total = Number(before?.[1] ?? 0) + messages.length;
+      const fromUser = Number(before?.[2] ?? 0) + users.length;
+      const topics = new Set(before?.[3] && before[3] !== NO_TOPIC ? before[3].split(', ') : []);
+      for (const message of users) topics.add(classifyIntent(message.content).name);
+      const about = [...topics].sort().join(', ') || NO_TOPIC;
+      return `${total} earlier message${total === 1 ? '' : 's'} (${fromUser} from the user) about ${about}.`;
     },
   };
 }
