@@ -182,6 +182,7 @@ interface Flight {
 }
 
 const MISS: ReadOutcome = { state: 'miss' };
+const passOutcome = (outcome: ReadOutcome): ReadOutcome => outcome;
 /** What decodeRead returns for bytes that are not a value (never a value a caller can store). */
 const UNDECODABLE = Symbol('undecodable');
 /** Tag keys live this much longer than the entries written under them. */
@@ -549,23 +550,47 @@ class CacheImpl implements Cache {
     withTtl: boolean,
     deadline: number,
     hint?: readonly string[],
-  ): Promise<ReadOutcome> {
+  ): Promise<ReadOutcome>;
+  private readL2<R>(
+    redisKey: string,
+    withTtl: boolean,
+    deadline: number,
+    hint: readonly string[] | undefined,
+    next: (outcome: ReadOutcome) => R | PromiseLike<R>,
+  ): Promise<R>;
+  private readL2(
+    redisKey: string,
+    withTtl: boolean,
+    deadline: number,
+    hint?: readonly string[],
+    next: (outcome: ReadOutcome) => unknown = passOutcome,
+  ): Promise<unknown> {
     const versions =
       hint !== undefined && hint.length > 0
         ? this.tags.current(hint, deadline).catch(() => undefined)
         : undefined;
+    const failed = (error: unknown) => next(readFailure(error));
     if (withTtl) {
       return this.io
         .eval<[Buffer | null, number]>(readEntry, [redisKey], [], true, deadline)
-        .then(
-          (reply) => this.outcomeOf(redisKey, reply[0], Number(reply[1]), deadline, hint, versions),
-          readFailure,
-        );
+        .then((reply) => {
+          const outcome = this.outcomeOf(redisKey, reply[0], Number(reply[1]), deadline, hint, versions);
+          return outcome instanceof Promise ? outcome.then(next) : next(outcome);
+        }, failed);
     }
-    // The common case, one GET: no async function, no extra promise unless the entry turns out to need more.
-    return this.io
-      .send<Buffer | null>('get', [redisKey], redisKey, true, deadline)
-      .then((data) => this.outcomeOf(redisKey, data, undefined, deadline, hint, versions), readFailure);
+    // The common case, one GET: the caller's continuation runs in the reply's own promise reaction.
+    return this.io.call<Buffer | null, unknown>(
+      'get',
+      [redisKey],
+      redisKey,
+      true,
+      deadline,
+      (data) => {
+        const outcome = this.outcomeOf(redisKey, data, undefined, deadline, hint, versions);
+        return outcome instanceof Promise ? outcome.then(next) : next(outcome);
+      },
+      failed,
+    );
   }
 
   private outcomeOf(
@@ -679,7 +704,7 @@ class CacheImpl implements Cache {
     const ticket = this.l1 === undefined ? undefined : this.tracker.begin(key);
     // Each get() reads on its own: sharing one read among concurrent gets of a key cost every read about a
     // microsecond (measured), and hot keys are what the L1 is for.
-    return this.readL2(redisKey, this.readWithTtl, started + this.options.timeoutMs).then((outcome) => {
+    return this.readL2(redisKey, this.readWithTtl, started + this.options.timeoutMs, undefined, (outcome) => {
       const clean = ticket === undefined || this.tracker.end(ticket);
       return this.answerGet(key, redisKey, outcome, fallback, generation, clean, operation);
     });
@@ -1376,7 +1401,7 @@ class CacheImpl implements Cache {
     const ticket = this.l1 === undefined ? undefined : this.tracker.begin(key);
     const writes = this.localWrites;
     const deadline = started + this.options.timeoutMs;
-    return this.readL2(redisKey, withTtl, deadline, settings.tags).then((outcome) => {
+    return this.readL2(redisKey, withTtl, deadline, settings.tags, (outcome) => {
       const clean = ticket === undefined ? this.localWrites === writes : this.tracker.end(ticket);
       if (outcome.state === 'hit') {
         const decoded = this.decodeRead(redisKey, outcome.data, outcome.header);
