@@ -119,6 +119,48 @@ describe('standalone Redis stopped, paused and back', () => {
     expect(await cache.get('k')).toBe('v2');
   });
 
+  it("a write whose reply and invalidation were lost still evicts the other instances' L1 once Redis is back", async () => {
+    const { proxy, client } = await behindProxy();
+    // A roomier timeout than the suite's: only the swallowed write may time out on a loaded machine.
+    const timeoutMs = 1000;
+    const writer = cacheOn(client, { l1: true, timeoutMs });
+    const readerClient = createTestClient(redisTargets(), 'standalone');
+    cleanups.push(() => readerClient.quit());
+    // Long L1 lifetime: only the invalidation can end the reader's copy within this test.
+    const reader = cacheOn(readerClient, { l1: { maxTtlSeconds: 600 }, timeoutMs });
+    await sleep(300);
+    await writer.set('record', 'v1');
+    // Once the reader's bus is confirmed, its L1 keeps what it reads.
+    await eventually(
+      async () => (await reader.get('record')) === 'v1' && reader.getStats().l1.hits > 0,
+      (held) => held,
+      5000,
+      50,
+    );
+    // The SET reaches Redis but its reply does not come back; then the connection goes, so the invalidation that
+    // follows the failed write cannot be published either.
+    proxy.swallowReplies = true;
+    const write = codeOf(writer.set('record', 'v2'));
+    await sleep(50);
+    await proxy.down();
+    proxy.swallowReplies = false;
+    expect(await write).toBe('E_REDIS_UNAVAILABLE');
+    expect(await direct.get(`${prefix}:down:e:record`)).not.toBeNull();
+    // Long enough for the writer's invalidation to time out too.
+    await sleep(timeoutMs * 2.5);
+    expect(await reader.get('record')).toBe('v1');
+    await proxy.up();
+    // Redis holds v2 (or the write's fate is unknown): the reader must stop serving v1 soon after the writer is back.
+    expect(
+      await eventually(
+        () => reader.get('record'),
+        (value) => value !== 'v1',
+        5000,
+        50,
+      ),
+    ).toBe('v2');
+  });
+
   it('serves L1 entries only until busToleranceMs after the bus stopped confirming, then misses, and forgets them when the bus is back', async () => {
     const { proxy, client } = await behindProxy();
     const busToleranceMs = 800;
