@@ -965,12 +965,12 @@ class CacheImpl implements Cache {
     const defaultTtl = ttlMsOf(defaults.ttlSeconds, this.options.defaultTtlMs);
     const defaultTags = this.checkTags(defaults.tags, false);
     const seen = new Set<string>();
-    const prepared = entries.map((entry) => {
+    const prepared = entries.map((entry, index) => {
       if (typeof entry !== 'object' || entry === null)
         inputError('E_INVALID_ARGUMENT', 'Each entry must be { key, value }.');
       this.checkKey(entry.key);
-      if (seen.has(entry.key))
-        inputError('E_INVALID_ARGUMENT', `Key ${JSON.stringify(entry.key)} appears twice.`);
+      // The position, never the key itself: keys carry identifiers, and messages end up in logs.
+      if (seen.has(entry.key)) inputError('E_INVALID_ARGUMENT', `The key of entry ${index} appears twice.`);
       seen.add(entry.key);
       const ttlMs = ttlMsOf(entry.ttlSeconds, defaultTtl);
       const tags = entry.tags === undefined ? defaultTags : this.checkTags(entry.tags, false);

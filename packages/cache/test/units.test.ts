@@ -46,6 +46,30 @@ describe('keys', () => {
     expect(code(() => translateGlob('a\\'))).toBe('E_INVALID_PATTERN');
   });
 
+  it('never puts the content of a bad key, tag or pattern in the error message (keys carry patient identifiers)', () => {
+    const messageOf = (run: () => unknown) => {
+      try {
+        run();
+      } catch (error) {
+        return (error as Error).message;
+      }
+      return '';
+    };
+    for (const kind of ['key', 'tag', 'pattern'] as const) {
+      for (const bad of [
+        'patient:Maria Silva\n',
+        'patient:Maria Silva\ud800',
+        'patient:Maria Silva\u0000x',
+      ]) {
+        const message = messageOf(() => checkPart(bad, kind, 1024));
+        expect(message).not.toBe('');
+        expect(message).not.toContain('Maria');
+      }
+    }
+    // It still says where the offending character is.
+    expect(messageOf(() => checkPart('ab\ncd', 'key', 1024))).toContain('U+000A at index 2');
+  });
+
   it('refuses empty, oversized, control-character and malformed keys with E_INVALID_KEY', () => {
     expect(code(() => checkPart('', 'key', 10))).toBe('E_INVALID_KEY');
     expect(code(() => checkPart(5, 'key', 10))).toBe('E_INVALID_KEY');
