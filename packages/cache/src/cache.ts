@@ -36,7 +36,7 @@ import {
   resolveLock,
   resolveOptions,
 } from './options.js';
-import { type Arg, RedisIo } from './redis-io.js';
+import { type Arg, RedisIo, withoutArguments } from './redis-io.js';
 import { releaseLock, renewLock } from './scripts/lock.js';
 import { readEntry } from './scripts/read-entry.js';
 import { pexpireIfWriteId, setIfUnchanged } from './scripts/write-id.js';
@@ -187,6 +187,12 @@ const passOutcome = (outcome: ReadOutcome): ReadOutcome => outcome;
 const UNDECODABLE = Symbol('undecodable');
 /** Tag keys live this much longer than the entries written under them. */
 const TAG_TTL_MARGIN_MS = 60_000;
+
+/** A reply saying the command went to the wrong node and did not run there. */
+function isRedirect(error: Error): boolean {
+  const cause = (error as { cause?: unknown }).cause;
+  return cause instanceof Error && /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN) /.test(cause.message);
+}
 
 function readFailure(error: unknown): ReadOutcome {
   return {
@@ -1067,11 +1073,32 @@ class CacheImpl implements Cache {
         batch[0]?.entry.redisKey,
         Math.max(deadline, performance.now() + this.options.timeoutMs),
       );
+      const redirected: typeof batch = [];
       results.forEach((result, index) => {
         const command = batch[index];
         if (command === undefined) return;
-        if (result instanceof Error) failures.push(result);
+        if (!(result instanceof Error)) return;
+        if (isRedirect(result)) redirected.push(command);
+        else failures.push(result);
       });
+      // After a failover or a slot migration the client's slot map is stale until a command learns better, and a
+      // pipeline does not follow MOVED/ASK unless every command got the same one. Those SETs did not run: each goes
+      // again on its own, routed (and the slot map refreshed) by the client.
+      await Promise.all(
+        redirected.map(({ entry, data }) =>
+          this.io
+            .send(
+              'set',
+              [entry.redisKey, data, 'PX', entry.ttlMs + entry.graceMs],
+              entry.redisKey,
+              false,
+              Math.max(deadline, performance.now() + this.options.timeoutMs),
+            )
+            .catch((error: unknown) => {
+              failures.push(error);
+            }),
+        ),
+      );
     });
     this.bus?.publish(
       'k',
@@ -1132,7 +1159,9 @@ class CacheImpl implements Cache {
     void shardKey;
     return winner.map((result) =>
       result instanceof Error
-        ? new CacheUnavailableError(`Redis SET failed: ${result.message}`, 'redis_error', { cause: result })
+        ? new CacheUnavailableError(`Redis SET failed: ${result.message}`, 'redis_error', {
+            cause: withoutArguments(result),
+          })
         : result,
     );
   }

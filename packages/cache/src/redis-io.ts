@@ -67,6 +67,16 @@ interface Pending {
   austaIndex: number;
 }
 
+/**
+ * ioredis hangs the failed command, arguments included, on its ReplyErrors: a key and a value (PHI unless encrypted)
+ * would then reach every log that prints the error with its cause. Only the command's name is kept.
+ */
+export function withoutArguments(error: Error): Error {
+  const holder = error as { command?: { name?: unknown } };
+  if (holder.command !== undefined) holder.command = { name: holder.command.name };
+  return error;
+}
+
 const passReply = <T>(reply: T): T => reply;
 const rethrow = (error: Error): never => {
   throw error;
@@ -242,7 +252,7 @@ export class RedisIo {
         settle(error);
         return onError(
           new CacheUnavailableError(`Redis ${name.toUpperCase()} failed: ${error.message}`, reasonOf(error), {
-            cause: error,
+            cause: withoutArguments(error),
           }),
         );
       },

@@ -3,6 +3,7 @@ import {
   clusterTopology,
   createTestClient,
   deleteByPrefix,
+  failover,
   keySlot,
   keysWithoutTtl,
   killNode,
@@ -314,6 +315,28 @@ describe('cluster faults', () => {
     // After the failover the entries on the surviving replica are served from Redis again, not recomputed.
     expect(cache.getStats().l2.hits).toBeGreaterThan(0);
     await restartNode(cluster, victim);
+  });
+
+  it('setMany and warmUp right after a failover follow the MOVED replies of their pipelines', async () => {
+    const { cache: first } = make('moved');
+    const { cache: second } = make('moved');
+    const cluster = redisTargets().cluster;
+    const keys = Array.from({ length: 60 }, (_, i) => `m:${i}`);
+    await first.setMany(keys.map((key) => ({ key, value: 'v0' })));
+    expect(await second.getMany(keys)).toEqual(keys.map(() => 'v0'));
+    // A clean failover: both clients' slot maps still name the old masters, which now answer MOVED.
+    const { masters } = await clusterTopology(cluster);
+    for (const master of masters) {
+      const replica = master.replicaPorts[0];
+      if (replica !== undefined) await failover(cluster, replica, 'default');
+    }
+    await first.setMany(keys.map((key) => ({ key, value: 'v1' })));
+    expect(await first.getMany(keys)).toEqual(keys.map(() => 'v1'));
+    expect(await second.warmUp(keys.map((key) => ({ key, value: 'v2' })))).toEqual({
+      written: keys.length,
+      failed: 0,
+    });
+    expect(await second.getMany(keys)).toEqual(keys.map(() => 'v2'));
   });
 
   it('a paused master only degrades the keys it serves, within the timeout', async () => {

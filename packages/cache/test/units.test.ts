@@ -283,4 +283,27 @@ describe('RedisIo', () => {
     expect(sent[1]?.toWritable()).toContain('PING');
     expect(sent[0]?.toWritable()).toContain('get');
   });
+
+  it('drops the arguments ioredis hangs on a failed command, so a key and value never reach a log through the cause', async () => {
+    const client = {
+      sendCommand(command: { name: string; args: unknown[]; reject(error: Error): void }) {
+        const error = Object.assign(
+          new Error('WRONGTYPE Operation against a key holding the wrong kind of value'),
+          {
+            name: 'ReplyError',
+            command: { name: command.name, args: command.args },
+          },
+        );
+        command.reject(error);
+      },
+    };
+    const io = new RedisIo(client as never, { timeoutMs: 1000, failureThreshold: 5, openMs: 1000 });
+    const error = await io
+      .send('set', ['patient:Maria Silva', 'diagnosis: flu'], 'patient:Maria Silva')
+      .catch((failure: unknown) => failure);
+    const printed = (await import('node:util')).inspect(error, { depth: 10 });
+    expect(printed).toContain('WRONGTYPE');
+    expect(printed).not.toContain('Maria');
+    expect(printed).not.toContain('flu');
+  });
 });
