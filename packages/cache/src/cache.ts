@@ -1333,7 +1333,7 @@ class CacheImpl implements Cache {
       }
       if (AustaCacheError.isInstance(error)) throw error;
       throw new CacheUnavailableError(`Deleting keys failed: ${(error as Error).message}`, 'connection', {
-        cause: error,
+        cause: error instanceof Error ? withoutArguments(error) : error,
       });
     }
     return removed;
