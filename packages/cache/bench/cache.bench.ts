@@ -1,8 +1,8 @@
 import { type BenchCase, type BenchContext, defineBench, loadRival, type PreparedCase } from '@austa/bench';
-import type { Cluster, Redis } from 'ioredis';
 // The built package, as users run it (and as the rivals run): `pnpm bench` builds first. Through tsx, the sources
 // paid for helpers of its transform on every closure made per call.
 import { type Cache, createCache } from '@austa/cache';
+import type { Cluster, Redis } from 'ioredis';
 
 /*
  * Each library gets the same ioredis client options (ioredis defaults, no auto-pipelining), writes its own 1,000

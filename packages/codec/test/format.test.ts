@@ -61,7 +61,13 @@ describe('serialization', () => {
   });
 
   it('decodes numbers, Dates and long strings from bytes that sit at an odd offset inside a larger buffer', () => {
-    const value = { int: -123456789, float: 0.1 + 0.2, big: 2 ** 40, at: new Date(-1e12), text: 'x'.repeat(300) };
+    const value = {
+      int: -123456789,
+      float: 0.1 + 0.2,
+      big: 2 ** 40,
+      at: new Date(-1e12),
+      text: 'x'.repeat(300),
+    };
     const encoded = codec.encode(value);
     // A slice of a bigger allocation, as a Redis reply or a cache envelope hands over: multi-byte numbers must be
     // read relative to the slice, not to the underlying memory.
