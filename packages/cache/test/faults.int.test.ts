@@ -1,4 +1,5 @@
 import { createMetrics } from '@austa/metrics';
+import { createRedisClient } from '@austa/redis-cluster';
 import {
   clusterTopology,
   createTestClient,
@@ -155,6 +156,49 @@ describe('standalone Redis stopped, paused and back', () => {
     expect(
       await eventually(
         () => reader.get('record'),
+        (value) => value !== 'v1',
+        5000,
+        50,
+      ),
+    ).toBe('v2');
+  });
+
+  it('a write the connection lost after sending (E_MAYBE_APPLIED from @austa/redis-cluster) fails loudly and still invalidates other L1s', async () => {
+    const target = redisTargets().standalone;
+    const proxy = await startProxy({ host: target.host, port: target.port });
+    const built = createRedisClient(
+      { host: '127.0.0.1', port: proxy.port, commandTimeoutMs: 5000 },
+      { logger: { warn: () => {}, error: () => {} } },
+    );
+    cleanups.push(async () => {
+      await built.close().catch(() => undefined);
+      await proxy.close();
+    });
+    const writer = cacheOn(built.client as Redis, { l1: true, timeoutMs: 2000 });
+    const readerClient = createTestClient(redisTargets(), 'standalone');
+    cleanups.push(() => readerClient.quit());
+    const reader = cacheOn(readerClient, { l1: { maxTtlSeconds: 600 }, timeoutMs: 2000 });
+    await writer.set('chart', 'v1');
+    await eventually(
+      async () => (await reader.get('chart')) === 'v1' && reader.getStats().l1.hits > 0,
+      (held) => held,
+      5000,
+      50,
+    );
+    proxy.swallowReplies = true;
+    const write = writer.set('chart', 'v2').catch((error: unknown) => error);
+    await sleep(100);
+    // The connection resets with the SET sent and unanswered: the client may not send it again.
+    proxy.dropAll();
+    proxy.swallowReplies = false;
+    const error = (await write) as { code?: string; cause?: { code?: string } };
+    expect(error.code).toBe('E_REDIS_UNAVAILABLE');
+    expect(error.cause?.code).toBe('E_MAYBE_APPLIED');
+    expect(await direct.get(`${prefix}:down:e:chart`)).not.toBeNull();
+    // The SET did run: the reader must not keep serving v1.
+    expect(
+      await eventually(
+        () => reader.get('chart'),
         (value) => value !== 'v1',
         5000,
         50,
