@@ -22,6 +22,11 @@ export class Breaker {
     return true;
   }
 
+  /** Whether failures were counted since the last success (a success then has something to reset). */
+  get failing(): boolean {
+    return this.failures !== 0 || this.probing;
+  }
+
   get open(): boolean {
     return this.openUntil !== 0;
   }

@@ -36,6 +36,8 @@ export interface BusOptions {
 const VERSION = '1';
 /** Items per message: a large deleteMany is split so no message grows past a few hundred KiB. */
 const ITEMS_PER_MESSAGE = 1000;
+/** Items kept for a publish retry; past this the retry is a clear of every L1. */
+const RETRY_ITEMS_MAX = 5000;
 
 export class InvalidationBus {
   /** Incremented at every gap; L1 entries remember the generation they were read under. */
@@ -53,6 +55,8 @@ export class InvalidationBus {
   private awaitingConfirmation = false;
   private pending = { keys: new Set<string>(), tags: new Set<string>(), clear: false, scheduled: false };
   private readonly heartbeatChannel: string;
+  /** An invalidation publish failed and was not yet followed by one that went through (one warning per streak). */
+  private publishFailing = false;
 
   constructor(
     private readonly client: Redis | Cluster,
@@ -134,11 +138,44 @@ export class InvalidationBus {
     // Items never contain control characters (keys and tags are validated), so a newline separates them.
     const message = `${VERSION}|${this.instanceId}|${Date.now()}|${kind}|${items.join('\n')}`;
     this.instruments.invalidationMessage('sent');
-    this.io.send('publish', [this.layout.busChannel, message], undefined).catch((error: Error) => {
-      // The other instances' L1 stops trusting its entries when their heartbeats fail too; ours can only log.
-      if (!this.closed)
-        this.options.logger.warn(`[@austa/cache] invalidation publish failed: ${error.message}`);
-    });
+    this.io.send('publish', [this.layout.busChannel, message], undefined).then(
+      () => {
+        this.publishFailing = false;
+      },
+      (error: Error) => {
+        if (this.closed) return;
+        if (!this.publishFailing) {
+          this.options.logger.warn(
+            `[@austa/cache] invalidation publish failed (sent again until it goes through): ${error.message}`,
+          );
+        }
+        this.publishFailing = true;
+        this.retry(kind, items);
+      },
+    );
+  }
+
+  /**
+   * A lost invalidation would let other instances serve the old value from their L1 until it expires there: their
+   * bus stays confirmed, only our connection failed. And the change it announces may have happened even though its
+   * write reported a failure (a timed-out or maybe-applied SET). So it is queued again, merged with later ones, and
+   * sent every heartbeat interval until Redis takes it or the cache is closed. A backlog past a few thousand items
+   * goes as one "clear": cheaper, and just as safe.
+   */
+  private retry(kind: BusKind, items: string[]): void {
+    const pending = this.pending;
+    if (kind === 'c' || pending.keys.size + pending.tags.size + items.length > RETRY_ITEMS_MAX) {
+      pending.clear = true;
+      pending.keys.clear();
+      pending.tags.clear();
+    } else if (!pending.clear) {
+      const target = kind === 'k' ? pending.keys : pending.tags;
+      for (const item of items) target.add(item);
+    }
+    if (!pending.scheduled) {
+      pending.scheduled = true;
+      setTimeout(() => this.flush(), this.options.heartbeatIntervalMs).unref();
+    }
   }
 
   private beat(): void {

@@ -36,7 +36,7 @@ import {
   resolveLock,
   resolveOptions,
 } from './options.js';
-import { type Arg, RedisIo } from './redis-io.js';
+import { type Arg, RedisIo, withoutArguments } from './redis-io.js';
 import { releaseLock, renewLock } from './scripts/lock.js';
 import { readEntry } from './scripts/read-entry.js';
 import { pexpireIfWriteId, setIfUnchanged } from './scripts/write-id.js';
@@ -182,10 +182,17 @@ interface Flight {
 }
 
 const MISS: ReadOutcome = { state: 'miss' };
+const passOutcome = (outcome: ReadOutcome): ReadOutcome => outcome;
 /** What decodeRead returns for bytes that are not a value (never a value a caller can store). */
 const UNDECODABLE = Symbol('undecodable');
 /** Tag keys live this much longer than the entries written under them. */
 const TAG_TTL_MARGIN_MS = 60_000;
+
+/** A reply saying the command went to the wrong node and did not run there. */
+function isRedirect(error: Error): boolean {
+  const cause = (error as { cause?: unknown }).cause;
+  return cause instanceof Error && /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN) /.test(cause.message);
+}
 
 function readFailure(error: unknown): ReadOutcome {
   return {
@@ -549,23 +556,47 @@ class CacheImpl implements Cache {
     withTtl: boolean,
     deadline: number,
     hint?: readonly string[],
-  ): Promise<ReadOutcome> {
+  ): Promise<ReadOutcome>;
+  private readL2<R>(
+    redisKey: string,
+    withTtl: boolean,
+    deadline: number,
+    hint: readonly string[] | undefined,
+    next: (outcome: ReadOutcome) => R | PromiseLike<R>,
+  ): Promise<R>;
+  private readL2(
+    redisKey: string,
+    withTtl: boolean,
+    deadline: number,
+    hint?: readonly string[],
+    next: (outcome: ReadOutcome) => unknown = passOutcome,
+  ): Promise<unknown> {
     const versions =
       hint !== undefined && hint.length > 0
         ? this.tags.current(hint, deadline).catch(() => undefined)
         : undefined;
+    const failed = (error: unknown) => next(readFailure(error));
     if (withTtl) {
       return this.io
         .eval<[Buffer | null, number]>(readEntry, [redisKey], [], true, deadline)
-        .then(
-          (reply) => this.outcomeOf(redisKey, reply[0], Number(reply[1]), deadline, hint, versions),
-          readFailure,
-        );
+        .then((reply) => {
+          const outcome = this.outcomeOf(redisKey, reply[0], Number(reply[1]), deadline, hint, versions);
+          return outcome instanceof Promise ? outcome.then(next) : next(outcome);
+        }, failed);
     }
-    // The common case, one GET: no async function, no extra promise unless the entry turns out to need more.
-    return this.io
-      .send<Buffer | null>('get', [redisKey], redisKey, true, deadline)
-      .then((data) => this.outcomeOf(redisKey, data, undefined, deadline, hint, versions), readFailure);
+    // The common case, one GET: the caller's continuation runs in the reply's own promise reaction.
+    return this.io.call<Buffer | null, unknown>(
+      'get',
+      [redisKey],
+      redisKey,
+      true,
+      deadline,
+      (data) => {
+        const outcome = this.outcomeOf(redisKey, data, undefined, deadline, hint, versions);
+        return outcome instanceof Promise ? outcome.then(next) : next(outcome);
+      },
+      failed,
+    );
   }
 
   private outcomeOf(
@@ -679,7 +710,7 @@ class CacheImpl implements Cache {
     const ticket = this.l1 === undefined ? undefined : this.tracker.begin(key);
     // Each get() reads on its own: sharing one read among concurrent gets of a key cost every read about a
     // microsecond (measured), and hot keys are what the L1 is for.
-    return this.readL2(redisKey, this.readWithTtl, started + this.options.timeoutMs).then((outcome) => {
+    return this.readL2(redisKey, this.readWithTtl, started + this.options.timeoutMs, undefined, (outcome) => {
       const clean = ticket === undefined || this.tracker.end(ticket);
       return this.answerGet(key, redisKey, outcome, fallback, generation, clean, operation);
     });
@@ -940,12 +971,12 @@ class CacheImpl implements Cache {
     const defaultTtl = ttlMsOf(defaults.ttlSeconds, this.options.defaultTtlMs);
     const defaultTags = this.checkTags(defaults.tags, false);
     const seen = new Set<string>();
-    const prepared = entries.map((entry) => {
+    const prepared = entries.map((entry, index) => {
       if (typeof entry !== 'object' || entry === null)
         inputError('E_INVALID_ARGUMENT', 'Each entry must be { key, value }.');
       this.checkKey(entry.key);
-      if (seen.has(entry.key))
-        inputError('E_INVALID_ARGUMENT', `Key ${JSON.stringify(entry.key)} appears twice.`);
+      // The position, never the key itself: keys carry identifiers, and messages end up in logs.
+      if (seen.has(entry.key)) inputError('E_INVALID_ARGUMENT', `The key of entry ${index} appears twice.`);
       seen.add(entry.key);
       const ttlMs = ttlMsOf(entry.ttlSeconds, defaultTtl);
       const tags = entry.tags === undefined ? defaultTags : this.checkTags(entry.tags, false);
@@ -1042,11 +1073,32 @@ class CacheImpl implements Cache {
         batch[0]?.entry.redisKey,
         Math.max(deadline, performance.now() + this.options.timeoutMs),
       );
+      const redirected: typeof batch = [];
       results.forEach((result, index) => {
         const command = batch[index];
         if (command === undefined) return;
-        if (result instanceof Error) failures.push(result);
+        if (!(result instanceof Error)) return;
+        if (isRedirect(result)) redirected.push(command);
+        else failures.push(result);
       });
+      // After a failover or a slot migration the client's slot map is stale until a command learns better, and a
+      // pipeline does not follow MOVED/ASK unless every command got the same one. Those SETs did not run: each goes
+      // again on its own, routed (and the slot map refreshed) by the client.
+      await Promise.all(
+        redirected.map(({ entry, data }) =>
+          this.io
+            .send(
+              'set',
+              [entry.redisKey, data, 'PX', entry.ttlMs + entry.graceMs],
+              entry.redisKey,
+              false,
+              Math.max(deadline, performance.now() + this.options.timeoutMs),
+            )
+            .catch((error: unknown) => {
+              failures.push(error);
+            }),
+        ),
+      );
     });
     this.bus?.publish(
       'k',
@@ -1107,7 +1159,9 @@ class CacheImpl implements Cache {
     void shardKey;
     return winner.map((result) =>
       result instanceof Error
-        ? new CacheUnavailableError(`Redis SET failed: ${result.message}`, 'redis_error', { cause: result })
+        ? new CacheUnavailableError(`Redis SET failed: ${result.message}`, 'redis_error', {
+            cause: withoutArguments(result),
+          })
         : result,
     );
   }
@@ -1279,7 +1333,7 @@ class CacheImpl implements Cache {
       }
       if (AustaCacheError.isInstance(error)) throw error;
       throw new CacheUnavailableError(`Deleting keys failed: ${(error as Error).message}`, 'connection', {
-        cause: error,
+        cause: error instanceof Error ? withoutArguments(error) : error,
       });
     }
     return removed;
@@ -1376,7 +1430,7 @@ class CacheImpl implements Cache {
     const ticket = this.l1 === undefined ? undefined : this.tracker.begin(key);
     const writes = this.localWrites;
     const deadline = started + this.options.timeoutMs;
-    return this.readL2(redisKey, withTtl, deadline, settings.tags).then((outcome) => {
+    return this.readL2(redisKey, withTtl, deadline, settings.tags, (outcome) => {
       const clean = ticket === undefined ? this.localWrites === writes : this.tracker.end(ticket);
       if (outcome.state === 'hit') {
         const decoded = this.decodeRead(redisKey, outcome.data, outcome.header);

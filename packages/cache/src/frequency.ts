@@ -1,8 +1,12 @@
 /**
  * A count-min sketch of how often keys were looked up (TinyLFU): four counters (saturating at 15) per key in one byte
- * array, halved every `30 × capacity` increments so old popularity fades (tuned on a Zipf(1.0) trace over 100k keys
- * with a 10k L1: 10× gave 1.3 points less hit rate). The L1 uses it to admit a new key only when it has been asked
- * for more often than the entry it would evict: under skewed traffic one-off keys no longer push hot ones out.
+ * array of 16 counters per L1 entry, halved every `100 × capacity` increments so old popularity fades. Tuned on a
+ * Zipf(1.0) trace over 100k keys with a 10k L1, after 1M lookups: 8 counters per entry and halving every 30 × capacity
+ * held 79.6% of lookups; 16 and 100 × with the victim sampled among the 8 least recently used held 80.3% (exact
+ * counts: 80.5%, the best possible for keys known by frequency: 81%). Fewer counters per entry mean more collisions,
+ * which blur the rare keys at the edge of the L1 where admission decisions are made. The L1 uses it to admit a new
+ * key only when it has been asked for more often than the entry it would evict: under skewed traffic one-off keys no
+ * longer push hot ones out.
  */
 export class FrequencySketch {
   private readonly counters: Uint8Array;
@@ -12,10 +16,11 @@ export class FrequencySketch {
 
   constructor(capacity: number) {
     let width = 64;
-    while (width < capacity * 8) width *= 2;
+    // 2^24 bytes at most: an L1 of a million entries does not need a sketch larger than its own bookkeeping.
+    while (width < capacity * 16 && width < 2 ** 24) width *= 2;
     this.counters = new Uint8Array(width);
     this.mask = width - 1;
-    this.resetAt = capacity * 30;
+    this.resetAt = capacity * 100;
   }
 
   private static hash(key: string): number {

@@ -46,6 +46,18 @@ function describe(value: unknown): string {
   return typeof value;
 }
 
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/**
+ * Names the first character matching `pattern` by code point and index, never the text around it: keys and tags
+ * carry patient and user identifiers, and error messages end up in logs.
+ */
+function where(value: string, pattern: RegExp): string {
+  const index = value.search(pattern);
+  const unit = value.charCodeAt(index);
+  return `U+${unit.toString(16).toUpperCase().padStart(4, '0')} at index ${index}`;
+}
+
 type PartKind = 'key' | 'tag' | 'pattern';
 
 const CODES = { key: 'E_INVALID_KEY', tag: 'E_INVALID_TAG', pattern: 'E_INVALID_PATTERN' } as const;
@@ -71,13 +83,13 @@ export function checkPart(value: unknown, kind: PartKind, maxBytes: number): ass
   if (CONTROL.test(value)) {
     throw new CacheInputError(
       CODES[kind],
-      `A cache ${kind} must not contain control characters (newline, tab, NUL…): ${describe(value)}.`,
+      `A cache ${kind} must not contain control characters (newline, tab, NUL…): ${where(value, CONTROL)}.`,
     );
   }
   if (!(value as unknown as { isWellFormed(): boolean }).isWellFormed()) {
     throw new CacheInputError(
       CODES[kind],
-      `A cache ${kind} must be well-formed Unicode (it contains a lone surrogate): ${describe(value)}.`,
+      `A cache ${kind} must be well-formed Unicode: ${where(value, LONE_SURROGATE)} is a lone surrogate.`,
     );
   }
 }

@@ -20,6 +20,9 @@ export interface L1Entry {
   tags: TagVersion[];
 }
 
+/** How many of the least recently used entries frequency admission compares a newcomer against. */
+const VICTIM_CANDIDATES = 8;
+
 /**
  * A least-recently-used map bounded by entries and by bytes. A Map keeps insertion order, so moving an entry to
  * the end on each hit and evicting from the front is LRU with O(1) steps. Tags are indexed so that an invalidation
@@ -69,12 +72,25 @@ export class L1Store {
     const previous = this.entries.get(key);
     if (previous !== undefined) this.remove(key, previous);
     else if (this.sketch !== undefined && this.entries.size >= this.maxEntries) {
-      // Full: a new key gets in only if it is asked for more often than the entry it would push out.
-      const victim = this.entries.keys().next().value as string;
-      if (this.sketch.estimate(key) <= this.sketch.estimate(victim)) {
+      // Full: a new key gets in only if it is asked for more often than the entry it would push out, the least
+      // asked-for of the few least recently used (the very oldest alone is often a hot key between two hits).
+      let victim: string | undefined;
+      let victimFrequency = Number.POSITIVE_INFINITY;
+      let looked = 0;
+      for (const candidate of this.entries.keys()) {
+        const frequency = this.sketch.estimate(candidate);
+        if (frequency < victimFrequency) {
+          victim = candidate;
+          victimFrequency = frequency;
+        }
+        if (++looked === VICTIM_CANDIDATES) break;
+      }
+      if (victim === undefined || this.sketch.estimate(key) <= victimFrequency) {
         this.rejections++;
         return;
       }
+      this.remove(victim, this.entries.get(victim) as L1Entry);
+      this.evictions++;
     }
     this.entries.set(key, entry);
     this.totalBytes += entry.size;

@@ -1,8 +1,10 @@
 import { createMetrics } from '@austa/metrics';
+import { createRedisClient } from '@austa/redis-cluster';
 import {
   clusterTopology,
   createTestClient,
   deleteByPrefix,
+  failover,
   keySlot,
   keysWithoutTtl,
   killNode,
@@ -117,6 +119,91 @@ describe('standalone Redis stopped, paused and back', () => {
     expect(await direct.exists(`${prefix}:down:e:late-write`)).toBe(0);
     await cache.set('k', 'v2');
     expect(await cache.get('k')).toBe('v2');
+  });
+
+  it("a write whose reply and invalidation were lost still evicts the other instances' L1 once Redis is back", async () => {
+    const { proxy, client } = await behindProxy();
+    // A roomier timeout than the suite's: only the swallowed write may time out on a loaded machine.
+    const timeoutMs = 1000;
+    const writer = cacheOn(client, { l1: true, timeoutMs });
+    const readerClient = createTestClient(redisTargets(), 'standalone');
+    cleanups.push(() => readerClient.quit());
+    // Long L1 lifetime: only the invalidation can end the reader's copy within this test.
+    const reader = cacheOn(readerClient, { l1: { maxTtlSeconds: 600 }, timeoutMs });
+    await sleep(300);
+    await writer.set('record', 'v1');
+    // Once the reader's bus is confirmed, its L1 keeps what it reads.
+    await eventually(
+      async () => (await reader.get('record')) === 'v1' && reader.getStats().l1.hits > 0,
+      (held) => held,
+      5000,
+      50,
+    );
+    // The SET reaches Redis but its reply does not come back; then the connection goes, so the invalidation that
+    // follows the failed write cannot be published either.
+    proxy.swallowReplies = true;
+    const write = codeOf(writer.set('record', 'v2'));
+    await sleep(50);
+    await proxy.down();
+    proxy.swallowReplies = false;
+    expect(await write).toBe('E_REDIS_UNAVAILABLE');
+    expect(await direct.get(`${prefix}:down:e:record`)).not.toBeNull();
+    // Long enough for the writer's invalidation to time out too.
+    await sleep(timeoutMs * 2.5);
+    expect(await reader.get('record')).toBe('v1');
+    await proxy.up();
+    // Redis holds v2 (or the write's fate is unknown): the reader must stop serving v1 soon after the writer is back.
+    expect(
+      await eventually(
+        () => reader.get('record'),
+        (value) => value !== 'v1',
+        5000,
+        50,
+      ),
+    ).toBe('v2');
+  });
+
+  it('a write the connection lost after sending (E_MAYBE_APPLIED from @austa/redis-cluster) fails loudly and still invalidates other L1s', async () => {
+    const target = redisTargets().standalone;
+    const proxy = await startProxy({ host: target.host, port: target.port });
+    const built = createRedisClient(
+      { host: '127.0.0.1', port: proxy.port, commandTimeoutMs: 5000 },
+      { logger: { warn: () => {}, error: () => {} } },
+    );
+    cleanups.push(async () => {
+      await built.close().catch(() => undefined);
+      await proxy.close();
+    });
+    const writer = cacheOn(built.client as Redis, { l1: true, timeoutMs: 2000 });
+    const readerClient = createTestClient(redisTargets(), 'standalone');
+    cleanups.push(() => readerClient.quit());
+    const reader = cacheOn(readerClient, { l1: { maxTtlSeconds: 600 }, timeoutMs: 2000 });
+    await writer.set('chart', 'v1');
+    await eventually(
+      async () => (await reader.get('chart')) === 'v1' && reader.getStats().l1.hits > 0,
+      (held) => held,
+      5000,
+      50,
+    );
+    proxy.swallowReplies = true;
+    const write = writer.set('chart', 'v2').catch((error: unknown) => error);
+    await sleep(100);
+    // The connection resets with the SET sent and unanswered: the client may not send it again.
+    proxy.dropAll();
+    proxy.swallowReplies = false;
+    const error = (await write) as { code?: string; cause?: { code?: string } };
+    expect(error.code).toBe('E_REDIS_UNAVAILABLE');
+    expect(error.cause?.code).toBe('E_MAYBE_APPLIED');
+    expect(await direct.get(`${prefix}:down:e:chart`)).not.toBeNull();
+    // The SET did run: the reader must not keep serving v1.
+    expect(
+      await eventually(
+        () => reader.get('chart'),
+        (value) => value !== 'v1',
+        5000,
+        50,
+      ),
+    ).toBe('v2');
   });
 
   it('serves L1 entries only until busToleranceMs after the bus stopped confirming, then misses, and forgets them when the bus is back', async () => {
@@ -272,6 +359,28 @@ describe('cluster faults', () => {
     // After the failover the entries on the surviving replica are served from Redis again, not recomputed.
     expect(cache.getStats().l2.hits).toBeGreaterThan(0);
     await restartNode(cluster, victim);
+  });
+
+  it('setMany and warmUp right after a failover follow the MOVED replies of their pipelines', async () => {
+    const { cache: first } = make('moved');
+    const { cache: second } = make('moved');
+    const cluster = redisTargets().cluster;
+    const keys = Array.from({ length: 60 }, (_, i) => `m:${i}`);
+    await first.setMany(keys.map((key) => ({ key, value: 'v0' })));
+    expect(await second.getMany(keys)).toEqual(keys.map(() => 'v0'));
+    // A clean failover: both clients' slot maps still name the old masters, which now answer MOVED.
+    const { masters } = await clusterTopology(cluster);
+    for (const master of masters) {
+      const replica = master.replicaPorts[0];
+      if (replica !== undefined) await failover(cluster, replica, 'default');
+    }
+    await first.setMany(keys.map((key) => ({ key, value: 'v1' })));
+    expect(await first.getMany(keys)).toEqual(keys.map(() => 'v1'));
+    expect(await second.warmUp(keys.map((key) => ({ key, value: 'v2' })))).toEqual({
+      written: keys.length,
+      failed: 0,
+    });
+    expect(await second.getMany(keys)).toEqual(keys.map(() => 'v2'));
   });
 
   it('a paused master only degrades the keys it serves, within the timeout', async () => {

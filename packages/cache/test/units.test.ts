@@ -5,6 +5,7 @@ import { CacheConfigError, CacheInputError } from '../src/errors.js';
 import { InflightTracker } from '../src/inflight.js';
 import { checkPart, decodePart, encodePart, keyLayout, translateGlob } from '../src/keys.js';
 import { L1Store } from '../src/l1.js';
+import { RedisIo } from '../src/redis-io.js';
 
 function code(run: () => unknown): string | undefined {
   try {
@@ -43,6 +44,30 @@ describe('keys', () => {
     expect(code(() => translateGlob('[{]'))).toBe('E_INVALID_PATTERN');
     expect(code(() => translateGlob('a['))).toBe('E_INVALID_PATTERN');
     expect(code(() => translateGlob('a\\'))).toBe('E_INVALID_PATTERN');
+  });
+
+  it('never puts the content of a bad key, tag or pattern in the error message (keys carry patient identifiers)', () => {
+    const messageOf = (run: () => unknown) => {
+      try {
+        run();
+      } catch (error) {
+        return (error as Error).message;
+      }
+      return '';
+    };
+    for (const kind of ['key', 'tag', 'pattern'] as const) {
+      for (const bad of [
+        'patient:Maria Silva\n',
+        'patient:Maria Silva\ud800',
+        'patient:Maria Silva\u0000x',
+      ]) {
+        const message = messageOf(() => checkPart(bad, kind, 1024));
+        expect(message).not.toBe('');
+        expect(message).not.toContain('Maria');
+      }
+    }
+    // It still says where the offending character is.
+    expect(messageOf(() => checkPart('ab\ncd', 'key', 1024))).toContain('U+000A at index 2');
   });
 
   it('refuses empty, oversized, control-character and malformed keys with E_INVALID_KEY', () => {
@@ -140,6 +165,57 @@ describe('L1 store', () => {
     expect(tiny.rejections).toBeGreaterThan(0);
   });
 
+  it('with frequency admission, a newcomer asked for more often than a warm entry gets in, and the hot oldest entry stays', () => {
+    const l1 = new L1Store(4, 1e9, 'frequency');
+    for (let i = 0; i < 10; i++) l1.get('hot');
+    l1.set('hot', entry(1));
+    for (const key of ['w1', 'w2', 'w3']) {
+      l1.get(key);
+      l1.set(key, entry(1));
+    }
+    // 'hot' is now the least recently used entry, and the most asked for.
+    for (let i = 0; i < 3; i++) l1.get('new');
+    l1.set('new', entry(1));
+    expect(l1.size).toBe(4);
+    expect(l1.get('new')).toBeDefined();
+    expect(l1.get('hot')).toBeDefined();
+  });
+
+  it('with frequency admission, an L1 of 10% of 100k keys holds 80% of Zipf(1.0) lookups once warm', () => {
+    const keys = 100_000;
+    let state = 7;
+    const random = () => {
+      state = (state * 1664525 + 1013904223) >>> 0;
+      return state / 2 ** 32;
+    };
+    const cdf = new Float64Array(keys);
+    let sum = 0;
+    for (let rank = 0; rank < keys; rank++) cdf[rank] = sum += 1 / (rank + 1);
+    const draw = () => {
+      const target = random() * sum;
+      let low = 0;
+      let high = keys - 1;
+      while (low < high) {
+        const middle = (low + high) >>> 1;
+        if ((cdf[middle] as number) < target) low = middle + 1;
+        else high = middle;
+      }
+      return `z:${low}`;
+    };
+    const l1 = new L1Store(keys / 10, 1e12, 'frequency');
+    let hits = 0;
+    const warm = 1_000_000;
+    const measured = 500_000;
+    for (let n = 0; n < warm + measured; n++) {
+      const key = draw();
+      if (l1.get(key) !== undefined) {
+        if (n >= warm) hits++;
+      } else l1.set(key, entry(1));
+    }
+    // The best any policy can do knowing only frequencies is the 10k most likely keys: 81%.
+    expect(hits / measured).toBeGreaterThanOrEqual(0.8);
+  });
+
   it('evicts every entry of a tag', () => {
     const l1 = new L1Store(100, 1000);
     l1.set('a', entry(1, ['t']));
@@ -173,5 +249,61 @@ describe('breaker and in-flight tracker', () => {
     tracker.invalidateAll();
     expect(tracker.end(c)).toBe(false);
     tracker.invalidateKey('gone');
+  });
+});
+
+describe('RedisIo', () => {
+  it('expires only the unanswered commands, whatever order the others were answered in', async () => {
+    const sent: Array<{
+      resolve(value: unknown): void;
+      toWritable(): string;
+      name: string;
+      args: unknown[];
+    }> = [];
+    const client = { sendCommand: (command: (typeof sent)[number]) => sent.push(command) };
+    const io = new RedisIo(client as never, { timeoutMs: 50, failureThreshold: 100, openMs: 1000 });
+    const outcomes = ['a', 'b', 'c', 'd', 'e'].map((key) =>
+      io.send('get', [key], key).then(
+        (value) => `ok ${String(value)}`,
+        (error: { reason?: string }) => `failed ${error.reason}`,
+      ),
+    );
+    // Answered out of order: the first, the last and the middle one; b and d never are.
+    for (const index of [0, 4, 2]) sent[index]?.resolve(`v${index}`);
+    const started = performance.now();
+    expect(await Promise.all(outcomes)).toEqual([
+      'ok v0',
+      'failed timeout',
+      'ok v2',
+      'failed timeout',
+      'ok v4',
+    ]);
+    expect(performance.now() - started).toBeLessThan(50 + 100);
+    // What ioredis may still hold of an expired command goes out as a harmless PING.
+    expect(sent[1]?.toWritable()).toContain('PING');
+    expect(sent[0]?.toWritable()).toContain('get');
+  });
+
+  it('drops the arguments ioredis hangs on a failed command, so a key and value never reach a log through the cause', async () => {
+    const client = {
+      sendCommand(command: { name: string; args: unknown[]; reject(error: Error): void }) {
+        const error = Object.assign(
+          new Error('WRONGTYPE Operation against a key holding the wrong kind of value'),
+          {
+            name: 'ReplyError',
+            command: { name: command.name, args: command.args },
+          },
+        );
+        command.reject(error);
+      },
+    };
+    const io = new RedisIo(client as never, { timeoutMs: 1000, failureThreshold: 5, openMs: 1000 });
+    const error = await io
+      .send('set', ['patient:Maria Silva', 'diagnosis: flu'], 'patient:Maria Silva')
+      .catch((failure: unknown) => failure);
+    const printed = (await import('node:util')).inspect(error, { depth: 10 });
+    expect(printed).toContain('WRONGTYPE');
+    expect(printed).not.toContain('Maria');
+    expect(printed).not.toContain('flu');
   });
 });

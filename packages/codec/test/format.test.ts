@@ -60,6 +60,23 @@ describe('serialization', () => {
     expect(decoded).toStrictEqual({ a: undefined, list: [1, undefined, 3] });
   });
 
+  it('decodes numbers, Dates and long strings from bytes that sit at an odd offset inside a larger buffer', () => {
+    const value = {
+      int: -123456789,
+      float: 0.1 + 0.2,
+      big: 2 ** 40,
+      at: new Date(-1e12),
+      text: 'x'.repeat(300),
+    };
+    const encoded = codec.encode(value);
+    // A slice of a bigger allocation, as a Redis reply or a cache envelope hands over: multi-byte numbers must be
+    // read relative to the slice, not to the underlying memory.
+    const host = Buffer.alloc(encoded.length + 7, 0xee);
+    encoded.copy(host, 3);
+    expect(codec.decode(host.subarray(3, 3 + encoded.length))).toEqual(value);
+    expect(codeOf(() => codec.decode(host.subarray(3, 3 + encoded.length - 1)))).toBe('E_DECODE');
+  });
+
   it('keeps an invalid Date invalid', () => {
     const decoded = roundTrip(new Date('not a date'));
     expect(decoded).toBeInstanceOf(Date);
