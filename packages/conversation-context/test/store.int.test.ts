@@ -379,6 +379,8 @@ describe.each<Topology>(['standalone', 'cluster'])('conversation store on %s', (
     for (const id of ['a', 'b', 'c']) await conversations.setContext(id, { userId: 'alice' });
     await conversations.setContext('t', { userId: 'alice', tenantId: 'clinic-2' });
     await conversations.setContext('other', { userId: 'bob' });
+    // Activity times are Redis milliseconds: a tie with c's creation would leave the order to the index.
+    await new Promise((resolve) => setTimeout(resolve, 2));
     await conversations.addMessage('a', { role: 'user', content: 'latest' }, { owner: alice });
     await conversations.deleteContext('b', { owner: alice });
     const listed = await conversations.getUserConversations('alice', 10);
