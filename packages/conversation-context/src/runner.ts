@@ -15,6 +15,15 @@ export function storeError(error: unknown): ConversationError {
   if (AustaRedisError.isInstance(error) && error.code === 'E_INCOMPLETE_SCAN') {
     return new ConversationStoreError('E_INCOMPLETE_SCAN', error.message, { cause: error });
   }
+  if (AustaRedisError.isInstance(error) && error.code === 'E_MAYBE_APPLIED') {
+    // A client from @austa/redis-cluster does not re-send a write whose reply was lost: the caller decides. An
+    // addMessage retried with the same idempotencyKey is then applied at most once.
+    return new ConversationStoreError(
+      'E_MAYBE_APPLIED',
+      'The connection closed after the write was sent and before its reply: it may or may not have been applied. Retry it (addMessage with the same idempotencyKey is applied once) or read before writing again.',
+      { cause: error },
+    );
+  }
   const message = error instanceof Error ? error.message : String(error);
   return new ConversationStoreError(
     'E_REDIS_UNAVAILABLE',

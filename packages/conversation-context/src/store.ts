@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { type Codec, createCodec } from '@austa/codec';
 import { scanKeys } from '@austa/redis-cluster';
 import type { ChainableCommander, Cluster, Redis } from 'ioredis';
@@ -28,6 +28,7 @@ import { SET_SUMMARY } from './scripts/summary.js';
 import { UPDATE_ENTITIES } from './scripts/update-entities.js';
 import { UPDATE_INTENT } from './scripts/update-intent.js';
 import type {
+  AddMessageOptions,
   AddMessageResult,
   CleanupReport,
   ConversationContext,
@@ -522,6 +523,27 @@ export class ConversationStore {
     }
   }
 
+  /**
+   * The token the append script remembers: from the caller's idempotency key (a hash, so any key fits the script's
+   * token alphabet and length), or unique to this call, so that ioredis re-sending it is recognised.
+   */
+  private appendToken(idempotencyKey: unknown): string {
+    if (idempotencyKey === undefined) return `${this.tokenPrefix}${(this.appendCount++).toString(36)}`;
+    if (
+      typeof idempotencyKey !== 'string' ||
+      idempotencyKey.length === 0 ||
+      idempotencyKey.length > 256 ||
+      hasControlCharacter(idempotencyKey)
+    ) {
+      throw new ConversationInputError(
+        'E_INVALID_ARGUMENT',
+        'idempotencyKey must be a string of 1-256 characters without control characters.',
+      );
+    }
+    // 'k' and 20 base64url characters (120 bits): no collision with another key or a generated token in practice.
+    return `k${createHash('sha256').update(idempotencyKey).digest('base64url').slice(0, 20)}`;
+  }
+
   private decodeMessage(element: Buffer, keys: ConversationKeys): StoredMessage {
     const header = parseElement(element);
     const body = decodeValue<MessageBody>(
@@ -585,11 +607,12 @@ export class ConversationStore {
   addMessage(
     conversationId: string,
     message: MessageInput,
-    options?: OwnerOptions,
+    options?: AddMessageOptions,
   ): Promise<AddMessageResult> {
     return this.measure('add_message', async () => {
       const { id, keys } = this.conversation(conversationId);
       const [check, userId, tenantId] = this.owner(id, options);
+      const token = this.appendToken(options?.idempotencyKey);
       validateMessage(message);
       const stored =
         this.redactHook === undefined ? message : validateMessage(this.redact(message, 'message', id));
@@ -627,7 +650,7 @@ export class ConversationStore {
         [keys.meta, keys.messages, keys.intents],
         [
           this.addSettings,
-          `${check}${check}|${stored.role}|${tokens}|${flags}|${this.tokenPrefix}${(this.appendCount++).toString(36)}`,
+          `${check}${check}|${stored.role}|${tokens}|${flags}|${token}`,
           userId,
           tenantId,
           body,
@@ -650,6 +673,7 @@ export class ConversationStore {
           messageCount: num(reply[3]),
           tokenCount: num(reply[4]),
           created: false,
+          duplicate: true,
         };
       }
       const trimmed: StoredMessage[] = [];
@@ -666,6 +690,7 @@ export class ConversationStore {
         messageCount: num(reply[3]),
         tokenCount: num(reply[4]),
         created: num(reply[5]) === 1,
+        duplicate: false,
       };
     });
   }
@@ -1291,6 +1316,7 @@ function resultOf(error: ConversationError): Result {
     case 'E_SUMMARY_CONFLICT':
       return 'conflict';
     case 'E_REDIS_UNAVAILABLE':
+    case 'E_MAYBE_APPLIED':
     case 'E_INCOMPLETE_SCAN':
     case 'E_DECODE':
       return 'error';

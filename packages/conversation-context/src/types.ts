@@ -84,6 +84,16 @@ export interface ConversationStoreOptions {
   logger?: Logger;
 }
 
+export interface AddMessageOptions extends OwnerOptions {
+  /**
+   * Makes a retried append safe: an append whose key is among the conversation's last 15 or more appends is not
+   * appended again; it resolves to the first one's `seq` with `duplicate: true`. Retry an `E_MAYBE_APPLIED` (or any
+   * failed) append with the same key. 1-256 characters, unique per message within the conversation (your message
+   * id is a good key). Only the key is compared, not the content.
+   */
+  idempotencyKey?: string;
+}
+
 export interface AddMessageResult {
   /** The stored message (after redaction), with its `seq` and Redis timestamp. */
   message: StoredMessage;
@@ -94,6 +104,12 @@ export interface AddMessageResult {
   tokenCount: number;
   /** True when this call created the conversation. */
   created: boolean;
+  /**
+   * True when an append with the same `idempotencyKey` (or the same call, re-sent by ioredis after a dropped
+   * connection) was already stored: nothing was appended, `message.seq` is the stored one, and `trimmed` is empty (the
+   * first append returned or lost what it trimmed).
+   */
+  duplicate: boolean;
 }
 
 export interface GetMessagesOptions extends OwnerOptions {
