@@ -23,6 +23,7 @@ import {
 import { type Argument, num, ScriptRunner, storeError, text } from './runner.js';
 import { ADD_MESSAGE } from './scripts/add-message.js';
 import { DELETE, EXTEND, INDEX_TOUCH } from './scripts/lifecycle.js';
+import { READ_MESSAGES } from './scripts/read-messages.js';
 import { SET_CONTEXT } from './scripts/set-context.js';
 import { SET_SUMMARY } from './scripts/summary.js';
 import { UPDATE_ENTITIES } from './scripts/update-entities.js';
@@ -709,18 +710,25 @@ export class ConversationStore {
       const [check, userId, tenantId] = this.owner(id, options);
       const count = limit === undefined ? 0 : limitOf(limit, 'limit');
       checkSeq(options?.afterSeq, 'afterSeq');
-      // A transaction, not a script: converting 20 messages into Lua and back costs the server about four times what
-      // LRANGE alone does; MULTI keeps the owner check and the read atomic in one round trip.
-      const [owner, elements] = await this.transaction((multi) =>
-        multi.hmget(keys.meta, 'uid', 'tid').lrangeBuffer(keys.messages, count === 0 ? 0 : -count, -1),
-      );
-      if (!this.readable(id, owner as Array<string | null>, check, userId, tenantId)) {
+      const args = [check, userId, tenantId, count];
+      let reply: unknown[];
+      try {
+        reply = await this.runner.run(READ_MESSAGES, [keys.meta, keys.messages], args);
+      } catch (error) {
+        // A read whose reply was lost (a @austa/redis-cluster client does not re-send it) is safe to send again.
+        if (storeError(error).code !== 'E_MAYBE_APPLIED') throw error;
+        reply = await this.runner.run(READ_MESSAGES, [keys.meta, keys.messages], args);
+      }
+      if (reply.length === 0) {
         mark('miss');
         return [];
       }
+      const last = reply.length - 1;
+      if (text(reply[last]) !== 'OK') this.status(reply, id);
       const messages: StoredMessage[] = [];
       const afterSeq = options?.afterSeq;
-      for (const element of elements as Buffer[]) {
+      for (let i = 0; i < last; i++) {
+        const element = reply[i] as Buffer;
         if (afterSeq !== undefined && parseElement(element).seq <= afterSeq) continue;
         messages.push(this.decodeMessage(element, keys));
       }

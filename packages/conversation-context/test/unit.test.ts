@@ -100,9 +100,23 @@ describe('stored elements', () => {
     expect(() => parseElement(Buffer.from('1|2|root|3||x'))).toThrowError(
       expect.objectContaining({ code: 'E_DECODE' }),
     );
-    expect(() => parseElement(Buffer.from('garbage'))).toThrowError(
-      expect.objectContaining({ code: 'E_DECODE' }),
-    );
+    for (const malformed of [
+      'garbage',
+      '',
+      '|1|user|3||x',
+      '1||user|3||x',
+      '1|2|user||x',
+      '1|2|user|3|',
+      '1|2|users|3||x',
+      '1|2|use|3||x',
+      '1x|2|user|3||x',
+      '1|2|user|3',
+    ]) {
+      expect(() => parseElement(Buffer.from(malformed)), malformed).toThrowError(
+        expect.objectContaining({ code: 'E_DECODE' }),
+      );
+    }
+    expect(parseElement(Buffer.from('1|2|tool|0||'))).toMatchObject({ role: 'tool', flags: '', tokens: 0 });
   });
 });
 
