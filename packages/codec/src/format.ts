@@ -354,10 +354,14 @@ function corrupt(reason: string): CodecError {
   );
 }
 
+// What an idle Decoder holds: shared, so that letting go of the caller's bytes allocates nothing per decode.
+const NO_BYTES: FastBuffer = Buffer.alloc(0);
+const NO_VIEW = new DataView(new ArrayBuffer(0));
+
 /** Reads one serialized value. Every length is checked against the bytes present before anything is allocated. */
 export class Decoder {
-  private buffer: FastBuffer = Buffer.alloc(0);
-  private view: DataView = new DataView(new ArrayBuffer(0));
+  private buffer: FastBuffer = NO_BYTES;
+  private view: DataView = NO_VIEW;
   private position = 0;
   private end = 0;
   private depth = 0;
@@ -374,8 +378,8 @@ export class Decoder {
       return value;
     } finally {
       // Do not keep the caller's bytes (possibly decrypted PHI) reachable from the codec.
-      this.buffer = Buffer.alloc(0);
-      this.view = new DataView(new ArrayBuffer(0));
+      this.buffer = NO_BYTES;
+      this.view = NO_VIEW;
     }
   }
 
