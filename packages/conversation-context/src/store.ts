@@ -308,7 +308,17 @@ export class ConversationStore {
       options.maxLifetimeSeconds === undefined
         ? 0
         : ttlMsOf(options.maxLifetimeSeconds, 'maxLifetimeSeconds', 'E_INVALID_CONFIG');
-    this.maxMessages = positiveInteger(options.maxMessages, 'maxMessages', { max: 100_000 });
+    // Either limit may be left out, not both: a conversation must never grow without bound.
+    if (options.maxMessages === undefined && options.maxTokens === undefined) {
+      throw new ConversationInputError(
+        'E_INVALID_CONFIG',
+        'Set maxMessages, maxTokens or both: with neither, a conversation would grow without bound.',
+      );
+    }
+    this.maxMessages =
+      options.maxMessages === undefined
+        ? 0
+        : positiveInteger(options.maxMessages, 'maxMessages', { max: 100_000 });
     this.maxTokens = options.maxTokens === undefined ? 0 : positiveInteger(options.maxTokens, 'maxTokens');
     this.maxMessageBytes = positiveInteger(
       options.maxMessageBytes ?? DEFAULTS.maxMessageBytes,

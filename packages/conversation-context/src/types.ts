@@ -43,9 +43,15 @@ export interface ConversationStoreOptions {
   redis: Redis | Cluster;
   /** Sliding TTL of a conversation, in seconds: every write gives all its keys at least this long again. */
   ttlSeconds: number;
-  /** Most messages a conversation keeps; older ones are trimmed by addMessage (pinned and system ones are kept). */
-  maxMessages: number;
-  /** Token budget of a conversation's stored messages; older messages are trimmed to stay within it. Default none. */
+  /**
+   * Most messages a conversation keeps; older ones are trimmed by addMessage (pinned and system ones are kept).
+   * Default none; set this, `maxTokens` or both (with neither a conversation would grow without bound).
+   */
+  maxMessages?: number;
+  /**
+   * Token budget of a conversation's stored messages; older messages are trimmed to stay within it (kept messages and
+   * the newest one are never trimmed, so they may exceed it). Default none.
+   */
   maxTokens?: number;
   /** Counts a message's tokens (after `redact`). Default {@link estimateTokens}: ceil(characters / 4) + 4. */
   tokenCounter?: (message: MessageInput) => number;

@@ -185,6 +185,27 @@ describe.each<Topology>(['standalone', 'cluster'])('conversation store on %s', (
     });
   });
 
+  it('trims by token budget alone when maxMessages is not set, and refuses a store with neither limit', async () => {
+    const conversations = createConversationStore({
+      redis: client,
+      prefix: base(),
+      ttlSeconds: 600,
+      maxTokens: 10,
+      tokenCounter: (message) => String(message.content).length,
+    });
+    for (let i = 0; i < 30; i++) {
+      await conversations.addMessage('c', { role: 'user', content: `m${i}` }, { owner: alice });
+    }
+    await conversations.addMessage('c', { role: 'system', content: 'sys' }, { owner: alice });
+    const last = await conversations.addMessage('c', { role: 'user', content: 'zz' }, { owner: alice });
+    expect(last.tokenCount).toBeLessThanOrEqual(10);
+    const kept = await conversations.getRecentMessages('c', undefined, { owner: alice });
+    expect(kept.map((m) => m.content)).toEqual(['m29', 'sys', 'zz']);
+    expect(() => createConversationStore({ redis: client, ttlSeconds: 5 } as never)).toThrowError(
+      expect.objectContaining({ code: 'E_INVALID_CONFIG' }),
+    );
+  });
+
   it('keeps 200 concurrent appends to one conversation: none lost, order kept, the cap exact', async () => {
     const conversations = store({ prefix: base(), maxMessages: 50 });
     await conversations.setContext('c', { userId: 'alice' });

@@ -5,7 +5,8 @@ import { plainScript } from './common.js';
  * overshoot the caps, and the caller gets back exactly the messages this append pushed out.
  *
  * KEYS: meta, messages, intents (one slot).
- * ARGV: 1 the store's settings `ttlMs|lifetimeMs|maxMessages|maxTokens|indexRefreshMs|ttlSlackMs` (0: none),
+ * ARGV: 1 the store's settings `ttlMs|lifetimeMs|maxMessages|maxTokens|indexRefreshMs|ttlSlackMs` (0: none; one of
+ *       the two limits is set),
  *       2 this call `<check owner 0/1><create if missing 0/1>|role|tokens|flags|token` (flags: '' | 'p' pinned | 's'
  *       kept system message; token: unique per call), 3 userId, 4 tenantId, 5 encoded body.
  * The token makes the append idempotent: ioredis re-sends a command whose connection closed before the reply came
@@ -57,7 +58,7 @@ if m[1] then
 elseif allowCreate ~= '1' then
   return { 'NOTFOUND' }
 end
-if keep and kept + 1 >= maxMessages then return { 'PINNED', kept } end
+if keep and maxMessages > 0 and kept + 1 >= maxMessages then return { 'PINNED', kept } end
 if not m[1] then
   -- Leftover lists under this id (a meta hash evicted under maxmemory) are not inherited by a new owner.
   call('DEL', KEYS[2], KEYS[3])
@@ -79,7 +80,7 @@ local r = 10
 local keptHead = nil
 local scanned = 0
 -- Oldest first; the message just added is never trimmed. Kept messages met on the way go back to the head.
-while scanned < len - 1 and (count > maxMessages or (maxTokens > 0 and tokens > maxTokens)) do
+while scanned < len - 1 and ((maxMessages > 0 and count > maxMessages) or (maxTokens > 0 and tokens > maxTokens)) do
   local element = call('LPOP', KEYS[2])
   scanned = scanned + 1
   local er, et, ef = string.match(element, '^%d+|%d+|(%a+)|(%d+)|(%a*)|')
