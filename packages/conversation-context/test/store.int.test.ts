@@ -560,6 +560,10 @@ describe.each<Topology>(['standalone', 'cluster'])('conversation store on %s', (
       ],
       [
         'E_INVALID_CONVERSATION_ID',
+        () => conversations.addMessage('   ', { role: 'user', content: 'x' }, { owner: alice }),
+      ],
+      [
+        'E_INVALID_CONVERSATION_ID',
         () => conversations.addMessage('a\nb', { role: 'user', content: 'x' }, { owner: alice }),
       ],
       [

@@ -32,8 +32,20 @@ describe('key parts', () => {
     expect(encodeKeyPart('user-42@clinic.example')).toBe('user-42@clinic.example');
   });
 
-  it('refuses empty, overlong, control-character and invalid UTF-16 ids', () => {
-    for (const bad of ['', 'x'.repeat(257), 'a\u0000', 'a\r\nb', 'a\u0085', '\ud800x', 5, null]) {
+  it('refuses empty, blank, overlong, control-character and invalid UTF-16 ids', () => {
+    for (const bad of [
+      '',
+      ' ',
+      '   ',
+      '\u00a0\u2003',
+      'x'.repeat(257),
+      'a\u0000',
+      'a\r\nb',
+      'a\u0085',
+      '\ud800x',
+      5,
+      null,
+    ]) {
       expect(() => validateId(bad, 'id', 'E_INVALID_CONVERSATION_ID')).toThrowError(
         expect.objectContaining({ code: 'E_INVALID_CONVERSATION_ID' }),
       );
