@@ -87,6 +87,25 @@ describe.each<Topology>(['standalone', 'cluster'])('idempotent appends on %s', (
     expect((await store.getStats('c', { owner }))?.messageCount).toBe(10);
   });
 
+  it('remembers a key for at least the last 15 appends of the conversation', async () => {
+    const store = createConversationStore({
+      redis: plain,
+      prefix: base(),
+      ttlSeconds: 600,
+      maxMessages: 100,
+    });
+    for (let i = 0; i < 15; i++) {
+      await store.addMessage('c', { role: 'user', content: `m${i}` }, { owner, idempotencyKey: `key-${i}` });
+    }
+    const oldest = await store.addMessage(
+      'c',
+      { role: 'user', content: 'm0' },
+      { owner, idempotencyKey: 'key-0' },
+    );
+    expect(oldest).toMatchObject({ duplicate: true, message: { seq: 1 } });
+    expect((await store.getStats('c', { owner }))?.messageCount).toBe(15);
+  });
+
   it('refuses an idempotencyKey that is not a 1-256 character string, writing nothing', async () => {
     const store = createConversationStore({ redis: plain, prefix: base(), ttlSeconds: 600, maxMessages: 3 });
     for (const idempotencyKey of ['', 'x'.repeat(257), 'a\nb', 42, null]) {
