@@ -21,6 +21,7 @@ export type ConversationErrorCode =
   | 'E_DECODE'
   | 'E_INCOMPLETE_SCAN'
   | 'E_REDIS_UNAVAILABLE'
+  | 'E_MAYBE_APPLIED'
   | 'E_STORE_CLOSED';
 
 export interface ConversationErrorOptions {

@@ -14,6 +14,7 @@ export type { ContentPart, MessageInput, Role, StoredMessage, ToolCall, ToolResu
 export { estimateTokens, ROLES } from './message.js';
 export { ConversationStore, createConversationStore, DEFAULTS } from './store.js';
 export type {
+  AddMessageOptions,
   AddMessageResult,
   CleanupReport,
   ConversationContext,

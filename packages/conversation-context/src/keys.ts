@@ -18,7 +18,7 @@ const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[
 
 /**
  * Checks an id that comes from a caller (conversation, user or tenant id) and returns it unchanged. Refuses
- * non-strings, empty strings, more than 256 characters, control characters and invalid UTF-16, with `code`.
+ * non-strings, empty or blank strings, more than 256 characters, control characters and invalid UTF-16, with `code`.
  */
 export function validateId(value: unknown, what: string, code: ConversationErrorCode): string {
   if (typeof value !== 'string' || value.length === 0) {
@@ -29,6 +29,10 @@ export function validateId(value: unknown, what: string, code: ConversationError
   }
   // Most ids (UUIDs, ULIDs, e-mail addresses) are plain ASCII: nothing more to check.
   if (SAFE.test(value)) return value;
+  // A blank id is a caller's bug (an unset form field, a template gone wrong), never a conversation or a user.
+  if (value.trim() === '') {
+    throw new ConversationInputError(code, `${what} must not be blank.`);
+  }
   if (CONTROL.test(value)) {
     throw new ConversationInputError(code, `${what} contains a control character.`);
   }

@@ -5,15 +5,20 @@ import type { Script } from './scripts/common.js';
 
 export type Argument = string | Buffer | number;
 
-function isNoScript(error: unknown): boolean {
-  return error instanceof Error && error.message.startsWith('NOSCRIPT');
-}
-
 /** Any failure of Redis or the client becomes one typed error; the original is the `cause`. */
 export function storeError(error: unknown): ConversationError {
   if (ConversationError.isInstance(error)) return error;
   if (AustaRedisError.isInstance(error) && error.code === 'E_INCOMPLETE_SCAN') {
     return new ConversationStoreError('E_INCOMPLETE_SCAN', error.message, { cause: error });
+  }
+  if (AustaRedisError.isInstance(error) && error.code === 'E_MAYBE_APPLIED') {
+    // A client from @austa/redis-cluster does not re-send a write whose reply was lost: the caller decides. An
+    // addMessage retried with the same idempotencyKey is then applied at most once.
+    return new ConversationStoreError(
+      'E_MAYBE_APPLIED',
+      'The connection closed after the write was sent and before its reply: it may or may not have been applied. Retry it (addMessage with the same idempotencyKey is applied once) or read before writing again.',
+      { cause: error },
+    );
   }
   const message = error instanceof Error ? error.message : String(error);
   return new ConversationStoreError(
@@ -24,30 +29,16 @@ export function storeError(error: unknown): ConversationError {
 }
 
 /**
- * Runs scripts by SHA (one round trip), falling back to EVAL once after NOSCRIPT: a restarted or newly promoted
- * master has an empty script cache. Defines nothing on the caller's client. Uses `evalshaBuffer`, not
- * `callBuffer`: with `enableAutoPipelining`, ioredis 5 drops the command name of `callBuffer` (the server then
- * sees the SHA as a command name).
+ * Runs the conversation scripts on the caller's client through @austa/redis-cluster's `defineScript` (EVALSHA, and
+ * EVAL once after NOSCRIPT: a restarted or newly promoted master has an empty script cache), with Buffer replies,
+ * and turns any failure into the store's typed error. Defines nothing on the caller's client.
  */
 export class ScriptRunner {
-  // ioredis has evalshaBuffer and evalBuffer at run time (every command gets a Buffer variant) but declares neither.
-  private readonly client: {
-    evalshaBuffer(...args: unknown[]): Promise<unknown[]>;
-    evalBuffer(...args: unknown[]): Promise<unknown[]>;
-  };
-
-  constructor(client: Redis | Cluster) {
-    this.client = client as unknown as ScriptRunner['client'];
-  }
+  constructor(private readonly client: Redis | Cluster) {}
 
   async run(script: Script, keys: readonly string[], args: readonly Argument[]): Promise<unknown[]> {
     try {
-      return await this.client.evalshaBuffer(script.sha, keys.length, ...keys, ...args);
-    } catch (error) {
-      if (!isNoScript(error)) throw storeError(error);
-    }
-    try {
-      return await this.client.evalBuffer(script.lua, keys.length, ...keys, ...args);
+      return (await script.run(this.client, keys, args, { buffers: true })) as unknown[];
     } catch (error) {
       throw storeError(error);
     }

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { type Codec, createCodec } from '@austa/codec';
 import { scanKeys } from '@austa/redis-cluster';
 import type { ChainableCommander, Cluster, Redis } from 'ioredis';
@@ -23,11 +23,13 @@ import {
 import { type Argument, num, ScriptRunner, storeError, text } from './runner.js';
 import { ADD_MESSAGE } from './scripts/add-message.js';
 import { DELETE, EXTEND, INDEX_TOUCH } from './scripts/lifecycle.js';
+import { READ_MESSAGES } from './scripts/read-messages.js';
 import { SET_CONTEXT } from './scripts/set-context.js';
 import { SET_SUMMARY } from './scripts/summary.js';
 import { UPDATE_ENTITIES } from './scripts/update-entities.js';
 import { UPDATE_INTENT } from './scripts/update-intent.js';
 import type {
+  AddMessageOptions,
   AddMessageResult,
   CleanupReport,
   ConversationContext,
@@ -306,7 +308,17 @@ export class ConversationStore {
       options.maxLifetimeSeconds === undefined
         ? 0
         : ttlMsOf(options.maxLifetimeSeconds, 'maxLifetimeSeconds', 'E_INVALID_CONFIG');
-    this.maxMessages = positiveInteger(options.maxMessages, 'maxMessages', { max: 100_000 });
+    // Either limit may be left out, not both: a conversation must never grow without bound.
+    if (options.maxMessages === undefined && options.maxTokens === undefined) {
+      throw new ConversationInputError(
+        'E_INVALID_CONFIG',
+        'Set maxMessages, maxTokens or both: with neither, a conversation would grow without bound.',
+      );
+    }
+    this.maxMessages =
+      options.maxMessages === undefined
+        ? 0
+        : positiveInteger(options.maxMessages, 'maxMessages', { max: 100_000 });
     this.maxTokens = options.maxTokens === undefined ? 0 : positiveInteger(options.maxTokens, 'maxTokens');
     this.maxMessageBytes = positiveInteger(
       options.maxMessageBytes ?? DEFAULTS.maxMessageBytes,
@@ -522,6 +534,27 @@ export class ConversationStore {
     }
   }
 
+  /**
+   * The token the append script remembers: from the caller's idempotency key (a hash, so any key fits the script's
+   * token alphabet and length), or unique to this call, so that ioredis re-sending it is recognised.
+   */
+  private appendToken(idempotencyKey: unknown): string {
+    if (idempotencyKey === undefined) return `${this.tokenPrefix}${(this.appendCount++).toString(36)}`;
+    if (
+      typeof idempotencyKey !== 'string' ||
+      idempotencyKey.length === 0 ||
+      idempotencyKey.length > 256 ||
+      hasControlCharacter(idempotencyKey)
+    ) {
+      throw new ConversationInputError(
+        'E_INVALID_ARGUMENT',
+        'idempotencyKey must be a string of 1-256 characters without control characters.',
+      );
+    }
+    // 'k' and 20 base64url characters (120 bits): no collision with another key or a generated token in practice.
+    return `k${createHash('sha256').update(idempotencyKey).digest('base64url').slice(0, 20)}`;
+  }
+
   private decodeMessage(element: Buffer, keys: ConversationKeys): StoredMessage {
     const header = parseElement(element);
     const body = decodeValue<MessageBody>(
@@ -585,11 +618,12 @@ export class ConversationStore {
   addMessage(
     conversationId: string,
     message: MessageInput,
-    options?: OwnerOptions,
+    options?: AddMessageOptions,
   ): Promise<AddMessageResult> {
     return this.measure('add_message', async () => {
       const { id, keys } = this.conversation(conversationId);
       const [check, userId, tenantId] = this.owner(id, options);
+      const token = this.appendToken(options?.idempotencyKey);
       validateMessage(message);
       const stored =
         this.redactHook === undefined ? message : validateMessage(this.redact(message, 'message', id));
@@ -627,7 +661,7 @@ export class ConversationStore {
         [keys.meta, keys.messages, keys.intents],
         [
           this.addSettings,
-          `${check}${check}|${stored.role}|${tokens}|${flags}|${this.tokenPrefix}${(this.appendCount++).toString(36)}`,
+          `${check}${check}|${stored.role}|${tokens}|${flags}|${token}`,
           userId,
           tenantId,
           body,
@@ -650,6 +684,7 @@ export class ConversationStore {
           messageCount: num(reply[3]),
           tokenCount: num(reply[4]),
           created: false,
+          duplicate: true,
         };
       }
       const trimmed: StoredMessage[] = [];
@@ -666,6 +701,7 @@ export class ConversationStore {
         messageCount: num(reply[3]),
         tokenCount: num(reply[4]),
         created: num(reply[5]) === 1,
+        duplicate: false,
       };
     });
   }
@@ -684,18 +720,25 @@ export class ConversationStore {
       const [check, userId, tenantId] = this.owner(id, options);
       const count = limit === undefined ? 0 : limitOf(limit, 'limit');
       checkSeq(options?.afterSeq, 'afterSeq');
-      // A transaction, not a script: converting 20 messages into Lua and back costs the server about four times what
-      // LRANGE alone does; MULTI keeps the owner check and the read atomic in one round trip.
-      const [owner, elements] = await this.transaction((multi) =>
-        multi.hmget(keys.meta, 'uid', 'tid').lrangeBuffer(keys.messages, count === 0 ? 0 : -count, -1),
-      );
-      if (!this.readable(id, owner as Array<string | null>, check, userId, tenantId)) {
+      const args = [check, userId, tenantId, count];
+      let reply: unknown[];
+      try {
+        reply = await this.runner.run(READ_MESSAGES, [keys.meta, keys.messages], args);
+      } catch (error) {
+        // A read whose reply was lost (a @austa/redis-cluster client does not re-send it) is safe to send again.
+        if (storeError(error).code !== 'E_MAYBE_APPLIED') throw error;
+        reply = await this.runner.run(READ_MESSAGES, [keys.meta, keys.messages], args);
+      }
+      if (reply.length === 0) {
         mark('miss');
         return [];
       }
+      const last = reply.length - 1;
+      if (text(reply[last]) !== 'OK') this.status(reply, id);
       const messages: StoredMessage[] = [];
       const afterSeq = options?.afterSeq;
-      for (const element of elements as Buffer[]) {
+      for (let i = 0; i < last; i++) {
+        const element = reply[i] as Buffer;
         if (afterSeq !== undefined && parseElement(element).seq <= afterSeq) continue;
         messages.push(this.decodeMessage(element, keys));
       }
@@ -1291,6 +1334,7 @@ function resultOf(error: ConversationError): Result {
     case 'E_SUMMARY_CONFLICT':
       return 'conflict';
     case 'E_REDIS_UNAVAILABLE':
+    case 'E_MAYBE_APPLIED':
     case 'E_INCOMPLETE_SCAN':
     case 'E_DECODE':
       return 'error';

@@ -43,9 +43,15 @@ export interface ConversationStoreOptions {
   redis: Redis | Cluster;
   /** Sliding TTL of a conversation, in seconds: every write gives all its keys at least this long again. */
   ttlSeconds: number;
-  /** Most messages a conversation keeps; older ones are trimmed by addMessage (pinned and system ones are kept). */
-  maxMessages: number;
-  /** Token budget of a conversation's stored messages; older messages are trimmed to stay within it. Default none. */
+  /**
+   * Most messages a conversation keeps; older ones are trimmed by addMessage (pinned and system ones are kept).
+   * Default none; set this, `maxTokens` or both (with neither a conversation would grow without bound).
+   */
+  maxMessages?: number;
+  /**
+   * Token budget of a conversation's stored messages; older messages are trimmed to stay within it (kept messages and
+   * the newest one are never trimmed, so they may exceed it). Default none.
+   */
   maxTokens?: number;
   /** Counts a message's tokens (after `redact`). Default {@link estimateTokens}: ceil(characters / 4) + 4. */
   tokenCounter?: (message: MessageInput) => number;
@@ -84,6 +90,16 @@ export interface ConversationStoreOptions {
   logger?: Logger;
 }
 
+export interface AddMessageOptions extends OwnerOptions {
+  /**
+   * Makes a retried append safe: an append whose key is among the conversation's last 15 or more appends is not
+   * appended again; it resolves to the first one's `seq` with `duplicate: true`. Retry an `E_MAYBE_APPLIED` (or any
+   * failed) append with the same key. 1-256 characters, unique per message within the conversation (your message
+   * id is a good key). Only the key is compared, not the content.
+   */
+  idempotencyKey?: string;
+}
+
 export interface AddMessageResult {
   /** The stored message (after redaction), with its `seq` and Redis timestamp. */
   message: StoredMessage;
@@ -94,6 +110,12 @@ export interface AddMessageResult {
   tokenCount: number;
   /** True when this call created the conversation. */
   created: boolean;
+  /**
+   * True when an append with the same `idempotencyKey` (or the same call, re-sent by ioredis after a dropped
+   * connection) was already stored: nothing was appended, `message.seq` is the stored one, and `trimmed` is empty (the
+   * first append returned or lost what it trimmed).
+   */
+  duplicate: boolean;
 }
 
 export interface GetMessagesOptions extends OwnerOptions {

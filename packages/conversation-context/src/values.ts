@@ -72,44 +72,53 @@ const ROLE_BYTES: Record<Role, Buffer> = {
   assistant: Buffer.from('assistant'),
   tool: Buffer.from('tool'),
 };
+const ROLE_LENGTH: Record<Role, number> = { system: 6, user: 4, assistant: 9, tool: 4 };
 const ZERO = 0x30;
+const NINE = 0x39;
 
-/** Reads the decimal number in `element[from, to)`; NaN when it holds anything but digits. */
-function digits(element: Buffer, from: number, to: number): number {
-  if (to <= from) return Number.NaN;
+/**
+ * Reads the decimal number that starts at `from` and ends at the next `|`; returns it and the position of that `|`.
+ * Corrupt (E_DECODE) when it is empty, holds anything but digits, or has no `|` after it.
+ */
+function numberField(element: Buffer, from: number, out: { end: number }): number {
   let value = 0;
-  for (let i = from; i < to; i++) {
-    const digit = (element[i] as number) - ZERO;
-    if (digit < 0 || digit > 9) return Number.NaN;
-    value = value * 10 + digit;
+  let i = from;
+  for (; i < element.length; i++) {
+    const byte = element[i] as number;
+    if (byte === PIPE) break;
+    if (byte < ZERO || byte > NINE) corrupt();
+    value = value * 10 + byte - ZERO;
   }
+  if (i === from || i >= element.length) corrupt();
+  out.end = i;
   return value;
 }
 
 /**
  * Splits a list element `seq|createdMs|role|tokens|flags|body` without copying the body. Runs for every message read,
- * so it walks the header bytes instead of making strings of them.
+ * so it reads the header bytes in one pass, without native calls or strings per field.
  */
 export function parseElement(element: Buffer): ElementHeader {
-  const a = element.indexOf(PIPE);
-  const b = a < 0 ? -1 : element.indexOf(PIPE, a + 1);
-  const c = b < 0 ? -1 : element.indexOf(PIPE, b + 1);
-  const d = c < 0 ? -1 : element.indexOf(PIPE, c + 1);
-  const e = d < 0 ? -1 : element.indexOf(PIPE, d + 1);
-  if (e < 0) corrupt();
-  const role = ROLE_BY_FIRST_BYTE[element[b + 1] as number];
-  if (role === undefined || ROLE_BYTES[role].compare(element, b + 1, c) !== 0) corrupt();
-  const seq = digits(element, 0, a);
-  const createdAtMs = digits(element, a + 1, b);
-  const tokens = digits(element, c + 1, d);
-  if (Number.isNaN(seq) || Number.isNaN(createdAtMs) || Number.isNaN(tokens)) corrupt();
+  const at = { end: 0 };
+  const seq = numberField(element, 0, at);
+  const createdAtMs = numberField(element, at.end + 1, at);
+  const roleAt = at.end + 1;
+  const role = ROLE_BY_FIRST_BYTE[element[roleAt] as number];
+  if (role === undefined) corrupt();
+  const roleEnd = roleAt + ROLE_LENGTH[role];
+  if (element[roleEnd] !== PIPE || ROLE_BYTES[role].compare(element, roleAt, roleEnd) !== 0) corrupt();
+  const tokens = numberField(element, roleEnd + 1, at);
+  const flagsAt = at.end + 1;
+  let i = flagsAt;
+  while (i < element.length && element[i] !== PIPE) i++;
+  if (i >= element.length) corrupt();
   return {
     seq,
     createdAtMs,
     role,
     tokens,
-    flags: e === d + 1 ? '' : element.toString('latin1', d + 1, e),
-    body: element.subarray(e + 1),
+    flags: i === flagsAt ? '' : element.toString('latin1', flagsAt, i),
+    body: element.subarray(i + 1),
   };
 }
 

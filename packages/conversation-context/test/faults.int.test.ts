@@ -1,3 +1,4 @@
+import { createRedisClient } from '@austa/redis-cluster';
 import {
   clusterTopology,
   createTestClient,
@@ -132,6 +133,82 @@ describe('conversation store on a cluster under faults', () => {
       if (outcome.error !== undefined) expect(ConversationError.isInstance(outcome.error)).toBe(true);
     }
     expect(await slotOwner(cluster(), slot)).not.toBe(master);
+  });
+
+  it('on a @austa/redis-cluster client, appends retried with their idempotency key across a master kill are stored at most once, in order', async () => {
+    const redis = createRedisClient(
+      {
+        cluster: {
+          nodes: cluster().nodes,
+          clusterNodeTimeoutMs: 2000,
+          retryDelayOnFailoverMs: 100,
+          maxRedirections: 64,
+        },
+        name: 'idempotent-failover',
+        commandTimeoutMs: COMMAND_TIMEOUT_MS,
+      },
+      { logger: { warn: () => {}, error: () => {} } },
+    );
+    try {
+      await redis.ready();
+      const conversations = createConversationStore({
+        redis: redis.client,
+        prefix: `${prefix}:${++counter}`,
+        ttlSeconds: 600,
+        maxMessages: 100_000,
+      });
+      const id = 'idempotent-failover';
+      const slot = keySlot(layout(conversations).conversation(id).meta);
+      const sent: string[] = [];
+      const errors = new Set<string>();
+
+      let running = true;
+      const loop = (async () => {
+        for (let i = 0; running; i++) {
+          const content = `message ${i}`;
+          sent.push(content);
+          // Each message is retried with the same key until it is acknowledged, as a careful caller would.
+          for (;;) {
+            try {
+              await conversations.addMessage(
+                'idempotent-failover',
+                { role: 'user', content },
+                {
+                  owner,
+                  idempotencyKey: `m-${i}`,
+                },
+              );
+              break;
+            } catch (error) {
+              errors.add((error as { code?: string }).code ?? 'unknown');
+              await new Promise((resolve) => setTimeout(resolve, 50));
+            }
+          }
+        }
+      })();
+      while (sent.length < 30) await new Promise((resolve) => setTimeout(resolve, 20));
+      const victim = await slotOwner(cluster(), slot);
+      await killNode(cluster(), victim);
+      await waitForPromotion(cluster(), victim, 30_000);
+      const atPromotion = sent.length;
+      while (sent.length < atPromotion + 30) await new Promise((resolve) => setTimeout(resolve, 20));
+      running = false;
+      await loop;
+      const stored = (await conversations.getRecentMessages(id, undefined, { owner })).map((m) =>
+        String(m.content),
+      );
+      // Never twice, always in the order sent. Replication is asynchronous, so a write the dead master acknowledged
+      // but had not passed on may be missing; every message sent once the replica took over is there.
+      expect(new Set(stored).size).toBe(stored.length);
+      const positions = stored.map((content) => sent.indexOf(content));
+      expect(positions).toEqual([...positions].sort((a, b) => a - b));
+      for (const content of sent.slice(atPromotion)) expect(stored).toContain(content);
+      expect(errors.size).toBeGreaterThan(0);
+      for (const code of errors) expect(['E_MAYBE_APPLIED', 'E_REDIS_UNAVAILABLE']).toContain(code);
+      await restartNode(cluster(), victim);
+    } finally {
+      await redis.close();
+    }
   });
 
   it('when its master dies, appends fail fast with E_REDIS_UNAVAILABLE and resume once the replica is promoted', async () => {

@@ -185,6 +185,27 @@ describe.each<Topology>(['standalone', 'cluster'])('conversation store on %s', (
     });
   });
 
+  it('trims by token budget alone when maxMessages is not set, and refuses a store with neither limit', async () => {
+    const conversations = createConversationStore({
+      redis: client,
+      prefix: base(),
+      ttlSeconds: 600,
+      maxTokens: 10,
+      tokenCounter: (message) => String(message.content).length,
+    });
+    for (let i = 0; i < 30; i++) {
+      await conversations.addMessage('c', { role: 'user', content: `m${i}` }, { owner: alice });
+    }
+    await conversations.addMessage('c', { role: 'system', content: 'sys' }, { owner: alice });
+    const last = await conversations.addMessage('c', { role: 'user', content: 'zz' }, { owner: alice });
+    expect(last.tokenCount).toBeLessThanOrEqual(10);
+    const kept = await conversations.getRecentMessages('c', undefined, { owner: alice });
+    expect(kept.map((m) => m.content)).toEqual(['m29', 'sys', 'zz']);
+    expect(() => createConversationStore({ redis: client, ttlSeconds: 5 } as never)).toThrowError(
+      expect.objectContaining({ code: 'E_INVALID_CONFIG' }),
+    );
+  });
+
   it('keeps 200 concurrent appends to one conversation: none lost, order kept, the cap exact', async () => {
     const conversations = store({ prefix: base(), maxMessages: 50 });
     await conversations.setContext('c', { userId: 'alice' });
@@ -379,6 +400,8 @@ describe.each<Topology>(['standalone', 'cluster'])('conversation store on %s', (
     for (const id of ['a', 'b', 'c']) await conversations.setContext(id, { userId: 'alice' });
     await conversations.setContext('t', { userId: 'alice', tenantId: 'clinic-2' });
     await conversations.setContext('other', { userId: 'bob' });
+    // Activity times are Redis milliseconds: a tie with c's creation would leave the order to the index.
+    await new Promise((resolve) => setTimeout(resolve, 2));
     await conversations.addMessage('a', { role: 'user', content: 'latest' }, { owner: alice });
     await conversations.deleteContext('b', { owner: alice });
     const listed = await conversations.getUserConversations('alice', 10);
@@ -534,6 +557,10 @@ describe.each<Topology>(['standalone', 'cluster'])('conversation store on %s', (
       [
         'E_INVALID_CONVERSATION_ID',
         () => conversations.addMessage('a\u0000b', { role: 'user', content: 'x' }, { owner: alice }),
+      ],
+      [
+        'E_INVALID_CONVERSATION_ID',
+        () => conversations.addMessage('   ', { role: 'user', content: 'x' }, { owner: alice }),
       ],
       [
         'E_INVALID_CONVERSATION_ID',

@@ -78,3 +78,75 @@ export async function sample(
   }
   return 0;
 }
+
+/**
+ * A loopback TCP proxy in front of a real Redis node, so a test can lose replies (the request still reaches Redis
+ * and runs) and then reset the connection: what a network failure does to a write in flight.
+ */
+export interface ReplyDroppingProxy {
+  port: number;
+  /** While true, replies from Redis are dropped. */
+  swallowReplies: boolean;
+  /** Destroys every proxied connection (a reset) and keeps listening. */
+  dropAll(): void;
+  close(): Promise<void>;
+}
+
+export async function startProxy(target: { host: string; port: number }): Promise<ReplyDroppingProxy> {
+  const { createServer, connect } = await import('node:net');
+  const sockets = new Set<import('node:net').Socket>();
+  const state = { swallowReplies: false };
+  const server = createServer((client) => {
+    const upstream = connect(target.port, target.host);
+    sockets.add(client).add(upstream);
+    const drop = () => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on('error', drop).on('close', drop);
+    upstream.on('error', drop).on('close', drop);
+    client.pipe(upstream);
+    upstream.on('data', (data: Buffer) => {
+      if (!state.swallowReplies) client.write(data);
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const address = server.address();
+  return {
+    port: typeof address === 'object' && address ? address.port : 0,
+    get swallowReplies() {
+      return state.swallowReplies;
+    },
+    set swallowReplies(value: boolean) {
+      state.swallowReplies = value;
+    },
+    dropAll() {
+      for (const socket of sockets) socket.destroy();
+      sockets.clear();
+    },
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** Polls `read` until `done` holds or `timeoutMs` passes; returns the last value read. */
+export async function eventually<T>(
+  read: () => Promise<T>,
+  done: (value: T) => boolean,
+  timeoutMs: number,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let value = await read();
+  while (!done(value) && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    value = await read();
+  }
+  return value;
+}

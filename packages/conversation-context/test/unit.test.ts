@@ -32,8 +32,20 @@ describe('key parts', () => {
     expect(encodeKeyPart('user-42@clinic.example')).toBe('user-42@clinic.example');
   });
 
-  it('refuses empty, overlong, control-character and invalid UTF-16 ids', () => {
-    for (const bad of ['', 'x'.repeat(257), 'a\u0000', 'a\r\nb', 'a\u0085', '\ud800x', 5, null]) {
+  it('refuses empty, blank, overlong, control-character and invalid UTF-16 ids', () => {
+    for (const bad of [
+      '',
+      ' ',
+      '   ',
+      '\u00a0\u2003',
+      'x'.repeat(257),
+      'a\u0000',
+      'a\r\nb',
+      'a\u0085',
+      '\ud800x',
+      5,
+      null,
+    ]) {
       expect(() => validateId(bad, 'id', 'E_INVALID_CONVERSATION_ID')).toThrowError(
         expect.objectContaining({ code: 'E_INVALID_CONVERSATION_ID' }),
       );
@@ -100,9 +112,23 @@ describe('stored elements', () => {
     expect(() => parseElement(Buffer.from('1|2|root|3||x'))).toThrowError(
       expect.objectContaining({ code: 'E_DECODE' }),
     );
-    expect(() => parseElement(Buffer.from('garbage'))).toThrowError(
-      expect.objectContaining({ code: 'E_DECODE' }),
-    );
+    for (const malformed of [
+      'garbage',
+      '',
+      '|1|user|3||x',
+      '1||user|3||x',
+      '1|2|user||x',
+      '1|2|user|3|',
+      '1|2|users|3||x',
+      '1|2|use|3||x',
+      '1x|2|user|3||x',
+      '1|2|user|3',
+    ]) {
+      expect(() => parseElement(Buffer.from(malformed)), malformed).toThrowError(
+        expect.objectContaining({ code: 'E_DECODE' }),
+      );
+    }
+    expect(parseElement(Buffer.from('1|2|tool|0||'))).toMatchObject({ role: 'tool', flags: '', tokens: 0 });
   });
 });
 

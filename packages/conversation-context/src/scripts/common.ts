@@ -1,9 +1,8 @@
-import { createHash } from 'node:crypto';
+import { defineScript, type RedisScript } from '@austa/redis-cluster';
 
-export interface Script {
+/** A conversation script: @austa/redis-cluster's runner (EVALSHA, EVAL after NOSCRIPT) and a name for tests. */
+export interface Script extends RedisScript {
   readonly name: string;
-  readonly lua: string;
-  readonly sha: string;
 }
 
 /**
@@ -105,12 +104,10 @@ end
 `;
 
 export function script(name: string, body: string): Script {
-  const lua = `${PREAMBLE}\n${body.trim()}\n`;
-  return { name, lua, sha: createHash('sha1').update(lua).digest('hex') };
+  return Object.assign(defineScript(`${PREAMBLE}\n${body.trim()}\n`), { name });
 }
 
 /** A script that does not use the conversation preamble (the user index lives in another slot). */
 export function plainScript(name: string, body: string): Script {
-  const lua = `${body.trim()}\n`;
-  return { name, lua, sha: createHash('sha1').update(lua).digest('hex') };
+  return Object.assign(defineScript(`${body.trim()}\n`), { name });
 }
