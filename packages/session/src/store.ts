@@ -221,8 +221,13 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
   const codec: Codec = settings.codec ?? createCodec();
   const hash = createHasher(settings.tokenSecret);
   const keys = new KeyBuilder(settings.prefix, hash);
-  const runner = new ScriptRunner(redis, settings.replicated, settings.replicationTimeoutMs);
-  const instruments = createInstruments(settings.metrics);
+  const instruments = createInstruments(settings.metrics, redis);
+  const runner = new ScriptRunner(
+    redis,
+    settings.replicated,
+    settings.replicationTimeoutMs,
+    instruments.redis,
+  );
   const auditing = settings.onAudit !== undefined;
   const wantRecords = auditing ? '1' : '0';
   const scripts = {
@@ -285,7 +290,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
                 code === 'E_SESSION_EXISTS'
               ? 'rejected'
               : 'error';
-      instruments.record(operation, result, startedAt, error);
+      instruments.record(operation, result, startedAt);
       throw SessionError.isInstance(error) ? error : unavailable(error);
     }
   }
@@ -365,12 +370,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     if (!isCallerId(id)) return null;
     const sessionRef = keys.sessionRef(id);
     const pointer = keys.pointer(sessionRef);
-    let tag: string | null;
-    try {
-      tag = await redis.get(pointer);
-    } catch (error) {
-      throw unavailable(error);
-    }
+    const tag = await runner.getString(pointer);
     if (tag === null || !TAG.test(tag)) return null;
     return { tag, sessionRef, session: keys.session(tag, sessionRef), pointer };
   }
@@ -410,22 +410,35 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     const name = auditing ? encodedName(input.userId, user.name) : '';
     if (input.sessionId !== undefined) {
       const pointer = keys.pointer(sessionRef);
-      await runner.command(pointer, (pipeline) => pipeline.set(pointer, user.tag, 'PX', settings.absoluteMs));
+      await runner.command(pointer, 'set', (pipeline) =>
+        pipeline.set(pointer, user.tag, 'PX', settings.absoluteMs),
+      );
     }
     // A token we generated cannot exist yet ('n'; a retry after a failover rewrites the same session). A
     // caller-supplied id must not exist ('c') unless the adapter re-saves it ('r').
     const mode = input.sessionId === undefined ? 'n' : replace ? 'r' : 'c';
-    const reply = await withDeclared(
-      (declaredKeys, args) => runner.write(scripts.create, declaredKeys, args),
-      user.tag,
-      [sessionKey, user.index, user.name],
-      [
-        `${settings.idleMs},${settings.absoluteMs},${settings.maxSessionsPerUser},${mode},${wantRecords}`,
-        record,
-        name,
-      ],
-      victimsToDeclare(user.tag),
-    );
+    const attempt = (mode: 'n' | 'c' | 'r') =>
+      withDeclared(
+        (declaredKeys, args) => runner.write(scripts.create, declaredKeys, args, false),
+        user.tag,
+        [sessionKey, user.index, user.name],
+        [
+          `${settings.idleMs},${settings.absoluteMs},${settings.maxSessionsPerUser},${mode},${wantRecords}`,
+          record,
+          name,
+        ],
+        victimsToDeclare(user.tag),
+      );
+    let reply: unknown[];
+    try {
+      reply = await attempt(mode);
+    } catch (error) {
+      // The write may have run on a connection that closed. Writing the same session again is harmless ('r' counts
+      // it once in the index), so a create of ours, or an adapter's save, is sent once more; a caller-supplied id
+      // that must be new cannot tell its own first write from another's, so it reports E_MAYBE_APPLIED.
+      if (mode === 'c' || !SessionError.isInstance(error) || error.code !== 'E_MAYBE_APPLIED') throw error;
+      reply = await attempt('r');
+    }
     if (text(reply[0]) === 'exists') {
       throw new SessionError(
         'E_SESSION_EXISTS',
@@ -436,10 +449,13 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     const absoluteExpiresAtMs = numberOf(reply[2]);
     audit({ type: 'create', sessionRef, userId: input.userId, device, atMs: createdAtMs });
     const evictedRefs = new Set<string>();
-    for (let index = 3; index + 1 < reply.length; index += 2) {
+    for (let index = 4; index + 1 < reply.length; index += 2) {
       const ref = text(reply[index]);
       evictedRefs.add(ref);
-      const evictedRecord = recordForAudit(keys.session(user.tag, ref), reply[index + 1]);
+      const value = reply[index + 1];
+      // An entry whose session had already expired was only pruned: no eviction to report.
+      if (!auditing || !Buffer.isBuffer(value) || value.length === 0) continue;
+      const evictedRecord = recordForAudit(keys.session(user.tag, ref), value);
       audit({
         type: 'evict',
         sessionRef: ref,
@@ -448,12 +464,12 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
         atMs: createdAtMs,
       });
     }
-    const evicted = evictedRefs.size;
+    const evicted = numberOf(reply[3]);
     // The next create for this user declares its victims up front: one round trip at the cap.
     const hint = hints.get(user.tag);
     if (hint) {
       const oldest = hint.oldest.filter((ref) => !evictedRefs.has(ref));
-      const count = hint.count - evicted + 1;
+      const count = hint.count - evictedRefs.size + 1;
       if (oldest.length < HINT_MEMBERS && count === oldest.length + 1) oldest.push(sessionRef);
       hints.set(user.tag, { count, oldest });
     } else {
@@ -481,20 +497,17 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
    * writes a missing key).
    */
   async function readAt<T>(located: SessionKeys, touch: boolean): Promise<Session<T> | null> {
-    let value: Buffer | null;
-    try {
-      value = await redis.getBuffer(located.session);
-    } catch (error) {
-      throw unavailable(error);
-    }
+    const value = await runner.get(located.session);
     const header = value ? readHeader(value) : null;
     if (!value || !header) return null;
     const record = decodeRecord(located.session, value.subarray(HEADER_BYTES));
     let lastSeenAtMs = header.lastSeenAtMs;
     if (touch && Date.now() - lastSeenAtMs >= settings.touchIntervalMs) {
-      const reply = (await runner.read(scripts.touch, [located.session], [settings.touchIntervalMs])) as
-        | unknown[]
-        | null;
+      const reply = (await runner.read(
+        scripts.touch,
+        [located.session, keys.index(located.tag)],
+        [settings.touchIntervalMs],
+      )) as unknown[] | null;
       if (!reply) return null;
       lastSeenAtMs = numberOf(reply[1]);
       if (text(reply[0]) === '1') {
@@ -564,8 +577,9 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
       const bytes = encodeRecord(located.session, { u: current.userId, v: current.device, d: next });
       const reply = (await runner.write(
         scripts.update,
-        [located.session],
+        [located.session, keys.index(located.tag)],
         [bytes, String(current.version)],
+        false,
       )) as unknown[];
       const status = text(reply[0]);
       if (status === 'missing') throw notFound();
@@ -608,7 +622,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     );
     if (located.pointer) {
       const pointer = located.pointer;
-      await runner.command(pointer, (pipeline) => pipeline.unlink(pointer));
+      await runner.command(pointer, 'unlink', (pipeline) => pipeline.unlink(pointer));
     }
     if (reply === null || reply === undefined) return false;
     const record = recordForAudit(located.session, reply);
@@ -748,7 +762,11 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
           assertId(token);
           const located = await locate(token);
           if (!located) return null;
-          const reply = (await runner.write(scripts.touch, [located.session], ['0'])) as unknown[] | null;
+          const reply = (await runner.write(
+            scripts.touch,
+            [located.session, keys.index(located.tag)],
+            ['0'],
+          )) as unknown[] | null;
           if (!reply) return null;
           const lastSeenAtMs = numberOf(reply[1]);
           const absoluteExpiresAtMs = numberOf(reply[2]);
@@ -756,7 +774,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
             // Audit needs the user and device: one more read, only when someone listens.
             const record = recordForAudit(
               located.session,
-              await redis.getBuffer(located.session).catch(() => null),
+              await runner.get(located.session).catch(() => null),
             );
             audit({
               type: 'extend',
@@ -868,7 +886,11 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
           if (located && located.tag === user.tag) {
             const device = normalizeDevice(input.device, settings.ipAddress, hash);
             const bytes = encodeRecord(located.session, { u: input.userId, v: device, d: input.data });
-            const reply = (await runner.write(scripts.update, [located.session], [bytes, ''])) as unknown[];
+            const reply = (await runner.write(
+              scripts.update,
+              [located.session, keys.index(located.tag)],
+              [bytes, ''],
+            )) as unknown[];
             if (text(reply[0]) === 'ok') {
               audit({
                 type: 'update',

@@ -485,9 +485,17 @@ describe.each(['standalone', 'cluster'] as const)('session store on %s', (topolo
     expect(text).toContain('austa_session_operations_total{operation="get_session",result="ok"} 1');
     expect(text).toContain('austa_session_operations_total{operation="get_session",result="miss"} 1');
     expect(text).toContain('austa_session_operations_total{operation="create_session",result="rejected"} 1');
+    // The store's own latency, per operation; refused input never reached Redis and is not timed.
+    expect(text).toContain('austa_session_operation_duration_seconds_count{operation="get_session"} 2');
+    expect(text).toContain('austa_session_operation_duration_seconds_count{operation="create_session"} 1');
+    // Redis latency goes to the shared histogram under the Redis command: one GET per read, one script per create.
     expect(text).toContain(
-      'db_client_operation_duration_seconds_count{db_system_name="redis",db_operation_name="get_session",error_type=""} 2',
+      'db_client_operation_duration_seconds_count{db_system_name="redis",db_operation_name="get",db_collection_name="",error_type=""} 1',
     );
+    expect(text).toContain(
+      'db_client_operation_duration_seconds_count{db_system_name="redis",db_operation_name="evalsha",db_collection_name="",error_type=""} 1',
+    );
+    expect(text).not.toMatch(/db_operation_name="(get|create)_session"/);
     expect(text).not.toContain('u-metrics');
     expect(text).not.toContain(created.token.slice(0, 22));
     expect(text).not.toContain(created.handle);

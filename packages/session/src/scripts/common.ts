@@ -33,6 +33,11 @@ end
 local function expireAtEarlier(key, h)
   redis.call('PEXPIRE', key, math.max(math.min(h.absolute, h.last + h.idle) - now, 1))
 end
+-- The index scores each session by its deadline (µs): expired entries sort first, so a create past the cap pops
+-- them before any live session, and live ones go least recently active first. XX: never re-adds a revoked entry.
+local function indexDeadline(index, ref, h)
+  redis.call('ZADD', index, 'XX', math.min(h.absolute * 1000, nowUs + h.idle * 1000), ref)
+end
 `;
 
 /**
