@@ -301,6 +301,42 @@ describe.each(['standalone', 'cluster'] as const)('session store on %s', (topolo
     expect(await metrics.text()).toContain('austa_session_evictions_total 2');
   });
 
+  it('past the cap, drops index entries of sessions that already expired before evicting a live one', async () => {
+    const capped = h.store({
+      maxSessionsPerUser: 2,
+      idleTimeoutSeconds: 0.5,
+      absoluteTimeoutSeconds: 60,
+      touchIntervalSeconds: 0,
+    });
+    const active = remember(await capped.createSession({ userId: 'u-dead-entry' }));
+    const idle = remember(await capped.createSession({ userId: 'u-dead-entry' }));
+    // The older session stays in use; the newer one is left alone past its idle timeout.
+    for (let i = 0; i < 4; i++) {
+      await sleep(200);
+      expect(await capped.getSession(active.token)).not.toBeNull();
+    }
+    expect(await capped.getSession(idle.token, { touch: false })).toBeNull();
+    const third = remember(await capped.createSession({ userId: 'u-dead-entry' }));
+    expect(third.evicted).toBe(0);
+    expect(await capped.getSession(active.token)).not.toBeNull();
+    expect(await capped.getSessionCount('u-dead-entry')).toBe(2);
+    expect(h.events.filter((e) => e.type === 'evict' && e.userId === 'u-dead-entry')).toEqual([]);
+    // Leaves nothing that would expire during the cleanup test below.
+    expect(await capped.deleteUserSessions('u-dead-entry')).toBe(2);
+  });
+
+  it('past the cap, evicts the least recently active session, not the one in use', async () => {
+    const capped = h.store({ maxSessionsPerUser: 2, touchIntervalSeconds: 0 });
+    const first = remember(await capped.createSession({ userId: 'u-lru' }));
+    const second = remember(await capped.createSession({ userId: 'u-lru' }));
+    await sleep(5);
+    expect(await capped.getSession(first.token)).not.toBeNull();
+    const third = remember(await capped.createSession({ userId: 'u-lru' }));
+    expect(third.evicted).toBe(1);
+    expect(await capped.getSession(second.token)).toBeNull();
+    expect(await capped.getSession(first.token)).not.toBeNull();
+  });
+
   it('leaves exactly the cap after 50 concurrent creates for one user, and every evicted token is invalid', async () => {
     const capped = h.store({ maxSessionsPerUser: 5 });
     const created = await Promise.all(
