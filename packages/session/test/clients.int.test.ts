@@ -56,7 +56,7 @@ describe.each(['standalone', 'cluster'] as const)(
         Array.from({ length: 20 }, (_, i) => store.createSession({ userId: `u-auto-${i % 4}`, data: { i } })),
       );
       const reads = await Promise.all(created.map((c) => store.getSession(c.token)));
-      expect(reads.map((r) => (r?.data as { i: number }).i)).toEqual(created.map((_, i) => i));
+      expect(reads.map((r) => (r?.data as { i: number } | undefined)?.i)).toEqual(created.map((_, i) => i));
       const updated = await store.updateSession(created[0]?.token as string, { extra: true });
       expect(updated.data).toEqual({ i: 0, extra: true });
       expect(await store.extendSession(created[1]?.token as string)).not.toBeNull();
