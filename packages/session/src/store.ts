@@ -197,6 +197,7 @@ interface IndexHint {
 }
 
 const HINT_MEMBERS = 16;
+const INDEX_SLACK_MAX_MS = 10 * 60_000;
 
 /** What one session stores after its header, encoded (and encrypted) as one value bound to the session key. */
 interface SessionRecord {
@@ -241,6 +242,14 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
   // Hints only: a stale entry costs one more round trip (the script asks again), never a wrong answer.
   const hints = new Lru<string, IndexHint>(USER_CACHE_SIZE);
   const encodedNames = new Lru<string, Buffer>(USER_CACHE_SIZE);
+  /*
+   * When this store last set a user's index TTL (performance.now ms). It sets absolute + slack, so for the next
+   * `slack` ms at least the absolute timeout is left and creates skip the PEXPIRE: one command less per create, at
+   * the price of an index that outlives its last session by up to `slack` (it holds no PHI). A new index always gets
+   * its TTL in the script, whatever this says.
+   */
+  const indexExtendedAt = new Lru<string, number>(USER_CACHE_SIZE);
+  const indexSlackMs = Math.min(Math.ceil(settings.absoluteMs / 10), INDEX_SLACK_MAX_MS);
   let closed = false;
 
   /** Keys a create should declare: only the members it will evict, and only when the user is at the cap. */
@@ -417,13 +426,16 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     // A token we generated cannot exist yet ('n'; a retry after a failover rewrites the same session). A
     // caller-supplied id must not exist ('c') unless the adapter re-saves it ('r').
     const mode = input.sessionId === undefined ? 'n' : replace ? 'r' : 'c';
+    const sentAt = performance.now();
+    const extendedAt = indexExtendedAt.get(user.tag);
+    const extend = extendedAt === undefined || sentAt - extendedAt >= indexSlackMs ? 1 : 0;
     const attempt = (mode: 'n' | 'c' | 'r') =>
       withDeclared(
         (declaredKeys, args) => runner.write(scripts.create, declaredKeys, args, false),
         user.tag,
         [sessionKey, user.index, user.name],
         [
-          `${settings.idleMs},${settings.absoluteMs},${settings.maxSessionsPerUser},${mode},${wantRecords}`,
+          `${settings.idleMs},${settings.absoluteMs},${settings.maxSessionsPerUser},${mode},${wantRecords},${settings.absoluteMs + indexSlackMs},${extend}`,
           record,
           name,
         ],
@@ -445,6 +457,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
         'A session with this sessionId already exists; ids must be unique.',
       );
     }
+    if (extend === 1) indexExtendedAt.set(user.tag, sentAt);
     const createdAtMs = numberOf(reply[1]);
     const absoluteExpiresAtMs = numberOf(reply[2]);
     audit({ type: 'create', sessionRef, userId: input.userId, device, atMs: createdAtMs });

@@ -5,22 +5,25 @@ import { CLOCK, DECLARED, HEADER } from './common.js';
  * KEYS[1] session, KEYS[2] user index (ZSET sessionRef -> the session's deadline in µs, see common.ts), KEYS[3]
  * user-name key, KEYS[4..] session keys of index members the client expects to evict (see DECLARED). All share the
  * user's hash tag.
- * ARGV[1] 'idleMs,absoluteMs,cap,mode,wantRecords': mode 'n' for a token we generated (it cannot exist yet), 'c' for
+ * ARGV[1] 'idleMs,absoluteMs,cap,mode,wantRecords,indexTtlMs,extend': mode 'n' for a token we generated (it cannot exist yet), 'c' for
  * a caller-supplied id that must not exist, 'r' for one to overwrite (also a retry of 'n'); wantRecords '1' returns
- * evicted values for audit. ARGV[2] the encoded record, ARGV[3] the encoded user id for KEYS[3], or '' when nobody
+ * evicted values for audit; indexTtlMs the TTL to give the index (absolute +
+ * slack), extend '0' when the client extended it less than the slack ago. ARGV[2] the encoded record, ARGV[3] the encoded user id for KEYS[3], or '' when nobody
  * reads audit events (the user-name key only serves the events of cleanupExpiredSessions).
- * Under the cap this is five commands. Past it, the members with the lowest deadlines are popped: sessions that
+ * Under the cap this is four commands. Past it, the members with the lowest deadlines are popped: sessions that
  * already expired (their index entries linger until popped or pruned) first, then the least recently active. If one
  * of them was not declared, they are put back as they were and the members are returned for a retry: nothing changed.
  * Returns {'exists'} | {'declare', members...} | {'ok', createdAt, absoluteDeadline, evictedCount, then per entry
  * popped from the index its ref and stored value: '' when not wanted or when that session had already expired}.
  */
 export const CREATE = `${CLOCK}${HEADER}${DECLARED}
-local idle, absolute, cap, mode, wantRecords = string.match(ARGV[1], '^(%d+),(%d+),(%d+),(%a),(%d)$')
-idle, absolute, cap = tonumber(idle), tonumber(absolute), tonumber(cap)
+local idle, absolute, cap, mode, wantRecords, indexTtl, extend =
+  string.match(ARGV[1], '^(%d+),(%d+),(%d+),(%a),(%d),(%d+),(%d)$')
+idle, absolute, cap, indexTtl = tonumber(idle), tonumber(absolute), tonumber(cap), tonumber(indexTtl)
 local ref = string.sub(KEYS[1], -43)
 if mode == 'c' and redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
 local size = redis.call('ZCARD', KEYS[2])
+local newIndex = size == 0
 if mode == 'n' or not redis.call('ZSCORE', KEYS[2], ref) then size = size + 1 end
 local victims = {}
 local declared
@@ -53,8 +56,14 @@ end
 local first = math.min(absolute, idle)
 redis.call('SET', KEYS[1], header(now, now + absolute, idle, now, 1) .. ARGV[2], 'PX', first)
 redis.call('ZADD', KEYS[2], nowUs + first * 1000, ref)
--- The index lives as long as the longest-lived session can (GT: never shorten; NX: a new index).
-if redis.call('PEXPIRE', KEYS[2], absolute, 'GT') == 0 then redis.call('PEXPIRE', KEYS[2], absolute, 'NX') end
+-- The index outlives the longest-lived session it can hold: indexTtl is absolute + slack. A new index always gets
+-- it; an existing one only when the client has not extended it within the slack (extend '0' otherwise), so at
+-- least absolute is left. GT: never shorten one that another process extended further.
+if newIndex then
+  redis.call('PEXPIRE', KEYS[2], indexTtl)
+elseif extend == '1' then
+  redis.call('PEXPIRE', KEYS[2], indexTtl, 'GT')
+end
 if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3], 'PX', absolute) end
 return result
 `;
