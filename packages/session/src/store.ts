@@ -583,7 +583,16 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
         const merged: Record<string, unknown> = isPlainObject(current.data) ? { ...current.data } : {};
         for (const [key, value] of Object.entries(patchOrUpdater as Record<string, unknown>)) {
           if (value === undefined) delete merged[key];
-          else merged[key] = value;
+          // A parsed request body can carry an own "__proto__" key: it is data, and assigning it would swap the
+          // prototype of what this call returns.
+          else if (key === '__proto__') {
+            Object.defineProperty(merged, key, {
+              value,
+              enumerable: true,
+              writable: true,
+              configurable: true,
+            });
+          } else merged[key] = value;
         }
         next = merged;
       }

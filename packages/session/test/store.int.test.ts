@@ -182,6 +182,20 @@ describe.each(['standalone', 'cluster'] as const)('session store on %s', (topolo
     expect(h.events.filter((e) => e.type === 'update' && e.sessionRef === created.handle)).toHaveLength(2);
   });
 
+  it('updateSession keeps a "__proto__" key of a patch (a parsed request body) as data, never as a prototype', async () => {
+    const created = remember(await store.createSession({ userId: 'u-proto', data: { role: 'patient' } }));
+    const patch = JSON.parse('{"__proto__": {"isAdmin": true}, "x": 1}') as Record<string, unknown>;
+    const updated = await store.updateSession<Record<string, unknown>>(created.token, patch);
+    expect(Object.getPrototypeOf(updated.data)).toBe(Object.prototype);
+    expect(updated.data.isAdmin).toBeUndefined();
+    const read = await store.getSession<Record<string, unknown>>(created.token);
+    expect(read?.data.isAdmin).toBeUndefined();
+    expect(Object.getPrototypeOf(read?.data)).toBe(Object.prototype);
+    expect(Object.hasOwn(read?.data ?? {}, '__proto__')).toBe(true);
+    expect(read?.data.role).toBe('patient');
+    expect(read?.data.x).toBe(1);
+  });
+
   it('updateSession with a stale expectedVersion fails with E_CONFLICT and writes nothing', async () => {
     const created = remember(await store.createSession({ userId: 'u-cas', data: { n: 1 } }));
     await store.updateSession(created.token, { n: 2 });
