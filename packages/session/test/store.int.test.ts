@@ -570,6 +570,22 @@ describe.each(['standalone', 'cluster'] as const)('session store on %s', (topolo
     expect(promtool.status).toBe(0);
   });
 
+  it("with durability 'replicated', acknowledges writes a replica confirmed, and refuses them without replicas", async () => {
+    const replicated = h.store({ durability: 'replicated', replicationTimeoutMs: 200 });
+    if (topology === 'standalone') {
+      // test-env's standalone server has no replica: WAIT 1 answers 0 after the timeout.
+      expect(await codeOf(() => replicated.createSession({ userId: 'u-replicated' }))).toBe(
+        'E_NOT_REPLICATED',
+      );
+      return;
+    }
+    const created = remember(await replicated.createSession({ userId: 'u-replicated', data: { a: 1 } }));
+    expect((await replicated.updateSession(created.token, { b: 2 })).data).toEqual({ a: 1, b: 2 });
+    expect(await replicated.extendSession(created.token)).not.toBeNull();
+    expect(await replicated.deleteSession(created.token)).toBe(true);
+    expect(await replicated.getSession(created.token)).toBeNull();
+  });
+
   it('works with a codec without encryption and with an HMAC token secret', async () => {
     const plain = h.store({ codec: createCodec(), tokenSecret: 'x'.repeat(32) });
     const created = remember(await plain.createSession({ userId: 'u-plain', data: { ok: true } }));
