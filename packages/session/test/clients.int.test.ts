@@ -1,6 +1,6 @@
 import { createMetrics } from '@austa/metrics';
 import { createRedisClient, type RedisClient, RedisMaybeAppliedError } from '@austa/redis-cluster';
-import { redisTargets } from '@austa/test-env/vitest';
+import { keysWithoutTtl, redisTargets } from '@austa/test-env/vitest';
 import type { Cluster, Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { codeOf, harness, type Topology } from './support.js';
@@ -45,6 +45,7 @@ describe.each(['standalone', 'cluster'] as const)(
     const austa = austaClient(topology, metrics);
 
     afterAll(async () => {
+      expect(await keysWithoutTtl(h.client, h.prefix)).toEqual([]);
       await h.cleanup();
       await h.client.quit();
       await austa.close();
