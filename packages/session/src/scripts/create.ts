@@ -1,4 +1,4 @@
-import { CLOCK, DECLARED, HEADER } from './common.js';
+import { CLOCK, DECLARED, FORMAT_HEADER } from './common.js';
 
 /**
  * Creates a session and enforces the per-user cap in one step (so 50 concurrent creates leave exactly the cap).
@@ -16,7 +16,7 @@ import { CLOCK, DECLARED, HEADER } from './common.js';
  * Returns {'exists'} | {'declare', members...} | {'ok', createdAt, absoluteDeadline, evictedCount, then per entry
  * popped from the index its ref and stored value: '' when not wanted or when that session had already expired}.
  */
-export const CREATE = `${CLOCK}${HEADER}${DECLARED}
+export const CREATE = `${CLOCK}${FORMAT_HEADER}${DECLARED}
 local idle, absolute, cap, mode, wantRecords, indexTtl, extend =
   string.match(ARGV[1], '^(%d+),(%d+),(%d+),(%a),(%d),(%d+),(%d)$')
 idle, absolute, cap, indexTtl = tonumber(idle), tonumber(absolute), tonumber(cap), tonumber(indexTtl)
