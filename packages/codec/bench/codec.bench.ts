@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto';
-import { type BenchCase, defineBench, loadRival, type PreparedCase } from '@austa/bench';
+import { defineBench, loadRival, type MicroCase } from '@austa/bench';
 import { type CodecOptions, createCodec } from '@austa/codec';
 import { sessionValue } from './session-value.js';
 
 /*
- * encode + decode of one ~1 KiB session-like value per operation, no Redis involved. Every library turns the
- * value into bytes and back, as a store does around a Redis round trip: JSON includes the UTF-8 conversion that
- * ioredis would otherwise do for it. Until the harness has a micro-benchmark mode, each operation is one call of
- * the harness' async `run(i)` (the same per-call overhead for every case); ns/op = 1e9 / opsPerSec.
+ * encode + decode of one ~1 KiB session-like value per operation, no Redis involved: micro cases, timed in batches
+ * in-process (ns and bytes per operation), with no async call around each operation to dilute the differences.
+ * Every library turns the value into bytes and back, as a store does around a Redis round trip: JSON includes the
+ * UTF-8 conversion that ioredis would otherwise do for it.
  */
 
 // Rivals resolve from the bench package only, so their types are declared here (the part this file uses).
@@ -34,11 +34,11 @@ const MSGPACKR_OPTIONS = {
   int64AsType: 'bigint',
 } as const;
 
-function prepared(run: () => unknown): PreparedCase {
-  return { run: async () => run(), teardown: async () => {} };
+function prepared(run: () => unknown) {
+  return { run };
 }
 
-function jsonCase(op: string, lib: string, vs?: string): BenchCase {
+function jsonCase(op: string, lib: string, vs?: string): MicroCase {
   return {
     op,
     lib,
@@ -50,7 +50,7 @@ function jsonCase(op: string, lib: string, vs?: string): BenchCase {
   };
 }
 
-function codecCase(op: string, lib: string, options: CodecOptions): BenchCase {
+function codecCase(op: string, lib: string, options: CodecOptions): MicroCase {
   return {
     op,
     lib,
@@ -64,7 +64,7 @@ function codecCase(op: string, lib: string, options: CodecOptions): BenchCase {
   };
 }
 
-function group(op: string, extra: BenchCase[]): BenchCase[] {
+function group(op: string, extra: MicroCase[]): MicroCase[] {
   // JSON run twice: the control's ratio is the noise floor of this run.
   return [jsonCase(op, 'JSON'), jsonCase(op, 'JSON (control)', 'JSON'), ...extra];
 }
@@ -75,9 +75,7 @@ const COMPRESSED = 'encode+decode:session-1KiB:encrypted+compressed';
 
 export default defineBench({
   package: 'codec',
-  // No Redis is touched: one topology is enough.
-  topologies: ['standalone'],
-  cases: [
+  micro: [
     ...group(PLAIN, [
       codecCase(PLAIN, '@austa/codec', {}),
       {

@@ -13,6 +13,7 @@ export type SessionErrorCode =
   | 'E_SESSION_EXISTS'
   | 'E_CONFLICT'
   | 'E_NOT_REPLICATED'
+  | 'E_MAYBE_APPLIED'
   | 'E_REDIS_UNAVAILABLE'
   | 'E_INCOMPLETE_SCAN'
   | 'E_DECODE'

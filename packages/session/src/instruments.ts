@@ -1,6 +1,6 @@
-import { type BoundCounter, type BoundHistogram, DB_SYSTEM, type Metrics, NOOP_SERIES } from '@austa/metrics';
-import { errorType } from '@austa/redis-cluster';
-import { SessionError } from './errors.js';
+import { type BoundCounter, type BoundHistogram, BUCKETS, type Metrics, NOOP_SERIES } from '@austa/metrics';
+import { type CommandTimer, commandTimer } from '@austa/redis-cluster';
+import type { Cluster, Redis } from 'ioredis';
 
 export const OPERATIONS = [
   'create_session',
@@ -21,14 +21,24 @@ const RESULTS: Result[] = ['ok', 'miss', 'rejected', 'conflict', 'error'];
 
 export interface Instruments {
   readonly enabled: boolean;
-  record(operation: Operation, result: Result, startedAt: number, error?: unknown): void;
+  /**
+   * Times each Redis round trip into the shared `db_client_operation_duration_seconds` (by Redis command), unless the
+   * client records its commands itself (a `createRedisClient` client with metrics).
+   */
+  readonly redis: CommandTimer;
+  record(operation: Operation, result: Result, startedAt: number): void;
   evicted(count: number): void;
 }
 
-const SILENT: Instruments = { enabled: false, record() {}, evicted() {} };
+const UNTIMED: CommandTimer = { time: (_command, run) => run() };
+const SILENT: Instruments = { enabled: false, redis: UNTIMED, record() {}, evicted() {} };
 
-/** Operation counts and latency with labels from fixed sets only: never a user id, token or key. */
-export function createInstruments(metrics: Metrics | undefined): Instruments {
+/**
+ * The store's own series are about sessions (`austa_session_*`: operations by name and outcome, their duration as the
+ * caller saw it, evictions); Redis latency goes to the shared histogram under the Redis command's name, as every
+ * `@austa` store does, so one dashboard reads them all. Labels come from fixed sets only: never a user id, token or key.
+ */
+export function createInstruments(metrics: Metrics | undefined, redis: Redis | Cluster): Instruments {
   if (!metrics) return SILENT;
   const session = metrics.packageInstruments('session');
   const operations = session.counter({
@@ -40,37 +50,28 @@ export function createInstruments(metrics: Metrics | undefined): Instruments {
     name: 'evictions_total',
     help: 'Sessions evicted because their user reached maxSessionsPerUser.',
   });
-  const duration = metrics.operationDuration();
+  const duration = session.histogram({
+    name: 'operation_duration_seconds',
+    help: 'Time of each session store operation as its caller saw it (every Redis round trip of it and the codec), refused input excluded.',
+    labelNames: ['operation'],
+    buckets: BUCKETS.dbOperationSeconds,
+  });
   const counters = new Map<string, BoundCounter>();
-  const okDurations = new Map<Operation, BoundHistogram>();
+  const durations = new Map<Operation, BoundHistogram>();
   for (const operation of OPERATIONS) {
     for (const result of RESULTS)
       counters.set(`${operation}|${result}`, operations.bind({ operation, result }));
-    okDurations.set(
-      operation,
-      duration.bind({ db_system_name: DB_SYSTEM.redis, db_operation_name: operation, error_type: '' }),
-    );
+    durations.set(operation, duration.bind({ operation }));
   }
   const evictionCounter = evictions.bind({});
   return {
     enabled: true,
-    record(operation, result, startedAt, error) {
+    redis: commandTimer(redis, metrics),
+    record(operation, result, startedAt) {
       (counters.get(`${operation}|${result}`) ?? NOOP_SERIES).inc();
+      // Refused input never reached Redis: its (tiny) time would only dilute the latency of real operations.
       if (result === 'rejected') return;
-      const seconds = (performance.now() - startedAt) / 1000;
-      if (result === 'error') {
-        const cause = SessionError.isInstance(error) ? (error.cause ?? error) : error;
-        duration.observe(
-          {
-            db_system_name: DB_SYSTEM.redis,
-            db_operation_name: operation,
-            error_type: SessionError.isInstance(cause) ? cause.code : errorType(cause),
-          },
-          seconds,
-        );
-      } else {
-        (okDurations.get(operation) ?? NOOP_SERIES).observe(seconds);
-      }
+      (durations.get(operation) ?? NOOP_SERIES).observe((performance.now() - startedAt) / 1000);
     },
     evicted(count) {
       if (count > 0) evictionCounter.inc(count);

@@ -164,17 +164,15 @@ function codecError(error: unknown): never {
   throw error;
 }
 
-/** A small least-recently-used map: bounded memory for per-user hints. */
+/**
+ * A bounded map for per-user hints, evicting the least recently written entry. Reads do not reorder: a Map delete and
+ * re-insert per read showed in create's profile, and a hint that falls out only costs a round trip.
+ */
 class Lru<K, V> {
   private readonly entries = new Map<K, V>();
   constructor(private readonly size: number) {}
   get(key: K): V | undefined {
-    const value = this.entries.get(key);
-    if (value !== undefined) {
-      this.entries.delete(key);
-      this.entries.set(key, value);
-    }
-    return value;
+    return this.entries.get(key);
   }
   set(key: K, value: V): void {
     this.entries.delete(key);
@@ -197,6 +195,7 @@ interface IndexHint {
 }
 
 const HINT_MEMBERS = 16;
+const INDEX_SLACK_MAX_MS = 10 * 60_000;
 
 /** What one session stores after its header, encoded (and encrypted) as one value bound to the session key. */
 interface SessionRecord {
@@ -221,8 +220,13 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
   const codec: Codec = settings.codec ?? createCodec();
   const hash = createHasher(settings.tokenSecret);
   const keys = new KeyBuilder(settings.prefix, hash);
-  const runner = new ScriptRunner(redis, settings.replicated, settings.replicationTimeoutMs);
-  const instruments = createInstruments(settings.metrics);
+  const instruments = createInstruments(settings.metrics, redis);
+  const runner = new ScriptRunner(
+    redis,
+    settings.replicated,
+    settings.replicationTimeoutMs,
+    instruments.redis,
+  );
   const auditing = settings.onAudit !== undefined;
   const wantRecords = auditing ? '1' : '0';
   const scripts = {
@@ -236,6 +240,14 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
   // Hints only: a stale entry costs one more round trip (the script asks again), never a wrong answer.
   const hints = new Lru<string, IndexHint>(USER_CACHE_SIZE);
   const encodedNames = new Lru<string, Buffer>(USER_CACHE_SIZE);
+  /*
+   * When this store last set a user's index TTL (performance.now ms). It sets absolute + slack, so for the next
+   * `slack` ms at least the absolute timeout is left and creates skip the PEXPIRE: one command less per create, at
+   * the price of an index that outlives its last session by up to `slack` (it holds no PHI). A new index always gets
+   * its TTL in the script, whatever this says.
+   */
+  const indexExtendedAt = new Lru<string, number>(USER_CACHE_SIZE);
+  const indexSlackMs = Math.min(Math.ceil(settings.absoluteMs / 10), INDEX_SLACK_MAX_MS);
   let closed = false;
 
   /** Keys a create should declare: only the members it will evict, and only when the user is at the cap. */
@@ -285,7 +297,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
                 code === 'E_SESSION_EXISTS'
               ? 'rejected'
               : 'error';
-      instruments.record(operation, result, startedAt, error);
+      instruments.record(operation, result, startedAt);
       throw SessionError.isInstance(error) ? error : unavailable(error);
     }
   }
@@ -365,12 +377,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     if (!isCallerId(id)) return null;
     const sessionRef = keys.sessionRef(id);
     const pointer = keys.pointer(sessionRef);
-    let tag: string | null;
-    try {
-      tag = await redis.get(pointer);
-    } catch (error) {
-      throw unavailable(error);
-    }
+    const tag = await runner.getString(pointer);
     if (tag === null || !TAG.test(tag)) return null;
     return { tag, sessionRef, session: keys.session(tag, sessionRef), pointer };
   }
@@ -410,36 +417,56 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     const name = auditing ? encodedName(input.userId, user.name) : '';
     if (input.sessionId !== undefined) {
       const pointer = keys.pointer(sessionRef);
-      await runner.command(pointer, (pipeline) => pipeline.set(pointer, user.tag, 'PX', settings.absoluteMs));
+      await runner.command(pointer, 'set', (pipeline) =>
+        pipeline.set(pointer, user.tag, 'PX', settings.absoluteMs),
+      );
     }
     // A token we generated cannot exist yet ('n'; a retry after a failover rewrites the same session). A
     // caller-supplied id must not exist ('c') unless the adapter re-saves it ('r').
     const mode = input.sessionId === undefined ? 'n' : replace ? 'r' : 'c';
-    const reply = await withDeclared(
-      (declaredKeys, args) => runner.write(scripts.create, declaredKeys, args),
-      user.tag,
-      [sessionKey, user.index, user.name],
-      [
-        `${settings.idleMs},${settings.absoluteMs},${settings.maxSessionsPerUser},${mode},${wantRecords}`,
-        record,
-        name,
-      ],
-      victimsToDeclare(user.tag),
-    );
+    const sentAt = performance.now();
+    const extendedAt = indexExtendedAt.get(user.tag);
+    const extend = extendedAt === undefined || sentAt - extendedAt >= indexSlackMs ? 1 : 0;
+    const attempt = (mode: 'n' | 'c' | 'r') =>
+      withDeclared(
+        (declaredKeys, args) => runner.write(scripts.create, declaredKeys, args, false),
+        user.tag,
+        [sessionKey, user.index, user.name],
+        [
+          `${settings.idleMs},${settings.absoluteMs},${settings.maxSessionsPerUser},${mode},${wantRecords},${settings.absoluteMs + indexSlackMs},${extend}`,
+          record,
+          name,
+        ],
+        victimsToDeclare(user.tag),
+      );
+    let reply: unknown[];
+    try {
+      reply = await attempt(mode);
+    } catch (error) {
+      // The write may have run on a connection that closed. Writing the same session again is harmless ('r' counts
+      // it once in the index), so a create of ours, or an adapter's save, is sent once more; a caller-supplied id
+      // that must be new cannot tell its own first write from another's, so it reports E_MAYBE_APPLIED.
+      if (mode === 'c' || !SessionError.isInstance(error) || error.code !== 'E_MAYBE_APPLIED') throw error;
+      reply = await attempt('r');
+    }
     if (text(reply[0]) === 'exists') {
       throw new SessionError(
         'E_SESSION_EXISTS',
         'A session with this sessionId already exists; ids must be unique.',
       );
     }
+    if (extend === 1) indexExtendedAt.set(user.tag, sentAt);
     const createdAtMs = numberOf(reply[1]);
     const absoluteExpiresAtMs = numberOf(reply[2]);
     audit({ type: 'create', sessionRef, userId: input.userId, device, atMs: createdAtMs });
     const evictedRefs = new Set<string>();
-    for (let index = 3; index + 1 < reply.length; index += 2) {
+    for (let index = 4; index + 1 < reply.length; index += 2) {
       const ref = text(reply[index]);
       evictedRefs.add(ref);
-      const evictedRecord = recordForAudit(keys.session(user.tag, ref), reply[index + 1]);
+      const value = reply[index + 1];
+      // An entry whose session had already expired was only pruned: no eviction to report.
+      if (!auditing || !Buffer.isBuffer(value) || value.length === 0) continue;
+      const evictedRecord = recordForAudit(keys.session(user.tag, ref), value);
       audit({
         type: 'evict',
         sessionRef: ref,
@@ -448,12 +475,12 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
         atMs: createdAtMs,
       });
     }
-    const evicted = evictedRefs.size;
+    const evicted = numberOf(reply[3]);
     // The next create for this user declares its victims up front: one round trip at the cap.
     const hint = hints.get(user.tag);
     if (hint) {
       const oldest = hint.oldest.filter((ref) => !evictedRefs.has(ref));
-      const count = hint.count - evicted + 1;
+      const count = hint.count - evictedRefs.size + 1;
       if (oldest.length < HINT_MEMBERS && count === oldest.length + 1) oldest.push(sessionRef);
       hints.set(user.tag, { count, oldest });
     } else {
@@ -481,20 +508,17 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
    * writes a missing key).
    */
   async function readAt<T>(located: SessionKeys, touch: boolean): Promise<Session<T> | null> {
-    let value: Buffer | null;
-    try {
-      value = await redis.getBuffer(located.session);
-    } catch (error) {
-      throw unavailable(error);
-    }
+    const value = await runner.get(located.session);
     const header = value ? readHeader(value) : null;
     if (!value || !header) return null;
     const record = decodeRecord(located.session, value.subarray(HEADER_BYTES));
     let lastSeenAtMs = header.lastSeenAtMs;
     if (touch && Date.now() - lastSeenAtMs >= settings.touchIntervalMs) {
-      const reply = (await runner.read(scripts.touch, [located.session], [settings.touchIntervalMs])) as
-        | unknown[]
-        | null;
+      const reply = (await runner.read(
+        scripts.touch,
+        [located.session, keys.index(located.tag)],
+        [settings.touchIntervalMs],
+      )) as unknown[] | null;
       if (!reply) return null;
       lastSeenAtMs = numberOf(reply[1]);
       if (text(reply[0]) === '1') {
@@ -557,15 +581,25 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
         const merged: Record<string, unknown> = isPlainObject(current.data) ? { ...current.data } : {};
         for (const [key, value] of Object.entries(patchOrUpdater as Record<string, unknown>)) {
           if (value === undefined) delete merged[key];
-          else merged[key] = value;
+          // A parsed request body can carry an own "__proto__" key: it is data, and assigning it would swap the
+          // prototype of what this call returns.
+          else if (key === '__proto__') {
+            Object.defineProperty(merged, key, {
+              value,
+              enumerable: true,
+              writable: true,
+              configurable: true,
+            });
+          } else merged[key] = value;
         }
         next = merged;
       }
       const bytes = encodeRecord(located.session, { u: current.userId, v: current.device, d: next });
       const reply = (await runner.write(
         scripts.update,
-        [located.session],
+        [located.session, keys.index(located.tag)],
         [bytes, String(current.version)],
+        false,
       )) as unknown[];
       const status = text(reply[0]);
       if (status === 'missing') throw notFound();
@@ -608,7 +642,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     );
     if (located.pointer) {
       const pointer = located.pointer;
-      await runner.command(pointer, (pipeline) => pipeline.unlink(pointer));
+      await runner.command(pointer, 'unlink', (pipeline) => pipeline.unlink(pointer));
     }
     if (reply === null || reply === undefined) return false;
     const record = recordForAudit(located.session, reply);
@@ -748,7 +782,11 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
           assertId(token);
           const located = await locate(token);
           if (!located) return null;
-          const reply = (await runner.write(scripts.touch, [located.session], ['0'])) as unknown[] | null;
+          const reply = (await runner.write(
+            scripts.touch,
+            [located.session, keys.index(located.tag)],
+            ['0'],
+          )) as unknown[] | null;
           if (!reply) return null;
           const lastSeenAtMs = numberOf(reply[1]);
           const absoluteExpiresAtMs = numberOf(reply[2]);
@@ -756,7 +794,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
             // Audit needs the user and device: one more read, only when someone listens.
             const record = recordForAudit(
               located.session,
-              await redis.getBuffer(located.session).catch(() => null),
+              await runner.get(located.session).catch(() => null),
             );
             audit({
               type: 'extend',
@@ -868,7 +906,11 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
           if (located && located.tag === user.tag) {
             const device = normalizeDevice(input.device, settings.ipAddress, hash);
             const bytes = encodeRecord(located.session, { u: input.userId, v: device, d: input.data });
-            const reply = (await runner.write(scripts.update, [located.session], [bytes, ''])) as unknown[];
+            const reply = (await runner.write(
+              scripts.update,
+              [located.session, keys.index(located.tag)],
+              [bytes, ''],
+            )) as unknown[];
             if (text(reply[0]) === 'ok') {
               audit({
                 type: 'update',

@@ -1,3 +1,4 @@
+import { keysWithoutTtl } from '@austa/test-env/vitest';
 import fastifyCookie from '@fastify/cookie';
 import fastifySession from '@fastify/session';
 import express from 'express';
@@ -7,7 +8,7 @@ import request from 'supertest';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createExpressStore } from '../src/express.js';
 import { createFastifyStore } from '../src/fastify.js';
-import { harness, type Topology } from './support.js';
+import { everythingStored, harness, type Topology } from './support.js';
 
 const SECRET = 'a-test-secret-that-is-at-least-32-characters-long';
 
@@ -19,12 +20,17 @@ function cookieOf(setCookie: string | string[] | undefined): string {
   return headers.filter((pair) => !pair.endsWith('=')).at(-1) ?? '';
 }
 
+/** Every session id the frameworks handed out, to look for in Redis afterwards. */
+const issuedIds: string[] = [];
+
 /** The session id inside a signed cookie (`s:<id>.<signature>`, URL-encoded for express). */
 function sessionIdOf(setCookie: string | string[] | undefined, name: string): string {
   const pair = cookieOf(setCookie);
   const value = decodeURIComponent(pair.startsWith(`${name}=`) ? pair.slice(name.length + 1) : '');
   const unsigned = value.startsWith('s:') ? value.slice(2) : value;
-  return unsigned.slice(0, unsigned.lastIndexOf('.'));
+  const id = unsigned.slice(0, unsigned.lastIndexOf('.'));
+  issuedIds.push(id);
+  return id;
 }
 
 describe.each(['standalone', 'cluster'] as const)('framework adapters on %s', (topology: Topology) => {
@@ -32,6 +38,12 @@ describe.each(['standalone', 'cluster'] as const)('framework adapters on %s', (t
   const store = h.store();
 
   afterAll(async () => {
+    // What the frameworks stored expires by itself, and no session id they issued is in Redis: only its hash.
+    expect(await keysWithoutTtl(h.client, h.prefix)).toEqual([]);
+    const stored = await everythingStored(h);
+    expect(stored.length).toBeGreaterThan(0);
+    expect(issuedIds.length).toBeGreaterThanOrEqual(4);
+    for (const id of issuedIds) for (const bytes of stored) expect(bytes.includes(id)).toBe(false);
     await h.cleanup();
     await h.client.quit();
   });

@@ -82,3 +82,19 @@ export async function eventually(
     await sleep(intervalMs);
   }
 }
+
+/** Every key name under the harness' prefix and every value stored there (strings, hash fields, zset members). */
+export async function everythingStored(h: Harness): Promise<Buffer[]> {
+  const everything: Buffer[] = [];
+  for (const key of await h.keys()) {
+    everything.push(Buffer.from(key));
+    const type = await h.client.type(key);
+    if (type === 'hash') {
+      const fields = await h.client.hgetallBuffer(key);
+      everything.push(...Object.values(fields), ...Object.keys(fields).map((field) => Buffer.from(field)));
+    }
+    if (type === 'zset') everything.push(...(await h.client.zrangeBuffer(key, 0, -1)));
+    if (type === 'string') everything.push((await h.client.getBuffer(key)) ?? Buffer.alloc(0));
+  }
+  return everything;
+}

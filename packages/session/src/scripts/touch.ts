@@ -2,9 +2,10 @@ import { CLOCK, HEADER } from './common.js';
 
 /**
  * Sliding expiration, for a read that found the session due for a touch (the read itself is a plain GET) and for
- * extendSession. KEYS[1] session. ARGV[1] touch interval ms ('0' to touch now).
- * Only the last-seen bytes of the header are rewritten; a missing or expired key is never written, so a revoked
- * session cannot come back through a late read or touch.
+ * extendSession. KEYS[1] session, KEYS[2] user index. ARGV[1] touch interval ms ('0' to touch now).
+ * Only the last-seen bytes of the header are rewritten, and the index entry's deadline follows (XX: an entry that a
+ * revoke removed is not added back); a missing or expired key is never written, so a revoked session cannot come
+ * back through a late read or touch.
  * Returns nil (gone) or {touched '1'/'0', lastSeen, absoluteDeadline, idleMs}.
  */
 export const TOUCH = `${CLOCK}${HEADER}
@@ -16,5 +17,6 @@ end
 h.last = now
 redis.call('SETRANGE', KEYS[1], 37, string.format('%013d', now))
 expireAtEarlier(KEYS[1], h)
+indexDeadline(KEYS[2], string.sub(KEYS[1], -43), h)
 return {'1', tostring(now), tostring(h.absolute), tostring(h.idle)}
 `;
