@@ -7,7 +7,7 @@ import {
   uniquePrefix,
 } from '@austa/test-env/vitest';
 import type { Cluster, Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createRateLimiter,
   type LimitConfig,
@@ -264,30 +264,6 @@ describe.each<Topology>(['standalone', 'cluster'])('rate limiter on %s', (topolo
     expect(hourly.allowed).toBe(false);
     expect(hourly.limit).toBe(3);
     expect(hourly.retryAfterMs).toBeGreaterThan(3_500_000);
-  });
-
-  it('coalesces the checks of one tick into one write per connection, never leaving a socket corked', async () => {
-    const sockets = () =>
-      // A cluster connects to a node when a command first goes there.
-      ('nodes' in client ? (client as Cluster).nodes('master') : [client as Redis])
-        .map((node) => node.stream)
-        .filter((socket) => socket !== undefined);
-    for (const coalesceWrites of [true, false]) {
-      const rl = limiter({ coalesceWrites });
-      const key = `coalesced-${coalesceWrites}`;
-      await rl.getStatus(key, { limit: 30, windowSeconds: 60 }, 'fixed-window');
-      const corks = sockets().map((socket) => vi.spyOn(socket, 'cork'));
-      const results = await Promise.all(
-        Array.from({ length: 50 }, () =>
-          rl.checkLimit(key, { limit: 30, windowSeconds: 60 }, 'fixed-window'),
-        ),
-      );
-      expect(results.filter((r) => r.allowed)).toHaveLength(30);
-      // One cork per connection for the whole tick, or none at all.
-      expect(corks.map((cork) => cork.mock.calls.length)).toEqual(corks.map(() => (coalesceWrites ? 1 : 0)));
-      for (const cork of corks) cork.mockRestore();
-      expect(sockets().map((socket) => socket.writableCorked)).toEqual(sockets().map(() => 0));
-    }
   });
 
   it('allows fractional rates such as 0.5 per second', async () => {

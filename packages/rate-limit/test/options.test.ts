@@ -28,7 +28,6 @@ describe('createRateLimiter() options', () => {
     ['a block cache key cap of -1', { redis, blockCache: { maxKeys: -1 } }],
     ['a clock that is not a function', { redis, now: 5 }],
     ['a clock that returns NaN', { redis, now: () => Number.NaN }],
-    ['coalesceWrites that is not a boolean', { redis, coalesceWrites: 'yes' }],
   ];
 
   it.each(bad)('refuses %s with E_INVALID_CONFIG', (_, options) => {
