@@ -39,6 +39,11 @@ export class TimeoutQueue {
     if (this.timer === undefined) this.arm(waiter.deadline);
   }
 
+  /** Entries held: the calls in flight, plus answered ones not dropped yet. */
+  get size(): number {
+    return this.items.length - this.head;
+  }
+
   /** Answers every waiting call now (used by `close()`). */
   expireAll(): void {
     if (this.timer !== undefined) clearTimeout(this.timer);
