@@ -27,23 +27,30 @@ const LIMIT = 100_000;
 const WINDOW_SECONDS = 60;
 
 // Every library gets a client built with these same options (ioredis' defaults except the timeouts and retries
-// @austa/redis-cluster applies), so the ratio measures the rate limiter, not the connection settings.
-function client(context: BenchContext): Redis | Cluster {
-  const redisOptions: RedisOptions = {
-    commandTimeout: DEFAULTS.commandTimeoutMs,
-    connectTimeout: DEFAULTS.connectTimeoutMs,
-    maxRetriesPerRequest: DEFAULTS.maxRetriesPerRequest,
-    enableOfflineQueue: DEFAULTS.enableOfflineQueue,
-  };
-  if (context.target.topology === 'cluster') {
-    return new ioredis.Cluster(context.target.nodes ?? [], {
-      redisOptions,
-      retryDelayOnFailover: DEFAULTS.retryDelayOnFailoverMs,
-      retryDelayOnClusterDown: DEFAULTS.retryDelayOnClusterDownMs,
-      maxRedirections: DEFAULTS.maxRedirections,
-      slotsRefreshTimeout: DEFAULTS.slotsRefreshTimeoutMs,
-    });
-  }
+// @austa/redis-cluster applies), so the ratio measures the rate limiter, not the connection settings. All of them are
+// plain ioredis clients: none is built or instrumented by @austa/redis-cluster (no command hook, no metrics), and
+// each case says so on stderr.
+const redisOptions: RedisOptions = {
+  commandTimeout: DEFAULTS.commandTimeoutMs,
+  connectTimeout: DEFAULTS.connectTimeoutMs,
+  maxRetriesPerRequest: DEFAULTS.maxRetriesPerRequest,
+  enableOfflineQueue: DEFAULTS.enableOfflineQueue,
+};
+const clusterOptions = {
+  redisOptions,
+  retryDelayOnFailover: DEFAULTS.retryDelayOnFailoverMs,
+  retryDelayOnClusterDown: DEFAULTS.retryDelayOnClusterDownMs,
+  maxRedirections: DEFAULTS.maxRedirections,
+  slotsRefreshTimeout: DEFAULTS.slotsRefreshTimeoutMs,
+};
+
+function client(context: BenchContext, lib: string): Redis | Cluster {
+  const cluster = context.target.topology === 'cluster';
+  process.stderr.write(
+    `[bench] ${lib} (${context.target.topology}): plain ioredis ${cluster ? 'Cluster' : 'Redis'} client, not ` +
+      `instrumented, options ${JSON.stringify(cluster ? clusterOptions : redisOptions)}\n`,
+  );
+  if (cluster) return new ioredis.Cluster(context.target.nodes ?? [], clusterOptions);
   return new ioredis.Redis(context.target.url ?? '', redisOptions);
 }
 
@@ -58,7 +65,7 @@ function rivalCase(op: string, lib: string, vs?: string): BenchCase {
     lib,
     ...(vs ? { vs } : {}),
     async setup(context): Promise<PreparedCase> {
-      const redis = client(context);
+      const redis = client(context, lib);
       const teardown = await ready(redis);
       const limiter = new RateLimiterRedis({
         storeClient: redis,
@@ -83,7 +90,7 @@ function oursCase(
     lib: options.metrics ? `${OURS} (metrics)` : OURS,
     vs: RIVAL,
     async setup(context): Promise<PreparedCase> {
-      const redis = client(context);
+      const redis = client(context, options.metrics ? `${OURS} (metrics)` : OURS);
       const teardown = await ready(redis);
       const limiter = createRateLimiter({
         redis,
@@ -116,7 +123,7 @@ function ceilingCase(op: string): BenchCase {
     // Compared with ours: its ratio is ceiling / ours, so ours reaches 1 / ratio of the ceiling.
     vs: OURS,
     async setup(context): Promise<PreparedCase> {
-      const redis = client(context);
+      const redis = client(context, CEILING);
       const teardown = await ready(redis);
       redis.defineCommand('benchFixedWindow', { numberOfKeys: 1, lua: CEILING_LUA });
       const call = (

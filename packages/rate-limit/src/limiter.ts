@@ -195,6 +195,17 @@ function positiveInteger(value: unknown, fallback: number, field: string): numbe
   return value;
 }
 
+/** The connection closed between the write and the reply (RedisMaybeAppliedError of `@austa/redis-cluster`). */
+function isMaybeApplied(error: unknown): boolean {
+  return (
+    typeof error === 'object' && error !== null && (error as { code?: unknown }).code === 'E_MAYBE_APPLIED'
+  );
+}
+
+function isCluster(client: Redis | Cluster): client is Cluster {
+  return (client as { isCluster?: unknown }).isCluster === true;
+}
+
 function isRedisClient(value: unknown): value is Redis | Cluster {
   return (
     typeof value === 'object' &&
@@ -494,6 +505,9 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
     settled = false;
     readonly deadline: number;
 
+    /** A peek already sent again after its connection closed (see `error`). */
+    private resent = false;
+
     constructor(
       private readonly resolve: (result: RateLimitResult) => void,
       private readonly reject: (error: Error) => void,
@@ -502,8 +516,17 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
       private readonly cost: number,
       private readonly peek: boolean,
       private readonly startedAt: number,
+      private readonly args: Array<string | number>,
     ) {
       this.deadline = startedAt + timeoutMs;
+    }
+
+    send(): void {
+      const command = this.peek ? COMMANDS.multi : this.plan.command;
+      (scripts[command] as (args: Array<string | number>) => Promise<number[]>)(this.args).then(
+        (reply) => this.reply(reply),
+        (error: unknown) => this.error(error),
+      );
     }
 
     reply(reply: number[]): void {
@@ -544,6 +567,14 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
 
     error(error: unknown): void {
       if (this.settled) return;
+      // The connection closed after the script was written (E_MAYBE_APPLIED from an @austa/redis-cluster client). A
+      // peek writes nothing, so it is sent again, once, within the same deadline; a check is never sent twice, since
+      // Redis may have counted it: its failure policy answers.
+      if (this.peek && !this.resent && isMaybeApplied(error)) {
+        this.resent = true;
+        this.send();
+        return;
+      }
       this.settled = true;
       if (recordLatency) instruments.redis('evalsha', (performance.now() - this.startedAt) / 1000, error);
       this.fallback('error', error);
@@ -614,13 +645,9 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
     const startedAt = performance.now();
     const args = scriptArgs(tag, plan, peek, cost, startedAt);
     return new Promise<RateLimitResult>((resolve, reject) => {
-      const pending = new PendingCheck(resolve, reject, tag, plan, cost, peek, startedAt);
+      const pending = new PendingCheck(resolve, reject, tag, plan, cost, peek, startedAt, args);
       timeouts.add(pending);
-      const command = peek ? COMMANDS.multi : plan.command;
-      (scripts[command] as (args: Array<string | number>) => Promise<number[]>)(args).then(
-        (reply) => pending.reply(reply),
-        (error: unknown) => pending.error(error),
-      );
+      pending.send();
     });
   }
 
@@ -633,25 +660,32 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
     );
   }
 
-  /** Admin operations: bounded by `timeoutMs` like checks, but they throw instead of applying a policy. */
+  /**
+   * Admin operations: bounded by `timeoutMs` like checks, but they throw instead of applying a policy. Each one is
+   * idempotent (SET PX, DEL, UNLINK, PTTL, SCAN), so one whose connection closed before its reply (E_MAYBE_APPLIED)
+   * is sent again within the same deadline.
+   */
   async function bounded<T>(operation: string, work: () => Promise<T>): Promise<T> {
     if (closed) throw new RateLimiterClosedError();
     const startedAt = performance.now();
     let timer: NodeJS.Timeout | undefined;
+    let timedOut = false;
     try {
       const result = await Promise.race([
-        work(),
+        work().catch((error: unknown) => {
+          if (timedOut || !isMaybeApplied(error)) throw error;
+          return work();
+        }),
         new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () =>
-              reject(
-                new RateLimitRedisError(
-                  'E_TIMEOUT',
-                  `Redis did not answer ${operation} within ${timeoutMs} ms.`,
-                ),
+          timer = setTimeout(() => {
+            timedOut = true;
+            reject(
+              new RateLimitRedisError(
+                'E_TIMEOUT',
+                `Redis did not answer ${operation} within ${timeoutMs} ms.`,
               ),
-            timeoutMs,
-          );
+            );
+          }, timeoutMs);
         }),
       ]);
       if (recordLatency) instruments.redis(operation, (performance.now() - startedAt) / 1000);
@@ -686,7 +720,49 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
   async function unlinkScanned(keys: string[]): Promise<number> {
     if (keys.length === 0) return 0;
     const own = clientKeyPrefix === '' ? keys : keys.map((key) => key.slice(clientKeyPrefix.length));
-    return unlinkKeys(redis, own);
+    return bounded('unlink', () => unlinkKeys(redis, own));
+  }
+
+  /**
+   * Every key matching `pattern` on every master. A client without `commandTimeout` would wait forever for a SCAN
+   * page from a paused server, so each page is bounded: by `timeoutMs` on a standalone server; on a cluster by three
+   * times that, since `scanKeys` may first refresh the slot map and check every master answers (each bounded by
+   * `timeoutMs`, failing with E_INCOMPLETE_SCAN), then SCAN.
+   */
+  async function* scan(pattern: string): AsyncGenerator<string> {
+    const keys = scanKeys(redis, pattern, { count: 1000, timeoutMs });
+    let done = false;
+    try {
+      while (true) {
+        if (closed) throw new RateLimiterClosedError();
+        const next = await pageOrTimeout(keys.next());
+        if (next.done) {
+          done = true;
+          return;
+        }
+        yield next.value;
+      }
+    } finally {
+      // Ends the scan behind us; a page still awaited settles into nothing.
+      if (!done) keys.return?.(undefined).catch(() => {});
+    }
+  }
+
+  const pageTimeoutMs = isCluster(redis) ? 3 * timeoutMs : timeoutMs;
+  function pageOrTimeout<T>(page: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([
+      page,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new RateLimitRedisError('E_TIMEOUT', `Redis did not answer SCAN within ${pageTimeoutMs} ms.`),
+            ),
+          pageTimeoutMs,
+        );
+      }),
+    ]).finally(() => clearTimeout(timer));
   }
 
   const limiter: RateLimiter = {
@@ -719,7 +795,7 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
       for (const kind of kinds) {
         const pattern = `${escapeGlob(clientKeyPrefix + prefix)}:${kind}:{${escapeGlob(tag)}}:*`;
         const found: string[] = [];
-        for await (const found1 of scanKeys(redis, pattern, { count: 1000 })) found.push(found1);
+        for await (const found1 of scan(pattern)) found.push(found1);
         removed += await unlinkScanned([...new Set(found)]);
       }
       return removed;
@@ -760,7 +836,7 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
         removed += await unlinkScanned(orphans);
       };
       // A slot migration can yield a key twice: the second PTTL finds it gone, and UNLINK counts only real removals.
-      for await (const key of scanKeys(redis, pattern, { count: 1000 })) {
+      for await (const key of scan(pattern)) {
         batch.push(key);
         if (batch.length >= 200) await flush();
       }

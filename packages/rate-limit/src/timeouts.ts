@@ -19,8 +19,29 @@ export class TimeoutQueue {
   private timer: NodeJS.Timeout | undefined;
 
   add(waiter: Waiter): void {
+    // Drop the answered checks at the head now rather than when the timer next fires: kept for up to `timeoutMs`,
+    // tens of thousands of them would outlive the young generation and make every garbage collection a major one.
+    const items = this.items;
+    let head = this.head;
+    while (head < items.length && (items[head] as Waiter).settled) {
+      items[head] = undefined;
+      head += 1;
+    }
+    if (head === items.length) {
+      items.length = 0;
+      head = 0;
+    } else if (head > 1024 && head * 2 > items.length) {
+      this.items = items.slice(head);
+      head = 0;
+    }
+    this.head = head;
     this.items.push(waiter);
     if (this.timer === undefined) this.arm(waiter.deadline);
+  }
+
+  /** Entries held: the calls in flight, plus answered ones not dropped yet. */
+  get size(): number {
+    return this.items.length - this.head;
   }
 
   /** Answers every waiting call now (used by `close()`). */

@@ -1,7 +1,9 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { createRedisClient } from '@austa/redis-cluster';
 import {
   type ClusterDescriptor,
+  clientKill,
   clusterTopology,
   createTestClient,
   deleteByPrefix,
@@ -138,6 +140,68 @@ describe('failure policies on a standalone server', () => {
     await limiter.close();
   });
 
+  it('cleanup() and reset() without a config fail within the timeout while Redis is paused, also on a client without commandTimeout', async () => {
+    const limiter = createRateLimiter({ redis: client, prefix, timeoutMs: TIMEOUT_MS });
+    await limiter.checkLimit('scan-paused', config, 'fixed-window');
+    await pauseNode(server);
+    let cleanup: Awaited<ReturnType<typeof timed>>;
+    let reset: Awaited<ReturnType<typeof timed>>;
+    try {
+      [cleanup, reset] = await Promise.all([
+        timed(limiter.cleanup()),
+        timed(limiter.reset('scan-paused', 'fixed-window')),
+      ]);
+    } finally {
+      await resumeNode(server);
+    }
+    for (const outcome of [cleanup, reset]) {
+      expect(outcome.ms).toBeLessThan(TIMEOUT_MS + SLACK_MS);
+      expect(outcome.error).toMatchObject({ code: 'E_TIMEOUT' });
+    }
+    // Once Redis answers again, so do they.
+    expect(await limiter.reset('scan-paused', 'fixed-window')).toBe(1);
+    await limiter.close();
+  });
+
+  it('re-sends idempotent calls whose connection closed before the reply (E_MAYBE_APPLIED), and answers checks by the policy', async () => {
+    const name = `maybe${process.pid}`;
+    const house = createRedisClient(
+      { url: server.url, name, commandTimeoutMs: 5000 },
+      { logger: { warn: () => {}, error: () => {} } },
+    );
+    const control = new Redis(server.url);
+    const limiter = createRateLimiter({ redis: house.client, prefix, timeoutMs: 4000 });
+    try {
+      await limiter.checkLimit('maybe-check', config, 'fixed-window');
+      /** Holds the writes of `calls` in CLIENT PAUSE WRITE, then closes the connection they were sent on. */
+      async function lostInFlight<T>(calls: () => Promise<T>[]): Promise<PromiseSettledResult<T>[]> {
+        await control.call('CLIENT', 'PAUSE', '1000', 'WRITE');
+        const pending = Promise.allSettled(calls());
+        await sleep(150);
+        expect(await clientKill(descriptor(), { name: `austa:${name}` })).toBeGreaterThan(0);
+        return pending;
+      }
+      const [blocked, status] = await lostInFlight<unknown>(() => [
+        limiter.block('maybe-block', 60),
+        limiter.getStatus('maybe-check', config, 'fixed-window'),
+      ]);
+      expect(blocked).toMatchObject({ status: 'fulfilled' });
+      expect(status).toMatchObject({ status: 'fulfilled', value: { remaining: 2, fallback: null } });
+      expect(await limiter.isBlocked('maybe-block')).toBe(true);
+      const [unblocked] = await lostInFlight(() => [limiter.unblock('maybe-block')]);
+      expect(unblocked).toMatchObject({ status: 'fulfilled' });
+      expect(await limiter.isBlocked('maybe-block')).toBe(false);
+      // A check is not idempotent: it is never sent twice. Its write may have happened; the policy answers it.
+      const [checked] = await lostInFlight(() => [limiter.checkLimit('maybe-check', config, 'fixed-window')]);
+      expect(checked).toMatchObject({ status: 'fulfilled', value: { fallback: 'insurance' } });
+    } finally {
+      await control.call('CLIENT', 'UNPAUSE');
+      await limiter.close();
+      await house.close();
+      control.disconnect();
+    }
+  });
+
   it('records nothing for checks that reach Redis after the policy already answered them', async () => {
     const limiter = createRateLimiter({ redis: client, prefix, timeoutMs: TIMEOUT_MS });
     const key = 'late';
@@ -259,6 +323,8 @@ describe('faults on a real cluster', () => {
     async (policy) => {
       const redis = houseClient('cluster');
       clients.push(redis);
+      // Connected and holding the slot map first: the first check must be Redis' answer, not a slow start's.
+      await redis.ready();
       const limiter = createRateLimiter({
         redis: redis.client,
         prefix,

@@ -102,6 +102,24 @@ describe.each<Topology>(['standalone', 'cluster'])('rate limiter on %s', (topolo
       );
     });
 
+    it('allows exactly 33 of 500 concurrent checks of cost 3 with a limit of 100, and remaining never goes negative', async () => {
+      const rl = limiter();
+      const config = { limit: 100, windowSeconds: 3600, ...extra };
+      const results = await Promise.all(
+        Array.from({ length: 500 }, () => rl.checkLimit(k('exact-cost'), config, strategy, { cost: 3 })),
+      );
+      expect(results.filter((r) => r.fallback !== null)).toEqual([]);
+      const allowed = results.filter((r) => r.allowed);
+      expect(allowed).toHaveLength(33);
+      expect(allowed.map((r) => r.remaining).sort((a, b) => a - b)).toEqual(
+        Array.from({ length: 33 }, (_, i) => 1 + 3 * i),
+      );
+      expect(results.every((r) => r.remaining >= 0)).toBe(true);
+      // One unit is left: a check of cost 1 still fits, the next does not.
+      expect((await rl.checkLimit(k('exact-cost'), config, strategy)).allowed).toBe(true);
+      expect((await rl.getStatus(k('exact-cost'), config, strategy)).remaining).toBe(0);
+    });
+
     it('gives an exact retryAfterMs: rejected just before it, allowed once it has passed', async () => {
       const rl = limiter();
       const config = { limit: 2, windowSeconds: 1.5, ...extra };

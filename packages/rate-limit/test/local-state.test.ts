@@ -97,6 +97,26 @@ describe('TimeoutQueue', () => {
     expect(vi.getTimerCount()).toBe(0);
   });
 
+  it('lets go of answered waiters as soon as the next one is added, not when the timer fires', () => {
+    vi.useFakeTimers({ toFake: ['performance', 'setTimeout', 'clearTimeout'] });
+    const queue = new TimeoutQueue();
+    const expired: number[] = [];
+    const slow = waiter(performance.now() + 1000, expired);
+    queue.add(slow);
+    for (let i = 0; i < 5000; i++) {
+      const item = waiter(performance.now() + 1000, expired);
+      queue.add(item);
+      item.settled = true;
+    }
+    // Only the unanswered head keeps what follows it.
+    expect(queue.size).toBe(5001);
+    slow.settled = true;
+    queue.add(waiter(performance.now() + 1000, expired));
+    expect(queue.size).toBe(1);
+    vi.advanceTimersByTime(1000);
+    expect(expired).toHaveLength(1);
+  });
+
   it('expires everything at once on expireAll', () => {
     vi.useFakeTimers({ toFake: ['performance', 'setTimeout', 'clearTimeout'] });
     const queue = new TimeoutQueue();

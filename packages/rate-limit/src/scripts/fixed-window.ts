@@ -9,14 +9,15 @@
  * clock and the block: an allowed check costs four Redis calls (TIME, PTTL of the block marker, INCRBY, PTTL). A
  * rejected request is taken back out (DECRBY) in the same script, so no other client ever sees it counted.
  *
- * ARGV: deadline, cost, limit, window in ms (the only script that takes ms: it goes straight to PEXPIRE).
+ * ARGV: deadline (Redis ms, always set), cost, limit, window in ms (the only script that takes ms: it goes straight to
+ * PEXPIRE).
  * Replies: see FLAT_PRELUDE in `common.ts`.
  */
 export const FIXED_WINDOW_SCRIPT = `
 local time = redis.call('TIME')
-local nowMs = time[1] * 1000 + math.floor(time[2] / 1000)
-local deadline = tonumber(ARGV[1])
-if deadline > 0 and nowMs > deadline then return {-1, nowMs} end
+-- A float: Redis turns Lua numbers into integers by dropping the fraction, so the reply carries whole ms.
+local nowMs = time[1] * 1000 + time[2] / 1000
+if nowMs > tonumber(ARGV[1]) then return {-1, nowMs} end
 local blockTtl = redis.call('PTTL', KEYS[1])
 if blockTtl ~= -2 then return {2, nowMs, 0, blockTtl, blockTtl} end
 local used = redis.call('INCRBY', KEYS[2], ARGV[2])
@@ -26,8 +27,10 @@ if reset < 0 then
   reset = tonumber(ARGV[4])
   redis.call('PEXPIRE', KEYS[2], reset)
 end
-local limit = tonumber(ARGV[3])
-if used <= limit then return {0, nowMs, limit - used, reset} end
+local left = ARGV[3] - used
+if left >= 0 then return {0, nowMs, left, reset} end
 redis.call('DECRBY', KEYS[2], ARGV[2])
-return {1, nowMs, math.max(0, limit - used + tonumber(ARGV[2])), reset, reset}
+left = left + ARGV[2]
+if left < 0 then left = 0 end
+return {1, nowMs, left, reset, reset}
 `;
