@@ -28,8 +28,8 @@ export function redisOptions(base: RedisClientOptions, config: Config): RedisCli
     // The client name (connection name `austa:<name>`, the `client` of its metrics); tests give their own.
     name: base.name ?? 'care-api',
     commandTimeoutMs: config.redisCommandTimeoutMs,
-    // Many concurrent requests each send a few commands: one write per tick instead of one per command. The commands
-    // of two stores that break in an auto-pipeline are kept out of it (`excludeFromAutoPipelining` in stores.ts).
+    // Many concurrent requests each send a few commands: one write per tick instead of one per command. Every store's
+    // scripts go out as EVALSHA, which ioredis routes by its first key inside a cluster's auto-pipeline.
     enableAutoPipelining: true,
   };
 }

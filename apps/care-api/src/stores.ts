@@ -5,22 +5,7 @@ import type { Metrics } from '@austa/metrics';
 import { createRateLimiter, type LimitConfig, type RateLimiter } from '@austa/rate-limit';
 import type { RedisClient } from '@austa/redis-cluster';
 import { createSessionStore, type SessionStore } from '@austa/session';
-import type { Cluster, Redis } from 'ioredis';
 import type { Config } from './config.js';
-
-/**
- * Commands that must not join ioredis' auto-pipeline. Two stores on main break in one: @austa/session runs its scripts
- * with `callBuffer('EVALSHA', …)`, whose command name ioredis 5 drops inside an auto-pipeline; and @austa/rate-limit's
- * `defineCommand` scripts take their key count first, by which ioredis groups a Cluster's auto-pipelines, so every
- * command batched with one fails ("All keys in the pipeline should belong to the same slots allocation group").
- * Everything else (cache, conversations, session reads) keeps auto-pipelining. The client is the service's own.
- */
-export function excludeFromAutoPipelining(client: Redis | Cluster, commands: readonly string[]): void {
-  const options = client.options as { autoPipeliningIgnoredCommands?: string[] };
-  const ignored = options.autoPipeliningIgnoredCommands ?? [];
-  for (const command of commands) if (!ignored.includes(command)) ignored.push(command);
-  options.autoPipeliningIgnoredCommands = ignored;
-}
 
 /** The four Redis stores of the service, on one Redis client and one metrics registry. */
 export interface Stores {
@@ -69,7 +54,6 @@ export function createStores(options: {
     tokenSecret: config.sessionSecret.value,
     metrics,
   });
-  const before = new Set(Object.keys(client));
   // Insurance (an in-memory limiter per process) while Redis is away: requests still flow, abuse is still bounded.
   const ipLimiter = createRateLimiter({
     redis: client,
@@ -85,12 +69,6 @@ export function createStores(options: {
     failurePolicy: 'insurance',
     metrics,
   });
-  // The limiters define their scripts as commands on the client: those, and the session store's EVALSHA/EVAL sent
-  // through callBuffer, go out on their own instead of in an auto-pipeline (see `excludeFromAutoPipelining`).
-  const limiterScripts = Object.keys(client).filter(
-    (name) => !before.has(name) && typeof (client as unknown as Record<string, unknown>)[name] === 'function',
-  );
-  excludeFromAutoPipelining(client, ['EVALSHA', 'EVAL', ...limiterScripts]);
   const conversations = createConversationStore({
     redis: client,
     prefix: 'care:conversation',

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Metrics } from '@austa/metrics';
 import { escapeGlob, scanKeys, unlinkKeys } from '@austa/redis-cluster';
 import type { Cluster, Redis } from 'ioredis';
@@ -185,7 +186,19 @@ const ALLOWED = 0;
 const REJECTED = 1;
 const BLOCKED = 2;
 
-type ScriptClient = Record<string, (args: Array<string | number>) => Promise<number[]>>;
+/** The EVALSHA and EVAL methods of any ioredis client, as the check scripts use them. */
+type EvalClient = Record<'evalsha' | 'eval', (...args: Array<string | number>) => Promise<number[]>>;
+
+const SCRIPT_BY_COMMAND = new Map(
+  (Object.keys(SCRIPTS) as ScriptVariant[]).map((variant) => [
+    COMMANDS[variant],
+    { sha: createHash('sha1').update(SCRIPTS[variant]).digest('hex'), lua: SCRIPTS[variant] },
+  ]),
+);
+
+function isNoScript(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith('NOSCRIPT');
+}
 
 function positiveInteger(value: unknown, fallback: number, field: string): number {
   if (value === undefined) return fallback;
@@ -303,13 +316,17 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
   const insurance =
     failurePolicy === 'insurance' ? new InsuranceLimiter(insuranceMaxKeys, limitFraction) : undefined;
 
-  // defineCommand adds one method per script to the client you passed. Their names carry the script's hash, so two
-  // versions of this package sharing a client never overwrite each other's scripts. ioredis sends EVALSHA and falls
-  // back to EVAL on NOSCRIPT (after SCRIPT FLUSH, a restart, or a failover to a node that never saw the script).
-  const scripts = redis as unknown as ScriptClient;
-  for (const variant of Object.keys(SCRIPTS) as ScriptVariant[]) {
-    const command = COMMANDS[variant];
-    if (typeof scripts[command] !== 'function') redis.defineCommand(command, { lua: SCRIPTS[variant] });
+  // EVALSHA by name, not ioredis defineCommand: with auto-pipelining on a cluster, ioredis groups a command by its
+  // first key, which it finds for EVALSHA but not for a defined command (it took the key count for the key, and one
+  // tick's checks of keys on different masters failed whole). NOSCRIPT (SCRIPT FLUSH, a restart, a failover to a
+  // node that never saw the script) falls back to EVAL once for that call.
+  const evalClient = redis as unknown as EvalClient;
+  function runScript(command: string, args: Array<string | number>): Promise<number[]> {
+    const script = SCRIPT_BY_COMMAND.get(command) as { sha: string; lua: string };
+    return evalClient.evalsha(script.sha, ...args).catch((error: unknown) => {
+      if (!isNoScript(error)) throw error;
+      return evalClient.eval(script.lua, ...args);
+    });
   }
   const clientKeyPrefix = (redis.options as { keyPrefix?: string }).keyPrefix ?? '';
 
@@ -523,7 +540,7 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
 
     send(): void {
       const command = this.peek ? COMMANDS.multi : this.plan.command;
-      (scripts[command] as (args: Array<string | number>) => Promise<number[]>)(this.args).then(
+      runScript(command, this.args).then(
         (reply) => this.reply(reply),
         (error: unknown) => this.error(error),
       );

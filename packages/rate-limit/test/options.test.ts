@@ -36,12 +36,12 @@ describe('createRateLimiter() options', () => {
     );
   });
 
-  it('defines its scripts on the client once, under names carrying their hash, and connects nothing', async () => {
+  it('adds nothing to the client it is given and connects nothing', async () => {
+    const before = Object.keys(redis).sort();
     const first = createRateLimiter({ redis });
     const second = createRateLimiter({ redis, name: 'other' });
-    const commands = Object.keys(redis).filter((name) => /^austaRateLimit_[0-9a-f]{12}$/.test(name));
-    // Five scripts: fixed window, both sliding windows, the buckets (one script), and the general one.
-    expect(commands).toHaveLength(5);
+    // Scripts go out as EVALSHA: no defineCommand methods (ioredis mis-groups those in a cluster's auto-pipeline).
+    expect(Object.keys(redis).sort()).toEqual(before);
     expect(redis.status).toBe('wait');
     expect(first.failurePolicy).toBe('insurance');
     await first.close();

@@ -277,6 +277,14 @@ describe.each<Topology>(['standalone', 'cluster'])('commands on %s', (topology) 
       ),
     );
     expect(replies).toEqual(Array.from({ length: 20 }, (_, i) => `v${i}`));
+    // ioredis groups a cluster's auto-pipeline by the slot of a command's first argument, which for EVALSHA is the
+    // SHA: scripts on keys of different slots must still each reach their own master, in the same tick.
+    const spread = await Promise.all(
+      Array.from({ length: 40 }, (_, i) =>
+        script.run(client.client, [`${prefix}:{spread${i}}:a`], [`s${i}`], { buffers: i % 2 === 0 }),
+      ),
+    );
+    expect(spread.map(String)).toEqual(Array.from({ length: 40 }, (_, i) => `s${i}`));
     expect(() => defineScript('')).toThrowError(expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }));
   });
 });
