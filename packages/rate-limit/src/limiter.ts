@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Metrics } from '@austa/metrics';
-import { escapeGlob, scanKeys, unlinkKeys } from '@austa/redis-cluster';
+import { escapeGlob, scanKeys, sendScript, unlinkKeys } from '@austa/redis-cluster';
 import type { Cluster, Redis } from 'ioredis';
 import {
   type CompiledLimit,
@@ -186,9 +186,6 @@ const ALLOWED = 0;
 const REJECTED = 1;
 const BLOCKED = 2;
 
-/** The EVALSHA and EVAL methods of any ioredis client, as the check scripts use them. */
-type EvalClient = Record<'evalsha' | 'eval', (...args: Array<string | number>) => Promise<number[]>>;
-
 const SCRIPT_BY_COMMAND = new Map(
   (Object.keys(SCRIPTS) as ScriptVariant[]).map((variant) => [
     COMMANDS[variant],
@@ -316,16 +313,15 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
   const insurance =
     failurePolicy === 'insurance' ? new InsuranceLimiter(insuranceMaxKeys, limitFraction) : undefined;
 
-  // EVALSHA by name, not ioredis defineCommand: with auto-pipelining on a cluster, ioredis groups a command by its
-  // first key, which it finds for EVALSHA but not for a defined command (it took the key count for the key, and one
-  // tick's checks of keys on different masters failed whole). NOSCRIPT (SCRIPT FLUSH, a restart, a failover to a
-  // node that never saw the script) falls back to EVAL once for that call.
-  const evalClient = redis as unknown as EvalClient;
+  // EVALSHA (sendScript), not ioredis defineCommand: with auto-pipelining on a cluster, ioredis groups a command by
+  // its first key, and for a defined command it took the key count for the key, so one tick's checks of keys on
+  // different masters failed whole. NOSCRIPT (SCRIPT FLUSH, a restart, a failover to a node that never saw the
+  // script) falls back to EVAL once for that call.
   function runScript(command: string, args: Array<string | number>): Promise<number[]> {
     const script = SCRIPT_BY_COMMAND.get(command) as { sha: string; lua: string };
-    return evalClient.evalsha(script.sha, ...args).catch((error: unknown) => {
+    return (sendScript(redis, 'evalsha', script.sha, args) as Promise<number[]>).catch((error: unknown) => {
       if (!isNoScript(error)) throw error;
-      return evalClient.eval(script.lua, ...args);
+      return sendScript(redis, 'eval', script.lua, args) as Promise<number[]>;
     });
   }
   const clientKeyPrefix = (redis.options as { keyPrefix?: string }).keyPrefix ?? '';

@@ -1,17 +1,48 @@
 import { createHash } from 'node:crypto';
-import type { Cluster, Redis } from 'ioredis';
+import { type Cluster, Command, type Redis } from 'ioredis';
 import { isNoScript } from './error-type.js';
 import { RedisArgumentError } from './errors.js';
 
 type Argument = string | Buffer | number;
 
 /** ioredis defines a Buffer variant of every command at run time but declares none of these. */
-type EvalClient = {
-  evalsha(sha: string, numberOfKeys: number, ...rest: Argument[]): Promise<unknown>;
-  evalshaBuffer(sha: string, numberOfKeys: number, ...rest: Argument[]): Promise<unknown>;
-  eval(lua: string, numberOfKeys: number, ...rest: Argument[]): Promise<unknown>;
-  evalBuffer(lua: string, numberOfKeys: number, ...rest: Argument[]): Promise<unknown>;
-};
+type EvalClient = Record<
+  'evalsha' | 'evalshaBuffer' | 'eval' | 'evalBuffer',
+  (body: string, ...argv: Argument[]) => Promise<unknown>
+>;
+
+/**
+ * Whether a script must skip ioredis' auto-pipeline: a Cluster's auto-pipeline is grouped by the slot of a command's
+ * first key, and ioredis before 5.11 took EVALSHA's first argument (the SHA) for it, so one tick's scripts on keys of
+ * different masters failed whole ("All keys in the pipeline should belong to the same slots allocation group").
+ * Sent on its own, a command is routed by its real key on every version.
+ */
+export function skipsAutoPipeline(client: Redis | Cluster): boolean {
+  return (client as Cluster).isCluster === true && client.options.enableAutoPipelining === true;
+}
+
+/**
+ * Sends EVALSHA (`body` is the SHA) or EVAL (`body` is the Lua) on any ioredis client; `argv` is the key count, the
+ * keys, then the arguments. Through the `evalsha`/`evalshaBuffer` methods, not `callBuffer`: ioredis 5 drops the
+ * command name of `callBuffer` in an auto-pipeline.
+ */
+export function sendScript(
+  client: Redis | Cluster,
+  name: 'evalsha' | 'eval',
+  body: string,
+  argv: readonly Argument[],
+  buffers = false,
+): Promise<unknown> {
+  if (skipsAutoPipeline(client)) {
+    const command = new Command(name, [body, ...argv], {
+      keyPrefix: (client.options as { keyPrefix?: string }).keyPrefix,
+      ...(buffers ? {} : { replyEncoding: 'utf8' }),
+    });
+    return client.sendCommand(command) as Promise<unknown>;
+  }
+  const redis = client as unknown as EvalClient;
+  return redis[buffers ? (`${name}Buffer` as const) : name](body, ...argv);
+}
 
 export interface RedisScript {
   /** SHA-1 of the script, what EVALSHA sends. */
@@ -46,17 +77,12 @@ export function defineScript(lua: string): RedisScript {
     sha,
     lua,
     async run(client, keys, args, options) {
-      const redis = client as unknown as EvalClient;
       const buffers = options?.buffers === true;
       try {
-        return await (buffers
-          ? redis.evalshaBuffer(sha, keys.length, ...keys, ...args)
-          : redis.evalsha(sha, keys.length, ...keys, ...args));
+        return await sendScript(client, 'evalsha', sha, [keys.length, ...keys, ...args], buffers);
       } catch (error) {
         if (!isNoScript(error)) throw error;
-        return buffers
-          ? redis.evalBuffer(lua, keys.length, ...keys, ...args)
-          : redis.eval(lua, keys.length, ...keys, ...args);
+        return sendScript(client, 'eval', lua, [keys.length, ...keys, ...args], buffers);
       }
     },
   };
