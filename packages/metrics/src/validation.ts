@@ -177,7 +177,6 @@ export function validateBuckets(buckets: readonly number[], metricName: string):
   }
   let previous = Number.NEGATIVE_INFINITY;
   for (const bound of buckets) {
-    // Stryker disable next-line ConditionalExpression: Number.isFinite is false for every non-number; typeof narrows the type.
     if (typeof bound !== 'number' || !Number.isFinite(bound)) {
       throw invalid(metricName, `bucket ${String(bound)} is not a finite number (+Inf is always added)`);
     }
@@ -197,7 +196,6 @@ export function defaultBuckets(metricName: string): readonly number[] {
 /** Validates a series cap: a positive integer, or `Infinity` to turn the guard off. */
 export function validateMaxSeries(maxSeries: unknown, context: string): number {
   if (
-    // Stryker disable next-line ConditionalExpression: a non-number fails Number.isInteger below; typeof narrows the type.
     typeof maxSeries !== 'number' ||
     !(maxSeries >= 1) ||
     (maxSeries !== Number.POSITIVE_INFINITY && !Number.isInteger(maxSeries))
