@@ -78,6 +78,9 @@ describe('blocking commands, more shapes', () => {
     ['bitcount', ['k'], undefined],
     ['watch', ['k'], undefined],
     ['xadd', ['s', '*', 'f', 'v'], undefined],
+    // Only XREAD and XREADGROUP take a BLOCK option: a stream field named block is data.
+    ['xadd', ['s', '*', 'block', '5'], undefined],
+    ['bitfield', ['k', 'BLOCK', '5'], undefined],
     ['set', ['k', 'v'], undefined],
   ])('%s %j blocks for %s ms', (name, args, expected) => {
     expect(blockingMs(name, args)).toBe(expected);

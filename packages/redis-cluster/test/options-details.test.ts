@@ -332,6 +332,11 @@ describe('environment', () => {
     expect(
       message(() => fromEnv({ REDIS_URL: 'rediss://h', REDIS_TLS_CA_FILE: '/nonexistent/ca.pem' })),
     ).toBe('REDIS_TLS_CA_FILE (/nonexistent/ca.pem) cannot be read.');
+    try {
+      fromEnv({ REDIS_URL: 'rediss://h', REDIS_TLS_CA_FILE: '/nonexistent/ca.pem' });
+    } catch (error) {
+      expect(((error as Error).cause as { code?: string }).code).toBe('ENOENT');
+    }
   });
 
   it('names every TLS setting given without TLS, and says when REDIS_TLS is false', () => {

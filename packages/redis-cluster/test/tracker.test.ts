@@ -122,6 +122,7 @@ describe('createTracker', () => {
     expect(tracker.pending).toBe(0);
     first.reject(reply('NOSCRIPT No matching script.'));
     await expect(first.promise).rejects.toThrow();
+    expect(tracker.pending).toBe(0);
     const resend = new CustomScriptCommand('eval', ['body', '0']);
     tracker.track(resend);
     expect(tracker.pending).toBe(0);
@@ -228,13 +229,14 @@ describe('recordPipeline, more shapes', () => {
     const { calls, observer } = recorder();
     const abort = reply('EXECABORT Transaction discarded because of previous errors.');
     const readonly = queued('readonly');
+    const readwrite = queued('readwrite');
     const ignored = queued('get');
     ignored.ignore = true;
     recordPipeline(
       observer,
       {
-        queue: [readonly, ignored, queued('multi', true), queued('set', true), queued('exec')],
-        results: [[null, 'OK'], [null, 'x'], [null, 'OK'], [null, 'QUEUED'], [abort]],
+        queue: [readonly, readwrite, ignored, queued('multi', true), queued('set', true), queued('exec')],
+        results: [[null, 'OK'], [null, 'OK'], [null, 'x'], [null, 'OK'], [null, 'QUEUED'], [abort]],
       },
       0.001,
     );
