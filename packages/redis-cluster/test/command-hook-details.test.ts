@@ -454,3 +454,127 @@ describe('pipelines', () => {
     expect(calls).toEqual([]);
   });
 });
+
+describe('hook details a caller cannot see directly', () => {
+  it('sends commands through untouched when the client has no metrics', async () => {
+    const sent: Command[] = [];
+    const connection = { sendCommand: (command: Command) => sent.push(command) };
+    hookSendCommand(connection as never, createHookContext({ commandTimeoutMs: 100, isClosed: () => false }));
+    const command = new Command('get', ['k']);
+    const pipelined = new Command('set', ['k', 'v']);
+    fieldsOf(pipelined).pipelineIndex = 0;
+    (connection.sendCommand as (command: Command) => unknown)(command);
+    (connection.sendCommand as (command: Command) => unknown)(pipelined);
+    expect(sent).toEqual([command, pipelined]);
+    command.resolve(Buffer.from('v'));
+    pipelined.resolve(Buffer.from('OK'));
+    await Promise.all([command.promise, pipelined.promise]);
+  });
+
+  it('keeps the deadline a pipelined command already has', () => {
+    const { send } = setup();
+    const command = new Command('get', ['k']);
+    fieldsOf(command).pipelineIndex = 0;
+    const armed = { pipeline: true };
+    fieldsOf(command)._commandTimeoutTimer = armed;
+    void send(command);
+    expect(fieldsOf(command)._commandTimeoutTimer).toBe(armed);
+  });
+
+  it('follows a pipelined script through its NOSCRIPT fallback without counting it', async () => {
+    const { send, tracker, calls } = setup();
+    class CustomScriptCommand extends Command {}
+    const first = new CustomScriptCommand('evalsha', ['sha', '0']);
+    fieldsOf(first).pipelineIndex = 0;
+    void send(first);
+    first.reject(Object.assign(new Error('NOSCRIPT No matching script.'), { name: 'ReplyError' }));
+    await first.promise.catch(() => {});
+    // ioredis sends the fallback EVAL on its own, outside the pipeline: the pipeline still records the outcome.
+    const fallback = new CustomScriptCommand('eval', ['body', '0']);
+    void send(fallback);
+    expect(tracker.pending).toBe(0);
+    fallback.resolve(Buffer.from('1'));
+    await fallback.promise;
+    expect(calls).toEqual([]);
+  });
+
+  it('refuses a lost write of a batch that has no connection yet without writing to it', async () => {
+    const { send, context } = setup();
+    const writes: string[] = [];
+    const lost = new Command('incr', ['k']);
+    context.inFlight.add(lost);
+    const unrouted = { isPipeline: true, destination: {}, write: (data: string) => writes.push(data) };
+    expect(await settle(send(lost, unrouted))).toBe('E_MAYBE_APPLIED');
+    const again = new Command('incr', ['k']);
+    context.inFlight.add(again);
+    const bare = { isPipeline: true, write: (data: string) => writes.push(data) };
+    expect(await settle(send(again, bare))).toBe('E_MAYBE_APPLIED');
+    expect(writes).toEqual([]);
+  });
+
+  it('multi({ pipeline: false }) gets nothing added to the promise it returns', () => {
+    const context = createHookContext({ commandTimeoutMs: 100, isClosed: () => false });
+    const plain = Promise.resolve('OK');
+    const connection = { pipeline: () => null, multi: () => plain };
+    hookPipelines(connection as never, context);
+    connection.multi();
+    expect(Object.keys(plain)).toEqual([]);
+  });
+
+  it('clears the pipeline deadline when it settles, and records its time in seconds', async () => {
+    vi.useFakeTimers();
+    const now = vi.spyOn(performance, 'now').mockReturnValue(1000);
+    const queue = [new Command('get', ['a'])];
+    const { connection, pipeline, calls } = pipelinesWithSeconds(queue);
+    const created = connection.pipeline() as typeof pipeline;
+    void created.exec();
+    expect(vi.getTimerCount()).toBe(1);
+    now.mockReturnValue(1500);
+    pipeline._result = [[null, 'x']];
+    created.resolve([]);
+    await pipeline.promise;
+    expect(vi.getTimerCount()).toBe(0);
+    expect(calls).toEqual([{ name: 'get', seconds: 0.5 }]);
+    now.mockRestore();
+  });
+
+  it('takes the longest deadline of a pipeline whatever the order of its commands', () => {
+    vi.useFakeTimers();
+    const first = new Command('blpop', ['q', '1']);
+    const blocking = pipelines([first, new Command('get', ['a'])]);
+    void (blocking.connection.pipeline() as ReturnType<typeof fakePipeline>).exec();
+    blocking.pipeline.promise.catch(() => {});
+    vi.advanceTimersByTime(1099);
+    expect(blocking.context.dead.has(first)).toBe(false);
+    vi.advanceTimersByTime(1);
+    expect(blocking.context.dead.has(first)).toBe(true);
+  });
+
+  it('settles a pipeline without metrics', async () => {
+    const context = createHookContext({ commandTimeoutMs: 100, isClosed: () => false });
+    const pipeline = fakePipeline([new Command('get', ['a'])]);
+    const connection = { pipeline: () => pipeline, multi: () => pipeline };
+    hookPipelines(connection as never, context);
+    const created = connection.pipeline();
+    void created.exec();
+    created.resolve(['x']);
+    await expect(pipeline.promise).resolves.toEqual(['x']);
+  });
+});
+
+function pipelinesWithSeconds(queue: Command[]) {
+  const calls: Array<{ name: string; seconds: number }> = [];
+  const observer: CommandObserver = {
+    ok: (name, seconds) => calls.push({ name, seconds }),
+    error: (name, seconds) => calls.push({ name, seconds }),
+  };
+  const context = createHookContext({
+    commandTimeoutMs: 100,
+    isClosed: () => false,
+    tracker: createTracker(observer),
+  });
+  const pipeline = fakePipeline(queue);
+  const connection = { pipeline: () => pipeline, multi: () => pipeline };
+  hookPipelines(connection as never, context);
+  return { connection, pipeline, calls };
+}
