@@ -42,7 +42,7 @@ function fakeCluster(owners: (slot: number) => string | undefined, nodes: Array<
     const owner = owners(slot);
     if (owner !== undefined) slots[slot] = [owner, 'replica:1'];
   }
-  return { slots, nodes: () => nodes } as unknown as Cluster;
+  return { slots, nodes: (role: string) => (role === 'master' ? nodes : []) } as unknown as Cluster;
 }
 
 const node = (host: string | undefined, port: number | undefined, status = 'ready') =>
@@ -92,6 +92,10 @@ describe('slotPlan', () => {
     // Slot 8191 moved from a to b: only b gained a slot.
     const after = slotPlan(fakeCluster((slot) => (slot < 8191 ? 'a:1' : 'b:2'), nodes));
     expect(mastersThatGainedSlots(before, after).map((master) => master.address)).toEqual(['b:2']);
+    // A master with two ranges that gained a slot in only one of them.
+    const split = slotPlan(fakeCluster((slot) => (slot < 100 || slot >= 8191 ? 'b:2' : 'a:1'), nodes));
+    const splitAfter = slotPlan(fakeCluster((slot) => (slot < 100 || slot >= 8190 ? 'b:2' : 'a:1'), nodes));
+    expect(mastersThatGainedSlots(split, splitAfter).map((master) => master.address)).toEqual(['b:2']);
     // The last slot of a range counts too.
     const last = slotPlan(fakeCluster((slot) => (slot < 16383 ? 'a:1' : 'c:3'), nodes));
     const lastBefore = slotPlan(fakeCluster((slot) => (slot < 16383 ? 'a:1' : 'b:2'), nodes));
