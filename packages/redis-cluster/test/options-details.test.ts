@@ -214,6 +214,9 @@ describe('cluster options', () => {
     expect(
       resolveOptions({ cluster: { nodes: ['a:1'], scaleReads: 'all' } }).cluster?.options.scaleReads,
     ).toBe('all');
+    expect(
+      resolveOptions({ cluster: { nodes: ['a:1'], scaleReads: 'master' } }).cluster?.options.scaleReads,
+    ).toBe('master');
     expect(resolveOptions({ cluster: { nodes: ['a:1'] } }).cluster?.options.dnsLookup).toBeUndefined();
   });
 
