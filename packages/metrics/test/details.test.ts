@@ -349,6 +349,10 @@ describe('the shared database histogram', () => {
 });
 
 describe('no-op metrics', () => {
+  it('has no prefix', () => {
+    expect(noopMetrics.prefix).toBe('');
+  });
+
   it('serves an empty exposition', async () => {
     const body = await new Promise<string | undefined>((resolve) => {
       const response = { headersSent: false, writeHead: () => response, end: resolve };

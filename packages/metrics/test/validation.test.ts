@@ -203,6 +203,7 @@ describe('label values', () => {
     expect(failure(() => buildSeriesLabels(['a'], 'x' as never, 'm'))).toMatchObject({
       code: 'E_INVALID_LABELS',
       message: 'Labels for "m" must be an object',
+      metricName: 'm',
     });
   });
 });
