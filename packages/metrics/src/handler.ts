@@ -35,6 +35,7 @@ function exposition(
       body = await collect();
     } catch (error) {
       try {
+        // Stryker disable next-line OptionalChaining: calling an absent onError throws, and the catch below ignores it.
         options.onError?.(error);
       } catch {
         // A failing logger must not turn a 500 into an unhandled rejection.

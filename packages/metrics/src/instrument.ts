@@ -130,6 +130,7 @@ export abstract class Instrument<L extends string, Series extends Bound, Bound> 
   // Runs only when a combination is seen for the first time, never on the observe path.
   protected createSeries(labels: LabelValues<L> | undefined): Bound {
     let seriesLabels = buildSeriesLabels(this.labelNames, labels, this.metricName);
+    // Stryker disable next-line StringLiteral: the key of the one partition is any constant; every label has a value.
     const key = this.partitionBy === undefined ? '' : (seriesLabels[this.partitionBy] ?? '');
     const partition = this.partitions.get(key);
     if (partition === undefined && this.partitionBy !== undefined && this.partitions.size >= MAX_PARTITIONS) {
@@ -161,6 +162,7 @@ export abstract class Instrument<L extends string, Series extends Bound, Bound> 
   private withinBudgets(labels: SeriesLabels, partition: Partition): SeriesLabels {
     let result: Record<string, string> | undefined;
     for (const name of this.labelNames) {
+      // Stryker disable next-line OptionalChaining: only called when there are budgets.
       const budget = this.labelBudgets?.[name];
       if (budget === undefined) continue;
       const value = labels[name] ?? '';
@@ -196,6 +198,7 @@ export abstract class Instrument<L extends string, Series extends Bound, Bound> 
     const series = this.newSeries(labels);
     this.series.add(labels, series);
     partition.count += 1;
+    // Stryker disable next-line OptionalChaining,StringLiteral: every partition has a set for every label, and every label a value.
     for (const name of this.labelNames) partition.seen.get(name)?.add(labels[name] ?? '');
     return series;
   }
@@ -209,11 +212,14 @@ export abstract class Instrument<L extends string, Series extends Bound, Bound> 
     const folded: Record<string, string> = {};
     let changed = false;
     for (const name of this.labelNames) {
+      // Stryker disable next-line StringLiteral: series labels have a value for every label.
       const value = labels[name] ?? '';
+      // Stryker disable OptionalChaining,BooleanLiteral: a partition has a set for every label.
       const keep =
         partition === undefined
           ? false
           : name === this.partitionBy || (partition.seen.get(name)?.has(value) ?? false);
+      // Stryker restore OptionalChaining,BooleanLiteral
       folded[name] = keep ? value : OVERFLOW_LABEL_VALUE;
       if (!keep) changed = true;
     }
@@ -235,6 +241,7 @@ export abstract class Instrument<L extends string, Series extends Bound, Bound> 
   /** The overflow counter's handle for this metric; warns the first time this metric overflows. */
   protected folded(): BoundCounter {
     if (this.foldedHandle === undefined) {
+      // Stryker disable next-line OptionalChaining: only the overflow counter has none, and its cap is Infinity.
       this.foldedHandle = this.context.overflowCounter?.(this.metricName) ?? NOOP_SERIES;
       process.emitWarning(
         `Metric "${this.metricName}" reached its cap of ${this.maxSeries} label combinations. New label values are recorded as "${OVERFLOW_LABEL_VALUE}" (values already in use are kept) and counted in ${CARDINALITY_OVERFLOW_METRIC}. Remove unbounded label values or raise maxSeries.`,

@@ -215,6 +215,7 @@ function checkExisting(
   const found = existing as Existing;
   if (typeof existing !== 'object' || existing === null || found[INSTRUMENT_MARKER] !== true) {
     throw new MetricConflictError(
+      // Stryker disable next-line OptionalChaining: found is an object here.
       `Metric "${name}" is already registered by something other than @austa/metrics (a prom-client ${String(found?.type ?? 'metric')}); pick another name or another registry`,
       { metricName: name },
     );
@@ -310,6 +311,7 @@ export function createMetrics(options: CreateMetricsOptions = {}): Metrics {
           maxSeries: Number.POSITIVE_INFINITY,
           aggregator: 'sum',
         },
+        // Stryker disable next-line ObjectLiteral: an absent property reads as undefined too.
         { overflowCounter: undefined },
       );
     },

@@ -157,7 +157,8 @@ describe('handler', () => {
   it('answers POST with 405 and an Allow header', async () => {
     const reply = await call(createMetrics().handler, 'POST');
     expect(reply.status).toBe(405);
-    expect(reply.headers.Allow).toBe('GET, HEAD');
+    expect(reply.headers).toEqual({ Allow: 'GET, HEAD', 'Content-Type': 'text/plain; charset=utf-8' });
+    expect(reply.body).toBe('Method Not Allowed\n');
   });
 
   it('answers 500 with a short message when collection fails, and reports the error', async () => {
@@ -172,8 +173,28 @@ describe('handler', () => {
     );
     const reply = await call(handler, 'GET');
     expect(reply.status).toBe(500);
+    expect(reply.headers).toEqual({
+      'Content-Type': 'text/plain; charset=utf-8',
+      'Cache-Control': 'no-store',
+    });
     expect(reply.body).toBe('Failed to collect metrics\n');
     expect(seen).toEqual([failure]);
+  });
+
+  it('on a failure after a framework already sent the headers, ends the response without writing them again', async () => {
+    const handler = createMetricsHandler({ metrics: () => Promise.reject(new Error('x')), contentType: 'x' });
+    const written: number[] = [];
+    const body = await new Promise<string | undefined>((resolve) => {
+      const response = {
+        headersSent: true,
+        // Node throws ERR_HTTP_HEADERS_SENT here; record the call instead.
+        writeHead: (status: number) => written.push(status),
+        end: resolve,
+      };
+      handler({ method: 'GET' } as IncomingMessage, response as unknown as ServerResponse);
+    });
+    expect(written).toEqual([]);
+    expect(body).toBe('Failed to collect metrics\n');
   });
 
   it('still answers 500 when onError throws or collect throws synchronously', async () => {
@@ -232,6 +253,7 @@ describe('handler', () => {
     });
     const reply = await call(handler, 'GET');
     expect(reply.status).toBe(200);
+    expect(reply.headers['Content-Type']).toBe('text/plain; version=0.0.4; charset=utf-8');
     expect(reply.body).toBe('aggregated\n');
   });
 });

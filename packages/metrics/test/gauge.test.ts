@@ -128,3 +128,63 @@ describe('gauges', () => {
     expect(samples(second, 'austa_l')).toEqual(['austa_l{k="read2"} 2']);
   });
 });
+
+describe('gauge details', () => {
+  it('onCollect refuses what is not a function', () => {
+    const gauge = createMetrics().gauge({ name: 'austa_r', help: 'h' });
+    expect(() => gauge.onCollect('x' as never)).toThrowError(new TypeError('onCollect expects a function'));
+  });
+
+  it('warns with a typed warning naming the gauge and the error when a callback fails', async () => {
+    const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => {});
+    const metrics = createMetrics();
+    metrics.gauge({ name: 'austa_n', help: 'h' }).onCollect(() => {
+      throw new Error('boom');
+    });
+    await metrics.text();
+    expect(warn.mock.calls).toEqual([
+      [
+        'An onCollect callback of gauge "austa_n" failed; its values are left out of the scrape: Error: boom',
+        { type: 'AustaMetricsWarning', code: 'AUSTA_METRICS_COLLECT' },
+      ],
+    ]);
+  });
+
+  it('a callback that sets the same labels twice reports the last value once', async () => {
+    const metrics = createMetrics();
+    const gauge = metrics.gauge({ name: 'austa_o', help: 'h', labelNames: ['k'] });
+    gauge.onCollect((set) => {
+      set({ k: 'a' }, 1);
+      set({ k: 'a' }, 2);
+    });
+    expect(samples(await metrics.text(), 'austa_o')).toEqual(['austa_o{k="a"} 2']);
+  });
+
+  it('bound series count toward the cap of callback series, and a callback may always update a bound series', async () => {
+    vi.spyOn(process, 'emitWarning').mockImplementation(() => {});
+    const metrics = createMetrics();
+    const gauge = metrics.gauge({ name: 'austa_p', help: 'h', labelNames: ['k'], maxSeries: 2 });
+    gauge.set({ k: 'bound' }, 1);
+    gauge.onCollect((set) => {
+      set({ k: 'a' }, 10);
+      set({ k: 'b' }, 20);
+      set({ k: 'bound' }, 5);
+    });
+    expect(samples(await metrics.text(), 'austa_p')).toEqual([
+      'austa_p{k="a"} 10',
+      'austa_p{k="other"} 20',
+      'austa_p{k="bound"} 5',
+    ]);
+  });
+
+  it('reset() zeroes bound series, and the handles keep reporting', async () => {
+    const metrics = createMetrics();
+    const gauge = metrics.gauge({ name: 'austa_q', help: 'h', labelNames: ['k'] });
+    const bound = gauge.bind({ k: 'a' });
+    bound.set(5);
+    gauge.reset();
+    expect(samples(await metrics.text(), 'austa_q')).toEqual(['austa_q{k="a"} 0']);
+    bound.inc(2);
+    expect(samples(await metrics.text(), 'austa_q')).toEqual(['austa_q{k="a"} 2']);
+  });
+});

@@ -203,6 +203,137 @@ describe('label values', () => {
     expect(failure(() => buildSeriesLabels(['a'], 'x' as never, 'm'))).toMatchObject({
       code: 'E_INVALID_LABELS',
       message: 'Labels for "m" must be an object',
+      metricName: 'm',
     });
+  });
+});
+
+describe('unit words: each listed spelling is refused, with the base unit to use', () => {
+  it.each([
+    's',
+    'sec',
+    'secs',
+    'ms',
+    'us',
+    'ns',
+    'm',
+    'h',
+    'hr',
+    'hrs',
+    'd',
+    'b',
+    'kb',
+    'mb',
+    'gb',
+    'tb',
+    'pb',
+  ])('abbreviated unit %s', (unit) => {
+    expect(failure(() => validateMetricName(`austa_wait_${unit}`, 'gauge')).message).toBe(
+      `Invalid metric "austa_wait_${unit}": abbreviated unit "${unit}"; spell out the base unit ("seconds", "bytes")`,
+    );
+  });
+
+  it.each([
+    ['minutes', 'seconds'],
+    ['hours', 'seconds'],
+    ['days', 'seconds'],
+    ['weeks', 'seconds'],
+    ['bits', 'bytes'],
+  ])('%s, which is not a base unit', (unit, base) => {
+    expect(failure(() => validateMetricName(`austa_wait_${unit}`, 'gauge')).message).toBe(
+      `Invalid metric "austa_wait_${unit}": use the base unit "${base}" instead of "${unit}"`,
+    );
+  });
+
+  it.each([
+    'seconds',
+    'bytes',
+    'meters',
+    'metres',
+    'grams',
+    'joules',
+    'volts',
+    'amperes',
+    'celsius',
+    'kelvin',
+  ])('a scaled %s, while the plain base unit passes', (unit) => {
+    expect(() => validateMetricName(`austa_reading_${unit}`, 'gauge')).not.toThrow();
+    expect(failure(() => validateMetricName(`austa_reading_milli${unit}`, 'gauge')).message).toBe(
+      `Invalid metric "austa_reading_milli${unit}": use the base unit "${unit}" instead of "milli${unit}"`,
+    );
+  });
+
+  it('checks every scale prefix, not only the first that matches the start of a word', () => {
+    // "deca" comes after "deci" in the list, so the loop must go on past a prefix that does not match.
+    expect(failure(() => validateMetricName('austa_wait_decaseconds', 'gauge')).message).toBe(
+      'Invalid metric "austa_wait_decaseconds": use the base unit "seconds" instead of "decaseconds"',
+    );
+    expect(failure(() => validateMetricName('austa_wait_kilominutes', 'gauge')).message).toBe(
+      'Invalid metric "austa_wait_kilominutes": use the base unit "seconds" instead of "kilominutes"',
+    );
+    // A word that starts like a prefix but names no unit is an ordinary word.
+    expect(() => validateMetricName('austa_microservice_requests_total', 'counter')).not.toThrow();
+    expect(() => validateMetricName('austa_kilometer_reading', 'gauge')).not.toThrow();
+    // Only a word that starts with a prefix is split: "four" is as long as "pico" but is no prefix.
+    expect(() => validateMetricName('austa_reading_fourseconds', 'gauge')).not.toThrow();
+  });
+
+  it.each(['counter', 'gauge', 'histogram', 'summary'])('the metric type word %s', (word) => {
+    expect(failure(() => validateMetricName(`austa_${word}_value`, 'gauge')).message).toBe(
+      `Invalid metric "austa_${word}_value": names must not contain the metric type "${word}"`,
+    );
+  });
+
+  it.each(['duration', 'latency', 'elapsed'])('the time word %s without seconds', (word) => {
+    expect(failure(() => validateMetricName(`austa_request_${word}`, 'gauge')).message).toBe(
+      `Invalid metric "austa_request_${word}": a "${word}" must be measured in seconds; add "_seconds" to the name`,
+    );
+    expect(() => validateMetricName(`austa_request_${word}_seconds`, 'gauge')).not.toThrow();
+  });
+});
+
+describe('values that are not strings or numbers', () => {
+  it('refuses a metric name that is not a string', () => {
+    expect(failure(() => validateMetricName(42, 'gauge')).message).toBe(
+      'Invalid metric name: expected a non-empty string',
+    );
+  });
+
+  it('refuses a label name that is not a string, naming the metric', () => {
+    expect(failure(() => validateLabelName(7, 'm')).message).toBe(
+      'Invalid label name 7 in m: label names must be lower-case snake_case',
+    );
+    // An array whose text is a valid label name must not slip through.
+    expect(failure(() => validateLabelName(['a'], 'm')).message).toBe(
+      'Invalid label name ["a"] in m: label names must be lower-case snake_case',
+    );
+    expect(failure(() => validateLabelNames(['ok', 'Bad'], 'austa_x')).message).toBe(
+      'Invalid label name "Bad" in metric "austa_x": label names must be lower-case snake_case',
+    );
+  });
+
+  it('refuses a bucket that is not a number', () => {
+    expect(failure(() => validateBuckets([0.1, '1' as never], 'm')).message).toBe(
+      'Invalid metric "m": bucket 1 is not a finite number (+Inf is always added)',
+    );
+    expect(failure(() => validateBuckets([Number.NaN], 'm')).message).toContain('bucket NaN');
+  });
+
+  it('refuses a cap that is a numeric string or a boolean', () => {
+    expect(failure(() => validateMaxSeries('5', 'x')).message).toBe(
+      'Invalid maxSeries 5 for x: expected a positive integer or Infinity',
+    );
+    expect(failure(() => validateMaxSeries(true, 'x')).code).toBe('E_INVALID_METRIC');
+  });
+
+  it('refuses a prefix or package name that is not a string, or has a trailing dash', () => {
+    expect(failure(() => normalizePrefix(['billing'])).message).toBe(
+      'Invalid prefix ["billing"]: expected lower-case snake_case such as "billing" or "billing_"',
+    );
+    expect(failure(() => metricName(['cache'] as never, 'x_total')).message).toBe(
+      'Invalid package name ["cache"]: expected lower-case words joined by "-" or "_"',
+    );
+    expect(failure(() => metricName('cache-', 'x_total')).code).toBe('E_INVALID_METRIC');
+    expect(failure(() => metricName('cache x', 'x_total')).code).toBe('E_INVALID_METRIC');
   });
 });

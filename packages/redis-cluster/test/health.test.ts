@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { checkHealth, type HealthProbe } from '../src/health.js';
 import type { SlotRange } from '../src/slot-map.js';
 
@@ -87,7 +87,9 @@ describe('checkHealth', () => {
 
   it('reports a slot map that could not be refreshed', async () => {
     const health = await checkHealth(probe({ refresh: never }));
-    expect(health.problems[0]).toMatch(/slot map could not be refreshed/);
+    expect(health.problems).toEqual([
+      'the slot map could not be refreshed (refreshing the slot map timed out after 50 ms); the list of masters may be stale',
+    ]);
   });
 
   it('reports an unexpected failure instead of throwing', async () => {
@@ -98,7 +100,7 @@ describe('checkHealth', () => {
         },
       }),
     );
-    expect(health).toMatchObject({ healthy: false, problems: ['health check failed: broken'] });
+    expect(health).toMatchObject({ healthy: false, problems: ['health check failed: broken'], nodes: [] });
   });
 
   it('reports a cluster_state other than ok and a short slot count', async () => {
@@ -120,5 +122,149 @@ describe('checkHealth', () => {
     });
     expect(health).toMatchObject({ healthy: true, topology: 'standalone', problems: [] });
     expect(health.clusterState).toBeUndefined();
+  });
+});
+
+describe('checkHealth details', () => {
+  it('measures each PING with the given clock, and stamps the check', async () => {
+    let clock = 100;
+    const before = Date.now();
+    const health = await checkHealth(
+      probe({
+        now: () => clock,
+        masters: () => ({
+          uncovered: [],
+          masters: [
+            {
+              address: 'a:1',
+              ranges: [[0, 16383]],
+              ping: async () => {
+                clock += 7;
+                return 'PONG';
+              },
+            },
+          ],
+        }),
+      }),
+    );
+    expect(health.nodes).toEqual([{ address: 'a:1', ok: true, latencyMs: 7 }]);
+    expect(health.checkedAt).toBeGreaterThanOrEqual(before);
+    expect(health.checkedAt).toBeLessThanOrEqual(Date.now());
+    expect(health.topology).toBe('cluster');
+  });
+
+  it('reads CLUSTER INFO from the first master that answered', async () => {
+    const asked: string[] = [];
+    const health = await checkHealth(
+      probe({
+        masters: () => ({
+          uncovered: [],
+          masters: [
+            { address: 'a:1', ranges: [[0, 8191]], ping: () => Promise.reject(new Error('down')) },
+            { address: 'b:2', ranges: [[8192, 16383]], ping: async () => 'PONG' },
+          ],
+        }),
+        clusterInfo: async (address) => {
+          asked.push(address);
+          return { cluster_state: 'ok', cluster_slots_ok: '16384' };
+        },
+      }),
+    );
+    expect(asked).toEqual(['b:2']);
+    expect(health.nodes).toEqual([
+      { address: 'a:1', ok: false, error: 'down' },
+      { address: 'b:2', ok: true, latencyMs: 0 },
+    ]);
+    expect(health.problems).toEqual(['master a:1 (slots 0-8191) did not answer PING: down']);
+    expect(health.uncoveredSlots).toEqual([[0, 8191]]);
+  });
+
+  it('sorts the uncovered ranges by their first slot', async () => {
+    const health = await checkHealth(
+      probe({
+        masters: () => ({
+          uncovered: [[9000, 9999]],
+          masters: [
+            { address: 'a:1', ranges: [[10000, 16383]], ping: async () => 'PONG' },
+            { address: 'b:2', ranges: [[0, 8999]], ping: () => Promise.reject('refused') },
+          ],
+        }),
+      }),
+    );
+    expect(health.uncoveredSlots).toEqual([
+      [0, 8999],
+      [9000, 9999],
+    ]);
+    expect(health.problems).toEqual([
+      'slots 9000-9999 have no master',
+      'master b:2 (slots 0-8999) did not answer PING: refused',
+    ]);
+  });
+
+  it('reports a CLUSTER INFO without fields as an unknown state with no slots served', async () => {
+    const health = await checkHealth(probe({ clusterInfo: async () => ({}) }));
+    expect(health.clusterState).toBeUndefined();
+    expect(health.slotsOk).toBe(0);
+    expect(health.problems).toEqual(['cluster_state is unknown', 'only 0 of 16384 slots are served']);
+  });
+
+  it('says the state is unknown when the probe cannot read CLUSTER INFO', async () => {
+    const health = await checkHealth(probe({ clusterInfo: undefined }));
+    expect(health.problems).toEqual(['no master answered, so the cluster state is unknown']);
+    expect(health.healthy).toBe(false);
+  });
+
+  it('says so when no master is known', async () => {
+    const health = await checkHealth(probe({ masters: () => ({ uncovered: [], masters: [] }) }));
+    expect(health.problems).toEqual([
+      'no master is known: the client has no slot map yet',
+      'no master answered, so the cluster state is unknown',
+    ]);
+  });
+
+  it('names the refresh error and still checks the masters it knows', async () => {
+    const health = await checkHealth(
+      probe({
+        refresh: () => Promise.reject(new Error('Failed to refresh slots cache.')),
+      }),
+    );
+    expect(health.problems).toEqual([
+      'the slot map could not be refreshed (Failed to refresh slots cache.); the list of masters may be stale',
+    ]);
+    expect(health.nodes).toHaveLength(2);
+    expect(health.clusterState).toBe('ok');
+  });
+
+  it('on a standalone server, names the server that did not answer and ignores slot coverage', async () => {
+    const health = await checkHealth({
+      topology: 'standalone',
+      timeoutMs: 50,
+      now: () => 0,
+      masters: () => ({
+        uncovered: [[0, 16383]],
+        masters: [
+          { address: 's:1', ranges: [[0, 16383]], ping: () => Promise.reject(new Error('ECONNREFUSED')) },
+        ],
+      }),
+    });
+    expect(health).toMatchObject({
+      healthy: false,
+      problems: ['s:1 did not answer PING: ECONNREFUSED'],
+      nodes: [{ address: 's:1', ok: false, error: 'ECONNREFUSED' }],
+    });
+    expect(health.uncoveredSlots).toBeUndefined();
+    expect(health.slotsOk).toBeUndefined();
+  });
+});
+
+describe('checkHealth timers', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('leaves no timer behind once every step answered', async () => {
+    vi.useFakeTimers();
+    await checkHealth(probe());
+    expect(vi.getTimerCount()).toBe(0);
   });
 });

@@ -10,7 +10,7 @@ describe('escapeGlob', () => {
 
   it('rejects non-strings with a typed error', () => {
     expect(() => escapeGlob(42 as never)).toThrowError(
-      expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }),
+      expect.objectContaining({ code: 'E_INVALID_ARGUMENT', message: 'escapeGlob expects a string.' }),
     );
   });
 });
