@@ -8,7 +8,7 @@ import {
   hookPipelines,
   hookSendCommand,
   isInternalCommand,
-  isReadOnly,
+  isSafeToResend,
   MAX_TIMER_MS,
 } from '../src/command-hook.js';
 import { type CommandObserver, createTracker } from '../src/tracker.js';
@@ -106,14 +106,16 @@ describe('commands ioredis sends on its own, more cases', () => {
   });
 });
 
-describe('isReadOnly', () => {
-  it('trusts a script defined read-only, and the flags Redis gives commands, in any case', () => {
+describe('isSafeToResend', () => {
+  it('trusts a script defined read-only, the flags Redis gives commands and commands that change nothing, in any case', () => {
     const script = new Command('evalsha', ['sha', '0']);
     fieldsOf(script).isReadOnly = true;
-    expect(isReadOnly(script)).toBe(true);
-    expect(isReadOnly(new Command('GET', ['k']))).toBe(true);
-    expect(isReadOnly(new Command('incr', ['k']))).toBe(false);
-    expect(isReadOnly(new Command('nosuchcommand', []))).toBe(false);
+    expect(isSafeToResend(script)).toBe(true);
+    expect(isSafeToResend(new Command('GET', ['k']))).toBe(true);
+    expect(isSafeToResend(new Command('PING', []))).toBe(true);
+    expect(isSafeToResend(new Command('incr', ['k']))).toBe(false);
+    expect(isSafeToResend(new Command('publish', ['c', 'm']))).toBe(false);
+    expect(isSafeToResend(new Command('nosuchcommand', []))).toBe(false);
   });
 });
 
