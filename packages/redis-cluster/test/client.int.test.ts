@@ -17,7 +17,7 @@ import {
   uniquePrefix,
   waitForPromotion,
 } from '@austa/test-env/vitest';
-import { Redis } from 'ioredis';
+import { type Cluster, Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createRedisClient, escapeGlob, type RedisClient, type RedisClientOptions } from '../src/index.js';
 import { eventually, measured, sample, startProxy } from './support.js';
@@ -494,15 +494,28 @@ describe.each<Topology>(['standalone', 'cluster'])('createRedisClient on %s', (t
       const cluster = redisTargets().cluster;
       const held = key('{drain}:a');
       const victim = await slotOwner(cluster, keySlot('drain'));
+      await client.client.get(held);
       await killNode(cluster, victim);
-      // The SET meets the dead master, and waits in the cluster's retry queue for the promotion.
-      const pending = client.client.set(held, 'v', 'EX', 60);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      await client.close();
-      await expect(pending).resolves.toBe('OK');
-      await waitForPromotion(cluster, victim, 30_000);
-      await restartNode(cluster, victim);
-      await restoreCluster(cluster, 60_000);
+      try {
+        // A write already on the wire when the master died would fail with E_MAYBE_APPLIED: the SET goes out once the
+        // client has seen that connection end, meets the dead master, and waits in the retry queue for the promotion.
+        await eventually(
+          async () =>
+            (client.client as Cluster).nodes('all').find((node) => node.options.port === victim)?.status ??
+            'end',
+          (status) => status === 'end',
+          5000,
+          20,
+        );
+        const pending = client.client.set(held, 'v', 'EX', 60);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        await client.close();
+        await expect(pending).resolves.toBe('OK');
+      } finally {
+        await waitForPromotion(cluster, victim, 30_000);
+        await restartNode(cluster, victim);
+        await restoreCluster(cluster, 60_000);
+      }
       return;
     }
     const proxy = await startProxy({ host: real.host, port: real.port });
