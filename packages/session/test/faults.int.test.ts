@@ -217,8 +217,23 @@ describe('session store during cluster failovers and slot migrations', () => {
     for (const token of acknowledged) {
       if (await store.getSession(token, { touch: false })) readable++;
     }
+    // On a quiet machine the loop can reach its count before the kill: a session created now shows the store works
+    // on the promoted master whatever the loop saw. (Not with 'replicated': the promoted master has no replica yet.)
+    let recovered: boolean | undefined;
+    if (!replicated) {
+      const after = await store.createSession({ userId });
+      recovered = (await store.getSession(after.token, { touch: false })) !== null;
+    }
     await deleteByPrefix(redis, prefix);
-    return { acknowledged: acknowledged.length, readable, failures, firstMessages, promoted, master };
+    return {
+      acknowledged: acknowledged.length,
+      readable,
+      recovered,
+      failures,
+      firstMessages,
+      promoted,
+      master,
+    };
   }
 
   it("with durability 'replicated', every acknowledged session survives the kill of its master", async () => {
@@ -238,8 +253,8 @@ describe('session store during cluster failovers and slot migrations', () => {
     );
     expect(result.acknowledged).toBeGreaterThan(5);
     expect(lost).toBeGreaterThanOrEqual(0);
-    // Sessions created after the promotion are readable: the store recovered.
-    expect(result.readable).toBeGreaterThan(0);
+    // A session created after the promotion is readable: the store recovered.
+    expect(result.recovered).toBe(true);
   });
 
   it("keeps the cap and every session through a slot migration of the user's slot", async () => {
