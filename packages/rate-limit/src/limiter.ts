@@ -1,6 +1,5 @@
-import { createHash } from 'node:crypto';
 import type { Metrics } from '@austa/metrics';
-import { escapeGlob, scanKeys, sendScript, unlinkKeys } from '@austa/redis-cluster';
+import { defineScript, escapeGlob, runScript, scanKeys, unlinkKeys } from '@austa/redis-cluster';
 import type { Cluster, Redis } from 'ioredis';
 import {
   type CompiledLimit,
@@ -189,13 +188,9 @@ const BLOCKED = 2;
 const SCRIPT_BY_COMMAND = new Map(
   (Object.keys(SCRIPTS) as ScriptVariant[]).map((variant) => [
     COMMANDS[variant],
-    { sha: createHash('sha1').update(SCRIPTS[variant]).digest('hex'), lua: SCRIPTS[variant] },
+    defineScript(SCRIPTS[variant]),
   ]),
 );
-
-function isNoScript(error: unknown): boolean {
-  return error instanceof Error && error.message.startsWith('NOSCRIPT');
-}
 
 function positiveInteger(value: unknown, fallback: number, field: string): number {
   if (value === undefined) return fallback;
@@ -313,16 +308,13 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
   const insurance =
     failurePolicy === 'insurance' ? new InsuranceLimiter(insuranceMaxKeys, limitFraction) : undefined;
 
-  // EVALSHA (sendScript), not ioredis defineCommand: with auto-pipelining on a cluster, ioredis groups a command by
-  // its first key, and for a defined command it took the key count for the key, so one tick's checks of keys on
-  // different masters failed whole. NOSCRIPT (SCRIPT FLUSH, a restart, a failover to a node that never saw the
-  // script) falls back to EVAL once for that call.
-  function runScript(command: string, args: Array<string | number>): Promise<number[]> {
-    const script = SCRIPT_BY_COMMAND.get(command) as { sha: string; lua: string };
-    return (sendScript(redis, 'evalsha', script.sha, args) as Promise<number[]>).catch((error: unknown) => {
-      if (!isNoScript(error)) throw error;
-      return sendScript(redis, 'eval', script.lua, args) as Promise<number[]>;
-    });
+  // EVALSHA with EVAL after NOSCRIPT (runScript), not ioredis defineCommand: with auto-pipelining on a cluster,
+  // ioredis groups a command by its first key, and for a defined command it took the key count for the key, so one
+  // tick's checks of keys on different masters failed whole.
+  function sendCheck(command: string, args: Array<string | number>): Promise<number[]> {
+    return runScript(redis, SCRIPT_BY_COMMAND.get(command) as { sha: string; lua: string }, args) as Promise<
+      number[]
+    >;
   }
   const clientKeyPrefix = (redis.options as { keyPrefix?: string }).keyPrefix ?? '';
 
@@ -536,7 +528,7 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
 
     send(): void {
       const command = this.peek ? COMMANDS.multi : this.plan.command;
-      runScript(command, this.args).then(
+      sendCheck(command, this.args).then(
         (reply) => this.reply(reply),
         (error: unknown) => this.error(error),
       );

@@ -32,5 +32,5 @@ export type {
 export type { ScanOptions } from './scan.js';
 export { scanKeys, unlinkKeys } from './scan.js';
 export type { RedisScript } from './script.js';
-export { defineScript, sendScript } from './script.js';
+export { defineScript, runScript } from './script.js';
 export type { SlotRange } from './slot-map.js';

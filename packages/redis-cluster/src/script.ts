@@ -22,16 +22,29 @@ export function skipsAutoPipeline(client: Redis | Cluster): boolean {
 }
 
 /**
- * Sends EVALSHA (`body` is the SHA) or EVAL (`body` is the Lua) on any ioredis client; `argv` is the key count, the
- * keys, then the arguments. Through the `evalsha`/`evalshaBuffer` methods, not `callBuffer`: ioredis 5 drops the
- * command name of `callBuffer` in an auto-pipeline.
+ * Runs a script on any ioredis client by EVALSHA, falling back to EVAL when the server answers NOSCRIPT (its script
+ * cache is empty after a restart or a failover). `argv` is the key count, the keys, then the arguments, for stores that
+ * build it in one array. Through the `evalsha`/`evalshaBuffer` methods, not `callBuffer`: ioredis 5 drops the command
+ * name of `callBuffer` in an auto-pipeline.
  */
-export function sendScript(
+export function runScript(
+  client: Redis | Cluster,
+  script: { readonly sha: string; readonly lua: string },
+  argv: readonly Argument[],
+  buffers = false,
+): Promise<unknown> {
+  return send(client, 'evalsha', script.sha, argv, buffers).catch((error: unknown) => {
+    if (!isNoScript(error)) throw error;
+    return send(client, 'eval', script.lua, argv, buffers);
+  });
+}
+
+function send(
   client: Redis | Cluster,
   name: 'evalsha' | 'eval',
   body: string,
   argv: readonly Argument[],
-  buffers = false,
+  buffers: boolean,
 ): Promise<unknown> {
   if (skipsAutoPipeline(client)) {
     const command = new Command(name, [body, ...argv], {
@@ -76,14 +89,8 @@ export function defineScript(lua: string): RedisScript {
   return {
     sha,
     lua,
-    async run(client, keys, args, options) {
-      const buffers = options?.buffers === true;
-      try {
-        return await sendScript(client, 'evalsha', sha, [keys.length, ...keys, ...args], buffers);
-      } catch (error) {
-        if (!isNoScript(error)) throw error;
-        return sendScript(client, 'eval', lua, [keys.length, ...keys, ...args], buffers);
-      }
+    run(client, keys, args, options) {
+      return runScript(client, { sha, lua }, [keys.length, ...keys, ...args], options?.buffers === true);
     },
   };
 }
