@@ -2,7 +2,7 @@ import { exists, hasFlag } from '@ioredis/commands';
 import type { Cluster, Command, Redis } from 'ioredis';
 import { TIMEOUT_MESSAGE } from './error-type.js';
 import { RedisClientClosedError, RedisMaybeAppliedError } from './errors.js';
-import { type CommandTracker, isScriptCommand, recordPipeline } from './tracker.js';
+import { type CommandTracker, isScriptCommand, NO_TIMER, recordPipeline } from './tracker.js';
 
 /*
  * Every connection this package creates (the client, each cluster node connection, duplicates, subscribers) has its
@@ -39,13 +39,6 @@ interface PipelineInternals {
   reject: (error: Error) => void;
 }
 
-/**
- * Stands in ioredis' per-command timer slot for commands whose deadline is kept elsewhere (a pipeline's) or that have
- * none (a block without timeout), so that ioredis' own `commandTimeout` does not arm a second, shorter one.
- * `clearTimeout()` ignores it.
- */
-const NO_TIMER = Object.freeze({ austa: 'no-timer' });
-
 export interface HookContext {
   readonly commandTimeoutMs: number;
   isClosed(): boolean;
@@ -64,6 +57,8 @@ export interface HookContext {
   onExpire: ((command: Command) => void) | undefined;
   /** Set when the connection cannot be used safely (a database that does not exist): every command gets it. */
   fatal: Error | undefined;
+  /** Fails a command whose deadline passed, and marks it so that it is never written afterwards. */
+  readonly expire: (command: Command) => void;
 }
 
 export function createHookContext(options: {
@@ -71,7 +66,7 @@ export function createHookContext(options: {
   isClosed: () => boolean;
   tracker?: CommandTracker | undefined;
 }): HookContext {
-  return {
+  const context: HookContext = {
     commandTimeoutMs: options.commandTimeoutMs,
     isClosed: options.isClosed,
     tracker: options.tracker,
@@ -80,7 +75,14 @@ export function createHookContext(options: {
     untracked: new WeakSet(),
     onExpire: undefined,
     fatal: undefined,
+    expire(command) {
+      if (command.isResolved) return;
+      context.dead.add(command);
+      command.reject(timeoutError());
+      context.onExpire?.(command);
+    },
   };
+  return context;
 }
 
 /**
@@ -201,16 +203,9 @@ export function hookSendCommand(
   const isNode = options.node === true;
   const target = connection as unknown as { sendCommand: SendCommand };
   const original = target.sendCommand;
-  const { tracker, dead, inFlight, untracked, isClosed, commandTimeoutMs } = context;
+  const { tracker, dead, inFlight, untracked, isClosed, commandTimeoutMs, expire } = context;
   // Pipeline batches in which a write was refused: the rest of the batch must not run without it (a MULTI would).
   const poisoned = new WeakSet<object>();
-
-  const expire = (command: InternalCommand) => {
-    if (command.isResolved) return;
-    dead.add(command);
-    command.reject(timeoutError());
-    context.onExpire?.(command);
-  };
 
   target.sendCommand = function sendCommand(
     this: unknown,
@@ -239,14 +234,23 @@ export function hookSendCommand(
     }
     const own = fields(command);
     if (own.pipelineIndex === undefined) {
-      if (own._commandTimeoutTimer === undefined) {
-        const ms = commandDeadlineMs(command, commandTimeoutMs);
-        own._commandTimeoutTimer = ms === undefined ? NO_TIMER : setTimeout(expire, ms, command);
-      }
+      // The first send arms the deadline; a re-send keeps it.
+      const fresh = own._commandTimeoutTimer === undefined;
+      let measured = false;
       if (tracker !== undefined) {
         if (isInternalCommand(command.name, (this as { status?: string }).status, isNode))
           untracked.add(command);
-        else if (!isNode || !untracked.has(command)) tracker.track(command);
+        else measured = !isNode || !untracked.has(command);
+      }
+      if (measured) {
+        // The tracker keeps the deadline with its measurement, in the command's timer slot.
+        const deadline = fresh
+          ? { ms: commandDeadlineMs(command, commandTimeoutMs) ?? null, expire }
+          : undefined;
+        (tracker as CommandTracker).track(command, deadline);
+      } else if (fresh) {
+        const ms = commandDeadlineMs(command, commandTimeoutMs);
+        own._commandTimeoutTimer = ms === undefined ? NO_TIMER : setTimeout(expire, ms, command);
       }
     } else {
       if (own._commandTimeoutTimer === undefined) own._commandTimeoutTimer = NO_TIMER;

@@ -83,7 +83,7 @@ export function createConnections({
   function hookNode(node: Redis): void {
     hookSendCommand(node, context, { node: true });
     hookPipelines(node, context);
-    markLostInFlight(node);
+    if (!resolved.resendInFlightWrites) markLostInFlight(node);
   }
 
   /**
@@ -117,7 +117,7 @@ export function createConnections({
     }
     hookSendCommand(connection, context);
     hookPipelines(connection, context);
-    if (!(connection instanceof Cluster)) markLostInFlight(connection);
+    if (!(connection instanceof Cluster) && !resolved.resendInFlightWrites) markLostInFlight(connection);
     if (connection instanceof Cluster) {
       boundReadyWaits(connection, context.commandTimeoutMs);
       // Node connections carry the commands a cluster retries after a failover and those sent to one node; they are

@@ -69,6 +69,15 @@ export interface RedisClientOptions {
   enableAutoPipelining?: boolean;
   /** Standalone only: reconnect attempts a queued command survives before failing. Default 3. */
   maxRetriesPerRequest?: number | null;
+  /**
+   * What happens to a write that was on the wire when its connection closed, before its reply came: Redis may or may
+   * not have run it. `false` (default): it fails with `E_MAYBE_APPLIED` and is never sent again, so an INCR or an
+   * RPUSH cannot silently run twice; the caller decides (retry when the write is idempotent, or read back first).
+   * `true`: ioredis' at-least-once behaviour, the write is sent again once reconnected and may run twice. Reads and
+   * commands that change nothing are sent again either way. Setting `redisOptions.autoResendUnfulfilledCommands:
+   * true` explicitly means `true` here too.
+   */
+  resendInFlightWrites?: boolean;
   /** Extra ioredis options for every connection, applied last. Prefer the named options above. */
   redisOptions?: RedisOptions;
 }
@@ -80,6 +89,7 @@ export const DEFAULTS = {
   connectTimeoutMs: 5000,
   enableOfflineQueue: true,
   enableAutoPipelining: false,
+  resendInFlightWrites: false,
   maxRetriesPerRequest: 3,
   clusterNodeTimeoutMs: 15_000,
   retryDelayOnFailoverMs: 500,
@@ -94,6 +104,7 @@ const MAX_TIMEOUT_MS = 2_147_483_647;
 export interface ResolvedOptions {
   name: string;
   commandTimeoutMs: number;
+  resendInFlightWrites: boolean;
   topology: 'standalone' | 'cluster';
   redis: RedisOptions;
   cluster?: { nodes: Array<{ host: string; port: number }>; options: ClusterOptions };
@@ -173,6 +184,11 @@ export function resolveOptions(options: RedisClientOptions): ResolvedOptions {
     options.commandTimeoutMs,
     DEFAULTS.commandTimeoutMs,
     'commandTimeoutMs',
+  );
+  const resendInFlightWrites = optionalBoolean(
+    options.resendInFlightWrites,
+    options.redisOptions?.autoResendUnfulfilledCommands === true,
+    'resendInFlightWrites',
   );
 
   const redis: RedisOptions = {
@@ -269,6 +285,7 @@ export function resolveOptions(options: RedisClientOptions): ResolvedOptions {
     return {
       name,
       commandTimeoutMs,
+      resendInFlightWrites,
       topology: 'cluster',
       redis: clusterOptions.redisOptions ?? redis,
       cluster: { nodes: cluster.nodes.map(parseSeedNode), options: clusterOptions },
@@ -310,6 +327,7 @@ export function resolveOptions(options: RedisClientOptions): ResolvedOptions {
   return {
     name,
     commandTimeoutMs,
+    resendInFlightWrites,
     topology: 'standalone',
     redis: { ...redis, ...options.redisOptions },
   };

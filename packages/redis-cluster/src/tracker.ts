@@ -11,23 +11,79 @@ export interface CommandObserver {
 
 /*
  * ioredis re-sends the same Command object after a reconnect, from an offline queue, or on a redirect, and it must
- * be measured once, from first send to outcome. Benchmarks of the built package decided the shape of this code
- * (client CPU per command, GET at concurrency 100 on the test cluster):
+ * be measured once, from first send to outcome. The no-I/O micro-benchmark (bench/command-hook.bench.ts) and
+ * end-to-end runs decided the shape of this code:
  * - extra properties on Command objects made ioredis' own property accesses polymorphic (+25%);
  * - two closures per command cost +5-15% in allocation and garbage collection;
  * - a Map from Command to its state kept settled entries reachable until rehash (+50% without auto-pipelining);
- * - a WeakMap, with the two wrappers shared by every command of a client, stayed within the noise.
+ * - a WeakMap from Command to its state cost about 250 ns per command, a quarter of all the client-side work: four
+ *   ephemeron-table operations per command, and every garbage collection walks the table.
+ * So a command's state (its probe) lives in the one slot of a Command that ioredis reserves for per-command timing
+ * and that the hook already owns: `_commandTimeoutTimer`. The probe keeps the timer that was there (or the no-timer
+ * marker) and clears it on the outcome, since ioredis' own `clearTimeout(probe)` is a no-op on it. ioredis only tests
+ * the slot for truthiness and deletes it when the command settles, which is when the probe is done anyway.
  * The wrappers always pass the call through to ioredis (a reply transformer that throws rejects the command, as plain
  * ioredis does); only the measurement is skipped when the outcome was already recorded.
  */
-interface Probe {
-  start: number;
-  name: string;
-  resolve: (value: unknown) => unknown;
-  reject: (error: Error) => unknown;
-  done: boolean;
-  /** False for script commands of a pipeline: the pipeline records them; the probe only watches for NOSCRIPT. */
-  record: boolean;
+class Probe {
+  constructor(
+    readonly start: number,
+    readonly name: string,
+    public resolve: (value: unknown) => unknown,
+    public reject: (error: Error) => unknown,
+    /** False for script commands of a pipeline: the pipeline records them; the probe only watches for NOSCRIPT. */
+    readonly record: boolean,
+    /** What the slot held before: the command's deadline timer, a no-timer marker, or nothing. */
+    readonly timer: unknown,
+  ) {}
+  done = false;
+  /** The shared deadline this command waits in, and its place there. */
+  batch: DeadlineBatch | undefined = undefined;
+  index = 0;
+}
+
+/*
+ * A timer per command was a fifth of all the client-side work of a command (Node's timer list insert and removal on
+ * every reply): plain ioredis with `commandTimeout` pays it too. Commands with the same deadline length that are
+ * issued within GROUP_MS of each other share one timer, armed at the first of them, so each command still times out
+ * at most GROUP_MS before its own deadline, never after it. Under load, one timer serves every command of a tick.
+ */
+const GROUP_MS = 1;
+
+class DeadlineBatch {
+  readonly commands: Array<Command | undefined> = [];
+  open = 0;
+  timer: NodeJS.Timeout | undefined = undefined;
+  constructor(
+    readonly start: number,
+    readonly ms: number,
+    readonly expire: (command: Command) => void,
+  ) {}
+}
+
+function fire(batch: DeadlineBatch): void {
+  batch.timer = undefined;
+  if (batch.open === 0) return;
+  const { commands } = batch;
+  for (let index = 0; index < commands.length; index++) {
+    const command = commands[index];
+    if (command !== undefined) batch.expire(command);
+  }
+}
+
+type Slot = { _commandTimeoutTimer?: unknown };
+
+/**
+ * Stands in ioredis' per-command timer slot for commands whose deadline is kept elsewhere (a pipeline's, a batch's)
+ * or that have none (a block without timeout), so that ioredis' own `commandTimeout` does not arm a second, shorter
+ * one. `clearTimeout()` ignores it.
+ */
+export const NO_TIMER = Object.freeze({ austa: 'no-timer' });
+
+/** The deadline timer of a command, whether or not a tracker measures it (tests and the hook read it). */
+export function deadlineOf(command: Command): unknown {
+  const slot = (command as unknown as Slot)._commandTimeoutTimer;
+  return slot instanceof Probe ? slot.timer : slot;
 }
 
 type ScriptCommandClass = abstract new (...args: never[]) => Command;
@@ -43,8 +99,12 @@ export function operationName(command: Command): string {
 }
 
 export interface CommandTracker {
-  /** Starts measuring `command`, unless this tracker already does (a re-send, or a node connection's own hook). */
-  track(command: Command): void;
+  /**
+   * Starts measuring `command`, unless this tracker already does (a re-send, or a node connection's own hook).
+   * With `deadline`, also arms the command's deadline (`ms`, or `null` for none), which calls `expire` when it passes;
+   * without it, the deadline already in the command's timer slot is kept.
+   */
+  track(command: Command, deadline?: { ms: number | null; expire: (command: Command) => void }): void;
   /** Commands being measured whose outcome is not known yet. */
   readonly pending: number;
   readonly observer: CommandObserver;
@@ -53,42 +113,90 @@ export interface CommandTracker {
 const now = () => performance.now();
 
 export function createTracker(observer: CommandObserver): CommandTracker {
-  const probes = new WeakMap<Command, Probe>();
   // A script whose EVALSHA got NOSCRIPT is sent again by ioredis as a new Command of the same class, right after the
   // rejection: the first attempt is not an outcome, and the second inherits its start (and whether to record).
   const carried = new WeakMap<ScriptCommandClass, Array<{ start: number; record: boolean }>>();
   let pending = 0;
+  // ioredis' resolve empties the slot before it runs the reply transformer, which may throw and reject at once: the
+  // probe of the command being resolved is kept here for that nested call.
+  let resolving: Command | undefined;
+  let resolvingProbe: Probe | undefined;
+  // The batch new commands join while it is young enough.
+  let current: DeadlineBatch | undefined;
 
   function settle(probe: Probe): boolean {
     if (probe.done) return false;
     probe.done = true;
+    const batch = probe.batch;
+    if (batch !== undefined) {
+      batch.commands[probe.index] = undefined;
+      batch.open -= 1;
+      if (batch.open === 0 && batch.timer !== undefined) {
+        // Kept while new commands may still join it, but an empty batch must not keep the process alive.
+        if (current === batch) batch.timer.unref();
+        else clearTimeout(batch.timer);
+      }
+    } else if (probe.timer !== undefined) clearTimeout(probe.timer as NodeJS.Timeout);
     if (probe.record) pending -= 1;
     return probe.record;
   }
 
-  // Once the outcome is recorded the command gets its own functions back and its probe is dropped: a later call (a
-  // late reply after a timeout) then goes straight to ioredis, and the WeakMap stays small (a WeakMap that keeps an
-  // entry per command ever sent made every garbage collection pay for it).
+  function join(probe: Probe, command: Command, ms: number, expire: (command: Command) => void): void {
+    let batch = current;
+    if (
+      batch === undefined ||
+      batch.timer === undefined ||
+      batch.ms !== ms ||
+      batch.expire !== expire ||
+      probe.start - batch.start >= GROUP_MS
+    ) {
+      if (batch !== undefined && batch.open === 0 && batch.timer !== undefined) clearTimeout(batch.timer);
+      batch = new DeadlineBatch(probe.start, ms, expire);
+      batch.timer = setTimeout(fire, ms, batch);
+      current = batch;
+    } else if (batch.open === 0) batch.timer?.ref();
+    probe.batch = batch;
+    probe.index = batch.commands.push(command) - 1;
+    batch.open += 1;
+  }
+
+  function probeOf(command: Command): Probe | undefined {
+    const slot = (command as unknown as Slot)._commandTimeoutTimer;
+    if (slot instanceof Probe) return slot;
+    return resolving === command ? resolvingProbe : undefined;
+  }
+
+  // Once the outcome is recorded the command gets its own functions back: a later call (a late reply after a
+  // timeout) then goes straight to ioredis.
   const release = (command: Command, probe: Probe) => {
     command.resolve = probe.resolve as Command['resolve'];
     command.reject = probe.reject as Command['reject'];
-    probes.delete(command);
   };
 
   // ioredis calls these as methods of the command (`command.resolve(x)`), so `this` is the command.
   const wrappers = {
     resolve(this: Command, value: unknown): unknown {
-      const probe = probes.get(this);
+      const probe = probeOf(this);
       if (probe === undefined) return undefined;
       const at = now();
-      // May call this.reject synchronously: ioredis rejects when a reply transformer throws.
-      const result = probe.resolve.call(this, value);
+      const outer = resolving;
+      const outerProbe = resolvingProbe;
+      resolving = this;
+      resolvingProbe = probe;
+      let result: unknown;
+      try {
+        // May call this.reject synchronously: ioredis rejects when a reply transformer throws.
+        result = probe.resolve.call(this, value);
+      } finally {
+        resolving = outer;
+        resolvingProbe = outerProbe;
+      }
       if (settle(probe)) observer.ok(probe.name, (at - probe.start) / 1000);
-      if (probes.get(this) === probe) release(this, probe);
+      if (this.resolve === resolve) release(this, probe);
       return result;
     },
     reject(this: Command, error: Error): unknown {
-      const probe = probes.get(this);
+      const probe = probeOf(this);
       if (probe === undefined) return undefined;
       if (!probe.done) {
         if (isScriptCommand(this) && isNoScript(error)) {
@@ -112,10 +220,15 @@ export function createTracker(observer: CommandObserver): CommandTracker {
 
   return {
     observer,
-    track(command) {
+    track(command, deadline) {
       if (command.resolve === resolve) return;
-      let probe = probes.get(command);
-      if (probe === undefined) {
+      const slot = command as unknown as Slot;
+      const held = slot._commandTimeoutTimer;
+      if (held instanceof Probe && !held.done) {
+        // The promise was initialised again (a pipeline retry): wrap the new functions, keep the start.
+        held.resolve = command.resolve;
+        held.reject = command.reject;
+      } else {
         let start = now();
         let record = (command as { pipelineIndex?: number }).pipelineIndex === undefined;
         const script = isScriptCommand(command);
@@ -126,20 +239,20 @@ export function createTracker(observer: CommandObserver): CommandTracker {
             record = previous.record;
           }
         }
-        probe = {
+        let timer: unknown = held instanceof Probe ? held.timer : held;
+        if (deadline !== undefined && deadline.ms === null) timer = NO_TIMER;
+        const probe = new Probe(
           start,
-          name: script ? 'evalsha' : command.name,
-          resolve: command.resolve,
-          reject: command.reject,
-          done: false,
+          script ? 'evalsha' : command.name,
+          command.resolve,
+          command.reject,
           record,
-        };
-        probes.set(command, probe);
+          timer,
+        );
+        slot._commandTimeoutTimer = probe;
+        if (deadline !== undefined && deadline.ms !== null)
+          join(probe, command, deadline.ms, deadline.expire);
         if (record) pending += 1;
-      } else {
-        // The promise was initialised again (a pipeline retry): wrap the new functions, keep the start.
-        probe.resolve = command.resolve;
-        probe.reject = command.reject;
       }
       command.resolve = resolve;
       command.reject = reject;

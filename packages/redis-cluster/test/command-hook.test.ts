@@ -8,7 +8,7 @@ import {
   isInternalCommand,
   isSafeToResend,
 } from '../src/command-hook.js';
-import { type CommandObserver, createTracker, recordPipeline } from '../src/tracker.js';
+import { type CommandObserver, createTracker, deadlineOf, NO_TIMER, recordPipeline } from '../src/tracker.js';
 
 afterEach(() => {
   vi.useRealTimers();
@@ -135,15 +135,107 @@ describe('hookSendCommand', () => {
     const { connection } = hooked({ timeoutMs: 500 });
     const forever = new Command('blpop', ['q', '0']);
     void connection.sendCommand(forever);
-    expect((forever as unknown as { _commandTimeoutTimer: unknown })._commandTimeoutTimer).toMatchObject({
-      austa: 'no-timer',
-    });
+    expect(deadlineOf(forever)).toBe(NO_TIMER);
     const bounded = new Command('brpop', ['q', '2']);
     void connection.sendCommand(bounded);
     const settled = vi.fn();
     bounded.promise.then(settled, settled);
     vi.advanceTimersByTime(2499);
     expect(settled).not.toHaveBeenCalled();
+  });
+
+  describe('shared deadline timers', () => {
+    // The tracker groups commands by the clock it measures with, so these tests fake it too.
+    const fakeClock = () =>
+      vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance', 'Date'] });
+    const outcomeOf = (command: Command) =>
+      command.promise.then(
+        () => 'ok',
+        (error: Error) => error.message,
+      );
+
+    it('arms one timer for commands sent within a millisecond, and still times out each that got no answer', async () => {
+      fakeClock();
+      const { connection, calls } = hooked({ timeoutMs: 500 });
+      const commands = ['a', 'b', 'c'].map((key) => new Command('get', [key]));
+      for (const command of commands) void connection.sendCommand(command);
+      expect(vi.getTimerCount()).toBe(1);
+      const outcomes = commands.map(outcomeOf);
+      commands[1]?.resolve(Buffer.from('v'));
+      vi.advanceTimersByTime(499);
+      await Promise.resolve();
+      expect(calls).toEqual([{ name: 'get', outcome: 'ok' }]);
+      vi.advanceTimersByTime(1);
+      expect(await Promise.all(outcomes)).toEqual(['Command timed out', 'ok', 'Command timed out']);
+    });
+
+    it('gives a command sent a millisecond later its own timer and its whole deadline', async () => {
+      fakeClock();
+      const { connection } = hooked({ timeoutMs: 500 });
+      const first = new Command('get', ['a']);
+      void connection.sendCommand(first);
+      vi.advanceTimersByTime(1);
+      const second = new Command('get', ['b']);
+      void connection.sendCommand(second);
+      expect(vi.getTimerCount()).toBe(2);
+      const outcomes = [outcomeOf(first), outcomeOf(second)];
+      vi.advanceTimersByTime(499);
+      second.resolve(Buffer.from('late but in time'));
+      expect(await Promise.all(outcomes)).toEqual(['Command timed out', 'ok']);
+    });
+
+    it('never groups commands with different deadlines (a blocking command keeps its block time)', async () => {
+      fakeClock();
+      const { connection } = hooked({ timeoutMs: 500 });
+      const plain = new Command('get', ['a']);
+      const blocking = new Command('blpop', ['q', '1']);
+      void connection.sendCommand(plain);
+      void connection.sendCommand(blocking);
+      expect(vi.getTimerCount()).toBe(2);
+      const outcomes = [outcomeOf(plain), outcomeOf(blocking)];
+      vi.advanceTimersByTime(500);
+      await Promise.resolve();
+      blocking.resolve(Buffer.from('job'));
+      expect(await Promise.all(outcomes)).toEqual(['Command timed out', 'ok']);
+    });
+
+    it('lets an emptied timer go once a newer one replaces it', async () => {
+      fakeClock();
+      const { connection } = hooked({ timeoutMs: 500 });
+      const first = new Command('get', ['a']);
+      void connection.sendCommand(first);
+      first.resolve(Buffer.from('v'));
+      await first.promise;
+      // Kept (without holding the process) while a command of the same millisecond could still join it.
+      expect(vi.getTimerCount()).toBe(1);
+      vi.advanceTimersByTime(2);
+      const second = new Command('get', ['b']);
+      void connection.sendCommand(second);
+      expect(vi.getTimerCount()).toBe(1);
+      second.resolve(Buffer.from('v'));
+      await second.promise;
+    });
+
+    it('does not keep the process alive once every command of the timer has its answer', async () => {
+      const { connection } = hooked({ timeoutMs: 60_000 });
+      const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;
+      const before = timers();
+      const command = new Command('get', ['a']);
+      void connection.sendCommand(command);
+      expect(timers()).toBe(before + 1);
+      command.resolve(Buffer.from('v'));
+      await command.promise;
+      expect(timers()).toBe(before);
+      // A command joining the emptied timer makes it hold the process again until its answer.
+      const next = new Command('get', ['b']);
+      void connection.sendCommand(next);
+      const joined = timers();
+      next.resolve(Buffer.from('v'));
+      await next.promise;
+      // Joined within the millisecond, or got a timer of its own: either way one timer holds the process.
+      expect(joined).toBe(before + 1);
+      expect(timers()).toBe(before);
+    });
   });
 
   it('rejects with E_CLIENT_CLOSED and sends nothing once closed', async () => {

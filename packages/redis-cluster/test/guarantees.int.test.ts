@@ -112,6 +112,37 @@ describe.each<Topology>(['standalone', 'cluster'])('what the client promises, on
     }
   });
 
+  it('with resendInFlightWrites, sends such a write again as ioredis does: it runs twice', async () => {
+    const { client, proxies, close } = await proxied(topology, { resendInFlightWrites: true });
+    clients.push(client);
+    try {
+      await client.ready();
+      const key = `${prefix}:{resent}:n`;
+      await client.client.get(key);
+      const port =
+        topology === 'cluster'
+          ? await slotOwner(redisTargets().cluster, keySlot('resent'))
+          : redisTargets().standalone.port;
+      const proxy = proxies.get(port) as TcpProxy;
+      proxy.swallowReplies = true;
+      const pending = client.client.incr(key);
+      await eventually(
+        () => plain.get(key),
+        (value) => value === '1',
+        5000,
+        20,
+      );
+      proxy.swallowReplies = false;
+      proxy.dropAll();
+      // The caller asked for at-least-once: the INCR went again after the reconnect, and its reply is the second run.
+      expect(await pending).toBe(2);
+      expect(await plain.get(key)).toBe('2');
+    } finally {
+      await plain.expire(`${prefix}:{resent}:n`, 60);
+      await close();
+    }
+  });
+
   // ioredis' own suite sends a PING and leaves its promise alone while the socket times out: it must not reject.
   it('sends again a PING or ECHO whose reply was lost with its connection: they change nothing', async () => {
     const { client, metrics, proxies, close } = await proxied(topology);

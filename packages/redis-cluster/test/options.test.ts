@@ -42,6 +42,25 @@ describe('resolveOptions', () => {
     });
   });
 
+  it('refuses to resend in-flight writes unless asked, by our option or an explicit ioredis one', () => {
+    expect(resolveOptions({}).resendInFlightWrites).toBe(false);
+    expect(resolveOptions({ resendInFlightWrites: true }).resendInFlightWrites).toBe(true);
+    expect(
+      resolveOptions({ redisOptions: { autoResendUnfulfilledCommands: true } }).resendInFlightWrites,
+    ).toBe(true);
+    expect(
+      resolveOptions({ resendInFlightWrites: false, redisOptions: { autoResendUnfulfilledCommands: true } })
+        .resendInFlightWrites,
+    ).toBe(false);
+    expect(
+      resolveOptions({ cluster: { nodes: ['127.0.0.1:7000'] }, resendInFlightWrites: true })
+        .resendInFlightWrites,
+    ).toBe(true);
+    expect(() => resolveOptions({ resendInFlightWrites: 'yes' as never })).toThrow(
+      /resendInFlightWrites must be true or false/,
+    );
+  });
+
   it('builds cluster options whose retry budget outlasts a failover', () => {
     const resolved = resolveOptions({ cluster: { nodes: ['10.0.0.1:7000', { host: 'b', port: 7001 }] } });
     expect(resolved.topology).toBe('cluster');
