@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { type TickCorker, tickCorker } from '@austa/redis-cluster';
 import calculateSlot from 'cluster-key-slot';
 import { Cluster, Command, type Redis } from 'ioredis';
 import { Breaker } from './breaker.js';
@@ -88,20 +89,12 @@ function expire(command: Command): void {
   if (!command.isResolved) command.reject(new Error(TIMEOUT));
 }
 
-/** The part of a socket corking needs. */
-interface Corkable {
-  writable: boolean;
-  cork(): void;
-  uncork(): void;
-}
-
 export class RedisIo {
-  /** Sockets corked in this tick, uncorked together at its end. */
-  private readonly corked: Corkable[] = [];
-  private readonly uncorkAll = () => {
-    for (const stream of this.corked) stream.uncork();
-    this.corked.length = 0;
-  };
+  /**
+   * The commands the cache sends in one tick leave in one write per connection instead of one syscall each: that
+   * halved the client CPU of a GET and more than doubled throughput at 100 callers in flight in our measurements.
+   */
+  private readonly corker: TickCorker;
   /**
    * Commands in flight, unordered. A settled command leaves at once (the last one takes its place): kept until the
    * next sweep, tens of thousands of answered commands outlived the young generation and the garbage collector's
@@ -120,6 +113,7 @@ export class RedisIo {
     private readonly options: RedisIoOptions,
   ) {
     this.isCluster = client instanceof Cluster;
+    this.corker = tickCorker(client);
     this.standaloneBreaker = new Breaker(options.failureThreshold, options.openMs);
     this.observe = options.observe;
   }
@@ -138,29 +132,6 @@ export class RedisIo {
     if (!this.isCluster || key === undefined) return undefined;
     const slots = (this.client as unknown as { slots: Array<string[] | undefined> }).slots;
     return slots[calculateSlot(key)]?.[0];
-  }
-
-  /**
-   * Corks the socket a command is about to be written to, until the end of this tick: the commands the cache sends
-   * in one tick leave in one write instead of one syscall each. ioredis writes every command on its own; corking
-   * halved the client CPU of a GET and more than doubled throughput at 100 callers in flight in our measurements
-   * (node-redis batches its writes the same way). The socket is uncorked before any I/O of the next tick, so nothing
-   * waits longer than the current tick. Only a connection that is ready and writable is corked.
-   */
-  private cork(node: string | undefined): void {
-    let target: { status?: string; stream?: Corkable } | undefined;
-    if (!this.isCluster) target = this.client as unknown as { status?: string; stream?: Corkable };
-    else if (node !== undefined) {
-      const pool = (
-        this.client as unknown as { connectionPool?: { getInstanceByKey?(key: string): unknown } }
-      ).connectionPool;
-      target = pool?.getInstanceByKey?.(node) as { status?: string; stream?: Corkable } | undefined;
-    }
-    const stream = target?.status === 'ready' ? target.stream : undefined;
-    if (stream === undefined || !stream.writable || this.corked.includes(stream)) return;
-    stream.cork();
-    this.corked.push(stream);
-    if (this.corked.length === 1) process.nextTick(this.uncorkAll);
   }
 
   /** The breaker of the shard serving `key`: on a cluster, the master the client's slot map names. */
@@ -258,7 +229,7 @@ export class RedisIo {
       },
     );
     try {
-      this.cork(node);
+      this.corker.corkNode(node);
       (this.client as unknown as { sendCommand(command: Command): unknown }).sendCommand(command);
     } catch (error) {
       command.reject(error as Error);

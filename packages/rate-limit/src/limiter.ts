@@ -1,5 +1,5 @@
 import type { Metrics } from '@austa/metrics';
-import { defineScript, escapeGlob, runScript, scanKeys, unlinkKeys } from '@austa/redis-cluster';
+import { defineScript, escapeGlob, runScript, scanKeys, tickCorker, unlinkKeys } from '@austa/redis-cluster';
 import type { Cluster, Redis } from 'ioredis';
 import {
   type CompiledLimit,
@@ -308,15 +308,19 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
   const insurance =
     failurePolicy === 'insurance' ? new InsuranceLimiter(insuranceMaxKeys, limitFraction) : undefined;
 
+  const clientKeyPrefix = (redis.options as { keyPrefix?: string }).keyPrefix ?? '';
   // EVALSHA with EVAL after NOSCRIPT (runScript), not ioredis defineCommand: with auto-pipelining on a cluster,
   // ioredis groups a command by its first key, and for a defined command it took the key count for the key, so one
   // tick's checks of keys on different masters failed whole.
+  // The checks of one tick leave in one write per connection (see tickCorker): the syscall per command was most of a
+  // check's client CPU.
+  const corker = tickCorker(redis);
   function sendCheck(command: string, args: Array<string | number>): Promise<number[]> {
+    corker.cork(clientKeyPrefix + (args[1] as string));
     return runScript(redis, SCRIPT_BY_COMMAND.get(command) as { sha: string; lua: string }, args) as Promise<
       number[]
     >;
   }
-  const clientKeyPrefix = (redis.options as { keyPrefix?: string }).keyPrefix ?? '';
 
   const plans = new PlanCache(prefix);
   const timeouts = new TimeoutQueue();

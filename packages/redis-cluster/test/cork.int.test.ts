@@ -1,0 +1,63 @@
+import { createTestClient, deleteByPrefix, redisTargets, uniquePrefix } from '@austa/test-env/vitest';
+import calculateSlot from 'cluster-key-slot';
+import { Cluster, type Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tickCorker } from '../src/index.js';
+
+type Topology = 'standalone' | 'cluster';
+type Socket = { writableCorked: number };
+
+/** The socket of the connection that serves `key`: the client's own, or its slot master's on a cluster. */
+function socketFor(client: Redis | Cluster, key: string): Socket {
+  if (!(client instanceof Cluster)) return (client as unknown as { stream: Socket }).stream;
+  const owner = (client as unknown as { slots: string[][] }).slots[calculateSlot(key)]?.[0];
+  const node = client
+    .nodes('master')
+    .find((master) => `${master.options.host}:${master.options.port}` === owner);
+  return (node as unknown as { stream: Socket }).stream;
+}
+
+describe.each<Topology>(['standalone', 'cluster'])('tickCorker on %s', (topology) => {
+  let client: Redis | Cluster;
+  let prefix: string;
+
+  beforeAll(async () => {
+    client = createTestClient(redisTargets(), topology);
+    prefix = uniquePrefix(`cork-${topology}`);
+    // A cluster opens a master's connection with its first command: open them all, so every key's can be corked.
+    await client.ping();
+    if (client instanceof Cluster) await Promise.all(client.nodes('master').map((master) => master.ping()));
+  });
+  afterAll(async () => {
+    await deleteByPrefix(client, prefix);
+    await client.quit();
+  });
+
+  it("holds the key's connection's writes until the end of the tick, then every command gets its answer", async () => {
+    const corker = tickCorker(client);
+    const keys = Array.from({ length: 20 }, (_, i) => `${prefix}:{k${i}}`);
+    for (const key of keys) {
+      corker.cork(key);
+      expect(socketFor(client, key).writableCorked).toBe(1);
+    }
+    const replies = keys.map((key) => client.set(key, 'v', 'EX', 60));
+    // Still corked within the tick: nothing of this tick has been written yet.
+    expect(socketFor(client, keys[0] as string).writableCorked).toBe(1);
+    await new Promise((resolve) => process.nextTick(resolve));
+    for (const key of keys) expect(socketFor(client, key).writableCorked).toBe(0);
+    expect(await Promise.all(replies)).toEqual(keys.map(() => 'OK'));
+    expect(await client.get(keys[19] as string)).toBe('v');
+  });
+
+  it('leaves a connection that is not ready alone, so ioredis queues as usual', async () => {
+    const idle = createTestClient(redisTargets(), topology, { lazyConnect: true }, { lazyConnect: true });
+    try {
+      const corker = tickCorker(idle);
+      expect(() => corker.cork(`${prefix}:{idle}`)).not.toThrow();
+      expect(() => corker.corkNode(undefined)).not.toThrow();
+      expect(await idle.set(`${prefix}:{idle}`, 'v', 'EX', 60)).toBe('OK');
+    } finally {
+      idle.disconnect();
+    }
+  });
+});
