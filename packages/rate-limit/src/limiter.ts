@@ -1,5 +1,13 @@
 import type { Metrics } from '@austa/metrics';
-import { defineScript, escapeGlob, runScript, scanKeys, tickCorker, unlinkKeys } from '@austa/redis-cluster';
+import {
+  defineScript,
+  escapeGlob,
+  keySlot,
+  runScript,
+  scanKeys,
+  tickCorker,
+  unlinkKeys,
+} from '@austa/redis-cluster';
 import type { Cluster, Redis } from 'ioredis';
 import {
   type CompiledLimit,
@@ -21,6 +29,7 @@ import {
 import { type FailurePolicy, type FallbackReason, Instruments } from './instruments.js';
 import { encodeKey, KIND, typeOf, validatePrefix } from './keys.js';
 import { BlockCache, InsuranceLimiter } from './local-state.js';
+import { BATCH_CODES, BATCH_ERROR, BATCH_SCRIPT } from './scripts/batch.js';
 import { COMMANDS, SCRIPTS, type ScriptVariant } from './scripts/index.js';
 import { TimeoutQueue, type Waiter } from './timeouts.js';
 
@@ -74,6 +83,12 @@ export interface RateLimiterOptions {
    * client is already measured (a `@austa/redis-cluster` client built with the same `metrics`). Default `true`.
    */
   recordRedisLatency?: boolean;
+  /**
+   * Send the single-limit checks issued in one tick whose keys share a hash slot (any keys on a standalone server)
+   * as one script call, at the end of the tick. Each check stays atomic and gets the answer it would get alone; the
+   * batch halves Redis and client time per check under load. `false` sends every check on its own. Default `true`.
+   */
+  batch?: boolean;
   /**
    * This process' clock, ms since 1970. Never used for decisions (Redis' clock is), nor for deadlines (the monotonic
    * clock is): only to express `resetAtMs` in your clock. Default `Date.now`.
@@ -191,6 +206,30 @@ const SCRIPT_BY_COMMAND = new Map(
     defineScript(SCRIPTS[variant]),
   ]),
 );
+
+const BATCH = defineScript(BATCH_SCRIPT);
+/** The batch code of each flat script's command; the general script never runs in a batch. */
+const BATCH_CODE_BY_COMMAND = new Map(
+  (Object.keys(BATCH_CODES) as Array<keyof typeof BATCH_CODES>).map((variant) => [
+    COMMANDS[variant],
+    BATCH_CODES[variant],
+  ]),
+);
+/** Checks per batch script call: bounds how long one call holds Redis (a check is a few µs there). */
+const MAX_BATCH = 128;
+
+/** Where a check's reply or error goes. */
+interface CheckReceiver {
+  reply(reply: number[]): void;
+  error(error: unknown): void;
+}
+
+interface Batched {
+  receiver: CheckReceiver;
+  command: string;
+  code: string;
+  args: Array<string | number>;
+}
 
 function positiveInteger(value: unknown, fallback: number, field: string): number {
   if (value === undefined) return fallback;
@@ -315,11 +354,92 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
   // The checks of one tick leave in one write per connection (see tickCorker): the syscall per command was most of a
   // check's client CPU.
   const corker = tickCorker(redis);
-  function sendCheck(command: string, args: Array<string | number>): Promise<number[]> {
+  const clustered = isCluster(redis);
+  if (options.batch !== undefined && typeof options.batch !== 'boolean') {
+    throw new RateLimitConfigError(`batch must be true or false (got ${typeOf(options.batch)}).`);
+  }
+  const batching = options.batch !== false;
+
+  // EVALSHA with EVAL after NOSCRIPT (runScript), not ioredis defineCommand: with auto-pipelining on a cluster,
+  // ioredis groups a command by its first key, and for a defined command it took the key count for the key, so one
+  // tick's checks of keys on different masters failed whole.
+  function sendAlone(receiver: CheckReceiver, command: string, args: Array<string | number>): void {
     corker.cork(clientKeyPrefix + (args[1] as string));
-    return runScript(redis, SCRIPT_BY_COMMAND.get(command) as { sha: string; lua: string }, args) as Promise<
-      number[]
-    >;
+    runScript(redis, SCRIPT_BY_COMMAND.get(command) as { sha: string; lua: string }, args).then(
+      (reply) => receiver.reply(reply as number[]),
+      (error: unknown) => receiver.error(error),
+    );
+  }
+
+  /*
+   * Flat checks issued in one tick wait for its end, grouped by hash slot (one group on a standalone server), and
+   * each group runs as one batch script call (scripts/batch.ts). At 100 callers in flight this halved the Redis time
+   * and the client time of a check: one command, one reply and one script call per tick instead of one per check.
+   * A group is sent on process.nextTick, before any I/O of the next tick, so no check waits for another tick. Keys of
+   * different slots never share a call, so on a cluster a batch is routed, redirected and retried like any
+   * single-slot command.
+   */
+  const waiting = new Map<number, Batched[]>();
+  let flushScheduled = false;
+  const flushAll = () => {
+    flushScheduled = false;
+    for (const group of waiting.values()) sendBatch(group);
+    waiting.clear();
+  };
+
+  function sendCheck(receiver: CheckReceiver, command: string, args: Array<string | number>): void {
+    const code = batching ? BATCH_CODE_BY_COMMAND.get(command) : undefined;
+    if (code === undefined) {
+      sendAlone(receiver, command, args);
+      return;
+    }
+    const slot = clustered ? keySlot(clientKeyPrefix + (args[1] as string)) : 0;
+    let group = waiting.get(slot);
+    if (group === undefined) {
+      group = [];
+      waiting.set(slot, group);
+    }
+    group.push({ receiver, command, code, args });
+    if (group.length >= MAX_BATCH) {
+      waiting.delete(slot);
+      sendBatch(group);
+    }
+    if (!flushScheduled) {
+      flushScheduled = true;
+      process.nextTick(flushAll);
+    }
+  }
+
+  function sendBatch(group: Batched[]): void {
+    const first = group[0] as Batched;
+    if (group.length === 1) {
+      sendAlone(first.receiver, first.command, first.args);
+      return;
+    }
+    const keys: Array<string | number> = [group.length * 2];
+    const rest: Array<string | number> = [];
+    for (const { code, args } of group) {
+      keys.push(args[1] as string, args[2] as string);
+      rest.push(code, args.length - 3);
+      for (let i = 3; i < args.length; i++) rest.push(args[i] as string | number);
+    }
+    corker.cork(clientKeyPrefix + (first.args[1] as string));
+    runScript(redis, BATCH, keys.concat(rest)).then(
+      (replies) => {
+        const list = replies as Array<Array<number | string>>;
+        for (let i = 0; i < group.length; i++) {
+          const receiver = (group[i] as Batched).receiver;
+          const reply = list[i];
+          if (reply === undefined) receiver.error(new Error('The batch reply has no entry for this check.'));
+          else if (reply[0] === BATCH_ERROR) {
+            receiver.error(Object.assign(new Error(String(reply[1])), { name: 'ReplyError' }));
+          } else receiver.reply(reply as number[]);
+        }
+      },
+      (error: unknown) => {
+        for (const { receiver } of group) receiver.error(error);
+      },
+    );
   }
 
   const plans = new PlanCache(prefix);
@@ -531,11 +651,7 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
     }
 
     send(): void {
-      const command = this.peek ? COMMANDS.multi : this.plan.command;
-      sendCheck(command, this.args).then(
-        (reply) => this.reply(reply),
-        (error: unknown) => this.error(error),
-      );
+      sendCheck(this, this.peek ? COMMANDS.multi : this.plan.command, this.args);
     }
 
     reply(reply: number[]): void {

@@ -1,4 +1,5 @@
 import { createMetrics } from '@austa/metrics';
+import { keySlot } from '@austa/redis-cluster';
 import {
   createTestClient,
   deleteByPrefix,
@@ -388,6 +389,125 @@ describe.each<Topology>(['standalone', 'cluster'])('rate limiter on %s', (topolo
     expect((await rl.getStatus('user-1', { limit: 5, windowSeconds: 60 }, 'fixed-window')).remaining).toBe(4);
     expect(await client.exists(`${local}-other:fw:{x}:1`)).toBe(1);
     await deleteByPrefix(client, local);
+  });
+
+  describe('batches', () => {
+    /** `count` keys whose hash tags share one slot, so a cluster may batch them too. */
+    function sameSlotKeys(base: string, count: number): string[] {
+      const slot = keySlot(`${base}-0`);
+      const keys: string[] = [];
+      for (let i = 0; keys.length < count; i++)
+        if (keySlot(`${base}-${i}`) === slot) keys.push(`${base}-${i}`);
+      return keys;
+    }
+
+    /** Counts the script calls the client sends from now on: one EVALSHA each (a NOSCRIPT fallback adds an EVAL). */
+    function scriptCalls() {
+      const target = client as unknown as {
+        sendCommand: (command: { name: string }, ...rest: unknown[]) => unknown;
+      };
+      const original = target.sendCommand;
+      let count = 0;
+      target.sendCommand = function (this: unknown, command, ...rest) {
+        if (command.name === 'evalsha') count += 1;
+        return original.call(this, command, ...rest);
+      };
+      return {
+        get count() {
+          return count;
+        },
+        restore: () => {
+          target.sendCommand = original;
+        },
+      };
+    }
+
+    it('sends the checks of one tick on keys of one slot as one script call, each with its own answer', async () => {
+      const rl = limiter();
+      const keys = sameSlotKeys('batch', 20);
+      const config = { limit: 1, windowSeconds: 60 };
+      const calls = scriptCalls();
+      let results: Awaited<ReturnType<RateLimiter['checkLimit']>>[];
+      try {
+        results = await Promise.all(
+          keys.flatMap((key) => [
+            rl.checkLimit(key, config, 'fixed-window'),
+            rl.checkLimit(key, config, 'fixed-window'),
+          ]),
+        );
+      } finally {
+        calls.restore();
+      }
+      expect(calls.count).toBe(1);
+      // In issue order within the batch: each key's first check is allowed, its second rejected with a retry time.
+      results.forEach((result, index) => {
+        expect(result.fallback).toBeNull();
+        expect(result.allowed).toBe(index % 2 === 0);
+        if (index % 2 === 1) expect(result.retryAfterMs).toBeGreaterThan(0);
+      });
+    });
+
+    it('gives every strategy in a batch the answer it gives alone', async () => {
+      const batched = limiter();
+      const alone = limiter({ prefix: `${prefix}:alone`, batch: false });
+      const keys = sameSlotKeys('mixed', 5);
+      const config = { limit: 3, windowSeconds: 60 };
+      const run = (rl: RateLimiter) =>
+        Promise.all(
+          keys.flatMap((key, index) => {
+            const variant = VARIANTS[index] as Variant;
+            return Array.from({ length: 5 }, () =>
+              rl.checkLimit(key, { ...config, ...variant.extra }, variant.strategy),
+            );
+          }),
+        );
+      const calls = scriptCalls();
+      let together: Awaited<ReturnType<typeof run>>;
+      let separate: Awaited<ReturnType<typeof run>>;
+      try {
+        together = await run(batched);
+        expect(calls.count).toBe(1);
+        separate = await run(alone);
+        expect(calls.count).toBe(1 + 25);
+      } finally {
+        calls.restore();
+      }
+      expect(together.map((r) => [r.allowed, Math.floor(r.remaining)])).toEqual(
+        separate.map((r) => [r.allowed, Math.floor(r.remaining)]),
+      );
+      expect(together.filter((r) => r.allowed)).toHaveLength(15);
+    });
+
+    it('fails only the check whose key Redis refuses (wrong type); the rest of the batch is answered', async () => {
+      const errors: unknown[] = [];
+      const rl = limiter({ failurePolicy: 'fail-closed', onRedisError: (error) => errors.push(error) });
+      const keys = sameSlotKeys('wrongtype', 4);
+      const config = { limit: 10, windowSeconds: 60, precision: 'exact' as const };
+      await rl.checkLimit(keys[0] as string, config, 'sliding-window');
+      const [stateKey] = (await keysUnderPrefix()).filter(
+        (key) => key.includes(`{${keys[0]}}`) && !key.includes(':bl:'),
+      );
+      expect(stateKey).toBeDefined();
+      await client.set(stateKey as string, 'not a sorted set', 'EX', 60);
+      const results = await Promise.all(keys.map((key) => rl.checkLimit(key, config, 'sliding-window')));
+      expect(results[0]?.fallback).toBe('fail-closed');
+      expect(results[0]?.allowed).toBe(false);
+      expect(results.slice(1).map((r) => [r.allowed, r.fallback])).toEqual([
+        [true, null],
+        [true, null],
+        [true, null],
+      ]);
+      expect(String((errors[0] as Error).message)).toMatch(/WRONGTYPE/);
+    });
+
+    it('refuses a batch option that is not a boolean', () => {
+      expect(() => createRateLimiter({ redis: client, batch: 'yes' as never })).toThrow(
+        expect.objectContaining({
+          code: 'E_INVALID_CONFIG',
+          message: expect.stringMatching(/batch must be true or false/),
+        }),
+      );
+    });
   });
 
   it('falls back from EVALSHA to the script after SCRIPT FLUSH on every node', async () => {

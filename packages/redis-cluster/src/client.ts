@@ -400,8 +400,11 @@ export function createRedisClient(
         await new Promise((resolve) => setImmediate(resolve));
         while (connections.pending() > 0 && performance.now() < deadline) await sleep(2);
         const left = Math.max(0, deadline - performance.now());
-        // QUIT is written synchronously by each call; only then are later commands refused.
+        // QUIT is written synchronously by each call; only then are later commands refused. No caller issued it, so
+        // it is not measured.
+        context.quitting = true;
         const quits = [client, ...connections.duplicates].map((connection) => quitWithin(connection, left));
+        context.quitting = false;
         closed = true;
         await Promise.all([subscribers, ...quits]);
       })();

@@ -30,6 +30,7 @@ type SendCommand = (command: Command, stream?: unknown, node?: unknown) => unkno
 /** ioredis' Pipeline, as far as this file reads and wraps it. */
 interface PipelineInternals {
   promise: Promise<unknown>;
+  sendCommand: (command: InternalCommand) => unknown;
   _transactions: number;
   _queue: Array<InternalCommand & { inTransaction?: boolean }>;
   _result: Array<[Error | null, unknown?]>;
@@ -59,6 +60,8 @@ export interface HookContext {
   fatal: Error | undefined;
   /** Fails a command whose deadline passed, and marks it so that it is never written afterwards. */
   readonly expire: (command: Command) => void;
+  /** True while `close()` sends its own QUITs. */
+  quitting: boolean;
 }
 
 export function createHookContext(options: {
@@ -75,6 +78,7 @@ export function createHookContext(options: {
     untracked: new WeakSet(),
     onExpire: undefined,
     fatal: undefined,
+    quitting: false,
     expire(command) {
       if (command.isResolved) return;
       context.dead.add(command);
@@ -238,7 +242,10 @@ export function hookSendCommand(
       const fresh = own._commandTimeoutTimer === undefined;
       let measured = false;
       if (tracker !== undefined) {
-        if (isInternalCommand(command.name, (this as { status?: string }).status, isNode))
+        if (
+          isInternalCommand(command.name, (this as { status?: string }).status, isNode) ||
+          (context.quitting && command.name === 'quit')
+        )
           untracked.add(command);
         else measured = !isNode || !untracked.has(command);
       }
@@ -272,35 +279,47 @@ export function hookPipelines(connection: Redis | Cluster, context: HookContext)
   const { pipeline, multi } = target;
   target.pipeline = function (this: unknown, ...args: unknown[]) {
     const created = pipeline.apply(this, args);
-    instrumentPipeline(created as PipelineInternals, context);
+    instrumentPipeline(created as PipelineInternals, context, 'pipeline');
     return created;
   };
   target.multi = function (this: unknown, ...args: unknown[]) {
     const created = multi.apply(this, args);
     // multi({ pipeline: false }) sends MULTI as a plain command and returns its promise.
     if (created !== null && typeof created === 'object' && '_queue' in created) {
-      instrumentPipeline(created as PipelineInternals, context);
+      instrumentPipeline(created as PipelineInternals, context, 'multi');
     }
     return created;
   };
 }
 
-function instrumentPipeline(pipeline: PipelineInternals, context: HookContext): void {
-  const { exec, resolve, reject } = pipeline;
+function instrumentPipeline(
+  pipeline: PipelineInternals,
+  context: HookContext,
+  kind: 'pipeline' | 'multi',
+): void {
+  const { exec, resolve, reject, sendCommand } = pipeline;
   const { dead, inFlight, tracker, commandTimeoutMs } = context;
+  // From the first command queued: an auto-pipeline waits there while the one before it to the same node is in flight,
+  // and a deadline armed only at exec would let its commands wait up to twice the timeout.
   let started = -1;
+  let executed = false;
   let timer: NodeJS.Timeout | undefined;
   let finished = false;
+
+  pipeline.sendCommand = function (this: unknown, command: InternalCommand) {
+    if (started < 0) started = performance.now();
+    return sendCommand.call(this, command);
+  };
 
   const finish = (error: Error | undefined) => {
     if (finished) return;
     finished = true;
     if (timer !== undefined) clearTimeout(timer);
-    if (tracker === undefined || started < 0) return;
+    if (tracker === undefined || !executed) return;
     const seconds = (performance.now() - started) / 1000;
     const queue = pipeline._queue;
     if (error === undefined) {
-      recordPipeline(tracker.observer, { queue, results: pipeline._result }, seconds);
+      recordPipeline(tracker.observer, { queue, results: alignedResults(queue, pipeline._result) }, seconds);
       return;
     }
     recordPipeline(tracker.observer, { queue, error }, seconds);
@@ -329,8 +348,12 @@ function instrumentPipeline(pipeline: PipelineInternals, context: HookContext): 
   };
 
   pipeline.exec = function (this: unknown, ...args: unknown[]) {
-    if (started < 0) {
-      started = performance.now();
+    // exec() on a plain pipeline inside multi() only queues EXEC; the caller's next exec() sends it all.
+    if (kind === 'pipeline' && !executed && pipeline._transactions > 0) return exec.apply(this, args);
+    if (!executed) {
+      executed = true;
+      const at = performance.now();
+      if (started < 0) started = at;
       // Commands inside MULTI never block: the server runs them at EXEC.
       let ms: number | undefined = commandTimeoutMs;
       for (const command of pipeline._queue) {
@@ -342,7 +365,7 @@ function instrumentPipeline(pipeline: PipelineInternals, context: HookContext): 
         }
         if (deadline > ms) ms = deadline;
       }
-      if (ms !== undefined) timer = setTimeout(expire, ms);
+      if (ms !== undefined) timer = setTimeout(expire, Math.max(0, started + ms - at));
     } else if (!finished) {
       // A cluster re-sends the whole pipeline after its connection closed: if a write of it may have run, none goes.
       const lost = pipeline._queue.find((command) => inFlight.has(command) && !isSafeToResend(command));
@@ -366,6 +389,21 @@ function instrumentPipeline(pipeline: PipelineInternals, context: HookContext): 
     finish(error);
     reject(error);
   };
+}
+
+/**
+ * A pipeline's results as the caller gets them leave out the commands ioredis added on its own (the ASKING before each
+ * command re-sent after ASK): ioredis shifts the later results down over them in place. Back to one per queue entry.
+ */
+function alignedResults(
+  queue: ReadonlyArray<InternalCommand & { ignore?: boolean }>,
+  results: Array<[Error | null, unknown?]>,
+): Array<[Error | null, unknown?] | undefined> {
+  if (!queue.some((command) => command.ignore)) return results;
+  const aligned: Array<[Error | null, unknown?] | undefined> = [];
+  let next = 0;
+  for (const command of queue) aligned.push(command.ignore ? undefined : results[next++]);
+  return aligned;
 }
 
 /**

@@ -13,6 +13,11 @@ type ClusterInternals = {
   connectionPool?: { getInstanceByKey?(node: string): unknown };
 };
 
+/** The hash slot of a key (CRC16 mod 16384, hash tags honoured), as ioredis and Redis Cluster compute it. */
+export function keySlot(key: string | Buffer): number {
+  return calculateSlot(key);
+}
+
 /** Coalesces the commands a store sends in one tick into one socket write per connection. */
 export interface TickCorker {
   /** Corks the connection the next command for `key` goes to (its slot's master on a cluster) until this tick ends. */

@@ -3,7 +3,7 @@ export { createRedisClient } from './client.js';
 export type { CommandTimer } from './command-timer.js';
 export { commandTimer, isInstrumented } from './command-timer.js';
 export type { TickCorker } from './cork.js';
-export { tickCorker } from './cork.js';
+export { keySlot, tickCorker } from './cork.js';
 export { errorType } from './error-type.js';
 export type { RedisErrorCode } from './errors.js';
 export {

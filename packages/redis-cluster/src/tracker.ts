@@ -34,19 +34,22 @@ class Probe {
     /** False for script commands of a pipeline: the pipeline records them; the probe only watches for NOSCRIPT. */
     readonly record: boolean,
     /** What the slot held before: the command's deadline timer, a no-timer marker, or nothing. */
-    readonly timer: unknown,
+    public timer: unknown,
   ) {}
   done = false;
   /** The shared deadline this command waits in, and its place there. */
   batch: DeadlineBatch | undefined = undefined;
   index = 0;
+  /** When its deadline passes (this clock), `null` for none, `undefined` when it is kept elsewhere (a pipeline's). */
+  endAt: number | null | undefined = undefined;
 }
 
 /*
  * A timer per command was a fifth of all the client-side work of a command (Node's timer list insert and removal on
  * every reply): plain ioredis with `commandTimeout` pays it too. Commands with the same deadline length that are
- * issued within GROUP_MS of each other share one timer, armed at the first of them, so each command still times out
- * at most GROUP_MS before its own deadline, never after it. Under load, one timer serves every command of a tick.
+ * issued within GROUP_MS of each other share one timer, armed at the first of them for its deadline plus GROUP_MS, so
+ * no command times out before its own deadline (Node's millisecond timers aside) and none more than GROUP_MS after
+ * it. Under load, one timer serves every command of a tick.
  */
 const GROUP_MS = 1;
 
@@ -60,6 +63,24 @@ class DeadlineBatch {
     readonly expire: (command: Command) => void,
   ) {}
 }
+
+/** A script call that got NOSCRIPT, waiting for ioredis to send it again as a new command of the same class. */
+interface Carried {
+  args: readonly unknown[];
+  start: number;
+  record: boolean;
+  endAt: number | null | undefined;
+}
+
+/** The same script call: the same arguments after the first (the SHA, or the script itself once sent as EVAL). */
+function sameCall(args: readonly unknown[], other: readonly unknown[]): boolean {
+  if (args.length !== other.length) return false;
+  for (let i = 1; i < args.length; i++) if (args[i] !== other[i]) return false;
+  return true;
+}
+
+/** At most this many NOSCRIPT calls per script wait for their re-send; older ones are forgotten. */
+const MAX_CARRIED = 1000;
 
 function fire(batch: DeadlineBatch): void {
   batch.timer = undefined;
@@ -113,9 +134,18 @@ export interface CommandTracker {
 const now = () => performance.now();
 
 export function createTracker(observer: CommandObserver): CommandTracker {
-  // A script whose EVALSHA got NOSCRIPT is sent again by ioredis as a new Command of the same class, right after the
-  // rejection: the first attempt is not an outcome, and the second inherits its start (and whether to record).
-  const carried = new WeakMap<ScriptCommandClass, Array<{ start: number; record: boolean }>>();
+  // A script whose EVALSHA got NOSCRIPT is sent again by ioredis as a new Command of the same class with the same
+  // arguments, soon after the rejection: the first attempt is not an outcome, and the second inherits its start,
+  // whether to record, and what is left of its deadline. Another call of the script may be issued in between, so the
+  // re-send is recognised by its arguments.
+  const carried = new WeakMap<ScriptCommandClass, Carried[]>();
+
+  function takeCarried(command: Command): Carried | undefined {
+    const queue = carried.get(command.constructor as ScriptCommandClass);
+    if (queue === undefined || queue.length === 0) return undefined;
+    const index = queue.findIndex((entry) => sameCall(entry.args, command.args));
+    return index < 0 ? undefined : queue.splice(index, 1)[0];
+  }
   let pending = 0;
   // ioredis' resolve empties the slot before it runs the reply transformer, which may throw and reject at once: the
   // probe of the command being resolved is kept here for that nested call.
@@ -123,6 +153,15 @@ export function createTracker(observer: CommandObserver): CommandTracker {
   let resolvingProbe: Probe | undefined;
   // The batch new commands join while it is young enough.
   let current: DeadlineBatch | undefined;
+  let dropScheduled = false;
+  const dropIfEmpty = () => {
+    dropScheduled = false;
+    const batch = current;
+    if (batch === undefined || batch.open !== 0 || batch.timer === undefined) return;
+    clearTimeout(batch.timer);
+    batch.timer = undefined;
+    current = undefined;
+  };
 
   function settle(probe: Probe): boolean {
     if (probe.done) return false;
@@ -132,29 +171,39 @@ export function createTracker(observer: CommandObserver): CommandTracker {
       batch.commands[probe.index] = undefined;
       batch.open -= 1;
       if (batch.open === 0 && batch.timer !== undefined) {
-        // Kept while new commands may still join it, but an empty batch must not keep the process alive.
-        if (current === batch) batch.timer.unref();
-        else clearTimeout(batch.timer);
+        // Commands of this same tick may still join it (a caller that sends and is answered in one tick); past the
+        // tick an empty batch's timer goes, so nothing waits on it or keeps a closed client reachable.
+        if (current !== batch) clearTimeout(batch.timer);
+        else if (!dropScheduled) {
+          dropScheduled = true;
+          queueMicrotask(dropIfEmpty);
+        }
       }
     } else if (probe.timer !== undefined) clearTimeout(probe.timer as NodeJS.Timeout);
     if (probe.record) pending -= 1;
     return probe.record;
   }
 
-  function join(probe: Probe, command: Command, ms: number, expire: (command: Command) => void): void {
+  function join(
+    probe: Probe,
+    command: Command,
+    at: number,
+    ms: number,
+    expire: (command: Command) => void,
+  ): void {
     let batch = current;
     if (
       batch === undefined ||
       batch.timer === undefined ||
       batch.ms !== ms ||
       batch.expire !== expire ||
-      probe.start - batch.start >= GROUP_MS
+      at - batch.start >= GROUP_MS
     ) {
       if (batch !== undefined && batch.open === 0 && batch.timer !== undefined) clearTimeout(batch.timer);
-      batch = new DeadlineBatch(probe.start, ms, expire);
-      batch.timer = setTimeout(fire, ms, batch);
+      batch = new DeadlineBatch(at, ms, expire);
+      batch.timer = setTimeout(fire, ms + GROUP_MS, batch);
       current = batch;
-    } else if (batch.open === 0) batch.timer?.ref();
+    }
     probe.batch = batch;
     probe.index = batch.commands.push(command) - 1;
     batch.open += 1;
@@ -207,7 +256,8 @@ export function createTracker(observer: CommandObserver): CommandTracker {
             queue = [];
             carried.set(key, queue);
           }
-          queue.push({ start: probe.start, record: probe.record });
+          if (queue.length >= MAX_CARRIED) queue.shift();
+          queue.push({ args: this.args, start: probe.start, record: probe.record, endAt: probe.endAt });
         } else if (settle(probe)) {
           observer.error(probe.name, (now() - probe.start) / 1000, error);
         }
@@ -229,29 +279,41 @@ export function createTracker(observer: CommandObserver): CommandTracker {
         held.resolve = command.resolve;
         held.reject = command.reject;
       } else {
-        let start = now();
+        const at = now();
+        let start = at;
         let record = (command as { pipelineIndex?: number }).pipelineIndex === undefined;
         const script = isScriptCommand(command);
-        if (script) {
-          const previous = carried.get(command.constructor as ScriptCommandClass)?.shift();
-          if (previous !== undefined) {
-            start = previous.start;
-            record = previous.record;
-          }
+        const previous = script ? takeCarried(command) : undefined;
+        if (previous !== undefined) {
+          start = previous.start;
+          record = previous.record;
         }
-        let timer: unknown = held instanceof Probe ? held.timer : held;
-        if (deadline !== undefined && deadline.ms === null) timer = NO_TIMER;
         const probe = new Probe(
           start,
           script ? 'evalsha' : command.name,
           command.resolve,
           command.reject,
           record,
-          timer,
+          held instanceof Probe ? held.timer : held,
         );
+        probe.endAt = held instanceof Probe ? held.endAt : undefined;
         slot._commandTimeoutTimer = probe;
-        if (deadline !== undefined && deadline.ms !== null)
-          join(probe, command, deadline.ms, deadline.expire);
+        if (deadline !== undefined) {
+          if (previous !== undefined && previous.endAt !== undefined) {
+            // A re-send after NOSCRIPT keeps what was left of the first attempt's deadline, not a new one.
+            probe.endAt = previous.endAt;
+            probe.timer =
+              previous.endAt === null
+                ? NO_TIMER
+                : setTimeout(deadline.expire, Math.max(0, previous.endAt - at), command);
+          } else if (deadline.ms === null) {
+            probe.endAt = null;
+            probe.timer = NO_TIMER;
+          } else {
+            probe.endAt = at + deadline.ms;
+            join(probe, command, at, deadline.ms, deadline.expire);
+          }
+        }
         if (record) pending += 1;
       }
       command.resolve = resolve;

@@ -135,6 +135,20 @@ describe('hookSendCommand, more paths', () => {
     expect(calls).toEqual([]);
   });
 
+  it("does not measure close()'s own QUIT, and measures a caller's QUIT", async () => {
+    const { send, calls, context } = setup();
+    const callers = new Command('quit', []);
+    void send(callers);
+    context.quitting = true;
+    const closing = new Command('quit', []);
+    void send(closing);
+    context.quitting = false;
+    callers.resolve(Buffer.from('OK'));
+    closing.resolve(Buffer.from('OK'));
+    await Promise.all([callers.promise, closing.promise]);
+    expect(calls).toEqual([{ name: 'quit', outcome: 'ok' }]);
+  });
+
   it('keeps a timer ioredis or an earlier send already armed', () => {
     const { send } = setup();
     const command = new Command('get', ['k']);
@@ -206,7 +220,8 @@ describe('hookSendCommand, more paths', () => {
     const waiting = new Command('get', ['k2']);
     void send(waiting);
     const outcome = settle(waiting.promise);
-    vi.advanceTimersByTime(100);
+    // A shared deadline timer fires within a millisecond after the deadline, never before it.
+    vi.advanceTimersByTime(101);
     expect(await outcome).toBe('Command timed out');
     expect(expired).toEqual([waiting]);
     expect(context.dead.has(answered)).toBe(false);
@@ -352,6 +367,75 @@ describe('pipelines', () => {
     created.reject(new Error('Connection is closed.'));
     expect(calls.map((call) => call.name)).toEqual(['multi', 'incr', 'exec']);
     expect(new Set(calls.map((call) => call.outcome))).toEqual(new Set(['Connection is closed.']));
+  });
+
+  it('arms no deadline for the exec() of a plain pipeline that only queues EXEC, and arms it on the one that sends', () => {
+    vi.useFakeTimers();
+    const queue = [
+      new Command('multi', []),
+      new Command('set', ['a', '1']) as Command & { inTransaction?: boolean },
+    ];
+    const { connection, pipeline, calls } = pipelines(queue, { transactions: 1 });
+    const created = connection.pipeline() as typeof pipeline;
+    void created.exec();
+    expect(vi.getTimerCount()).toBe(0);
+    // The caller takes longer than the timeout before the exec() that sends: nothing may have expired meanwhile.
+    vi.advanceTimersByTime(500);
+    pipeline._transactions = 0;
+    void created.exec();
+    expect(vi.getTimerCount()).toBe(1);
+    pipeline.promise.catch(() => {});
+    expect(calls).toEqual([]);
+  });
+
+  it("runs an auto-pipeline's deadline from its first queued command, not from exec()", async () => {
+    vi.useFakeTimers();
+    const queue: Command[] = [];
+    const { connection, pipeline, calls } = pipelines(queue);
+    (pipeline as unknown as { sendCommand(command: Command): unknown }).sendCommand = (command: Command) =>
+      queue.push(command);
+    const created = connection.pipeline() as typeof pipeline & { sendCommand(command: Command): unknown };
+    created.sendCommand(new Command('get', ['a']));
+    // ioredis runs an auto-pipeline only once the one before it to the same node is done.
+    vi.advanceTimersByTime(60);
+    void created.exec();
+    const outcome = settle(pipeline.promise);
+    vi.advanceTimersByTime(39);
+    await Promise.resolve();
+    expect(calls).toEqual([]);
+    vi.advanceTimersByTime(1);
+    expect(await outcome).toBe('Command timed out');
+    expect(calls).toEqual([{ name: 'get', outcome: 'Command timed out' }]);
+  });
+
+  it('records each command of a pipeline re-sent after ASK with its own result, past the ASKINGs ioredis added', async () => {
+    const asking = () => Object.assign(new Command('asking', []), { ignore: true });
+    const queue = [
+      asking(),
+      new Command('get', ['a']),
+      asking(),
+      new Command('hgetall', ['b']),
+      asking(),
+      new Command('get', ['c']),
+    ];
+    const { connection, pipeline, calls } = pipelines(queue);
+    const created = connection.pipeline() as typeof pipeline;
+    void created.exec();
+    const wrongType = Object.assign(
+      new Error('WRONGTYPE Operation against a key holding the wrong kind of value'),
+      {
+        name: 'ReplyError',
+      },
+    );
+    // What ioredis leaves in _result once it shifted the results over the ignored ASKINGs (the tail is stale).
+    pipeline._result = [[null, 'v'], [wrongType], [null, 'w'], [null, 'OK'], [null, 'w'], [null, 'OK']];
+    created.resolve([]);
+    await pipeline.promise;
+    expect(calls).toEqual([
+      { name: 'get', outcome: 'ok' },
+      { name: 'hgetall', outcome: wrongType.message },
+      { name: 'get', outcome: 'ok' },
+    ]);
   });
 
   it('times a pipeline out whole before it was written: rejects it and never sends its commands', async () => {

@@ -88,7 +88,8 @@ describe('hookSendCommand', () => {
       () => 'resolved',
       (error: Error) => error.message,
     );
-    vi.advanceTimersByTime(499);
+    // Never before its deadline; the timer it shares with commands of the same millisecond fires within 1 ms after.
+    vi.advanceTimersByTime(500);
     expect(context.dead.has(command)).toBe(false);
     vi.advanceTimersByTime(1);
     expect(await outcome).toBe('Command timed out');
@@ -162,7 +163,7 @@ describe('hookSendCommand', () => {
       expect(vi.getTimerCount()).toBe(1);
       const outcomes = commands.map(outcomeOf);
       commands[1]?.resolve(Buffer.from('v'));
-      vi.advanceTimersByTime(499);
+      vi.advanceTimersByTime(500);
       await Promise.resolve();
       expect(calls).toEqual([{ name: 'get', outcome: 'ok' }]);
       vi.advanceTimersByTime(1);
@@ -179,9 +180,29 @@ describe('hookSendCommand', () => {
       void connection.sendCommand(second);
       expect(vi.getTimerCount()).toBe(2);
       const outcomes = [outcomeOf(first), outcomeOf(second)];
-      vi.advanceTimersByTime(499);
+      vi.advanceTimersByTime(500);
       second.resolve(Buffer.from('late but in time'));
       expect(await Promise.all(outcomes)).toEqual(['Command timed out', 'ok']);
+    });
+
+    it('never times out a command that joined a shared timer before its own deadline', async () => {
+      fakeClock();
+      const { connection } = hooked({ timeoutMs: 500 });
+      const first = new Command('get', ['a']);
+      void connection.sendCommand(first);
+      vi.advanceTimersByTime(0.5);
+      const joined = new Command('get', ['b']);
+      void connection.sendCommand(joined);
+      expect(vi.getTimerCount()).toBe(1);
+      const settled = vi.fn();
+      joined.promise.then(settled, settled);
+      // The joiner's deadline is at 500.5: the shared timer must not have fired at 500.
+      vi.advanceTimersByTime(499.9);
+      await Promise.resolve();
+      expect(settled).not.toHaveBeenCalled();
+      vi.advanceTimersByTime(1.1);
+      expect(await outcomeOf(joined)).toBe('Command timed out');
+      expect(await outcomeOf(first)).toBe('Command timed out');
     });
 
     it('never groups commands with different deadlines (a blocking command keeps its block time)', async () => {
@@ -193,27 +214,28 @@ describe('hookSendCommand', () => {
       void connection.sendCommand(blocking);
       expect(vi.getTimerCount()).toBe(2);
       const outcomes = [outcomeOf(plain), outcomeOf(blocking)];
-      vi.advanceTimersByTime(500);
+      vi.advanceTimersByTime(501);
       await Promise.resolve();
       blocking.resolve(Buffer.from('job'));
       expect(await Promise.all(outcomes)).toEqual(['Command timed out', 'ok']);
     });
 
-    it('lets an emptied timer go once a newer one replaces it', async () => {
+    it('reuses a timer emptied within the tick, and lets it go at the end of the tick', async () => {
       fakeClock();
-      const { connection } = hooked({ timeoutMs: 500 });
+      const { connection, calls } = hooked({ timeoutMs: 500 });
       const first = new Command('get', ['a']);
       void connection.sendCommand(first);
       first.resolve(Buffer.from('v'));
-      await first.promise;
-      // Kept (without holding the process) while a command of the same millisecond could still join it.
-      expect(vi.getTimerCount()).toBe(1);
-      vi.advanceTimersByTime(2);
+      // Answered in the same tick: the next command of the tick joins the same timer.
       const second = new Command('get', ['b']);
       void connection.sendCommand(second);
       expect(vi.getTimerCount()).toBe(1);
       second.resolve(Buffer.from('v'));
-      await second.promise;
+      await Promise.all([first.promise, second.promise]);
+      await Promise.resolve();
+      // Nothing left waiting: no timer stays behind (ioredis' own suite counts them).
+      expect(vi.getTimerCount()).toBe(0);
+      expect(calls).toHaveLength(2);
     });
 
     it('does not keep the process alive once every command of the timer has its answer', async () => {

@@ -165,6 +165,59 @@ describe('createTracker', () => {
     ]);
   });
 
+  it('hands a NOSCRIPT start to the re-send of that call only, not to another call issued in between', async () => {
+    const { calls, observer } = recorder();
+    const tracker = createTracker(observer);
+    const now = vi.spyOn(performance, 'now');
+    now.mockReturnValue(100);
+    const first = new CustomScriptCommand('evalsha', ['sha', '1', 'key:a']);
+    tracker.track(first);
+    first.reject(reply('NOSCRIPT No matching script.'));
+    await first.promise.catch(() => {});
+    now.mockReturnValue(500);
+    // Another caller's call of the same script, issued before ioredis re-sends the first.
+    const other = new CustomScriptCommand('evalsha', ['sha', '1', 'key:b']);
+    tracker.track(other);
+    const resend = new CustomScriptCommand('eval', ['return 1', '1', 'key:a']);
+    tracker.track(resend);
+    now.mockReturnValue(600);
+    other.resolve(Buffer.from('1'));
+    resend.resolve(Buffer.from('1'));
+    await Promise.all([other.promise, resend.promise]);
+    expect(calls).toEqual([
+      { name: 'evalsha', outcome: 'ok', seconds: 0.1 },
+      { name: 'evalsha', outcome: 'ok', seconds: 0.5 },
+    ]);
+  });
+
+  it("keeps the first attempt's deadline for the re-send after NOSCRIPT instead of arming a new one", async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
+    try {
+      const { calls, observer } = recorder();
+      const tracker = createTracker(observer);
+      const expire = (command: Command) => command.reject(new Error('Command timed out'));
+      const first = new CustomScriptCommand('evalsha', ['sha', '0']);
+      tracker.track(first, { ms: 1000, expire });
+      vi.advanceTimersByTime(600);
+      first.reject(reply('NOSCRIPT No matching script.'));
+      await first.promise.catch(() => {});
+      const resend = new CustomScriptCommand('eval', ['return 1', '0']);
+      tracker.track(resend, { ms: 1000, expire });
+      const outcome = resend.promise.then(
+        () => 'ok',
+        (error: Error) => error.message,
+      );
+      vi.advanceTimersByTime(399);
+      await Promise.resolve();
+      expect(calls).toEqual([]);
+      vi.advanceTimersByTime(1);
+      expect(await outcome).toBe('Command timed out');
+      expect(calls).toEqual([{ name: 'evalsha', outcome: 'Command timed out', seconds: 1 }]);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it('records a NOSCRIPT that is the outcome the caller saw when no fallback follows, only once', async () => {
     const { calls, observer } = recorder();
     const tracker = createTracker(observer);
