@@ -973,6 +973,8 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
       if (closed) return;
       closed = true;
       timeouts.expireAll();
+      // Checks still waiting for the end of the tick were just answered (closed): they must not reach Redis.
+      waiting.clear();
       blockCache?.clear();
       insurance?.clear();
     },

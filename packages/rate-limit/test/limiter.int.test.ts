@@ -500,6 +500,16 @@ describe.each<Topology>(['standalone', 'cluster'])('rate limiter on %s', (topolo
       expect(String((errors[0] as Error).message)).toMatch(/WRONGTYPE/);
     });
 
+    it('never sends a check that close() answered while it waited for the end of the tick', async () => {
+      const rl = createRateLimiter({ redis: client, prefix, timeoutMs: 5000 });
+      const config = { limit: 5, windowSeconds: 60 };
+      const pending = rl.checkLimit('closed-in-tick', config, 'fixed-window');
+      await rl.close();
+      await expect(pending).rejects.toMatchObject({ code: 'E_CLOSED' });
+      await sleep(50);
+      expect((await limiter().getStatus('closed-in-tick', config, 'fixed-window')).remaining).toBe(5);
+    });
+
     it('refuses a batch option that is not a boolean', () => {
       expect(() => createRateLimiter({ redis: client, batch: 'yes' as never })).toThrow(
         expect.objectContaining({

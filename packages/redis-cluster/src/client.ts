@@ -175,6 +175,7 @@ export function createRedisClient(
     commandTimeoutMs: resolved.commandTimeoutMs,
     isClosed: () => closed,
     tracker: instruments ? createTracker(instruments.observer) : undefined,
+    corkWrites: resolved.corkWrites,
   });
   const connections = createConnections({
     resolved,

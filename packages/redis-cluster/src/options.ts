@@ -67,6 +67,12 @@ export interface RedisClientOptions {
   enableOfflineQueue?: boolean;
   /** Batch the commands issued in one event-loop tick into one write (ioredis auto-pipelining). Default `false`. */
   enableAutoPipelining?: boolean;
+  /**
+   * Hold each connection's socket until the end of the tick in which a command was issued, so the tick's commands
+   * leave in one write instead of one syscall each. Unlike auto-pipelining, every command stays an ordinary command
+   * (routed, redirected and retried on its own), and none waits past the current tick. Default `true`.
+   */
+  corkWrites?: boolean;
   /** Standalone only: reconnect attempts a queued command survives before failing. Default 3. */
   maxRetriesPerRequest?: number | null;
   /**
@@ -89,6 +95,7 @@ export const DEFAULTS = {
   connectTimeoutMs: 5000,
   enableOfflineQueue: true,
   enableAutoPipelining: false,
+  corkWrites: true,
   resendInFlightWrites: false,
   maxRetriesPerRequest: 3,
   clusterNodeTimeoutMs: 15_000,
@@ -105,6 +112,7 @@ export interface ResolvedOptions {
   name: string;
   commandTimeoutMs: number;
   resendInFlightWrites: boolean;
+  corkWrites: boolean;
   topology: 'standalone' | 'cluster';
   redis: RedisOptions;
   cluster?: { nodes: Array<{ host: string; port: number }>; options: ClusterOptions };
@@ -190,6 +198,7 @@ export function resolveOptions(options: RedisClientOptions): ResolvedOptions {
     options.redisOptions?.autoResendUnfulfilledCommands === true,
     'resendInFlightWrites',
   );
+  const corkWrites = optionalBoolean(options.corkWrites, DEFAULTS.corkWrites, 'corkWrites');
 
   const redis: RedisOptions = {
     connectionName: `austa:${name}`,
@@ -286,6 +295,7 @@ export function resolveOptions(options: RedisClientOptions): ResolvedOptions {
       name,
       commandTimeoutMs,
       resendInFlightWrites,
+      corkWrites,
       topology: 'cluster',
       redis: clusterOptions.redisOptions ?? redis,
       cluster: { nodes: cluster.nodes.map(parseSeedNode), options: clusterOptions },
@@ -328,6 +338,7 @@ export function resolveOptions(options: RedisClientOptions): ResolvedOptions {
     name,
     commandTimeoutMs,
     resendInFlightWrites,
+    corkWrites,
     topology: 'standalone',
     redis: { ...redis, ...options.redisOptions },
   };

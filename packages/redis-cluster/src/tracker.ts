@@ -47,11 +47,12 @@ class Probe {
 /*
  * A timer per command was a fifth of all the client-side work of a command (Node's timer list insert and removal on
  * every reply): plain ioredis with `commandTimeout` pays it too. Commands with the same deadline length that are
- * issued within GROUP_MS of each other share one timer, armed at the first of them for its deadline plus GROUP_MS, so
- * no command times out before its own deadline (Node's millisecond timers aside) and none more than GROUP_MS after
- * it. Under load, one timer serves every command of a tick.
+ * issued within GROUP_MS of each other share one timer, armed at the first of them, so a command times out at most
+ * GROUP_MS before a timer of its own would have fired. Node's timers count whole milliseconds from the event loop's
+ * cached time, so any timer may fire up to about 1 ms early: GROUP_MS is kept well under that. Under load, one timer
+ * still serves the commands of a tick (they are issued within microseconds of each other).
  */
-const GROUP_MS = 1;
+const GROUP_MS = 0.1;
 
 class DeadlineBatch {
   readonly commands: Array<Command | undefined> = [];
@@ -172,11 +173,12 @@ export function createTracker(observer: CommandObserver): CommandTracker {
       batch.open -= 1;
       if (batch.open === 0 && batch.timer !== undefined) {
         // Commands of this same tick may still join it (a caller that sends and is answered in one tick); past the
-        // tick an empty batch's timer goes, so nothing waits on it or keeps a closed client reachable.
+        // tick an empty batch's timer goes, so nothing waits on it or keeps a closed client reachable. process.nextTick
+        // runs before the promise reactions of the reply that emptied it, so the caller already sees no timer left.
         if (current !== batch) clearTimeout(batch.timer);
         else if (!dropScheduled) {
           dropScheduled = true;
-          queueMicrotask(dropIfEmpty);
+          process.nextTick(dropIfEmpty);
         }
       }
     } else if (probe.timer !== undefined) clearTimeout(probe.timer as NodeJS.Timeout);
@@ -201,7 +203,7 @@ export function createTracker(observer: CommandObserver): CommandTracker {
     ) {
       if (batch !== undefined && batch.open === 0 && batch.timer !== undefined) clearTimeout(batch.timer);
       batch = new DeadlineBatch(at, ms, expire);
-      batch.timer = setTimeout(fire, ms + GROUP_MS, batch);
+      batch.timer = setTimeout(fire, ms, batch);
       current = batch;
     }
     probe.batch = batch;

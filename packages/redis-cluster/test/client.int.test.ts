@@ -17,7 +17,7 @@ import {
   uniquePrefix,
   waitForPromotion,
 } from '@austa/test-env/vitest';
-import { type Cluster, Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createRedisClient, escapeGlob, type RedisClient, type RedisClientOptions } from '../src/index.js';
 import { eventually, measured, sample, startProxy } from './support.js';
@@ -120,6 +120,41 @@ describe.each<Topology>(['standalone', 'cluster'])('createRedisClient on %s', (t
     await Promise.all(Array.from({ length: 50 }, (_, i) => client.client.get(key(`ap:${i}`))));
     expect(await measured(local, 'set')).toBe(50);
     expect(await measured(local, 'get')).toBe(50);
+  });
+
+  it('sends the commands of one tick in one write per connection, each answered on its own', async () => {
+    const client = createRedisClient(optionsFor(topology));
+    extraClients.push(client);
+    await client.ready();
+    const sockets = (): Array<{ writableCorked: number }> =>
+      client.client instanceof Cluster
+        ? client.client
+            .nodes('master')
+            .map((node) => (node as unknown as { stream: { writableCorked: number } }).stream)
+        : [(client.client as unknown as { stream: { writableCorked: number } }).stream];
+    // Open every master's connection first: only a ready connection is corked.
+    await Promise.all(Array.from({ length: 30 }, (_, i) => client.client.get(key(`warm:${i}`))));
+    const keys = Array.from({ length: 200 }, (_, i) => key(`tick:${i}`));
+    const replies = keys.map((k, i) => client.client.set(k, String(i), 'EX', 60));
+    // Still corked within the tick: nothing issued above has reached a socket yet.
+    expect(sockets().some((socket) => socket.writableCorked > 0)).toBe(true);
+    await new Promise((resolve) => process.nextTick(resolve));
+    expect(sockets().every((socket) => socket.writableCorked === 0)).toBe(true);
+    expect(await Promise.all(replies)).toEqual(keys.map(() => 'OK'));
+    expect(await client.client.get(keys[199] as string)).toBe('199');
+    // Turned off, nothing is held.
+    const uncorked = createRedisClient(optionsFor(topology, { name: 'uncorked', corkWrites: false }));
+    extraClients.push(uncorked);
+    await uncorked.ready();
+    const reply = uncorked.client.get(keys[0] as string);
+    const own =
+      uncorked.client instanceof Cluster
+        ? uncorked.client
+            .nodes('master')
+            .map((node) => (node as unknown as { stream?: { writableCorked: number } }).stream)
+        : [(uncorked.client as unknown as { stream: { writableCorked: number } }).stream];
+    expect(own.every((socket) => (socket?.writableCorked ?? 0) === 0)).toBe(true);
+    expect(await reply).toBe('0');
   });
 
   it('costs nothing when no metrics are given and still works', async () => {

@@ -135,6 +135,54 @@ describe('hookSendCommand, more paths', () => {
     expect(calls).toEqual([]);
   });
 
+  it('with corkWrites, corks a ready socket once per tick for direct commands and uncorks it before the next tick', async () => {
+    const stream = {
+      writable: true,
+      writableCorked: 0,
+      corks: 0,
+      cork() {
+        stream.writableCorked += 1;
+        stream.corks += 1;
+      },
+      uncork() {
+        stream.writableCorked -= 1;
+      },
+    };
+    const connection = { status: 'ready', stream, sendCommand: (command: Command) => command.promise };
+    const context = createHookContext({ commandTimeoutMs: 1000, isClosed: () => false, corkWrites: true });
+    hookSendCommand(connection as never, context);
+    const commands = ['a', 'b', 'c'].map((key) => new Command('get', [key]));
+    for (const command of commands) void connection.sendCommand(command);
+    expect(stream.corks).toBe(1);
+    expect(stream.writableCorked).toBe(1);
+    // A pipeline's batch is one write already: its commands do not cork.
+    void (connection.sendCommand as (command: Command, stream: unknown) => unknown)(
+      new Command('get', ['p']),
+      {
+        isPipeline: true,
+        write() {},
+      },
+    );
+    expect(stream.corks).toBe(1);
+    await new Promise((resolve) => process.nextTick(resolve));
+    expect(stream.writableCorked).toBe(0);
+    connection.status = 'connecting';
+    void connection.sendCommand(new Command('get', ['d']));
+    expect(stream.corks).toBe(1);
+    for (const command of commands) command.resolve(Buffer.from('v'));
+  });
+
+  it('without corkWrites, never corks', () => {
+    const stream = { writable: true, writableCorked: 0, cork: vi.fn(), uncork: vi.fn() };
+    const connection = { status: 'ready', stream, sendCommand: (command: Command) => command.promise };
+    hookSendCommand(
+      connection as never,
+      createHookContext({ commandTimeoutMs: 1000, isClosed: () => false }),
+    );
+    void connection.sendCommand(new Command('get', ['a']));
+    expect(stream.cork).not.toHaveBeenCalled();
+  });
+
   it("does not measure close()'s own QUIT, and measures a caller's QUIT", async () => {
     const { send, calls, context } = setup();
     const callers = new Command('quit', []);
@@ -220,8 +268,7 @@ describe('hookSendCommand, more paths', () => {
     const waiting = new Command('get', ['k2']);
     void send(waiting);
     const outcome = settle(waiting.promise);
-    // A shared deadline timer fires within a millisecond after the deadline, never before it.
-    vi.advanceTimersByTime(101);
+    vi.advanceTimersByTime(100);
     expect(await outcome).toBe('Command timed out');
     expect(expired).toEqual([waiting]);
     expect(context.dead.has(answered)).toBe(false);

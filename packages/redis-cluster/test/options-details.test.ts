@@ -28,6 +28,8 @@ describe('standalone options', () => {
     expect(resolveOptions({})).toEqual({
       name: 'default',
       commandTimeoutMs: 5000,
+      resendInFlightWrites: false,
+      corkWrites: true,
       topology: 'standalone',
       redis: { ...BASE, host: '127.0.0.1', port: 6379 },
     });
@@ -52,6 +54,8 @@ describe('standalone options', () => {
     expect(resolved).toEqual({
       name: 'care-api_2',
       commandTimeoutMs: 1,
+      resendInFlightWrites: false,
+      corkWrites: true,
       topology: 'standalone',
       redis: {
         connectionName: 'austa:care-api_2',

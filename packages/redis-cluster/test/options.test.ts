@@ -42,6 +42,15 @@ describe('resolveOptions', () => {
     });
   });
 
+  it('corks writes per tick unless told not to, and refuses a non-boolean', () => {
+    expect(resolveOptions({}).corkWrites).toBe(true);
+    expect(resolveOptions({ corkWrites: false }).corkWrites).toBe(false);
+    expect(resolveOptions({ cluster: { nodes: ['127.0.0.1:7000'] }, corkWrites: false }).corkWrites).toBe(
+      false,
+    );
+    expect(() => resolveOptions({ corkWrites: 1 as never })).toThrow(/corkWrites must be true or false/);
+  });
+
   it('refuses to resend in-flight writes unless asked, by our option or an explicit ioredis one', () => {
     expect(resolveOptions({}).resendInFlightWrites).toBe(false);
     expect(resolveOptions({ resendInFlightWrites: true }).resendInFlightWrites).toBe(true);
