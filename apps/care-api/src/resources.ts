@@ -31,6 +31,9 @@ export function redisOptions(base: RedisClientOptions, config: Config): RedisCli
     // Many concurrent requests each send a few commands: one write per tick instead of one per command. Every store's
     // scripts go out as EVALSHA, which ioredis routes by its first key inside a cluster's auto-pipeline.
     enableAutoPipelining: true,
+    // Patient data: a write whose reply was lost with its connection fails with E_MAYBE_APPLIED instead of being sent
+    // again and maybe running twice; each store handles it (idempotency keys, read-back, the rate limiter's policy).
+    resendInFlightWrites: false,
   };
 }
 

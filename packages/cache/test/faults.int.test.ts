@@ -167,7 +167,7 @@ describe('standalone Redis stopped, paused and back', () => {
     const target = redisTargets().standalone;
     const proxy = await startProxy({ host: target.host, port: target.port });
     const built = createRedisClient(
-      { host: '127.0.0.1', port: proxy.port, commandTimeoutMs: 5000 },
+      { host: '127.0.0.1', port: proxy.port, commandTimeoutMs: 5000, resendInFlightWrites: false },
       { logger: { warn: () => {}, error: () => {} } },
     );
     cleanups.push(async () => {

@@ -140,8 +140,16 @@ describe.each<Topology>(['standalone', 'cluster'])('idempotent appends on %s', (
     const first = real[0] as { port: number };
     const options: RedisClientOptions =
       topology === 'cluster'
-        ? { cluster: { nodes: [`127.0.0.1:${proxies.get(first.port)?.port}`], natMap }, name: 'proxied' }
-        : { url: `redis://127.0.0.1:${proxies.get(first.port)?.port}`, name: 'proxied' };
+        ? {
+            cluster: { nodes: [`127.0.0.1:${proxies.get(first.port)?.port}`], natMap },
+            name: 'proxied',
+            resendInFlightWrites: false,
+          }
+        : {
+            url: `redis://127.0.0.1:${proxies.get(first.port)?.port}`,
+            name: 'proxied',
+            resendInFlightWrites: false,
+          };
     const client: RedisClient = createRedisClient(options, { metrics: createMetrics(), logger: silent });
     try {
       await client.ready();

@@ -166,7 +166,7 @@ describe('failure policies on a standalone server', () => {
   it('re-sends idempotent calls whose connection closed before the reply (E_MAYBE_APPLIED), and answers checks by the policy', async () => {
     const name = `maybe${process.pid}`;
     const house = createRedisClient(
-      { url: server.url, name, commandTimeoutMs: 5000 },
+      { url: server.url, name, commandTimeoutMs: 5000, resendInFlightWrites: false },
       { logger: { warn: () => {}, error: () => {} } },
     );
     const control = new Redis(server.url);

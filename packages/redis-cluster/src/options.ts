@@ -77,11 +77,11 @@ export interface RedisClientOptions {
   maxRetriesPerRequest?: number | null;
   /**
    * What happens to a write that was on the wire when its connection closed, before its reply came: Redis may or may
-   * not have run it. `false` (default): it fails with `E_MAYBE_APPLIED` and is never sent again, so an INCR or an
-   * RPUSH cannot silently run twice; the caller decides (retry when the write is idempotent, or read back first).
-   * `true`: ioredis' at-least-once behaviour, the write is sent again once reconnected and may run twice. Reads and
-   * commands that change nothing are sent again either way. Setting `redisOptions.autoResendUnfulfilledCommands:
-   * true` explicitly means `true` here too.
+   * not have run it. `true` (default, as ioredis): it is sent again once reconnected, so it may run twice. `false`:
+   * it fails with `E_MAYBE_APPLIED` and is never sent again, so an INCR or an RPUSH cannot silently run twice; the
+   * caller decides (retry when the write is idempotent, or read back first). Use `false` where a duplicate write
+   * matters (patient records, counters that bill). Reads and commands that change nothing are sent again either way.
+   * An explicit `redisOptions.autoResendUnfulfilledCommands: false` means `false` here too.
    */
   resendInFlightWrites?: boolean;
   /** Extra ioredis options for every connection, applied last. Prefer the named options above. */
@@ -96,7 +96,7 @@ export const DEFAULTS = {
   enableOfflineQueue: true,
   enableAutoPipelining: false,
   corkWrites: true,
-  resendInFlightWrites: false,
+  resendInFlightWrites: true,
   maxRetriesPerRequest: 3,
   clusterNodeTimeoutMs: 15_000,
   retryDelayOnFailoverMs: 500,
@@ -195,7 +195,7 @@ export function resolveOptions(options: RedisClientOptions): ResolvedOptions {
   );
   const resendInFlightWrites = optionalBoolean(
     options.resendInFlightWrites,
-    options.redisOptions?.autoResendUnfulfilledCommands === true,
+    options.redisOptions?.autoResendUnfulfilledCommands !== false && DEFAULTS.resendInFlightWrites,
     'resendInFlightWrites',
   );
   const corkWrites = optionalBoolean(options.corkWrites, DEFAULTS.corkWrites, 'corkWrites');

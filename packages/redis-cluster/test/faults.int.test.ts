@@ -38,6 +38,8 @@ function clusterClient(
       },
       name,
       commandTimeoutMs: extra.commandTimeoutMs ?? COMMAND_TIMEOUT_MS,
+      // These tests check that no write runs twice across a failover: the mode for data where a duplicate matters.
+      resendInFlightWrites: false,
       ...(extra.enableAutoPipelining ? { enableAutoPipelining: true } : {}),
     },
     { metrics, logger: { warn: () => {}, error: () => {} } },

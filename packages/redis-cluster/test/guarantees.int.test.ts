@@ -69,8 +69,8 @@ describe.each<Topology>(['standalone', 'cluster'])('what the client promises, on
     await plain.quit();
   });
 
-  it('does not send again a write whose reply was lost with its connection: E_MAYBE_APPLIED, applied once', async () => {
-    const { client, metrics, proxies, close } = await proxied(topology);
+  it('with resendInFlightWrites: false, does not send again a write whose reply was lost with its connection: E_MAYBE_APPLIED, applied once', async () => {
+    const { client, metrics, proxies, close } = await proxied(topology, { resendInFlightWrites: false });
     clients.push(client);
     try {
       await client.ready();
@@ -112,8 +112,8 @@ describe.each<Topology>(['standalone', 'cluster'])('what the client promises, on
     }
   });
 
-  it('with resendInFlightWrites, sends such a write again as ioredis does: it runs twice', async () => {
-    const { client, proxies, close } = await proxied(topology, { resendInFlightWrites: true });
+  it('by default sends such a write again, as ioredis does: it runs twice', async () => {
+    const { client, proxies, close } = await proxied(topology);
     clients.push(client);
     try {
       await client.ready();

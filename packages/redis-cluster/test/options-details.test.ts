@@ -28,7 +28,7 @@ describe('standalone options', () => {
     expect(resolveOptions({})).toEqual({
       name: 'default',
       commandTimeoutMs: 5000,
-      resendInFlightWrites: false,
+      resendInFlightWrites: true,
       corkWrites: true,
       topology: 'standalone',
       redis: { ...BASE, host: '127.0.0.1', port: 6379 },
@@ -54,7 +54,7 @@ describe('standalone options', () => {
     expect(resolved).toEqual({
       name: 'care-api_2',
       commandTimeoutMs: 1,
-      resendInFlightWrites: false,
+      resendInFlightWrites: true,
       corkWrites: true,
       topology: 'standalone',
       redis: {

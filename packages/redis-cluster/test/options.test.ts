@@ -51,20 +51,20 @@ describe('resolveOptions', () => {
     expect(() => resolveOptions({ corkWrites: 1 as never })).toThrow(/corkWrites must be true or false/);
   });
 
-  it('refuses to resend in-flight writes unless asked, by our option or an explicit ioredis one', () => {
-    expect(resolveOptions({}).resendInFlightWrites).toBe(false);
-    expect(resolveOptions({ resendInFlightWrites: true }).resendInFlightWrites).toBe(true);
+  it('resends in-flight writes as ioredis does unless told not to, by our option or an explicit ioredis one', () => {
+    expect(resolveOptions({}).resendInFlightWrites).toBe(true);
+    expect(resolveOptions({ resendInFlightWrites: false }).resendInFlightWrites).toBe(false);
     expect(
-      resolveOptions({ redisOptions: { autoResendUnfulfilledCommands: true } }).resendInFlightWrites,
-    ).toBe(true);
-    expect(
-      resolveOptions({ resendInFlightWrites: false, redisOptions: { autoResendUnfulfilledCommands: true } })
-        .resendInFlightWrites,
+      resolveOptions({ redisOptions: { autoResendUnfulfilledCommands: false } }).resendInFlightWrites,
     ).toBe(false);
     expect(
-      resolveOptions({ cluster: { nodes: ['127.0.0.1:7000'] }, resendInFlightWrites: true })
+      resolveOptions({ resendInFlightWrites: true, redisOptions: { autoResendUnfulfilledCommands: false } })
         .resendInFlightWrites,
     ).toBe(true);
+    expect(
+      resolveOptions({ cluster: { nodes: ['127.0.0.1:7000'] }, resendInFlightWrites: false })
+        .resendInFlightWrites,
+    ).toBe(false);
     expect(() => resolveOptions({ resendInFlightWrites: 'yes' as never })).toThrow(
       /resendInFlightWrites must be true or false/,
     );

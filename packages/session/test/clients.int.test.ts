@@ -7,7 +7,12 @@ import { codeOf, harness, type Topology } from './support.js';
 
 function austaClient(topology: Topology, metrics: ReturnType<typeof createMetrics>): RedisClient {
   const targets = redisTargets();
-  const common = { name: 'session-test', commandTimeoutMs: 2000, enableAutoPipelining: true };
+  const common = {
+    name: 'session-test',
+    commandTimeoutMs: 2000,
+    enableAutoPipelining: true,
+    resendInFlightWrites: false,
+  };
   const dependencies = { metrics, logger: { warn: () => {}, error: () => {} } };
   return topology === 'cluster'
     ? createRedisClient({ ...common, cluster: { nodes: targets.cluster.nodes } }, dependencies)
