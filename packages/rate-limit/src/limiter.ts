@@ -383,13 +383,18 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
   let flushScheduled = false;
   const flushAll = () => {
     flushScheduled = false;
-    for (const group of waiting.values()) sendBatch(group);
+    if (waiting.size === 0) return;
+    const groups = [...waiting.values()];
     waiting.clear();
+    for (const group of groups) sendBatch(group);
   };
 
   function sendCheck(receiver: CheckReceiver, command: string, args: Array<string | number>): void {
     const code = batching ? BATCH_CODE_BY_COMMAND.get(command) : undefined;
     if (code === undefined) {
+      // Anything this limiter sends goes after the checks issued before it: a getStatus, a multi-limit check, a
+      // block or a reset issued after a check in the same tick must not overtake it.
+      flushAll();
       sendAlone(receiver, command, args);
       return;
     }
@@ -792,6 +797,7 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
    */
   async function bounded<T>(operation: string, work: () => Promise<T>): Promise<T> {
     if (closed) throw new RateLimiterClosedError();
+    flushAll();
     const startedAt = performance.now();
     let timer: NodeJS.Timeout | undefined;
     let timedOut = false;

@@ -500,6 +500,48 @@ describe.each<Topology>(['standalone', 'cluster'])('rate limiter on %s', (topolo
       expect(String((errors[0] as Error).message)).toMatch(/WRONGTYPE/);
     });
 
+    it('keeps the order of calls within a tick: nothing the limiter sends overtakes a check waiting for its batch', async () => {
+      const rl = limiter();
+      const config = { limit: 5, windowSeconds: 60 };
+      const one = { limit: 1, windowSeconds: 60 };
+      const both = [one, { limit: 10, windowSeconds: 3600 }];
+      // A script's first call on a node is NOSCRIPT and goes again as EVAL, after what was sent behind it: load the
+      // scripts on each key's master first, so only the order this test is about is left.
+      for (const key of ['order-reset', 'order-block', 'order-status', 'order-multi']) {
+        await rl.getStatus(key, both, 'fixed-window');
+        await rl.checkLimit(key, config, 'fixed-window');
+        await rl.reset(key, 'fixed-window', config);
+      }
+      // check, then reset with the config: the reset wins.
+      const [checked, removed] = await Promise.all([
+        rl.checkLimit('order-reset', config, 'fixed-window'),
+        rl.reset('order-reset', 'fixed-window', config),
+      ]);
+      expect(checked.allowed).toBe(true);
+      expect(removed).toBe(1);
+      expect((await rl.getStatus('order-reset', config, 'fixed-window')).remaining).toBe(5);
+      // check, then block: the check was not blocked yet.
+      const [beforeBlock] = await Promise.all([
+        rl.checkLimit('order-block', config, 'fixed-window'),
+        rl.block('order-block', 60),
+      ]);
+      expect(beforeBlock.blocked).toBe(false);
+      expect(beforeBlock.allowed).toBe(true);
+      await rl.unblock('order-block');
+      // check, then getStatus: the status sees the check.
+      const [, status] = await Promise.all([
+        rl.checkLimit('order-status', config, 'fixed-window'),
+        rl.getStatus('order-status', config, 'fixed-window'),
+      ]);
+      expect(status.remaining).toBe(4);
+      // a single-limit check, then a multi-limit check on the same key: the first takes the last unit.
+      const [single, multi] = await Promise.all([
+        rl.checkLimit('order-multi', one, 'fixed-window'),
+        rl.checkLimit('order-multi', both, 'fixed-window'),
+      ]);
+      expect([single.allowed, multi.allowed]).toEqual([true, false]);
+    });
+
     it('never sends a check that close() answered while it waited for the end of the tick', async () => {
       const rl = createRateLimiter({ redis: client, prefix, timeoutMs: 5000 });
       const config = { limit: 5, windowSeconds: 60 };
