@@ -236,6 +236,40 @@ describe('hookSendCommand', () => {
       expect(calls).toHaveLength(2);
     });
 
+    it('clears an older timer as soon as its last command is answered, once a newer one took over', async () => {
+      fakeClock();
+      const { connection } = hooked({ timeoutMs: 500 });
+      const first = new Command('get', ['a']);
+      void connection.sendCommand(first);
+      vi.advanceTimersByTime(1);
+      const second = new Command('get', ['b']);
+      void connection.sendCommand(second);
+      expect(vi.getTimerCount()).toBe(2);
+      first.resolve(Buffer.from('v'));
+      await first.promise;
+      expect(vi.getTimerCount()).toBe(1);
+      second.resolve(Buffer.from('v'));
+      await second.promise;
+      await new Promise((resolve) => process.nextTick(resolve));
+      expect(vi.getTimerCount()).toBe(0);
+    });
+
+    it('keeps an emptied timer that a command of the same tick joined, and still times that command out', async () => {
+      fakeClock();
+      const { connection } = hooked({ timeoutMs: 500 });
+      const first = new Command('get', ['a']);
+      void connection.sendCommand(first);
+      first.resolve(Buffer.from('v'));
+      const joined = new Command('get', ['b']);
+      void connection.sendCommand(joined);
+      await new Promise((resolve) => process.nextTick(resolve));
+      expect(vi.getTimerCount()).toBe(1);
+      const outcome = outcomeOf(joined);
+      vi.advanceTimersByTime(500);
+      expect(await outcome).toBe('Command timed out');
+      expect(vi.getTimerCount()).toBe(0);
+    });
+
     it('does not keep the process alive once every command of the timer has its answer', async () => {
       const { connection } = hooked({ timeoutMs: 60_000 });
       const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;

@@ -3,7 +3,9 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   type CommandObserver,
   createTracker,
+  deadlineOf,
   isScriptCommand,
+  NO_TIMER,
   operationName,
   recordPipeline,
 } from '../src/tracker.js';
@@ -216,6 +218,25 @@ describe('createTracker', () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+
+  it('keeps "no deadline" for the re-send of a script that blocks forever, and a fresh one for an unrelated call', async () => {
+    const { observer } = recorder();
+    const tracker = createTracker(observer);
+    const expire = (command: Command) => command.reject(new Error('Command timed out'));
+    const first = new CustomScriptCommand('evalsha', ['sha', '0', 'forever']);
+    tracker.track(first, { ms: null, expire });
+    expect(deadlineOf(first)).toBe(NO_TIMER);
+    first.reject(reply('NOSCRIPT No matching script.'));
+    await first.promise.catch(() => {});
+    const other = new CustomScriptCommand('evalsha', ['sha', '0', 'other']);
+    tracker.track(other, { ms: 1000, expire });
+    expect(deadlineOf(other)).not.toBe(NO_TIMER);
+    const resend = new CustomScriptCommand('eval', ['return 1', '0', 'forever']);
+    tracker.track(resend, { ms: 1000, expire });
+    expect(deadlineOf(resend)).toBe(NO_TIMER);
+    for (const command of [other, resend]) command.resolve(Buffer.from('1'));
+    await Promise.all([other.promise, resend.promise]);
   });
 
   it('records a NOSCRIPT that is the outcome the caller saw when no fallback follows, only once', async () => {
