@@ -421,15 +421,15 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
       sendAlone(first.receiver, first.command, first.args);
       return;
     }
-    const keys: Array<string | number> = [group.length * 2];
-    const rest: Array<string | number> = [];
+    // Two keys per check first, then each check's code, argument count and arguments (scripts/batch.ts).
+    const argv: Array<string | number> = [group.length * 2];
+    for (const { args } of group) argv.push(args[1] as string, args[2] as string);
     for (const { code, args } of group) {
-      keys.push(args[1] as string, args[2] as string);
-      rest.push(code, args.length - 3);
-      for (let i = 3; i < args.length; i++) rest.push(args[i] as string | number);
+      argv.push(code, args.length - 3);
+      for (let i = 3; i < args.length; i++) argv.push(args[i] as string | number);
     }
     corker.cork(clientKeyPrefix + (first.args[1] as string));
-    runScript(redis, BATCH, keys.concat(rest)).then(
+    runScript(redis, BATCH, argv).then(
       (replies) => {
         const list = replies as Array<Array<number | string>>;
         for (let i = 0; i < group.length; i++) {

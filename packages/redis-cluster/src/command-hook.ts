@@ -1,5 +1,6 @@
 import { exists, hasFlag } from '@ioredis/commands';
 import type { Cluster, Command, Redis } from 'ioredis';
+import { connectionCorker } from './cork.js';
 import { TIMEOUT_MESSAGE } from './error-type.js';
 import { RedisClientClosedError, RedisMaybeAppliedError } from './errors.js';
 import { type CommandTracker, isScriptCommand, NO_TIMER, recordPipeline } from './tracker.js';
@@ -66,14 +67,6 @@ export interface HookContext {
   readonly corkTick: (connection: unknown) => void;
 }
 
-/** The part of a socket corking needs. */
-interface Corkable {
-  writable: boolean;
-  writableCorked: number;
-  cork(): void;
-  uncork(): void;
-}
-
 export function createHookContext(options: {
   commandTimeoutMs: number;
   isClosed: () => boolean;
@@ -81,27 +74,8 @@ export function createHookContext(options: {
   /** Cork each connection's socket for the rest of the tick at its first command. Default `false`. */
   corkWrites?: boolean;
 }): HookContext {
-  // ioredis writes every command with its own write() unless auto-pipelining is on. Holding the socket corked until
-  // the end of the tick sends what the tick's callers issued in one write, without changing how any command is routed,
-  // retried or redirected (unlike auto-pipelining, each stays an ordinary command). Under load, the syscall per
-  // command was the largest client cost, and its timing decided how many writes Node coalesced on its own.
-  const corked: Corkable[] = [];
-  const uncorkAll = () => {
-    for (const stream of corked) stream.uncork();
-    corked.length = 0;
-  };
-  const corkTick =
-    options.corkWrites === true
-      ? (connection: unknown) => {
-          const target = connection as { status?: string; stream?: Corkable };
-          if (target.status !== 'ready') return;
-          const stream = target.stream;
-          if (stream === undefined || stream.writableCorked !== 0 || !stream.writable) return;
-          stream.cork();
-          corked.push(stream);
-          if (corked.length === 1) process.nextTick(uncorkAll);
-        }
-      : () => {};
+  // A tick's commands leave in one write per connection, each still an ordinary command (see cork.ts).
+  const corkTick = options.corkWrites === true ? connectionCorker() : () => {};
   const context: HookContext = {
     commandTimeoutMs: options.commandTimeoutMs,
     isClosed: options.isClosed,

@@ -4,6 +4,7 @@ import { Cluster, type Redis } from 'ioredis';
 /** The part of a socket corking needs. */
 interface Corkable {
   writable: boolean;
+  writableCorked: number;
   cork(): void;
   uncork(): void;
 }
@@ -27,44 +28,52 @@ export interface TickCorker {
 }
 
 /**
- * ioredis writes every command with its own `write()` unless auto-pipelining is on, and at 100 callers in flight that
- * syscall was most of a store's client CPU (58% of a rate-limit check in a profile). Corking the socket until the end
- * of the tick sends what the tick's callers issued in one write, as node-redis does, without changing how any command
- * is routed, retried or redirected: each stays an ordinary command. The socket is uncorked on `process.nextTick`, before
- * any I/O of the next tick, so no command waits past the current one. Only a ready, writable connection is corked;
- * one that is not (reconnecting, a slot not in the map yet) is left alone and ioredis queues as usual.
+ * Corks a ready, writable connection's socket until the end of the tick; every socket it corked is uncorked together
+ * on `process.nextTick`, before any I/O of the next tick. A socket already corked (by this or another corker) is left
+ * as it is, so two corkers on one client never hold it longer than the tick.
  */
-export function tickCorker(client: Redis | Cluster): TickCorker {
-  const isCluster = client instanceof Cluster;
-  // Sockets corked in this tick, uncorked together at its end.
+export function connectionCorker(): (connection: unknown) => void {
   const corked: Corkable[] = [];
   const uncorkAll = () => {
     for (const stream of corked) stream.uncork();
     corked.length = 0;
   };
-
-  function corkConnection(connection: Connection | undefined): void {
-    const stream = connection?.status === 'ready' ? connection.stream : undefined;
-    if (stream === undefined || !stream.writable || corked.includes(stream)) return;
+  return (connection) => {
+    const target = connection as Connection;
+    if (target.status !== 'ready') return;
+    const stream = target.stream;
+    if (stream === undefined || stream.writableCorked !== 0 || !stream.writable) return;
     stream.cork();
     corked.push(stream);
     if (corked.length === 1) process.nextTick(uncorkAll);
-  }
+  };
+}
+
+/**
+ * ioredis writes every command with its own `write()` unless auto-pipelining is on, and at 100 callers in flight that
+ * syscall was most of a store's client CPU (58% of a rate-limit check in a profile). Corking the socket until the end
+ * of the tick sends what the tick's callers issued in one write, as node-redis does, without changing how any command
+ * is routed, retried or redirected: each stays an ordinary command. No command waits past the current tick. A
+ * connection that is not ready (reconnecting, a slot not in the map yet) is left alone and ioredis queues as usual.
+ * A client from `createRedisClient` does this itself (`corkWrites`); this is for any other ioredis client.
+ */
+export function tickCorker(client: Redis | Cluster): TickCorker {
+  const isCluster = client instanceof Cluster;
+  const corkConnection = connectionCorker();
 
   function corkNode(node: string | undefined): void {
     if (!isCluster) {
-      corkConnection(client as unknown as Connection);
+      corkConnection(client);
       return;
     }
     if (node === undefined) return;
-    const pool = (client as unknown as ClusterInternals).connectionPool;
-    corkConnection(pool?.getInstanceByKey?.(node) as Connection | undefined);
+    corkConnection((client as unknown as ClusterInternals).connectionPool?.getInstanceByKey?.(node));
   }
 
   return {
     corkNode,
     cork(key) {
-      if (!isCluster) corkConnection(client as unknown as Connection);
+      if (!isCluster) corkConnection(client);
       else corkNode((client as unknown as ClusterInternals).slots[calculateSlot(key)]?.[0]);
     },
   };

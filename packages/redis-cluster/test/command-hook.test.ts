@@ -148,6 +148,12 @@ describe('hookSendCommand', () => {
     // The tracker groups commands by the clock it measures with, so these tests fake it too.
     const fakeClock = () =>
       vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance', 'Date'] });
+    /** Sends a GET through the hooked connection and returns its command. */
+    const sendGet = (connection: { sendCommand(command: Command): unknown }, key: string) => {
+      const command = new Command('get', [key]);
+      void connection.sendCommand(command);
+      return command;
+    };
     const outcomeOf = (command: Command) =>
       command.promise.then(
         () => 'ok',
@@ -172,11 +178,9 @@ describe('hookSendCommand', () => {
     it('gives a command sent a millisecond later its own timer and its whole deadline', async () => {
       fakeClock();
       const { connection } = hooked({ timeoutMs: 500 });
-      const first = new Command('get', ['a']);
-      void connection.sendCommand(first);
+      const first = sendGet(connection, 'a');
       vi.advanceTimersByTime(1);
-      const second = new Command('get', ['b']);
-      void connection.sendCommand(second);
+      const second = sendGet(connection, 'b');
       expect(vi.getTimerCount()).toBe(2);
       const outcomes = [outcomeOf(first), outcomeOf(second)];
       vi.advanceTimersByTime(499);
@@ -187,11 +191,9 @@ describe('hookSendCommand', () => {
     it('times a command that joined a shared timer out no more than 0.1 ms before its own deadline', async () => {
       fakeClock();
       const { connection } = hooked({ timeoutMs: 500 });
-      const first = new Command('get', ['a']);
-      void connection.sendCommand(first);
+      const first = sendGet(connection, 'a');
       vi.advanceTimersByTime(0.05);
-      const joined = new Command('get', ['b']);
-      void connection.sendCommand(joined);
+      const joined = sendGet(connection, 'b');
       expect(vi.getTimerCount()).toBe(1);
       const settled = vi.fn();
       joined.promise.then(settled, settled);
@@ -221,12 +223,10 @@ describe('hookSendCommand', () => {
     it('reuses a timer emptied within the tick, and lets it go at the end of the tick', async () => {
       fakeClock();
       const { connection, calls } = hooked({ timeoutMs: 500 });
-      const first = new Command('get', ['a']);
-      void connection.sendCommand(first);
+      const first = sendGet(connection, 'a');
       first.resolve(Buffer.from('v'));
       // Answered in the same tick: the next command of the tick joins the same timer.
-      const second = new Command('get', ['b']);
-      void connection.sendCommand(second);
+      const second = sendGet(connection, 'b');
       expect(vi.getTimerCount()).toBe(1);
       second.resolve(Buffer.from('v'));
       await Promise.all([first.promise, second.promise]);
@@ -239,11 +239,9 @@ describe('hookSendCommand', () => {
     it('clears an older timer as soon as its last command is answered, once a newer one took over', async () => {
       fakeClock();
       const { connection } = hooked({ timeoutMs: 500 });
-      const first = new Command('get', ['a']);
-      void connection.sendCommand(first);
+      const first = sendGet(connection, 'a');
       vi.advanceTimersByTime(1);
-      const second = new Command('get', ['b']);
-      void connection.sendCommand(second);
+      const second = sendGet(connection, 'b');
       expect(vi.getTimerCount()).toBe(2);
       first.resolve(Buffer.from('v'));
       await first.promise;
@@ -257,11 +255,9 @@ describe('hookSendCommand', () => {
     it('keeps an emptied timer that a command of the same tick joined, and still times that command out', async () => {
       fakeClock();
       const { connection } = hooked({ timeoutMs: 500 });
-      const first = new Command('get', ['a']);
-      void connection.sendCommand(first);
+      const first = sendGet(connection, 'a');
       first.resolve(Buffer.from('v'));
-      const joined = new Command('get', ['b']);
-      void connection.sendCommand(joined);
+      const joined = sendGet(connection, 'b');
       await new Promise((resolve) => process.nextTick(resolve));
       expect(vi.getTimerCount()).toBe(1);
       const outcome = outcomeOf(joined);
@@ -274,16 +270,14 @@ describe('hookSendCommand', () => {
       const { connection } = hooked({ timeoutMs: 60_000 });
       const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;
       const before = timers();
-      const command = new Command('get', ['a']);
-      void connection.sendCommand(command);
+      const command = sendGet(connection, 'a');
       expect(timers()).toBe(before + 1);
       command.resolve(Buffer.from('v'));
       await command.promise;
       await new Promise((resolve) => process.nextTick(resolve));
       expect(timers()).toBe(before);
       // A command joining the emptied timer makes it hold the process again until its answer.
-      const next = new Command('get', ['b']);
-      void connection.sendCommand(next);
+      const next = sendGet(connection, 'b');
       const joined = timers();
       next.resolve(Buffer.from('v'));
       await next.promise;

@@ -69,33 +69,41 @@ describe.each<Topology>(['standalone', 'cluster'])('what the client promises, on
     await plain.quit();
   });
 
+  /**
+   * Sends an INCR through the proxy of its master, lets Redis run it while its reply is swallowed, then resets the
+   * connection: the write was applied and its caller has no answer yet.
+   */
+  async function loseIncrReply(client: RedisClient, proxies: Map<number, TcpProxy>, tag: string) {
+    const key = `${prefix}:{${tag}}:n`;
+    await client.client.get(key);
+    const port =
+      topology === 'cluster'
+        ? await slotOwner(redisTargets().cluster, keySlot(tag))
+        : redisTargets().standalone.port;
+    const proxy = proxies.get(port) as TcpProxy;
+    proxy.swallowReplies = true;
+    const outcome = client.client.incr(key).then(
+      (value) => `ok ${value}`,
+      (error: { code?: string }) => error.code ?? 'error',
+    );
+    await eventually(
+      () => plain.get(key),
+      (value) => value === '1',
+      5000,
+      20,
+    );
+    proxy.swallowReplies = false;
+    proxy.dropAll();
+    return { key, proxy, outcome };
+  }
+
   it('with resendInFlightWrites: false, does not send again a write whose reply was lost with its connection: E_MAYBE_APPLIED, applied once', async () => {
     const { client, metrics, proxies, close } = await proxied(topology, { resendInFlightWrites: false });
     clients.push(client);
     try {
       await client.ready();
-      const key = `${prefix}:{lost}:n`;
-      await client.client.get(key);
-      const port =
-        topology === 'cluster'
-          ? await slotOwner(redisTargets().cluster, keySlot('lost'))
-          : redisTargets().standalone.port;
-      const proxy = proxies.get(port) as TcpProxy;
-      proxy.swallowReplies = true;
-      const pending = client.client.incr(key).then(
-        (value) => `ok ${value}`,
-        (error: { code?: string }) => error.code ?? 'error',
-      );
-      // The INCR reaches Redis and runs; its reply is lost, then the connection resets.
-      await eventually(
-        () => plain.get(key),
-        (value) => value === '1',
-        5000,
-        20,
-      );
-      proxy.swallowReplies = false;
-      proxy.dropAll();
-      expect(await pending).toBe('E_MAYBE_APPLIED');
+      const { key, proxy, outcome } = await loseIncrReply(client, proxies, 'lost');
+      expect(await outcome).toBe('E_MAYBE_APPLIED');
       await new Promise((resolve) => setTimeout(resolve, 500));
       expect(await plain.get(key)).toBe('1');
       expect(await measured(metrics, 'incr', 'maybe_applied')).toBe(1);
@@ -117,25 +125,9 @@ describe.each<Topology>(['standalone', 'cluster'])('what the client promises, on
     clients.push(client);
     try {
       await client.ready();
-      const key = `${prefix}:{resent}:n`;
-      await client.client.get(key);
-      const port =
-        topology === 'cluster'
-          ? await slotOwner(redisTargets().cluster, keySlot('resent'))
-          : redisTargets().standalone.port;
-      const proxy = proxies.get(port) as TcpProxy;
-      proxy.swallowReplies = true;
-      const pending = client.client.incr(key);
-      await eventually(
-        () => plain.get(key),
-        (value) => value === '1',
-        5000,
-        20,
-      );
-      proxy.swallowReplies = false;
-      proxy.dropAll();
-      // The caller asked for at-least-once: the INCR went again after the reconnect, and its reply is the second run.
-      expect(await pending).toBe(2);
+      const { key, outcome } = await loseIncrReply(client, proxies, 'resent');
+      // At-least-once: the INCR went again after the reconnect, and its reply is the second run.
+      expect(await outcome).toBe('ok 2');
       expect(await plain.get(key)).toBe('2');
     } finally {
       await plain.expire(`${prefix}:{resent}:n`, 60);
