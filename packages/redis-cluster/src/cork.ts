@@ -39,8 +39,9 @@ export function connectionCorker(): (connection: unknown) => void {
     corked.length = 0;
   };
   return (connection) => {
-    const target = connection as Connection;
-    if (target.status !== 'ready') return;
+    // A cluster's pool has no connection for a node it does not know yet: nothing to cork.
+    const target = connection as Connection | undefined;
+    if (target?.status !== 'ready') return;
     const stream = target.stream;
     if (stream === undefined || stream.writableCorked !== 0 || !stream.writable) return;
     stream.cork();

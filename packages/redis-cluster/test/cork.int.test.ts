@@ -55,6 +55,8 @@ describe.each<Topology>(['standalone', 'cluster'])('tickCorker on %s', (topology
       const corker = tickCorker(idle);
       expect(() => corker.cork(`${prefix}:{idle}`)).not.toThrow();
       expect(() => corker.corkNode(undefined)).not.toThrow();
+      // A node the cluster's pool does not know (yet, or any more) has no connection to cork.
+      expect(() => corker.corkNode('127.0.0.1:1')).not.toThrow();
       expect(await idle.set(`${prefix}:{idle}`, 'v', 'EX', 60)).toBe('OK');
     } finally {
       idle.disconnect();
