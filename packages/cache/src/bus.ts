@@ -23,8 +23,12 @@ export interface BusHandlers {
   onKeys(keys: string[]): void;
   onTags(tags: string[]): void;
   onClear(): void;
-  /** A gap: in-flight reads must not fill the L1 (they may have missed an invalidation). */
-  onGap(): void;
+  /**
+   * A gap: in-flight reads must not fill the L1 (they may have missed an invalidation). `afterConfirmation`: the bus
+   * had delivered before, so a running getOrSet may have missed a message it would have seen; before the first
+   * confirmation nothing relied on the bus yet (a cluster subscriber's connection setup can look like a gap).
+   */
+  onGap(afterConfirmation: boolean): void;
 }
 
 export interface BusOptions {
@@ -46,6 +50,8 @@ export class InvalidationBus {
   private readonly gapAt = new Map<number, number>();
   /** When the last heartbeat came back (performance.now()); -Infinity until the first. */
   private confirmedAt = Number.NEGATIVE_INFINITY;
+  /** Whether a heartbeat ever came back. */
+  private everConfirmed = false;
   private subscriber: Redis | Cluster | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private heartbeatSeq = 0;
@@ -212,6 +218,7 @@ export class InvalidationBus {
         this.endGeneration(Number.NEGATIVE_INFINITY);
       }
       this.confirmedAt = now;
+      this.everConfirmed = true;
       return;
     }
     const first = message.indexOf('|');
@@ -250,7 +257,7 @@ export class InvalidationBus {
       if (this.gapAt.size <= 64) break;
       this.gapAt.delete(generation);
     }
-    this.handlers.onGap();
+    this.handlers.onGap(this.everConfirmed);
   }
 
   async close(): Promise<void> {

@@ -29,6 +29,7 @@ import { type L1Entry, L1Store } from './l1.js';
 import {
   type CacheLogger,
   type CacheOptions,
+  DEFAULTS,
   type LockOptions,
   MAX_TTL_SECONDS,
   type ResolvedLock,
@@ -179,12 +180,17 @@ interface Flight {
   invalidated: boolean;
   /** Write id of the entry the read saw (stale), or '' when it saw none: the result is stored only over that one. */
   seenWriteId: Buffer | '';
+  /** When the getOrSet that started the factory was called (performance.now()): its hard timeout runs from there. */
+  startedAt: number;
+  key: string;
 }
 
 const MISS: ReadOutcome = { state: 'miss' };
 const passOutcome = (outcome: ReadOutcome): ReadOutcome => outcome;
 /** What decodeRead returns for bytes that are not a value (never a value a caller can store). */
 const UNDECODABLE = Symbol('undecodable');
+/** Overdue factories tracked for invalidation (see retire); past this, the oldest one's late result is dropped. */
+const MAX_OVERDUE_FLIGHTS = 1000;
 /** Tag keys live this much longer than the entries written under them. */
 const TAG_TTL_MARGIN_MS = 60_000;
 
@@ -243,8 +249,8 @@ function timeoutMsOf(value: unknown, fallback: number, field: string): number {
 }
 
 /**
- * Creates a cache over an existing ioredis client. Nothing connects until the first call (the L1 bus, if enabled,
- * opens its own connection at once).
+ * Creates a cache over an existing ioredis client. The invalidation bus opens its own connection at once (none with
+ * `bus: false`); nothing else connects until the first call.
  * @example
  * const cache = createCache({ redis, namespace: 'patients', defaultTtlSeconds: 300 });
  * const patient = await cache.getOrSet(`patient:${id}`, () => db.findPatient(id), { tags: [`clinic:${clinicId}`] });
@@ -269,6 +275,8 @@ class CacheImpl implements Cache {
   private readonly l1: L1Store | undefined;
   private readonly bus: InvalidationBus | undefined;
   private readonly flights = new Map<string, Flight>();
+  /** Flights past their hard timeout that new callers no longer join (see joinableFlight); kept until they settle. */
+  private readonly overdue = new Set<Flight>();
   /** Incremented by every local invalidation: a getOrSet whose read crossed one reads again before computing. */
   private localWrites = 0;
   private readonly logger: CacheLogger;
@@ -318,6 +326,8 @@ class CacheImpl implements Cache {
     this.readWithTtl = options.l1 !== undefined || options.graceMs > 0;
     if (options.l1 !== undefined) {
       this.l1 = new L1Store(options.l1.maxEntries, options.l1.maxBytes, options.l1.admission);
+    }
+    if (options.bus) {
       this.bus = new InvalidationBus(
         client,
         this.io,
@@ -332,12 +342,12 @@ class CacheImpl implements Cache {
             this.forgetAll(false);
           },
           onClear: () => this.forgetAll(true),
-          onGap: () => this.forgetAll(false),
+          onGap: (afterConfirmation) => this.forgetAll(false, afterConfirmation),
         },
         this.instruments,
         {
-          heartbeatIntervalMs: options.l1.heartbeatIntervalMs,
-          toleranceMs: options.l1.busToleranceMs,
+          heartbeatIntervalMs: options.l1?.heartbeatIntervalMs ?? DEFAULTS.l1HeartbeatIntervalMs,
+          toleranceMs: options.l1?.busToleranceMs ?? DEFAULTS.l1BusToleranceMs,
           logger: this.logger,
         },
       );
@@ -369,15 +379,19 @@ class CacheImpl implements Cache {
         flight.invalidated = true;
         this.flights.delete(key);
       }
+      for (const overdue of this.overdue) if (overdue.key === key) overdue.invalidated = true;
     }
     this.tracker.invalidateKey(key);
   }
 
-  private forgetAll(clearL1: boolean): void {
+  private forgetAll(clearL1: boolean, flightsToo = true): void {
     if (clearL1) this.l1?.clear();
     this.localWrites++;
-    for (const flight of this.flights.values()) flight.invalidated = true;
-    this.flights.clear();
+    if (flightsToo) {
+      for (const flight of this.flights.values()) flight.invalidated = true;
+      for (const flight of this.overdue) flight.invalidated = true;
+      this.flights.clear();
+    }
     this.tracker.invalidateAll();
   }
 
@@ -1278,9 +1292,9 @@ class CacheImpl implements Cache {
     const started = performance.now();
     this.ensureOpen();
     checkPart(glob, 'pattern', this.options.maxKeyBytes);
-    const pattern = this.layout.entryPattern(glob);
+    const { pattern, filter } = this.layout.entryPattern(glob);
     try {
-      return await this.deleteMatching(pattern);
+      return await this.deleteMatching(pattern, filter);
     } finally {
       this.forgetAll(true);
       this.bus?.publish('c');
@@ -1301,11 +1315,19 @@ class CacheImpl implements Cache {
   }
 
   /** SCAN every master (slot coverage checked) and UNLINK in batches; each page is bounded in time. */
-  private async deleteMatching(pattern: string): Promise<number> {
-    // scanKeys bounds its slot-map refresh and its PING of each master by scanTimeoutMs; a page may take both plus
-    // a SCAN, so our own bound sits above them and an unreachable master is reported as E_INCOMPLETE_SCAN.
-    const scanTimeoutMs = Math.max(1000, this.options.timeoutMs * 2);
-    const pageTimeoutMs = scanTimeoutMs * 3 + this.options.timeoutMs;
+  private async deleteMatching(pattern: string, filter?: (userKey: string) => boolean): Promise<number> {
+    // A server whose breaker is open cannot be scanned: fail now rather than wait for it, as every other call does.
+    // On a cluster, scanKeys reports the slots of an unreachable master (E_INCOMPLETE_SCAN) within timeoutMs.
+    if (!this.io.isCluster && this.io.breakersOpen > 0) {
+      throw new CacheUnavailableError(
+        `Redis is failing on ${this.io.breakersOpen} shard(s) (circuit breaker open): nothing was deleted.`,
+        'circuit_open',
+      );
+    }
+    // scanKeys bounds its slot-map refresh and its PING of each master by timeoutMs, and the first page waits for
+    // both: a page gets twice that, so an unreachable master is still reported by scanKeys as E_INCOMPLETE_SCAN.
+    const scanTimeoutMs = this.options.timeoutMs;
+    const pageTimeoutMs = scanTimeoutMs * 2 + 50;
     const iterator = scanKeys(this.io.client, pattern, { count: 500, timeoutMs: scanTimeoutMs });
     let removed = 0;
     let batch: string[] = [];
@@ -1318,6 +1340,7 @@ class CacheImpl implements Cache {
       for (;;) {
         const next = await this.bounded(iterator.next(), pageTimeoutMs);
         if (next.done) break;
+        if (filter !== undefined && !filter(this.layout.userKey(next.value) ?? '')) continue;
         batch.push(next.value);
         if (batch.length >= 500) await flush();
       }
@@ -1420,7 +1443,7 @@ class CacheImpl implements Cache {
       }
       this.instruments.request('l1', 'miss');
     }
-    const flight = this.flights.get(key);
+    const flight = this.joinableFlight(key, settings, started);
     if (flight !== undefined) return this.awaitFlight(flight, stale ?? flight.stale, settings, started);
     const redisKey = this.layout.entry(key);
     const withTtl = this.readWithTtl || settings.graceMs > 0;
@@ -1509,15 +1532,43 @@ class CacheImpl implements Cache {
       (outcome.state === 'stale' || outcome.state === 'miss') && outcome.data !== undefined
         ? writeIdOf(outcome.data)
         : '';
-    const existing = this.flights.get(key);
+    const existing = this.joinableFlight(key, settings, performance.now());
     const flight =
-      existing ?? this.startFlight(key, redisKey, factory, settings, stale, outcome.state === 'error', seen);
+      existing ??
+      this.startFlight(key, redisKey, factory, settings, stale, outcome.state === 'error', seen, started);
     return this.awaitFlight(
       flight,
       stale ?? (existing === undefined ? undefined : existing.stale),
       settings,
       started,
     );
+  }
+
+  /**
+   * The computation a caller may wait for: not one past its hard timeout. A factory that never settles would
+   * otherwise hold its key in this process until a write: every later caller would time out without a try.
+   */
+  private joinableFlight(
+    key: string,
+    settings: ReturnType<CacheImpl['getOrSetSettings']>,
+    now: number,
+  ): Flight | undefined {
+    const flight = this.flights.get(key);
+    if (flight === undefined || now - flight.startedAt < settings.hardTimeoutMs) return flight;
+    this.retire(flight);
+    return undefined;
+  }
+
+  /** Takes a flight past its hard timeout out of `flights`; still invalidated by later changes until it settles. */
+  private retire(flight: Flight): void {
+    if (this.flights.get(flight.key) === flight) this.flights.delete(flight.key);
+    this.overdue.add(flight);
+    // Factories that never settle must not grow this without bound: the oldest is let go with its result unstored.
+    if (this.overdue.size > MAX_OVERDUE_FLIGHTS) {
+      const oldest = this.overdue.values().next().value as Flight;
+      oldest.invalidated = true;
+      this.overdue.delete(oldest);
+    }
   }
 
   private startFlight(
@@ -1528,6 +1579,7 @@ class CacheImpl implements Cache {
     stale: Stale | undefined,
     redisFailed: boolean,
     seenWriteId: Buffer | '',
+    started: number,
   ): Flight {
     const flight: Flight = {
       stale,
@@ -1535,11 +1587,14 @@ class CacheImpl implements Cache {
       handedOut: false,
       invalidated: false,
       seenWriteId,
+      startedAt: started,
+      key,
     };
     this.flights.set(key, flight);
     flight.result = this.computeFlight(flight, key, redisKey, factory, settings, stale, redisFailed).finally(
       () => {
         if (this.flights.get(key) === flight) this.flights.delete(key);
+        this.overdue.delete(flight);
       },
     );
     // Callers may all have gone (timeouts, stale answers): the flight still settles, so keep its rejection handled.
@@ -1807,6 +1862,8 @@ class CacheImpl implements Cache {
       case 'soft':
         return serveStale(stale as Stale);
       default:
+        // A caller gave up on this factory: later callers start their own (see joinableFlight).
+        this.retire(flight);
         if (stale !== undefined) return serveStale(stale);
         throw new FactoryTimeoutError(
           `getOrSet waited ${settings.hardTimeoutMs} ms for the factory; it keeps running and its result will be cached.`,

@@ -129,8 +129,8 @@ export interface KeyLayout {
   heartbeatChannel(instanceId: string): string;
   /** SCAN pattern for every key of the namespace. */
   readonly allPattern: string;
-  /** SCAN pattern for entries matching a user glob (relative to the namespace). */
-  entryPattern(glob: string): string;
+  /** SCAN for entries matching a user glob (relative to the namespace). */
+  entryPattern(glob: string): EntryGlob;
 }
 
 export function keyLayout(prefix: string, namespace: string): KeyLayout {
@@ -151,17 +151,39 @@ export function keyLayout(prefix: string, namespace: string): KeyLayout {
     busChannel: `${base}bus`,
     heartbeatChannel: (instanceId) => `${base}bus:hb:${instanceId}`,
     allPattern: `${escapeGlob(base)}*`,
-    entryPattern: (glob) => escapeGlob(entryBase) + translateGlob(glob),
+    entryPattern: (glob) => {
+      const { pattern, filter } = translateGlob(glob);
+      return { pattern: escapeGlob(entryBase) + pattern, filter };
+    },
   };
 }
 
+/** A user glob turned into a SCAN over stored keys. */
+export interface EntryGlob {
+  /** MATCH pattern over stored (percent-encoded) keys, relative to the entry base. */
+  pattern: string;
+  /**
+   * The exact test on user keys, when `pattern` is wider than the glob: `?` and `[...]` match one character of a
+   * user key, and `%`, `{`, `}` are stored as three, so they go to SCAN as `*` and are checked here.
+   */
+  filter: ((userKey: string) => boolean) | undefined;
+}
+
+// Characters with a meaning in a RegExp (with the u flag, only these may be escaped); `-` too inside a class.
+const REGEX_SYNTAX = /[\\^$.*+?()[\]{}|/]/g;
+const CLASS_SYNTAX = /[\\^$.*+?()[\]{}|/-]/g;
+const regexLiteral = (char: string) => char.replace(REGEX_SYNTAX, '\\$&');
+const classLiteral = (char: string) => char.replace(CLASS_SYNTAX, '\\$&');
+
 /**
- * Turns a glob over user keys into a glob over stored (percent-encoded) keys. `*`, `?`, `[...]` and `\x` keep their
- * Redis meaning; a literal `%`, `{` or `}` is matched in its encoded form. Inside `[...]` those three characters are
- * refused, since one encoded character is three stored ones.
+ * Turns a glob over user keys into a SCAN pattern over stored keys. `*`, `?`, `[abc]`, `[^a-z]` and `\x` have their
+ * Redis meaning, over the characters of the user key; a literal `%`, `{` or `}` is matched in its encoded form.
+ * Error messages name positions, never the pattern: patterns carry the same identifiers as keys.
  */
-export function translateGlob(glob: string): string {
-  let out = '';
+export function translateGlob(glob: string): EntryGlob {
+  let pattern = '';
+  let regex = '';
+  let exact = true;
   for (let i = 0; i < glob.length; i++) {
     const char = glob[i] as string;
     if (char === '\\') {
@@ -169,27 +191,53 @@ export function translateGlob(glob: string): string {
       if (next === undefined) {
         throw new CacheInputError('E_INVALID_PATTERN', 'A pattern must not end with a lone backslash.');
       }
-      out += next === '%' || next === '{' || next === '}' ? encodeChar(next) : `\\${next}`;
+      pattern += next === '%' || next === '{' || next === '}' ? encodeChar(next) : `\\${next}`;
+      regex += regexLiteral(next);
       i++;
+    } else if (char === '*') {
+      pattern += '*';
+      regex += '[\\s\\S]*';
+    } else if (char === '?') {
+      pattern += '*';
+      regex += '[\\s\\S]';
+      exact = false;
     } else if (char === '[') {
-      const close = glob.indexOf(']', i + 2);
-      if (close < 0) {
-        throw new CacheInputError('E_INVALID_PATTERN', `Unclosed "[" in pattern ${describe(glob)}.`);
+      let j = i + 1;
+      let negate = false;
+      if (glob[j] === '^') {
+        negate = true;
+        j++;
       }
-      const body = glob.slice(i + 1, close);
-      if (NEEDS_ENCODING.test(body)) {
-        throw new CacheInputError(
-          'E_INVALID_PATTERN',
-          'A character class [...] in a pattern must not contain %, { or }: match them outside a class.',
-        );
+      let members = '';
+      for (; j < glob.length && (glob[j] !== ']' || members === ''); j++) {
+        let member = glob[j] as string;
+        if (member === '\\' && j + 1 < glob.length) member = glob[++j] as string;
+        if (glob[j + 1] === '-' && j + 2 < glob.length && glob[j + 2] !== ']') {
+          let last = glob[j + 2] as string;
+          j += 2;
+          if (last === '\\' && j + 1 < glob.length) last = glob[++j] as string;
+          const [low, high] = member <= last ? [member, last] : [last, member];
+          members += `${classLiteral(low)}-${classLiteral(high)}`;
+        } else {
+          members += classLiteral(member);
+        }
       }
-      out += `[${body}]`;
-      i = close;
+      if (j >= glob.length) {
+        throw new CacheInputError('E_INVALID_PATTERN', `A "[" at index ${i} of the pattern is never closed.`);
+      }
+      pattern += '*';
+      regex += `[${negate ? '^' : ''}${members}]`;
+      exact = false;
+      i = j;
     } else if (char === '%' || char === '{' || char === '}') {
-      out += encodeChar(char);
+      pattern += encodeChar(char);
+      regex += regexLiteral(char);
     } else {
-      out += char;
+      pattern += char;
+      regex += regexLiteral(char);
     }
   }
-  return out;
+  if (exact) return { pattern, filter: undefined };
+  const compiled = new RegExp(`^${regex}$`, 'u');
+  return { pattern, filter: (userKey) => compiled.test(userKey) };
 }

@@ -94,6 +94,14 @@ export interface CacheOptions {
   lock?: boolean | LockOptions;
   /** Turns on the in-memory tier. Default: off. */
   l1?: boolean | L1Options;
+  /**
+   * Publish what changes (set, delete, tag invalidation, clear) on the namespace's invalidation channel and listen
+   * to it, also without an L1. Default `true`: instances with an L1 drop what this one changes, and a getOrSet
+   * computing here does not store a result that another instance invalidated meanwhile. `false` opens no pub/sub
+   * connection; only for a namespace no instance caches in L1, where a concurrent remote delete may then be undone by
+   * a getOrSet that was already computing. An L1 needs it.
+   */
+  bus?: boolean;
   /** Where background failures are reported. Default: `console`. */
   logger?: CacheLogger;
   /**
@@ -135,6 +143,7 @@ export interface ResolvedOptions {
   softTimeoutMs: number;
   lock: ResolvedLock | undefined;
   l1: ResolvedL1 | undefined;
+  bus: boolean;
 }
 
 /** Defaults, exported so the README and tests cite the numbers the code uses. */
@@ -265,6 +274,15 @@ export function resolveOptions(options: CacheOptions): ResolvedOptions {
       );
     }
   }
+  if (options.bus !== undefined && typeof options.bus !== 'boolean') {
+    throw new CacheConfigError(`bus must be true or false (got ${typeof options.bus}).`);
+  }
+  const bus = options.bus ?? true;
+  if (!bus && l1 !== undefined) {
+    throw new CacheConfigError(
+      'An L1 needs the invalidation bus (bus: false with l1): without it, other instances would never evict its entries.',
+    );
+  }
   return {
     prefix,
     namespace,
@@ -290,6 +308,7 @@ export function resolveOptions(options: CacheOptions): ResolvedOptions {
     ),
     lock,
     l1,
+    bus,
   };
 }
 

@@ -231,6 +231,75 @@ describe.each(['standalone', 'cluster'] as const)('cache on %s', (topology) => {
     }
   });
 
+  it('a getOrSet already computing does not store its result over a delete or clear from another instance', async () => {
+    const namespace = `ns${++n}`;
+    // Neither has an L1: the bus still carries the other instance's invalidation to the running factory.
+    const cache = suite.make({ prefix, namespace });
+    const other = suite.make({ prefix, namespace }, suite.otherClient());
+    await sleep(100);
+    for (const invalidate of [
+      (key: string) => other.delete(key),
+      (key: string) => other.deleteMany([key]),
+      () => other.clear(),
+      (key: string) => other.deletePattern(`${key}*`),
+    ]) {
+      const key = `remote-${++n}`;
+      await cache.set(key, 'old');
+      await cache.delete(key);
+      let release: (value: string) => void = () => {};
+      let started = false;
+      const slow = cache.getOrSet(
+        key,
+        () =>
+          new Promise<string>((resolve) => {
+            started = true;
+            release = resolve;
+          }),
+      );
+      await eventually(
+        () => started,
+        (value) => value,
+        2000,
+        5,
+      );
+      // The factory read the record; another instance changes it and invalidates the key.
+      await invalidate(key);
+      await sleep(100);
+      release('old');
+      expect(await slow).toBe('old');
+      expect(await other.get(key)).toBeUndefined();
+      expect(await cache.get(key)).toBeUndefined();
+    }
+  });
+
+  it('an instance without an L1 still evicts its changes from the L1 of the others', async () => {
+    const namespace = `ns${++n}`;
+    const reader = suite.make({ prefix, namespace, l1: { maxTtlSeconds: 60 } });
+    const writer = suite.make({ prefix, namespace }, suite.otherClient());
+    await sleep(100);
+    await writer.set('rec', 'v1', { tags: ['consent'] });
+    expect(await reader.get('rec')).toBe('v1');
+    expect(await reader.get('rec')).toBe('v1');
+    await writer.set('rec', 'v2', { tags: ['consent'] });
+    expect(
+      await eventually(
+        () => reader.get('rec'),
+        (value) => value === 'v2',
+        1000,
+        5,
+      ),
+    ).toBe('v2');
+    await writer.invalidateByTags(['consent']);
+    expect(
+      await eventually(
+        () => reader.get('rec'),
+        (value) => value === undefined,
+        1000,
+        5,
+      ),
+    ).toBeUndefined();
+  });
+
   it('with the distributed lock, two processes make one factory call', async () => {
     const namespace = `ns${++n}`;
     const first = suite.make({ prefix, namespace, lock: true });
@@ -327,6 +396,34 @@ describe.each(['standalone', 'cluster'] as const)('cache on %s', (topology) => {
     expect(cache.getStats().l2.staleHits).toBeGreaterThanOrEqual(1);
   });
 
+  it('a factory that never settles holds its key only until its hard timeout: the next caller computes anew', async () => {
+    const cache = fresh();
+    let lateResolve: (value: string) => void = () => {};
+    const hung = codeOf(
+      cache.getOrSet('hung', () => new Promise<string>((resolve) => (lateResolve = resolve)), {
+        hardTimeoutMs: 100,
+      }),
+    );
+    // A caller that joins while the first factory is still within its bound waits with it.
+    expect(await codeOf(cache.getOrSet('hung', () => 'joined', { hardTimeoutMs: 100 }))).toBe(
+      'E_FACTORY_TIMEOUT',
+    );
+    expect(await hung).toBe('E_FACTORY_TIMEOUT');
+    let calls = 0;
+    const healthy = () => {
+      calls++;
+      return 'fresh';
+    };
+    expect(await cache.getOrSet('hung', healthy, { hardTimeoutMs: 100 })).toBe('fresh');
+    expect(calls).toBe(1);
+    expect(await cache.get('hung')).toBe('fresh');
+    // The overdue factory finally answers, after a delete: its result is from before the delete and is not stored.
+    await cache.delete('hung');
+    lateResolve('stale');
+    await sleep(50);
+    expect(await cache.get('hung')).toBeUndefined();
+  });
+
   it('soft timeout serves the stale value, hard timeout fails with E_FACTORY_TIMEOUT and aborts the signal', async () => {
     const cache = fresh({ graceSeconds: 60 });
     await cache.set('slow', 'old', { ttlSeconds: 0.1 });
@@ -415,6 +512,21 @@ describe.each(['standalone', 'cluster'] as const)('cache on %s', (topology) => {
     expect(await neighbour.get('user:1')).toBe(1);
   });
 
+  it('deletePattern matches ? and [...] against characters of keys, also %, { and } (stored encoded)', async () => {
+    const namespace = `ns${++n}`;
+    const cache = suite.make({ prefix, namespace });
+    const keys = ['x%', 'x{', 'x}', 'xa', 'x', 'xab', 'y{}%', 'yabc', 'z{1}', 'z[1]'];
+    await cache.setMany(keys.map((key) => ({ key, value: key })));
+    expect(await cache.deletePattern('x???')).toBe(0);
+    expect(await cache.deletePattern('x?')).toBe(4);
+    expect(await cache.getMany(['x', 'xab'])).toEqual(['x', 'xab']);
+    expect(await cache.deletePattern('y[{b]??')).toBe(1);
+    expect(await cache.get('y{}%')).toBeUndefined();
+    expect(await cache.get('yabc')).toBe('yabc');
+    expect(await cache.deletePattern('z[^[]1?')).toBe(1);
+    expect(await cache.getMany(['z{1}', 'z[1]'])).toEqual([undefined, 'z[1]']);
+  });
+
   it('rejects bad input with a typed error and writes nothing', async () => {
     const namespace = `ns${++n}`;
     const cache = suite.make({ prefix, namespace, maxValueBytes: 1024 });
@@ -458,7 +570,7 @@ describe.each(['standalone', 'cluster'] as const)('cache on %s', (topology) => {
       ['E_INVALID_ARGUMENT', () => cache.set('undef', undefined)],
       ['E_INVALID_ARGUMENT', () => cache.getOrSet('nofactory', 5 as unknown as () => number)],
       ['E_INVALID_PATTERN', () => cache.deletePattern('')],
-      ['E_INVALID_PATTERN', () => cache.deletePattern('[{]')],
+      ['E_INVALID_PATTERN', () => cache.deletePattern('[{')],
     ];
     for (const [code, call] of bad) expect(`${code}: ${await codeOf(call)}`).toBe(`${code}: ${code}`);
     expect(await keysUnder(client, `${prefix}:${namespace}:`)).toEqual([]);
@@ -627,6 +739,8 @@ describe.each(['standalone', 'cluster'] as const)('cache on %s', (topology) => {
     expect(await codeOf(async () => suite.make({ prefix, namespace: 'a*b' }))).toBe('E_INVALID_CONFIG');
     expect(await codeOf(async () => fresh({ defaultTtlSeconds: 0 }))).toBe('E_INVALID_CONFIG');
     expect(await codeOf(async () => fresh({ l1: { heartbeatIntervalMs: 2000 } }))).toBe('E_INVALID_CONFIG');
+    expect(await codeOf(async () => fresh({ l1: true, bus: false }))).toBe('E_INVALID_CONFIG');
+    expect(await codeOf(async () => fresh({ bus: 'yes' as never }))).toBe('E_INVALID_CONFIG');
   });
 });
 

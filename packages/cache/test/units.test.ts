@@ -35,15 +35,38 @@ describe('keys', () => {
   });
 
   it('translates a user glob into one over stored keys, escaping the namespace', () => {
-    expect(translateGlob('user:*')).toBe('user:*');
-    expect(translateGlob('a{b}*')).toBe('a%7Bb%7D*');
-    expect(translateGlob('a\\*b')).toBe('a\\*b');
-    expect(translateGlob('a\\{')).toBe('a%7B');
-    expect(translateGlob('[ab]?')).toBe('[ab]?');
-    expect(keyLayout('p.x', 'n').entryPattern('*')).toBe('p.x:n:e:*');
-    expect(code(() => translateGlob('[{]'))).toBe('E_INVALID_PATTERN');
+    const exact = (glob: string) => {
+      const { pattern, filter } = translateGlob(glob);
+      expect(filter).toBeUndefined();
+      return pattern;
+    };
+    expect(exact('user:*')).toBe('user:*');
+    expect(exact('a{b}*')).toBe('a%7Bb%7D*');
+    expect(exact('a\\*b')).toBe('a\\*b');
+    expect(exact('a\\{')).toBe('a%7B');
+    expect(keyLayout('p.x', 'n').entryPattern('*')).toEqual({ pattern: 'p.x:n:e:*', filter: undefined });
     expect(code(() => translateGlob('a['))).toBe('E_INVALID_PATTERN');
+    expect(code(() => translateGlob('a[^'))).toBe('E_INVALID_PATTERN');
+    expect(code(() => translateGlob('a[\\]'))).toBe('E_INVALID_PATTERN');
     expect(code(() => translateGlob('a\\'))).toBe('E_INVALID_PATTERN');
+  });
+
+  it('matches ? and [...] against characters of the user key, also %, { and } that are stored as three', () => {
+    const matches = (glob: string, keys: string[]) => {
+      const { pattern, filter } = translateGlob(glob);
+      // SCAN gets a wider pattern; the filter decides.
+      expect(pattern).not.toMatch(/[?[]/);
+      return keys.filter((key) => filter?.(key));
+    };
+    expect(matches('x?', ['x%', 'x{', 'xa', 'x', 'xab', 'x}}'])).toEqual(['x%', 'x{', 'xa']);
+    expect(matches('x???', ['x%', 'x{}', 'x{}%', 'xabc'])).toEqual(['x{}%', 'xabc']);
+    expect(matches('[{}%]*', ['{a', '}b', '%c', 'd{'])).toEqual(['{a', '}b', '%c']);
+    expect(matches('[^a-c]?', ['ax', 'dx', '{x', 'd'])).toEqual(['dx', '{x']);
+    expect(matches('[c-a]', ['b', 'd'])).toEqual(['b']);
+    expect(matches('[]]', [']', 'a'])).toEqual([']']);
+    expect(matches('a[\\-\\]]b', ['a-b', 'a]b', 'a\\b'])).toEqual(['a-b', 'a]b']);
+    // Regex syntax in a glob is literal.
+    expect(matches('(a|b).?', ['(a|b).x', 'a'])).toEqual(['(a|b).x']);
   });
 
   it('never puts the content of a bad key, tag or pattern in the error message (keys carry patient identifiers)', () => {
@@ -68,6 +91,13 @@ describe('keys', () => {
     }
     // It still says where the offending character is.
     expect(messageOf(() => checkPart('ab\ncd', 'key', 1024))).toContain('U+000A at index 2');
+    // A pattern that is well formed as a key but not as a glob: the position, never the text.
+    for (const glob of ['patient-Maria*[', 'patient-Maria[^', 'patient-Maria\\']) {
+      const message = messageOf(() => translateGlob(glob));
+      expect(message).not.toBe('');
+      expect(message).not.toContain('Maria');
+    }
+    expect(messageOf(() => translateGlob('Maria*['))).toContain('index 6');
   });
 
   it('refuses empty, oversized, control-character and malformed keys with E_INVALID_KEY', () => {

@@ -217,6 +217,8 @@ const BATCH_CODE_BY_COMMAND = new Map(
 );
 /** Checks per batch script call: bounds how long one call holds Redis (a check is a few µs there). */
 const MAX_BATCH = 128;
+/** Checks a tick holds before it writes them (see flushAll): Redis starts on a batch while the tick builds the next. */
+const FLUSH_AT = 32;
 
 /** Where a check's reply or error goes. */
 interface CheckReceiver {
@@ -377,12 +379,17 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
    * and the client time of a check: one command, one reply and one script call per tick instead of one per check.
    * A group is sent on process.nextTick, before any I/O of the next tick, so no check waits for another tick. Keys of
    * different slots never share a call, so on a cluster a batch is routed, redirected and retried like any
-   * single-slot command.
+   * single-slot command. Every FLUSH_AT checks the tick's groups are sent and written at once: with all of a tick in
+   * one write, Redis ran the whole batch while the client waited, then the client answered it while Redis waited;
+   * written as they fill, Redis runs one batch while the tick builds the next (fixed window, 100 callers in flight:
+   * from 1.1-1.2x to about 1.6x rate-limiter-flexible's throughput on a standalone server).
    */
   const waiting = new Map<number, Batched[]>();
   let flushScheduled = false;
+  let waitingChecks = 0;
   const flushAll = () => {
     flushScheduled = false;
+    waitingChecks = 0;
     if (waiting.size === 0) return;
     const groups = [...waiting.values()];
     waiting.clear();
@@ -408,6 +415,10 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
     if (group.length >= MAX_BATCH) {
       waiting.delete(slot);
       sendBatch(group);
+    }
+    if (++waitingChecks >= FLUSH_AT) {
+      flushAll();
+      corker.flushAll();
     }
     if (!flushScheduled) {
       flushScheduled = true;

@@ -424,7 +424,8 @@ describe.each<Topology>(['standalone', 'cluster'])('rate limiter on %s', (topolo
 
     it('sends the checks of one tick on keys of one slot as one script call, each with its own answer', async () => {
       const rl = limiter();
-      const keys = sameSlotKeys('batch', 20);
+      // 24 checks: fewer than a tick sends before it writes what it has (see the next test).
+      const keys = sameSlotKeys('batch', 12);
       const config = { limit: 1, windowSeconds: 60 };
       const calls = scriptCalls();
       let results: Awaited<ReturnType<RateLimiter['checkLimit']>>[];
@@ -444,6 +445,28 @@ describe.each<Topology>(['standalone', 'cluster'])('rate limiter on %s', (topolo
         expect(result.fallback).toBeNull();
         expect(result.allowed).toBe(index % 2 === 0);
         if (index % 2 === 1) expect(result.retryAfterMs).toBeGreaterThan(0);
+      });
+    });
+
+    it('sends a long tick in several batches, written as they fill, and answers them in issue order', async () => {
+      const rl = limiter();
+      const config = { limit: 60, windowSeconds: 60 };
+      const calls = scriptCalls();
+      let results: Awaited<ReturnType<RateLimiter['checkLimit']>>[];
+      try {
+        // 100 checks of one key in one tick, fewer than one batch may hold: they still leave in several, so Redis
+        // starts on the first while the tick issues the rest.
+        results = await Promise.all(
+          Array.from({ length: 100 }, () => rl.checkLimit('long-tick', config, 'fixed-window')),
+        );
+      } finally {
+        calls.restore();
+      }
+      expect(calls.count).toBeGreaterThan(1);
+      expect(calls.count).toBeLessThan(10);
+      results.forEach((result, index) => {
+        expect(result.allowed).toBe(index < 60);
+        expect(result.remaining).toBe(Math.max(59 - index, 0));
       });
     });
 

@@ -25,6 +25,24 @@ export interface TickCorker {
   cork(key: string | Buffer): void;
   /** Corks the connection of a cluster node (`host:port` as in the slot map); on a standalone client, the client's. */
   corkNode(node: string | undefined): void;
+  /**
+   * Writes now what is held on the connection `key` goes to, and keeps holding the rest of the tick's commands. A
+   * caller that has a full batch lets Redis start on it while the tick builds the next one, instead of Redis and the
+   * client taking turns. A connection this tick has not corked is left alone.
+   */
+  flush(key: string | Buffer): void;
+  /** `flush` for every connection this corker holds in this tick. */
+  flushAll(): void;
+}
+
+/** Corks a connection until the end of the tick (see `connectionCorker`). */
+export interface ConnectionCorker {
+  (connection: unknown): void;
+  /**
+   * Writes now what a connection it corked in this tick holds (every such connection without an argument), and keeps
+   * them corked until the tick ends. Connections it did not cork are left alone.
+   */
+  flush(connection?: unknown): void;
 }
 
 /**
@@ -32,13 +50,13 @@ export interface TickCorker {
  * on `process.nextTick`, before any I/O of the next tick. A socket already corked (by this or another corker) is left
  * as it is, so two corkers on one client never hold it longer than the tick.
  */
-export function connectionCorker(): (connection: unknown) => void {
+export function connectionCorker(): ConnectionCorker {
   const corked: Corkable[] = [];
   const uncorkAll = () => {
     for (const stream of corked) stream.uncork();
     corked.length = 0;
   };
-  return (connection) => {
+  const cork = (connection: unknown) => {
     // A cluster's pool has no connection for a node it does not know yet: nothing to cork.
     const target = connection as Connection | undefined;
     if (target?.status !== 'ready') return;
@@ -48,6 +66,25 @@ export function connectionCorker(): (connection: unknown) => void {
     corked.push(stream);
     if (corked.length === 1) process.nextTick(uncorkAll);
   };
+  return Object.assign(cork, {
+    flush(connection?: unknown) {
+      if (connection === undefined) {
+        for (const stream of corked) flushStream(stream);
+        return;
+      }
+      const stream = (connection as Connection | null)?.stream;
+      if (stream !== undefined && corked.includes(stream)) flushStream(stream);
+    },
+  });
+}
+
+/** Writes now what a corked socket holds, and corks it again for the rest of the tick. */
+function flushStream(stream: Corkable): void {
+  if (stream.writableCorked === 0) return;
+  // uncork() writes only when the count reaches 0: every level is released, then as many are taken again.
+  const levels = stream.writableCorked;
+  for (let level = 0; level < levels; level++) stream.uncork();
+  for (let level = 0; level < levels; level++) stream.cork();
 }
 
 /**
@@ -71,11 +108,26 @@ export function tickCorker(client: Redis | Cluster): TickCorker {
     corkConnection((client as unknown as ClusterInternals).connectionPool?.getInstanceByKey?.(node));
   }
 
+  function connectionOf(key: string | Buffer): unknown {
+    if (!isCluster) return client;
+    const node = (client as unknown as ClusterInternals).slots[calculateSlot(key)]?.[0];
+    return node === undefined
+      ? undefined
+      : (client as unknown as ClusterInternals).connectionPool?.getInstanceByKey?.(node);
+  }
+
   return {
     corkNode,
     cork(key) {
       if (!isCluster) corkConnection(client);
       else corkNode((client as unknown as ClusterInternals).slots[calculateSlot(key)]?.[0]);
+    },
+    flush(key) {
+      const connection = connectionOf(key);
+      if (connection !== undefined) corkConnection.flush(connection);
+    },
+    flushAll() {
+      corkConnection.flush();
     },
   };
 }

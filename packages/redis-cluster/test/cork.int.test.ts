@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tickCorker } from '../src/index.js';
 
 type Topology = 'standalone' | 'cluster';
-type Socket = { writableCorked: number };
+type Socket = { writableCorked: number; writableLength: number };
 
 /** The socket of the connection that serves `key`: the client's own, or its slot master's on a cluster. */
 function socketFor(client: Redis | Cluster, key: string): Socket {
@@ -47,6 +47,56 @@ describe.each<Topology>(['standalone', 'cluster'])('tickCorker on %s', (topology
     for (const key of keys) expect(socketFor(client, key).writableCorked).toBe(0);
     expect(await Promise.all(replies)).toEqual(keys.map(() => 'OK'));
     expect(await client.get(keys[19] as string)).toBe('v');
+  });
+
+  it('flush(key) writes what the tick holds on that connection now and keeps it corked for the rest', async () => {
+    const corker = tickCorker(client);
+    const key = `${prefix}:{flush}`;
+    corker.cork(key);
+    const socket = socketFor(client, key);
+    const first = client.set(key, 'one', 'EX', 60);
+    expect(socket.writableLength).toBeGreaterThan(0);
+    corker.flush(key);
+    expect(socket.writableLength).toBe(0);
+    expect(socket.writableCorked).toBe(1);
+    // What is issued after the flush is held again until the tick ends (or the next flush).
+    const second = client.get(key);
+    expect(socket.writableLength).toBeGreaterThan(0);
+    await new Promise((resolve) => process.nextTick(resolve));
+    expect(socket.writableCorked).toBe(0);
+    expect(await Promise.all([first, second])).toEqual(['OK', 'one']);
+  });
+
+  it('flushAll() writes what every connection it corked holds, and leaves uncorked ones alone', async () => {
+    const corker = tickCorker(client);
+    const keys = Array.from({ length: 12 }, (_, i) => `${prefix}:{all${i}}`);
+    for (const key of keys) corker.cork(key);
+    const replies = keys.map((key) => client.set(key, 'v', 'EX', 60));
+    expect(keys.some((key) => socketFor(client, key).writableLength > 0)).toBe(true);
+    corker.flushAll();
+    for (const key of keys) {
+      expect(socketFor(client, key).writableLength).toBe(0);
+      expect(socketFor(client, key).writableCorked).toBe(1);
+    }
+    await new Promise((resolve) => process.nextTick(resolve));
+    expect(await Promise.all(replies)).toEqual(keys.map(() => 'OK'));
+  });
+
+  it("flush leaves alone a connection another corker holds: that hold is the other's to end", async () => {
+    const holder = tickCorker(client);
+    const other = tickCorker(client);
+    const key = `${prefix}:{held}`;
+    holder.cork(key);
+    const reply = client.set(key, 'v', 'EX', 60);
+    const socket = socketFor(client, key);
+    const held = socket.writableLength;
+    expect(held).toBeGreaterThan(0);
+    other.flush(key);
+    other.flushAll();
+    expect(socket.writableLength).toBe(held);
+    expect(socket.writableCorked).toBe(1);
+    await new Promise((resolve) => process.nextTick(resolve));
+    expect(await reply).toBe('OK');
   });
 
   it('leaves a connection that is not ready alone, so ioredis queues as usual', async () => {
