@@ -169,11 +169,39 @@ export interface EntryGlob {
   filter: ((userKey: string) => boolean) | undefined;
 }
 
-// Characters with a meaning in a RegExp (with the u flag, only these may be escaped); `-` too inside a class.
-const REGEX_SYNTAX = /[\\^$.*+?()[\]{}|/]/g;
-const CLASS_SYNTAX = /[\\^$.*+?()[\]{}|/-]/g;
-const regexLiteral = (char: string) => char.replace(REGEX_SYNTAX, '\\$&');
-const classLiteral = (char: string) => char.replace(CLASS_SYNTAX, '\\$&');
+/** One element of a glob, matched against one character (code point) of a user key, or any run of them (`*`). */
+type GlobToken = { kind: 'star' } | { kind: 'one'; test: (char: string) => boolean };
+
+const anyChar = () => true;
+
+/**
+ * Whether `key` matches `tokens`, by code point. Iterative, with one backtrack point (the last `*`): O(key × glob) at
+ * worst. A RegExp compiled from the glob backtracked exponentially on `*a*a*a…` against a long key.
+ */
+function globMatches(tokens: readonly GlobToken[], key: string): boolean {
+  const chars = Array.from(key);
+  let t = 0;
+  let c = 0;
+  let starToken = -1;
+  let starChar = 0;
+  while (c < chars.length) {
+    const token = tokens[t];
+    if (token?.kind === 'star') {
+      starToken = t++;
+      starChar = c;
+    } else if (token?.test(chars[c] as string)) {
+      t++;
+      c++;
+    } else if (starToken >= 0) {
+      t = starToken + 1;
+      c = ++starChar;
+    } else {
+      return false;
+    }
+  }
+  while (tokens[t]?.kind === 'star') t++;
+  return t === tokens.length;
+}
 
 /**
  * Turns a glob over user keys into a SCAN pattern over stored keys. `*`, `?`, `[abc]`, `[^a-z]` and `\x` have their
@@ -182,62 +210,66 @@ const classLiteral = (char: string) => char.replace(CLASS_SYNTAX, '\\$&');
  */
 export function translateGlob(glob: string): EntryGlob {
   let pattern = '';
-  let regex = '';
+  const tokens: GlobToken[] = [];
   let exact = true;
-  for (let i = 0; i < glob.length; i++) {
-    const char = glob[i] as string;
+  const literal = (char: string) => tokens.push({ kind: 'one', test: (other) => other === char });
+  const chars = Array.from(glob);
+  for (let i = 0; i < chars.length; i++) {
+    const char = chars[i] as string;
     if (char === '\\') {
-      const next = glob[i + 1];
+      const next = chars[i + 1];
       if (next === undefined) {
         throw new CacheInputError('E_INVALID_PATTERN', 'A pattern must not end with a lone backslash.');
       }
       pattern += next === '%' || next === '{' || next === '}' ? encodeChar(next) : `\\${next}`;
-      regex += regexLiteral(next);
+      literal(next);
       i++;
     } else if (char === '*') {
       pattern += '*';
-      regex += '[\\s\\S]*';
+      if (tokens[tokens.length - 1]?.kind !== 'star') tokens.push({ kind: 'star' });
     } else if (char === '?') {
       pattern += '*';
-      regex += '[\\s\\S]';
+      tokens.push({ kind: 'one', test: anyChar });
       exact = false;
     } else if (char === '[') {
       let j = i + 1;
-      let negate = false;
-      if (glob[j] === '^') {
-        negate = true;
-        j++;
-      }
-      let members = '';
-      for (; j < glob.length && (glob[j] !== ']' || members === ''); j++) {
-        let member = glob[j] as string;
-        if (member === '\\' && j + 1 < glob.length) member = glob[++j] as string;
-        if (glob[j + 1] === '-' && j + 2 < glob.length && glob[j + 2] !== ']') {
-          let last = glob[j + 2] as string;
+      const negate = chars[j] === '^';
+      if (negate) j++;
+      const singles = new Set<string>();
+      const ranges: Array<[number, number]> = [];
+      let members = 0;
+      for (; j < chars.length && (chars[j] !== ']' || members === 0); j++, members++) {
+        let member = chars[j] as string;
+        if (member === '\\' && j + 1 < chars.length) member = chars[++j] as string;
+        if (chars[j + 1] === '-' && j + 2 < chars.length && chars[j + 2] !== ']') {
+          let last = chars[j + 2] as string;
           j += 2;
-          if (last === '\\' && j + 1 < glob.length) last = glob[++j] as string;
-          const [low, high] = member <= last ? [member, last] : [last, member];
-          members += `${classLiteral(low)}-${classLiteral(high)}`;
+          if (last === '\\' && j + 1 < chars.length) last = chars[++j] as string;
+          const [low, high] = [member.codePointAt(0) as number, last.codePointAt(0) as number].sort(
+            (a, b) => a - b,
+          );
+          ranges.push([low as number, high as number]);
         } else {
-          members += classLiteral(member);
+          singles.add(member);
         }
       }
-      if (j >= glob.length) {
+      if (j >= chars.length) {
         throw new CacheInputError('E_INVALID_PATTERN', `A "[" at index ${i} of the pattern is never closed.`);
       }
+      const inClass = (other: string) => {
+        if (singles.has(other)) return true;
+        const point = other.codePointAt(0) as number;
+        return ranges.some(([low, high]) => point >= low && point <= high);
+      };
+      tokens.push({ kind: 'one', test: negate ? (other) => !inClass(other) : inClass });
       pattern += '*';
-      regex += `[${negate ? '^' : ''}${members}]`;
       exact = false;
       i = j;
-    } else if (char === '%' || char === '{' || char === '}') {
-      pattern += encodeChar(char);
-      regex += regexLiteral(char);
     } else {
-      pattern += char;
-      regex += regexLiteral(char);
+      pattern += char === '%' || char === '{' || char === '}' ? encodeChar(char) : char;
+      literal(char);
     }
   }
   if (exact) return { pattern, filter: undefined };
-  const compiled = new RegExp(`^${regex}$`, 'u');
-  return { pattern, filter: (userKey) => compiled.test(userKey) };
+  return { pattern, filter: (userKey) => globMatches(tokens, userKey) };
 }

@@ -67,6 +67,16 @@ describe('keys', () => {
     expect(matches('a[\\-\\]]b', ['a-b', 'a]b', 'a\\b'])).toEqual(['a-b', 'a]b']);
     // Regex syntax in a glob is literal.
     expect(matches('(a|b).?', ['(a|b).x', 'a'])).toEqual(['(a|b).x']);
+    // One character is one code point, also outside the BMP.
+    expect(matches('x?', ['x\u{1F600}', 'x\u{1F600}a'])).toEqual(['x\u{1F600}']);
+    expect(matches('[\u{1F600}-\u{1F64F}]?', ['\u{1F610}a', 'aa'])).toEqual(['\u{1F610}a']);
+  });
+
+  it('matches a glob with many stars against a long key in linear-ish time (no backtracking blow-up)', () => {
+    const { filter } = translateGlob(`${'*a'.repeat(40)}?b`);
+    // Exponential backtracking would not finish within the test timeout.
+    expect(filter?.('a'.repeat(1000))).toBe(false);
+    expect(filter?.(`${'a'.repeat(1000)}xb`)).toBe(true);
   });
 
   it('never puts the content of a bad key, tag or pattern in the error message (keys carry patient identifiers)', () => {
