@@ -470,6 +470,29 @@ describe.each<Topology>(['standalone', 'cluster'])('rate limiter on %s', (topolo
       });
     });
 
+    it('after a small tick, writes the next one in smaller batches on a standalone server, in issue order', async () => {
+      const rl = limiter();
+      const config = { limit: 6, windowSeconds: 60 };
+      // A first tick of 12 checks sizes the next tick's writes at a third of that (standalone only).
+      await Promise.all(
+        Array.from({ length: 12 }, (_, i) => rl.checkLimit(`small-tick-${i}`, config, 'fixed-window')),
+      );
+      const calls = scriptCalls();
+      let results: Awaited<ReturnType<RateLimiter['checkLimit']>>[];
+      try {
+        results = await Promise.all(
+          Array.from({ length: 12 }, () => rl.checkLimit('small-tick', config, 'fixed-window')),
+        );
+      } finally {
+        calls.restore();
+      }
+      expect(calls.count).toBe(topology === 'standalone' ? 3 : 1);
+      results.forEach((result, index) => {
+        expect(result.allowed).toBe(index < 6);
+        expect(result.remaining).toBe(Math.max(5 - index, 0));
+      });
+    });
+
     it('gives every strategy in a batch the answer it gives alone', async () => {
       const batched = limiter();
       const alone = limiter({ prefix: `${prefix}:alone`, batch: false });
