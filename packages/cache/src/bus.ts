@@ -16,6 +16,13 @@ import type { RedisIo } from './redis-io.js';
  * most `toleranceMs` plus one heartbeat interval.
  */
 
+/** The parts of an ioredis client (and of a Cluster's subscriber) that hold the process open. */
+interface BusHandles {
+  stream?: { unref?(): void };
+  slotsTimer?: { unref?(): void } | null;
+  subscriber?: { getInstance?(): { stream?: { unref?(): void } } | undefined };
+}
+
 /** Message kinds: k = keys, t = tags, c = clear (and pattern deletes). */
 export type BusKind = 'k' | 't' | 'c';
 
@@ -84,6 +91,7 @@ export class InvalidationBus {
       // Connection errors show up as closes and missing heartbeats; ioredis needs a listener to not crash.
     });
     subscriber.on('close', () => this.gap('closed'));
+    subscriber.on('ready', () => this.unrefHandles());
     subscriber.on('message', (channel: string, message: string) => this.receive(channel, message));
     (subscriber as Redis)
       .subscribe(this.layout.busChannel, this.heartbeatChannel)
@@ -184,8 +192,26 @@ export class InvalidationBus {
     }
   }
 
+  /**
+   * The bus must not keep the process alive: an app that quits its own client and never calls close() still exits.
+   * Its sockets (and a cluster subscriber's slot-refresh timer) are unref'd; new ones after a reconnect by the next
+   * heartbeat.
+   */
+  private unrefHandles(): void {
+    const client = this.subscriber;
+    if (client === undefined) return;
+    const handles = client as unknown as BusHandles;
+    handles.stream?.unref?.();
+    handles.slotsTimer?.unref?.();
+    if (client instanceof Cluster) {
+      for (const node of client.nodes('all')) (node as unknown as BusHandles).stream?.unref?.();
+      handles.subscriber?.getInstance?.()?.stream?.unref?.();
+    }
+  }
+
   private beat(): void {
     if (this.closed) return;
+    this.unrefHandles();
     this.checkSubscriberIdentity();
     if (!this.awaitingConfirmation && performance.now() - this.confirmedAt > this.options.toleranceMs) {
       if (this.confirmedAt !== Number.NEGATIVE_INFINITY) this.gap('silent');

@@ -232,25 +232,26 @@ export function translateGlob(glob: string): EntryGlob {
       tokens.push({ kind: 'one', test: anyChar });
       exact = false;
     } else if (char === '[') {
+      // As Redis reads a class: `]` right after `[` or `[^` ends it (an empty class), `x-y` is a range even when y
+      // is `]`, and `\` escapes one member. Unlike Redis, an unclosed class is refused rather than run to the end.
       let j = i + 1;
       const negate = chars[j] === '^';
       if (negate) j++;
       const singles = new Set<string>();
       const ranges: Array<[number, number]> = [];
-      let members = 0;
-      for (; j < chars.length && (chars[j] !== ']' || members === 0); j++, members++) {
-        let member = chars[j] as string;
-        if (member === '\\' && j + 1 < chars.length) member = chars[++j] as string;
-        if (chars[j + 1] === '-' && j + 2 < chars.length && chars[j + 2] !== ']') {
-          let last = chars[j + 2] as string;
+      for (; j < chars.length && chars[j] !== ']'; j++) {
+        if (chars[j] === '\\' && j + 1 < chars.length) {
+          singles.add(chars[++j] as string);
+        } else if (chars[j + 1] === '-' && j + 2 < chars.length) {
+          const ends = [
+            (chars[j] as string).codePointAt(0),
+            (chars[j + 2] as string).codePointAt(0),
+          ] as number[];
+          const [low, high] = ends.sort((a, b) => a - b) as [number, number];
+          ranges.push([low, high]);
           j += 2;
-          if (last === '\\' && j + 1 < chars.length) last = chars[++j] as string;
-          const [low, high] = [member.codePointAt(0) as number, last.codePointAt(0) as number].sort(
-            (a, b) => a - b,
-          );
-          ranges.push([low as number, high as number]);
         } else {
-          singles.add(member);
+          singles.add(chars[j] as string);
         }
       }
       if (j >= chars.length) {

@@ -1,4 +1,6 @@
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import { createCodec } from '@austa/codec';
 import { createMetrics } from '@austa/metrics';
 import {
@@ -712,6 +714,29 @@ describe.each(['standalone', 'cluster'] as const)('cache on %s', (topology) => {
       ),
     ).toBeUndefined();
   });
+
+  it('a process that quits its client without cache.close() still exits: the bus holds nothing open', async () => {
+    const targets = redisTargets();
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', fileURLToPath(new URL('./fixtures/exit-without-close.ts', import.meta.url))],
+      {
+        env: {
+          ...process.env,
+          PREFIX: prefix,
+          ...(topology === 'cluster'
+            ? { CLUSTER_NODES: targets.cluster.nodes.map((node) => node.port).join(',') }
+            : { REDIS_URL: targets.standalone.url }),
+        },
+        stdio: 'ignore',
+      },
+    );
+    const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    const code = await exit;
+    clearTimeout(timer);
+    expect(code).toBe(0);
+  }, 30_000);
 
   it('close() never quits the client it was given, and later calls fail with E_CACHE_CLOSED', async () => {
     const cache = fresh({ l1: true });

@@ -63,7 +63,10 @@ describe('keys', () => {
     expect(matches('[{}%]*', ['{a', '}b', '%c', 'd{'])).toEqual(['{a', '}b', '%c']);
     expect(matches('[^a-c]?', ['ax', 'dx', '{x', 'd'])).toEqual(['dx', '{x']);
     expect(matches('[c-a]', ['b', 'd'])).toEqual(['b']);
-    expect(matches('[]]', [']', 'a'])).toEqual([']']);
+    // Classes as Redis reads them: `]` first ends an (empty) class, a range may end with `]`.
+    expect(matches('[]]', [']', 'a', ']]'])).toEqual([]);
+    expect(matches('[^]]', [']', 'x]', 'ab'])).toEqual(['x]']);
+    expect(matches('[a-]]', ['a', ']', '^', '-', 'b'])).toEqual(['a', ']', '^']);
     expect(matches('a[\\-\\]]b', ['a-b', 'a]b', 'a\\b'])).toEqual(['a-b', 'a]b']);
     // Regex syntax in a glob is literal.
     expect(matches('(a|b).?', ['(a|b).x', 'a'])).toEqual(['(a|b).x']);
