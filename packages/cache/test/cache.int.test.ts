@@ -13,7 +13,7 @@ import {
 } from '@austa/test-env/vitest';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AustaCacheError, type Cache } from '../src/index.js';
-import { codeOf, eventually, keysUnder, sleep, suiteFor } from './support.js';
+import { codeOf, eventually, heldGetOrSet, keysUnder, sleep, suiteFor } from './support.js';
 
 describe.each(['standalone', 'cluster'] as const)('cache on %s', (topology) => {
   const suite = suiteFor(topology);
@@ -210,22 +210,7 @@ describe.each(['standalone', 'cluster'] as const)('cache on %s', (topology) => {
     const cache = suite.make({ prefix, namespace });
     const other = suite.make({ prefix, namespace }, suite.otherClient());
     for (const writer of [cache, other]) {
-      let release: (value: string) => void = () => {};
-      let started = false;
-      const slow = cache.getOrSet(
-        `race-${writer === cache}`,
-        () =>
-          new Promise<string>((resolve) => {
-            started = true;
-            release = resolve;
-          }),
-      );
-      await eventually(
-        () => started,
-        (value) => value,
-        2000,
-        5,
-      );
+      const { result: slow, release } = await heldGetOrSet(cache, `race-${writer === cache}`);
       await writer.set(`race-${writer === cache}`, 'new');
       release('old');
       expect(await slow).toBe('old');
@@ -248,22 +233,7 @@ describe.each(['standalone', 'cluster'] as const)('cache on %s', (topology) => {
       const key = `remote-${++n}`;
       await cache.set(key, 'old');
       await cache.delete(key);
-      let release: (value: string) => void = () => {};
-      let started = false;
-      const slow = cache.getOrSet(
-        key,
-        () =>
-          new Promise<string>((resolve) => {
-            started = true;
-            release = resolve;
-          }),
-      );
-      await eventually(
-        () => started,
-        (value) => value,
-        2000,
-        5,
-      );
+      const { result: slow, release } = await heldGetOrSet(cache, key);
       // The factory read the record; another instance changes it and invalidates the key.
       await invalidate(key);
       await sleep(100);

@@ -78,3 +78,27 @@ export function suiteFor(topology: RedisTopology, redisOptions: RedisOptions = {
     },
   };
 }
+
+/**
+ * A getOrSet whose factory waits for `release`: resolves once the factory has started, so the caller can change the
+ * key (here or elsewhere) while it computes.
+ */
+export async function heldGetOrSet(cache: Cache, key: string) {
+  let release: (value: string) => void = () => {};
+  let started = false;
+  const result = cache.getOrSet(
+    key,
+    () =>
+      new Promise<string>((resolve) => {
+        started = true;
+        release = resolve;
+      }),
+  );
+  await eventually(
+    () => started,
+    (value) => value,
+    2000,
+    5,
+  );
+  return { result, release: (value: string) => release(value) };
+}

@@ -422,24 +422,31 @@ describe.each<Topology>(['standalone', 'cluster'])('rate limiter on %s', (topolo
       };
     }
 
+    /** Runs `work` and counts the script calls it sends. */
+    async function withScriptCalls<T>(work: () => Promise<T>): Promise<{ count: number; value: T }> {
+      const calls = scriptCalls();
+      try {
+        const value = await work();
+        return { count: calls.count, value };
+      } finally {
+        calls.restore();
+      }
+    }
+
     it('sends the checks of one tick on keys of one slot as one script call, each with its own answer', async () => {
       const rl = limiter();
       // 24 checks: fewer than a tick sends before it writes what it has (see the next test).
       const keys = sameSlotKeys('batch', 12);
       const config = { limit: 1, windowSeconds: 60 };
-      const calls = scriptCalls();
-      let results: Awaited<ReturnType<RateLimiter['checkLimit']>>[];
-      try {
-        results = await Promise.all(
+      const { count: calls, value: results } = await withScriptCalls(() =>
+        Promise.all(
           keys.flatMap((key) => [
             rl.checkLimit(key, config, 'fixed-window'),
             rl.checkLimit(key, config, 'fixed-window'),
           ]),
-        );
-      } finally {
-        calls.restore();
-      }
-      expect(calls.count).toBe(1);
+        ),
+      );
+      expect(calls).toBe(1);
       // In issue order within the batch: each key's first check is allowed, its second rejected with a retry time.
       results.forEach((result, index) => {
         expect(result.fallback).toBeNull();
@@ -451,19 +458,13 @@ describe.each<Topology>(['standalone', 'cluster'])('rate limiter on %s', (topolo
     it('sends a long tick in several batches, written as they fill, and answers them in issue order', async () => {
       const rl = limiter();
       const config = { limit: 60, windowSeconds: 60 };
-      const calls = scriptCalls();
-      let results: Awaited<ReturnType<RateLimiter['checkLimit']>>[];
-      try {
-        // 100 checks of one key in one tick, fewer than one batch may hold: they still leave in several, so Redis
-        // starts on the first while the tick issues the rest.
-        results = await Promise.all(
-          Array.from({ length: 100 }, () => rl.checkLimit('long-tick', config, 'fixed-window')),
-        );
-      } finally {
-        calls.restore();
-      }
-      expect(calls.count).toBeGreaterThan(1);
-      expect(calls.count).toBeLessThan(10);
+      // 100 checks of one key in one tick, fewer than one batch may hold: they still leave in several, so Redis
+      // starts on the first while the tick issues the rest.
+      const { count: calls, value: results } = await withScriptCalls(() =>
+        Promise.all(Array.from({ length: 100 }, () => rl.checkLimit('long-tick', config, 'fixed-window'))),
+      );
+      expect(calls).toBeGreaterThan(1);
+      expect(calls).toBeLessThan(10);
       results.forEach((result, index) => {
         expect(result.allowed).toBe(index < 60);
         expect(result.remaining).toBe(Math.max(59 - index, 0));
@@ -477,16 +478,10 @@ describe.each<Topology>(['standalone', 'cluster'])('rate limiter on %s', (topolo
       await Promise.all(
         Array.from({ length: 12 }, (_, i) => rl.checkLimit(`small-tick-${i}`, config, 'fixed-window')),
       );
-      const calls = scriptCalls();
-      let results: Awaited<ReturnType<RateLimiter['checkLimit']>>[];
-      try {
-        results = await Promise.all(
-          Array.from({ length: 12 }, () => rl.checkLimit('small-tick', config, 'fixed-window')),
-        );
-      } finally {
-        calls.restore();
-      }
-      expect(calls.count).toBe(topology === 'standalone' ? 3 : 1);
+      const { count: calls, value: results } = await withScriptCalls(() =>
+        Promise.all(Array.from({ length: 12 }, () => rl.checkLimit('small-tick', config, 'fixed-window'))),
+      );
+      expect(calls).toBe(topology === 'standalone' ? 3 : 1);
       results.forEach((result, index) => {
         expect(result.allowed).toBe(index < 6);
         expect(result.remaining).toBe(Math.max(5 - index, 0));

@@ -97,37 +97,25 @@ function flushStream(stream: Corkable): void {
  */
 export function tickCorker(client: Redis | Cluster): TickCorker {
   const isCluster = client instanceof Cluster;
+  const cluster = client as unknown as ClusterInternals;
   const corkConnection = connectionCorker();
 
-  function corkNode(node: string | undefined): void {
-    if (!isCluster) {
-      corkConnection(client);
-      return;
-    }
-    if (node === undefined) return;
-    corkConnection((client as unknown as ClusterInternals).connectionPool?.getInstanceByKey?.(node));
+  /** The connection of a node (the client's own on a standalone server); undefined for a node not known yet. */
+  function connectionOfNode(node: string | undefined): unknown {
+    if (!isCluster) return client;
+    return node === undefined ? undefined : cluster.connectionPool?.getInstanceByKey?.(node);
   }
 
-  function connectionOf(key: string | Buffer): unknown {
-    if (!isCluster) return client;
-    const node = (client as unknown as ClusterInternals).slots[calculateSlot(key)]?.[0];
-    return node === undefined
-      ? undefined
-      : (client as unknown as ClusterInternals).connectionPool?.getInstanceByKey?.(node);
-  }
+  const connectionOf = (key: string | Buffer) =>
+    connectionOfNode(isCluster ? cluster.slots[calculateSlot(key)]?.[0] : undefined);
 
   return {
-    corkNode,
-    cork(key) {
-      if (!isCluster) corkConnection(client);
-      else corkNode((client as unknown as ClusterInternals).slots[calculateSlot(key)]?.[0]);
-    },
+    corkNode: (node) => corkConnection(connectionOfNode(node)),
+    cork: (key) => corkConnection(connectionOf(key)),
     flush(key) {
       const connection = connectionOf(key);
       if (connection !== undefined) corkConnection.flush(connection);
     },
-    flushAll() {
-      corkConnection.flush();
-    },
+    flushAll: () => corkConnection.flush(),
   };
 }
