@@ -2,7 +2,7 @@ import type { Metrics } from '@austa/metrics';
 import {
   defineScript,
   escapeGlob,
-  keySlot,
+  nodeRouter,
   runScript,
   scanKeys,
   tickCorker,
@@ -29,7 +29,13 @@ import {
 import { type FailurePolicy, type FallbackReason, Instruments } from './instruments.js';
 import { encodeKey, KIND, typeOf, validatePrefix } from './keys.js';
 import { BlockCache, InsuranceLimiter } from './local-state.js';
-import { BATCH_CODES, BATCH_ERROR, BATCH_SCRIPT } from './scripts/batch.js';
+import {
+  BATCH_CODES,
+  BATCH_ERROR,
+  BATCH_SCRIPT,
+  NODE_BATCH_REFUSED,
+  NODE_BATCH_SCRIPT,
+} from './scripts/batch.js';
 import { COMMANDS, SCRIPTS, type ScriptVariant } from './scripts/index.js';
 import { TimeoutQueue, type Waiter } from './timeouts.js';
 
@@ -208,6 +214,7 @@ const SCRIPT_BY_COMMAND = new Map(
 );
 
 const BATCH = defineScript(BATCH_SCRIPT);
+const NODE_BATCH = defineScript(NODE_BATCH_SCRIPT);
 /** The batch code of each flat script's command; the general script never runs in a batch. */
 const BATCH_CODE_BY_COMMAND = new Map(
   (Object.keys(BATCH_CODES) as Array<keyof typeof BATCH_CODES>).map((variant) => [
@@ -297,6 +304,17 @@ class ClockOffset {
   }
 }
 
+/** `work`, or E_TIMEOUT with `message` if it has not settled within `ms`. */
+function withinMs<T>(work: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    work,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new RateLimitRedisError('E_TIMEOUT', message)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
 export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
   if (typeof options !== 'object' || options === null) {
     throw new RateLimitConfigError('createRateLimiter needs an options object: { redis }.');
@@ -363,6 +381,7 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
   // check's client CPU.
   const corker = tickCorker(redis);
   const clustered = isCluster(redis);
+  const router = nodeRouter(redis);
   if (options.batch !== undefined && typeof options.batch !== 'boolean') {
     throw new RateLimitConfigError(`batch must be true or false (got ${typeOf(options.batch)}).`);
   }
@@ -371,26 +390,53 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
   // EVALSHA with EVAL after NOSCRIPT (runScript), not ioredis defineCommand: with auto-pipelining on a cluster,
   // ioredis groups a command by its first key, and for a defined command it took the key count for the key, so one
   // tick's checks of keys on different masters failed whole.
-  function sendAlone(receiver: CheckReceiver, command: string, args: Array<string | number>): void {
+  /** Sends one check; the promise settles (never rejects) once it is answered. */
+  function sendAlone(receiver: CheckReceiver, command: string, args: Array<string | number>): Promise<void> {
     corker.cork(clientKeyPrefix + (args[1] as string));
-    runScript(redis, SCRIPT_BY_COMMAND.get(command) as { sha: string; lua: string }, args).then(
+    return runScript(redis, SCRIPT_BY_COMMAND.get(command) as { sha: string; lua: string }, args).then(
       (reply) => receiver.reply(reply as number[]),
       (error: unknown) => receiver.error(error),
     );
   }
 
   /*
-   * Flat checks issued in one tick wait for its end, grouped by hash slot (one group on a standalone server), and
-   * each group runs as one batch script call (scripts/batch.ts). At 100 callers in flight this halved the Redis time
-   * and the client time of a check: one command, one reply and one script call per tick instead of one per check.
-   * A group is sent on process.nextTick, before any I/O of the next tick, so no check waits for another tick. Keys of
-   * different slots never share a call, so on a cluster a batch is routed, redirected and retried like any
-   * single-slot command. Every flushAt checks the tick's groups are sent and written at once: with all of a tick in
-   * one write, Redis ran the whole batch while the client waited, then the client answered it while Redis waited;
-   * written as they fill, Redis runs one batch while the tick builds the next (fixed window, 100 callers in flight:
-   * from 1.1-1.2x to about 1.6x rate-limiter-flexible's throughput on a standalone server).
+   * Node batches in flight, until every check in them is answered, including checks a master refused and that were
+   * sent again on their own. A refused check goes out one round trip later, through a redirection, so a getStatus,
+   * block or reset of the same key issued after it (and written right away) would run first. Those wait for the
+   * batches holding their key (see afterBatchesOf). Only node batches can be refused: a standalone server runs what
+   * it is sent in order.
    */
-  const waiting = new Map<number, Batched[]>();
+  const batchesInFlight: Array<{ group: Batched[]; settled: Promise<void> }> = [];
+
+  /**
+   * Settles when no node batch in flight holds a check of the key whose block marker is `blockKey`; undefined when
+   * none does, so the caller sends at once.
+   */
+  function afterBatchesOf(blockKey: string): Promise<unknown> | undefined {
+    let waits: Array<Promise<void>> | undefined;
+    for (const batch of batchesInFlight) {
+      if (batch.group.some((check) => check.args[1] === blockKey)) {
+        waits ??= [];
+        waits.push(batch.settled);
+      }
+    }
+    return waits === undefined ? undefined : Promise.all(waits);
+  }
+
+  /*
+   * Flat checks issued in one tick wait for its end, grouped by where they go: on a standalone server all in one
+   * group, on a cluster one group per master (by the slot map ioredis routes by). Each group runs as one batch script
+   * call (scripts/batch.ts). At 100 callers in flight this halved the Redis time and the client time of a check: one
+   * command, one reply and one script call per tick instead of one per check. A group is sent on process.nextTick,
+   * before any I/O of the next tick, so no check waits for another tick. On a cluster a group goes to its master's
+   * connection; a batch that master refuses (a slot moved, or is moving) writes nothing, and its checks are sent
+   * again one by one through the cluster client, which follows MOVED and ASK. Every flushAt checks the tick's groups
+   * are sent and written at once: with all of a tick in one write, Redis ran the whole batch while the client waited,
+   * then the client answered it while Redis waited; written as they fill, Redis runs one batch while the tick builds
+   * the next (fixed window, 100 callers in flight: from 1.1-1.2x to about 1.6x rate-limiter-flexible's throughput on
+   * a standalone server).
+   */
+  let waiting = new Map<string, Batched[]>();
   let waitingChecks = 0;
   let tickChecks = 0;
   let tickEndScheduled = false;
@@ -398,16 +444,16 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
   const flushAll = () => {
     waitingChecks = 0;
     if (waiting.size === 0) return;
-    const groups = [...waiting.values()];
-    waiting.clear();
-    for (const group of groups) sendBatch(group);
+    const groups = waiting;
+    waiting = new Map();
+    for (const [node, group] of groups) sendBatch(group, node);
   };
 
   /** Sends what the tick left, and sizes the next tick's writes after this one: about three writes per tick. */
   const endTick = () => {
     tickEndScheduled = false;
     flushAll();
-    // On a cluster a tick's checks spread over the masters and few share a batch: smaller writes only cost more.
+    // On a cluster a tick's checks spread over the masters: smaller writes only cost more.
     if (!clustered) flushAt = Math.min(FLUSH_AT_MOST, Math.max(FLUSH_AT_LEAST, Math.ceil(tickChecks / 3)));
     tickChecks = 0;
   };
@@ -418,19 +464,26 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
       // Anything this limiter sends goes after the checks issued before it: a getStatus, a multi-limit check, a
       // block or a reset issued after a check in the same tick must not overtake it.
       flushAll();
+      const wait = afterBatchesOf(args[1] as string);
+      if (wait === undefined) sendAlone(receiver, command, args);
+      else wait.then(() => sendAlone(receiver, command, args));
+      return;
+    }
+    const node = clustered ? router.nodeOf(clientKeyPrefix + (args[1] as string)) : '';
+    if (node === undefined) {
+      // A slot the map does not know yet: the cluster client finds it.
       sendAlone(receiver, command, args);
       return;
     }
-    const slot = clustered ? keySlot(clientKeyPrefix + (args[1] as string)) : 0;
-    let group = waiting.get(slot);
+    let group = waiting.get(node);
     if (group === undefined) {
       group = [];
-      waiting.set(slot, group);
+      waiting.set(node, group);
     }
     group.push({ receiver, command, code, args });
     if (group.length >= MAX_BATCH) {
-      waiting.delete(slot);
-      sendBatch(group);
+      waiting.delete(node);
+      sendBatch(group, node);
     }
     tickChecks++;
     if (++waitingChecks >= flushAt) {
@@ -443,36 +496,58 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
     }
   }
 
-  function sendBatch(group: Batched[]): void {
-    const first = group[0] as Batched;
+  function sendEachAlone(group: Batched[]): Promise<unknown> {
+    return Promise.all(group.map(({ receiver, command, args }) => sendAlone(receiver, command, args)));
+  }
+
+  function sendBatch(group: Batched[], node: string): void {
     if (group.length === 1) {
-      sendAlone(first.receiver, first.command, first.args);
+      sendEachAlone(group);
       return;
     }
-    // Two keys per check first, then each check's code, argument count and arguments (scripts/batch.ts).
-    const argv: Array<string | number> = [group.length * 2];
-    for (const { args } of group) argv.push(args[1] as string, args[2] as string);
+    const connection = clustered ? router.readyConnection(node) : redis;
+    if (connection === undefined) {
+      sendEachAlone(group);
+      return;
+    }
+    // Two keys per check first, then each check's code, argument count and arguments (scripts/batch.ts). A node
+    // batch declares no keys (its keys go in ARGV, with the client's key prefix, which only declared keys get).
+    const argv: Array<string | number> = clustered ? [0, group.length] : [group.length * 2];
+    const keyPrefix = clustered ? clientKeyPrefix : '';
+    for (const { args } of group) argv.push(keyPrefix + (args[1] as string), keyPrefix + (args[2] as string));
     for (const { code, args } of group) {
       argv.push(code, args.length - 3);
       for (let i = 3; i < args.length; i++) argv.push(args[i] as string | number);
     }
-    corker.cork(clientKeyPrefix + (first.args[1] as string));
-    runScript(redis, BATCH, argv).then(
+    if (clustered) corker.corkNode(node);
+    else corker.cork(clientKeyPrefix + ((group[0] as Batched).args[1] as string));
+    // A node connection may auto-pipeline (to the end of the tick); commands the Cluster routes to it later in this
+    // tick are written at once, so the batch must be handed over now to stay ahead of them.
+    const answered = runScript(connection, clustered ? NODE_BATCH : BATCH, argv, false, {
+      now: clustered,
+    }).then(
       (replies) => {
-        const list = replies as Array<Array<number | string>>;
+        const list = replies as Array<Array<number | string> | number>;
+        if (list[0] === NODE_BATCH_REFUSED) return sendEachAlone(group);
         for (let i = 0; i < group.length; i++) {
           const receiver = (group[i] as Batched).receiver;
           const reply = list[i];
-          if (reply === undefined) receiver.error(new Error('The batch reply has no entry for this check.'));
+          if (!Array.isArray(reply))
+            receiver.error(new Error('The batch reply has no entry for this check.'));
           else if (reply[0] === BATCH_ERROR) {
             receiver.error(Object.assign(new Error(String(reply[1])), { name: 'ReplyError' }));
           } else receiver.reply(reply as number[]);
         }
+        return undefined;
       },
       (error: unknown) => {
         for (const { receiver } of group) receiver.error(error);
       },
     );
+    if (!clustered) return;
+    const batch = { group, settled: answered.then(() => undefined) };
+    batchesInFlight.push(batch);
+    void batch.settled.then(() => batchesInFlight.splice(batchesInFlight.indexOf(batch), 1));
   }
 
   const plans = new PlanCache(prefix);
@@ -823,18 +898,28 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
    * idempotent (SET PX, DEL, UNLINK, PTTL, SCAN), so one whose connection closed before its reply (E_MAYBE_APPLIED)
    * is sent again within the same deadline.
    */
-  async function bounded<T>(operation: string, work: () => Promise<T>): Promise<T> {
+  async function bounded<T>(operation: string, work: () => Promise<T>, afterChecksOf?: string): Promise<T> {
     if (closed) throw new RateLimiterClosedError();
     flushAll();
+    // afterChecksOf: a block marker; the operation runs after that key's checks issued before it.
+    const wait = afterChecksOf === undefined ? undefined : afterBatchesOf(afterChecksOf);
     const startedAt = performance.now();
     let timer: NodeJS.Timeout | undefined;
     let timedOut = false;
+    const attempt = () =>
+      work().catch((error: unknown) => {
+        if (timedOut || !isMaybeApplied(error)) throw error;
+        return work();
+      });
     try {
       const result = await Promise.race([
-        work().catch((error: unknown) => {
-          if (timedOut || !isMaybeApplied(error)) throw error;
-          return work();
-        }),
+        wait === undefined
+          ? attempt()
+          : wait.then(() => {
+              // Answered already (E_TIMEOUT): never sent afterwards.
+              if (timedOut) throw new RateLimitRedisError('E_TIMEOUT', `${operation} timed out.`);
+              return attempt();
+            }),
         new Promise<never>((_, reject) => {
           timer = setTimeout(() => {
             timedOut = true;
@@ -858,6 +943,18 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** Waits, within `timeoutMs`, for the node batches holding checks of `blockKey` issued before this call. */
+  async function settleChecksOf(blockKey: string, operation: string): Promise<void> {
+    flushAll();
+    const wait = afterBatchesOf(blockKey);
+    if (wait === undefined) return;
+    await withinMs(
+      wait,
+      timeoutMs,
+      `The checks issued before ${operation} were not answered within ${timeoutMs} ms.`,
+    );
   }
 
   function blockSeconds(seconds: unknown): number {
@@ -909,19 +1006,7 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
 
   const pageTimeoutMs = isCluster(redis) ? 3 * timeoutMs : timeoutMs;
   function pageOrTimeout<T>(page: Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    return Promise.race([
-      page,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () =>
-            reject(
-              new RateLimitRedisError('E_TIMEOUT', `Redis did not answer SCAN within ${pageTimeoutMs} ms.`),
-            ),
-          pageTimeoutMs,
-        );
-      }),
-    ]).finally(() => clearTimeout(timer));
+    return withinMs(page, pageTimeoutMs, `Redis did not answer SCAN within ${pageTimeoutMs} ms.`);
   }
 
   const limiter: RateLimiter = {
@@ -944,8 +1029,10 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
       if (config !== undefined) {
         const plan = compilePlan(config, checked, prefix);
         const keys = plan.limits.map((limit) => limit.keyHead + tag + limit.keyTail);
-        return bounded('unlink', () => redis.unlink(...keys));
+        return bounded('unlink', () => redis.unlink(...keys), `${blockKeyHead + tag}}`);
       }
+      // The scan and UNLINK below must not overtake this key's checks issued before reset().
+      await settleChecksOf(`${blockKeyHead + tag}}`, 'reset()');
       const kinds =
         checked === 'sliding-window'
           ? [KIND['sliding-window:exact'], KIND['sliding-window:approximate']]
@@ -963,13 +1050,15 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
     async block(key, seconds) {
       const tag = encodeKey(key);
       const ms = blockSeconds(seconds);
-      await bounded('set', () => redis.set(`${blockKeyHead + tag}}`, '1', 'PX', ms));
+      const blockKey = `${blockKeyHead + tag}}`;
+      await bounded('set', () => redis.set(blockKey, '1', 'PX', ms), blockKey);
       blockCache?.add(tag, ms);
     },
 
     async isBlocked(key) {
       const tag = encodeKey(key);
-      const ttl = await bounded('pttl', () => redis.pttl(`${blockKeyHead + tag}}`));
+      const blockKey = `${blockKeyHead + tag}}`;
+      const ttl = await bounded('pttl', () => redis.pttl(blockKey), blockKey);
       if (ttl > 0) blockCache?.add(tag, ttl);
       else blockCache?.delete(tag);
       return ttl !== -2;
@@ -978,7 +1067,8 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
     async unblock(key) {
       const tag = encodeKey(key);
       blockCache?.delete(tag);
-      return (await bounded('del', () => redis.del(`${blockKeyHead + tag}}`))) > 0;
+      const blockKey = `${blockKeyHead + tag}}`;
+      return (await bounded('del', () => redis.del(blockKey), blockKey)) > 0;
     },
 
     async cleanup() {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkCost, compilePlan, PlanCache } from '../src/config.js';
+import { checkCost, compilePlan, type LimitConfig, PlanCache } from '../src/config.js';
 import { AustaRateLimitError } from '../src/errors.js';
 import { encodeKey, MAX_KEY_BYTES, validatePrefix } from '../src/keys.js';
 
@@ -117,6 +117,65 @@ describe('limit configs', () => {
     config.limit = 20;
     expect(cache.get(config, 'fixed-window').limits[0]?.limit).toBe(20);
     expect(cache.get(config, 'token-bucket').limits[0]?.strategy).toBe('token-bucket');
+  });
+
+  it('finds the plan of a configuration written inline by its values, and tells different values apart', () => {
+    const cache = new PlanCache('p');
+    const first = cache.get({ limit: 10, windowSeconds: 1 }, 'fixed-window');
+    expect(cache.get({ limit: 10, windowSeconds: 1 }, 'fixed-window')).toBe(first);
+    expect(cache.get({ windowSeconds: 1, limit: 10, burst: undefined }, 'fixed-window')).toBe(first);
+    const variants: Array<[unknown, unknown]> = [
+      [{ limit: 11, windowSeconds: 1 }, 'fixed-window'],
+      [{ limit: 10, windowSeconds: 2 }, 'fixed-window'],
+      [{ limit: 10, windowSeconds: 1 }, 'token-bucket'],
+      [{ limit: 10, windowSeconds: 1, burst: 5 }, 'token-bucket'],
+      [{ limit: 10, windowSeconds: 1, precision: 'approximate' }, 'sliding-window'],
+      [{ limit: 10, windowSeconds: 1, blockDurationSeconds: 60 }, 'fixed-window'],
+      [{ limit: 10, windowSeconds: 1, countRejected: true }, 'fixed-window'],
+      [{ limit: 10, windowSeconds: 1, strategy: 'leaky-bucket' }, 'fixed-window'],
+      [
+        [
+          { limit: 10, windowSeconds: 1 },
+          { limit: 100, windowSeconds: 60 },
+        ],
+        'fixed-window',
+      ],
+    ];
+    const plans = variants.map(([config, strategy]) => cache.get(config as LimitConfig, strategy));
+    expect(new Set([first, ...plans]).size).toBe(variants.length + 1);
+    expect(plans[0]?.limits[0]?.limit).toBe(11);
+    expect(plans[3]?.limits[0]?.strategy).toBe('token-bucket');
+    expect(plans[7]?.limits[0]?.strategy).toBe('leaky-bucket');
+  });
+
+  it('never answers from its cache a configuration that only shares its text with a cached one', () => {
+    const cache = new PlanCache('p');
+    // Each pair would share a cache text; the second of each is invalid and must still be refused.
+    cache.get({ limit: 10, windowSeconds: 1 }, 'fixed-window');
+    expect(
+      codeOf(() => cache.get({ limit: 10, windowSeconds: 1, strategy: '' } as never, 'fixed-window')),
+    ).toBe('E_UNKNOWN_STRATEGY');
+    expect(
+      codeOf(() => cache.get({ limit: 10, windowSeconds: 1, precision: '' } as never, 'fixed-window')),
+    ).toBe('E_INVALID_CONFIG');
+    const two = [
+      { limit: 10, windowSeconds: 1 },
+      { limit: 100, windowSeconds: 60 },
+    ];
+    expect(cache.get(two, 'fixed-window').limits).toHaveLength(2);
+    const oneWithBar = { limit: 10, windowSeconds: 1, strategy: '|100,60,,,,,' } as never;
+    expect(codeOf(() => cache.get(oneWithBar, 'fixed-window'))).toBe('E_UNKNOWN_STRATEGY');
+  });
+
+  it('never answers from its cache a configuration whose values have the wrong type', () => {
+    const cache = new PlanCache('p');
+    cache.get({ limit: 10, windowSeconds: 1 }, 'fixed-window');
+    expect(codeOf(() => cache.get({ limit: '10', windowSeconds: 1 } as never, 'fixed-window'))).toBe(
+      'E_INVALID_CONFIG',
+    );
+    expect(codeOf(() => cache.get({ limit: 10, windowSeconds: '1' } as never, 'fixed-window'))).toBe(
+      'E_INVALID_CONFIG',
+    );
   });
 });
 

@@ -528,6 +528,47 @@ describe('faults on a real cluster', () => {
     await limiter.close();
   });
 
+  it('keeps a check ahead of a getStatus, block or reset issued after it when a master refuses its batch (slot moved)', async () => {
+    const redis = houseClient('cluster');
+    clients.push(redis);
+    await redis.ready();
+    const limiter = createRateLimiter({ redis: redis.client, prefix, timeoutMs: 5000 });
+    const config = { limit: 5, windowSeconds: 60 };
+    const keys = ['moved-status', 'moved-block', 'moved-reset'];
+    // Scripts loaded and every count at 4 left, one key at a time (a first call is NOSCRIPT and sent again later).
+    for (const key of keys) {
+      await limiter.getStatus(key, config, 'fixed-window');
+      await limiter.checkLimit(key, config, 'fixed-window');
+    }
+    // Each key's slot moves to another master; the client's slot map still sends the batches to the old one.
+    const masters = (await clusterTopology(cluster())).masters.map((m) => m.port);
+    for (const key of keys) {
+      const from = await ownerOf(key);
+      await migrateSlot(cluster(), keySlot(key), from, masters.find((port) => port !== from) as number);
+    }
+    // In one tick: two checks of each key (a batch the old master refuses), then the operation.
+    const [, , status, ...rest] = await Promise.all([
+      limiter.checkLimit('moved-status', config, 'fixed-window'),
+      limiter.checkLimit('moved-status', config, 'fixed-window'),
+      limiter.getStatus('moved-status', config, 'fixed-window'),
+      limiter.checkLimit('moved-block', config, 'fixed-window'),
+      limiter.checkLimit('moved-block', config, 'fixed-window'),
+      limiter.block('moved-block', 60),
+      limiter.checkLimit('moved-reset', config, 'fixed-window'),
+      limiter.checkLimit('moved-reset', config, 'fixed-window'),
+      limiter.reset('moved-reset', 'fixed-window', config),
+    ]);
+    expect(status).toMatchObject({ remaining: 2, fallback: null });
+    const blockChecks = rest.slice(0, 2) as RateLimitResult[];
+    expect(blockChecks.map((r) => [r.allowed, r.blocked, r.fallback])).toEqual([
+      [true, false, null],
+      [true, false, null],
+    ]);
+    expect(rest[5]).toBe(1);
+    expect((await limiter.getStatus('moved-reset', config, 'fixed-window')).remaining).toBe(5);
+    await limiter.close();
+  });
+
   it('runs the script on a replica promoted by a manual failover after SCRIPT FLUSH everywhere', async () => {
     const redis = houseClient('cluster');
     clients.push(redis);

@@ -1,5 +1,5 @@
 import { createMetrics } from '@austa/metrics';
-import { keySlot } from '@austa/redis-cluster';
+import { keySlot, nodeRouter } from '@austa/redis-cluster';
 import {
   createTestClient,
   deleteByPrefix,
@@ -7,15 +7,17 @@ import {
   redisTargets,
   uniquePrefix,
 } from '@austa/test-env/vitest';
-import type { Cluster, Redis } from 'ioredis';
+import { Cluster, type Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createRateLimiter,
   type LimitConfig,
   type RateLimiter,
   type RateLimiterOptions,
+  type RateLimitResult,
   type Strategy,
 } from '../src/index.js';
+import { NODE_BATCH_REFUSED, NODE_BATCH_SCRIPT } from '../src/scripts/batch.js';
 import { sample, sleep, type Topology } from './support.js';
 
 interface Variant {
@@ -401,23 +403,31 @@ describe.each<Topology>(['standalone', 'cluster'])('rate limiter on %s', (topolo
       return keys;
     }
 
-    /** Counts the script calls the client sends from now on: one EVALSHA each (a NOSCRIPT fallback adds an EVAL). */
+    /**
+     * Counts the script calls the client sends from now on: one EVALSHA each (a NOSCRIPT fallback adds an EVAL). On a
+     * cluster they are counted at the node connections, where both the client's commands and the batches the limiter
+     * writes to a master's connection itself pass.
+     */
     function scriptCalls() {
-      const target = client as unknown as {
-        sendCommand: (command: { name: string }, ...rest: unknown[]) => unknown;
-      };
-      const original = target.sendCommand;
+      type Target = { sendCommand: (command: { name: string }, ...rest: unknown[]) => unknown };
+      const targets = (client instanceof Cluster ? client.nodes('all') : [client]) as unknown as Target[];
+      const originals = targets.map((target) => target.sendCommand);
       let count = 0;
-      target.sendCommand = function (this: unknown, command, ...rest) {
-        if (command.name === 'evalsha') count += 1;
-        return original.call(this, command, ...rest);
-      };
+      targets.forEach((target, index) => {
+        const original = originals[index] as Target['sendCommand'];
+        target.sendCommand = function (this: unknown, command, ...rest) {
+          if (command.name === 'evalsha') count += 1;
+          return original.call(this, command, ...rest);
+        };
+      });
       return {
         get count() {
           return count;
         },
         restore: () => {
-          target.sendCommand = original;
+          targets.forEach((target, index) => {
+            target.sendCommand = originals[index] as Target['sendCommand'];
+          });
         },
       };
     }
@@ -433,10 +443,14 @@ describe.each<Topology>(['standalone', 'cluster'])('rate limiter on %s', (topolo
       }
     }
 
-    it('sends the checks of one tick on keys of one slot as one script call, each with its own answer', async () => {
-      const rl = limiter();
-      // 24 checks: fewer than a tick sends before it writes what it has (see the next test).
-      const keys = sameSlotKeys('batch', 12);
+    /**
+     * Two checks of each key in one tick, with a limit of 1: counts the script calls, and checks that each key's first
+     * check is allowed and its second rejected, so the batch ran them in issue order.
+     */
+    async function checkPairs(
+      rl: RateLimiter,
+      keys: string[],
+    ): Promise<{ calls: number; results: RateLimitResult[] }> {
       const config = { limit: 1, windowSeconds: 60 };
       const { count: calls, value: results } = await withScriptCalls(() =>
         Promise.all(
@@ -446,11 +460,18 @@ describe.each<Topology>(['standalone', 'cluster'])('rate limiter on %s', (topolo
           ]),
         ),
       );
-      expect(calls).toBe(1);
-      // In issue order within the batch: each key's first check is allowed, its second rejected with a retry time.
       results.forEach((result, index) => {
         expect(result.fallback).toBeNull();
         expect(result.allowed).toBe(index % 2 === 0);
+      });
+      return { calls, results };
+    }
+
+    it('sends the checks of one tick on keys of one slot as one script call, each with its own answer', async () => {
+      // 24 checks: fewer than a tick sends before it writes what it has (see the next test).
+      const { calls, results } = await checkPairs(limiter(), sameSlotKeys('batch', 12));
+      expect(calls).toBe(1);
+      results.forEach((result, index) => {
         if (index % 2 === 1) expect(result.retryAfterMs).toBeGreaterThan(0);
       });
     });
@@ -458,6 +479,8 @@ describe.each<Topology>(['standalone', 'cluster'])('rate limiter on %s', (topolo
     it('sends a long tick in several batches, written as they fill, and answers them in issue order', async () => {
       const rl = limiter();
       const config = { limit: 60, windowSeconds: 60 };
+      // A cluster connects to a node on its first command; until then checks bound for it are sent one by one.
+      await rl.getStatus('long-tick', config, 'fixed-window');
       // 100 checks of one key in one tick, fewer than one batch may hold: they still leave in several, so Redis
       // starts on the first while the tick issues the rest.
       const { count: calls, value: results } = await withScriptCalls(() =>
@@ -518,6 +541,91 @@ describe.each<Topology>(['standalone', 'cluster'])('rate limiter on %s', (topolo
       );
       expect(together.filter((r) => r.allowed)).toHaveLength(15);
     });
+
+    // Cluster only: a standalone server has one node, so these have nothing to show there.
+    if (topology === 'cluster') {
+      it('sends the checks of one tick bound for one master as one script call, whatever their slots', async () => {
+        const rl = limiter();
+        const router = nodeRouter(client);
+        const master = router.nodeOf('{spread-0}');
+        const keys: string[] = [];
+        for (let i = 0; keys.length < 8; i++) {
+          if (router.nodeOf(`{spread-${i}}`) === master) keys.push(`spread-${i}`);
+        }
+        expect(new Set(keys.map((key) => keySlot(key))).size).toBeGreaterThan(1);
+        // A cluster connects to a node on its first command; until then checks bound for it are sent one by one.
+        await rl.getStatus(keys[0] as string, { limit: 1, windowSeconds: 60 }, 'fixed-window');
+        expect((await checkPairs(rl, keys)).calls).toBe(1);
+      });
+
+      it('keeps a check ahead of a getStatus, block or reset issued after it when node connections auto-pipeline', async () => {
+        // Auto-pipelining on every node connection holds commands to the end of the tick; a node batch must not.
+        const piped = createTestClient(redisTargets(), 'cluster', { enableAutoPipelining: true });
+        try {
+          const rl = createRateLimiter({ redis: piped, prefix, timeoutMs: 5000 });
+          const config = { limit: 5, windowSeconds: 60 };
+          // Opens every master's connection and loads the scripts there, one key at a time: a script's first call on a
+          // node is NOSCRIPT and goes again as EVAL, after what was sent behind it.
+          for (const key of ['ap-status', 'ap-block', 'ap-reset']) {
+            await rl.getStatus(key, config, 'fixed-window');
+            await rl.checkLimit(key, config, 'fixed-window');
+          }
+          // Two checks per key, so they leave as a node batch (one check alone goes through the cluster client).
+          const [, , status] = await Promise.all([
+            rl.checkLimit('ap-status', config, 'fixed-window'),
+            rl.checkLimit('ap-status', config, 'fixed-window'),
+            rl.getStatus('ap-status', config, 'fixed-window'),
+          ]);
+          expect(status.remaining).toBe(2);
+          const checked = await Promise.all([
+            rl.checkLimit('ap-block', config, 'fixed-window'),
+            rl.checkLimit('ap-block', config, 'fixed-window'),
+            rl.block('ap-block', 60),
+          ]);
+          expect((checked.slice(0, 2) as RateLimitResult[]).map((r) => [r.allowed, r.blocked])).toEqual([
+            [true, false],
+            [true, false],
+          ]);
+          const [, , removed] = await Promise.all([
+            rl.checkLimit('ap-reset', config, 'fixed-window'),
+            rl.checkLimit('ap-reset', config, 'fixed-window'),
+            rl.reset('ap-reset', 'fixed-window', config),
+          ]);
+          expect(removed).toBe(1);
+          expect((await rl.getStatus('ap-reset', config, 'fixed-window')).remaining).toBe(5);
+          await rl.close();
+        } finally {
+          piped.disconnect();
+        }
+      });
+
+      it('a master refuses a batch holding a key it does not serve, and writes none of its checks', async () => {
+        const router = nodeRouter(client);
+        const here = router.nodeOf('{refused-0}') as string;
+        let elsewhere = '';
+        for (let i = 1; !elsewhere; i++) {
+          if (router.nodeOf(`{refused-${i}}`) !== here) elsewhere = `refused-${i}`;
+        }
+        const keysOf = (key: string) => [`${prefix}:bl:{${key}}`, `${prefix}:fw:{${key}}:test`];
+        const connection = router.readyConnection(here) as Redis;
+        // A fixed-window check: deadline (Redis ms, far away), cost, limit, window ms.
+        const fixedWindow = ['f', 4, '99999999999999', 1, 10, 60_000];
+        const argv = [0, 2, ...keysOf('refused-0'), ...keysOf(elsewhere), ...fixedWindow, ...fixedWindow];
+        expect(await connection.eval(NODE_BATCH_SCRIPT, ...(argv as [number, ...string[]]))).toEqual([
+          NODE_BATCH_REFUSED,
+        ]);
+        expect(await keysUnderPrefix()).not.toContain(`${prefix}:fw:{refused-0}:test`);
+        // The same batch without the stranger runs.
+        const alone = [0, 1, ...keysOf('refused-0'), ...fixedWindow];
+        const [reply] = (await connection.eval(
+          NODE_BATCH_SCRIPT,
+          ...(alone as [number, ...string[]]),
+        )) as number[][];
+        expect(reply?.[0]).toBe(0);
+        expect(reply?.[2]).toBe(9);
+        expect(await keysUnderPrefix()).toContain(`${prefix}:fw:{refused-0}:test`);
+      });
+    }
 
     it('fails only the check whose key Redis refuses (wrong type); the rest of the batch is answered', async () => {
       const errors: unknown[] = [];

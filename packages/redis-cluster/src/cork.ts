@@ -87,6 +87,44 @@ function flushStream(stream: Corkable): void {
   for (let level = 0; level < levels; level++) stream.cork();
 }
 
+/** Where a cluster's slot map sends a key, for a caller that writes to a node's connection itself. */
+export interface NodeRouter {
+  /** The master (`host:port`, as in the slot map) of `key`'s slot; undefined on a standalone client or a slot not mapped. */
+  nodeOf(key: string | Buffer): string | undefined;
+  /** That node's connection when it is ready; undefined otherwise (the caller then goes through the client). */
+  readyConnection(node: string | undefined): Redis | undefined;
+}
+
+/**
+ * Reads the slot map ioredis keeps (the one it routes by). A command a caller writes to the connection it returns
+ * skips ioredis' routing, and with it the handling of MOVED, ASK, TRYAGAIN and a closed connection: that caller must
+ * send anything refused that way again through the client. `@austa/rate-limit` does, for checks it batches per node.
+ */
+export function nodeRouter(client: Redis | Cluster): NodeRouter {
+  const lookup = connectionLookup(client);
+  return {
+    nodeOf: lookup.nodeOf,
+    readyConnection(node) {
+      const connection = lookup.connectionOfNode(node) as (Redis & Connection) | undefined;
+      return connection?.status === 'ready' ? connection : undefined;
+    },
+  };
+}
+
+/** A node's connection (the client's own on a standalone server); undefined for a node the pool does not know yet. */
+function connectionLookup(client: Redis | Cluster) {
+  const isCluster = client instanceof Cluster;
+  const cluster = client as unknown as ClusterInternals;
+  return {
+    nodeOf: (key: string | Buffer): string | undefined =>
+      isCluster ? cluster.slots[calculateSlot(key)]?.[0] : undefined,
+    connectionOfNode: (node: string | undefined): unknown => {
+      if (!isCluster) return client;
+      return node === undefined ? undefined : cluster.connectionPool?.getInstanceByKey?.(node);
+    },
+  };
+}
+
 /**
  * ioredis writes every command with its own `write()` unless auto-pipelining is on, and at 100 callers in flight that
  * syscall was most of a store's client CPU (58% of a rate-limit check in a profile). Corking the socket until the end
@@ -96,18 +134,9 @@ function flushStream(stream: Corkable): void {
  * A client from `createRedisClient` does this itself (`corkWrites`); this is for any other ioredis client.
  */
 export function tickCorker(client: Redis | Cluster): TickCorker {
-  const isCluster = client instanceof Cluster;
-  const cluster = client as unknown as ClusterInternals;
   const corkConnection = connectionCorker();
-
-  /** The connection of a node (the client's own on a standalone server); undefined for a node not known yet. */
-  function connectionOfNode(node: string | undefined): unknown {
-    if (!isCluster) return client;
-    return node === undefined ? undefined : cluster.connectionPool?.getInstanceByKey?.(node);
-  }
-
-  const connectionOf = (key: string | Buffer) =>
-    connectionOfNode(isCluster ? cluster.slots[calculateSlot(key)]?.[0] : undefined);
+  const { nodeOf, connectionOfNode } = connectionLookup(client);
+  const connectionOf = (key: string | Buffer) => connectionOfNode(nodeOf(key));
 
   return {
     corkNode: (node) => corkConnection(connectionOfNode(node)),

@@ -2,8 +2,8 @@ export type { ClientStats, RedisClient, RedisClientDependencies } from './client
 export { createRedisClient } from './client.js';
 export type { CommandTimer } from './command-timer.js';
 export { commandTimer, isInstrumented } from './command-timer.js';
-export type { TickCorker } from './cork.js';
-export { keySlot, tickCorker } from './cork.js';
+export type { NodeRouter, TickCorker } from './cork.js';
+export { keySlot, nodeRouter, tickCorker } from './cork.js';
 export { errorType } from './error-type.js';
 export type { RedisErrorCode } from './errors.js';
 export {
@@ -33,6 +33,6 @@ export type {
 } from './pubsub.js';
 export type { ScanOptions } from './scan.js';
 export { scanKeys, unlinkKeys } from './scan.js';
-export type { RedisScript } from './script.js';
+export type { RedisScript, RunScriptOptions } from './script.js';
 export { defineScript, runScript } from './script.js';
 export type { SlotRange } from './slot-map.js';

@@ -32,11 +32,22 @@ export function runScript(
   script: { readonly sha: string; readonly lua: string },
   argv: readonly Argument[],
   buffers = false,
+  options: RunScriptOptions = {},
 ): Promise<unknown> {
-  return send(client, 'evalsha', script.sha, argv, buffers).catch((error: unknown) => {
+  const now = options.now === true;
+  return send(client, 'evalsha', script.sha, argv, buffers, now).catch((error: unknown) => {
     if (!isNoScript(error)) throw error;
-    return send(client, 'eval', script.lua, argv, buffers);
+    return send(client, 'eval', script.lua, argv, buffers, now);
   });
+}
+
+export interface RunScriptOptions {
+  /**
+   * Hand the script to the connection now, even when auto-pipelining is on (which would hold it to the end of the
+   * tick): for a caller writing to a cluster node's connection itself, whose later commands for that node go through
+   * the Cluster, which writes them to the connection at once. Without this they would overtake the script.
+   */
+  now?: boolean;
 }
 
 function send(
@@ -45,8 +56,9 @@ function send(
   body: string,
   argv: readonly Argument[],
   buffers: boolean,
+  now: boolean,
 ): Promise<unknown> {
-  if (skipsAutoPipeline(client)) {
+  if (skipsAutoPipeline(client) || (now && client.options.enableAutoPipelining === true)) {
     const command = new Command(name, [body, ...argv], {
       keyPrefix: (client.options as { keyPrefix?: string }).keyPrefix,
       ...(buffers ? {} : { replyEncoding: 'utf8' }),

@@ -2,7 +2,7 @@ import { createTestClient, deleteByPrefix, redisTargets, uniquePrefix } from '@a
 import calculateSlot from 'cluster-key-slot';
 import { Cluster, type Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tickCorker } from '../src/index.js';
+import { nodeRouter, tickCorker } from '../src/index.js';
 
 type Topology = 'standalone' | 'cluster';
 type Socket = { writableCorked: number; writableLength: number };
@@ -108,6 +108,38 @@ describe.each<Topology>(['standalone', 'cluster'])('tickCorker on %s', (topology
       // A node the cluster's pool does not know (yet, or any more) has no connection to cork.
       expect(() => corker.corkNode('127.0.0.1:1')).not.toThrow();
       expect(await idle.set(`${prefix}:{idle}`, 'v', 'EX', 60)).toBe('OK');
+    } finally {
+      idle.disconnect();
+    }
+  });
+
+  it("nodeRouter finds a key's master and its ready connection, which serves the key", async () => {
+    const router = nodeRouter(client);
+    const key = `${prefix}:{routed}`;
+    if (!(client instanceof Cluster)) {
+      expect(router.nodeOf(key)).toBeUndefined();
+      expect(router.readyConnection(undefined)).toBe(client);
+      return;
+    }
+    const node = router.nodeOf(key) as string;
+    const [host, port] = node.split(':');
+    const master = client.nodes('master').find((m) => `${m.options.port}` === port);
+    expect(master).toBeDefined();
+    expect(Number(await master?.cluster('COUNTKEYSINSLOT', calculateSlot(key)))).toBeGreaterThanOrEqual(0);
+    const connection = router.readyConnection(node) as Redis;
+    expect(connection.options.host).toBe(host);
+    // Written straight to that connection, with no routing: no MOVED.
+    expect(await connection.set(key, 'v', 'EX', 60)).toBe('OK');
+    expect(await client.get(key)).toBe('v');
+    expect(router.readyConnection('127.0.0.1:1')).toBeUndefined();
+    expect(router.readyConnection(undefined)).toBeUndefined();
+  });
+
+  it('nodeRouter gives no connection for a node that is not connected yet', async () => {
+    const idle = createTestClient(redisTargets(), topology, { lazyConnect: true }, { lazyConnect: true });
+    try {
+      const router = nodeRouter(idle);
+      expect(router.readyConnection(router.nodeOf(`${prefix}:{idle}`))).toBeUndefined();
     } finally {
       idle.disconnect();
     }
