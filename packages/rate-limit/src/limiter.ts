@@ -422,6 +422,34 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
     }
     return waits === undefined ? undefined : Promise.all(waits);
   }
+  /*
+   * Keys with an operation held back until their earlier checks are answered. The operation is sent late, so the
+   * key's checks and operations issued after it wait for it too (until it is answered), or they would overtake it.
+   * Empty unless a node batch was in flight when an operation of its key was issued.
+   */
+  const heldKeys = new Map<string, Promise<unknown>>();
+
+  /** What an operation of the key must wait for before it is sent; undefined when it can go at once. */
+  function waitFor(blockKey: string): Promise<unknown> | undefined {
+    const batches = afterBatchesOf(blockKey);
+    const held = heldKeys.get(blockKey);
+    if (batches === undefined) return held;
+    return held === undefined ? batches : Promise.all([batches, held]);
+  }
+
+  /** Sends `send` after `wait`, and holds the key's later checks and operations until it is answered. */
+  function holdKey<T>(blockKey: string, wait: Promise<unknown>, send: () => Promise<T>): Promise<T> {
+    const result = wait.then(send);
+    const settled = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    heldKeys.set(blockKey, settled);
+    void settled.then(() => {
+      if (heldKeys.get(blockKey) === settled) heldKeys.delete(blockKey);
+    });
+    return result;
+  }
 
   /*
    * Flat checks issued in one tick wait for its end, grouped by where they go: on a standalone server all in one
@@ -464,9 +492,16 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
       // Anything this limiter sends goes after the checks issued before it: a getStatus, a multi-limit check, a
       // block or a reset issued after a check in the same tick must not overtake it.
       flushAll();
-      const wait = afterBatchesOf(args[1] as string);
+      const wait = waitFor(args[1] as string);
       if (wait === undefined) sendAlone(receiver, command, args);
-      else wait.then(() => sendAlone(receiver, command, args));
+      else void holdKey(args[1] as string, wait, () => sendAlone(receiver, command, args));
+      return;
+    }
+    const held = heldKeys.size === 0 ? undefined : heldKeys.get(args[1] as string);
+    if (held !== undefined) {
+      void held.then(() => {
+        if (!closed) sendCheck(receiver, command, args);
+      });
       return;
     }
     const node = clustered ? router.nodeOf(clientKeyPrefix + (args[1] as string)) : '';
@@ -902,7 +937,7 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
     if (closed) throw new RateLimiterClosedError();
     flushAll();
     // afterChecksOf: a block marker; the operation runs after that key's checks issued before it.
-    const wait = afterChecksOf === undefined ? undefined : afterBatchesOf(afterChecksOf);
+    const wait = afterChecksOf === undefined ? undefined : waitFor(afterChecksOf);
     const startedAt = performance.now();
     let timer: NodeJS.Timeout | undefined;
     let timedOut = false;
@@ -915,7 +950,7 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
       const result = await Promise.race([
         wait === undefined
           ? attempt()
-          : wait.then(() => {
+          : holdKey(afterChecksOf as string, wait, () => {
               // Answered already (E_TIMEOUT): never sent afterwards.
               if (timedOut) throw new RateLimitRedisError('E_TIMEOUT', `${operation} timed out.`);
               return attempt();
@@ -943,18 +978,6 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
     } finally {
       clearTimeout(timer);
     }
-  }
-
-  /** Waits, within `timeoutMs`, for the node batches holding checks of `blockKey` issued before this call. */
-  async function settleChecksOf(blockKey: string, operation: string): Promise<void> {
-    flushAll();
-    const wait = afterBatchesOf(blockKey);
-    if (wait === undefined) return;
-    await withinMs(
-      wait,
-      timeoutMs,
-      `The checks issued before ${operation} were not answered within ${timeoutMs} ms.`,
-    );
   }
 
   function blockSeconds(seconds: unknown): number {
@@ -1031,20 +1054,27 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
         const keys = plan.limits.map((limit) => limit.keyHead + tag + limit.keyTail);
         return bounded('unlink', () => redis.unlink(...keys), `${blockKeyHead + tag}}`);
       }
-      // The scan and UNLINK below must not overtake this key's checks issued before reset().
-      await settleChecksOf(`${blockKeyHead + tag}}`, 'reset()');
       const kinds =
         checked === 'sliding-window'
           ? [KIND['sliding-window:exact'], KIND['sliding-window:approximate']]
           : [KIND[checked]];
-      let removed = 0;
-      for (const kind of kinds) {
-        const pattern = `${escapeGlob(clientKeyPrefix + prefix)}:${kind}:{${escapeGlob(tag)}}:*`;
-        const found: string[] = [];
-        for await (const found1 of scan(pattern)) found.push(found1);
-        removed += await unlinkScanned([...new Set(found)]);
-      }
-      return removed;
+      const scanAndUnlink = async () => {
+        let removed = 0;
+        for (const kind of kinds) {
+          const pattern = `${escapeGlob(clientKeyPrefix + prefix)}:${kind}:{${escapeGlob(tag)}}:*`;
+          const found: string[] = [];
+          for await (const found1 of scan(pattern)) found.push(found1);
+          removed += await unlinkScanned([...new Set(found)]);
+        }
+        return removed;
+      };
+      // The scan and UNLINK must not overtake this key's checks issued before reset(), nor be overtaken by later ones.
+      const blockKey = `${blockKeyHead + tag}}`;
+      flushAll();
+      const wait = waitFor(blockKey);
+      if (wait === undefined) return scanAndUnlink();
+      const message = `The checks issued before reset() were not answered within ${timeoutMs} ms.`;
+      return holdKey(blockKey, withinMs(wait, timeoutMs, message), scanAndUnlink);
     },
 
     async block(key, seconds) {

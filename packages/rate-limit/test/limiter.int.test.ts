@@ -599,6 +599,53 @@ describe.each<Topology>(['standalone', 'cluster'])('rate limiter on %s', (topolo
         }
       });
 
+      it('keeps check, operation, check of one key in issue order while the operation waits for a node batch', async () => {
+        const rl = limiter();
+        const router = nodeRouter(client);
+        const config = { limit: 5, windowSeconds: 60 };
+        /** A key and two companions on its master, in other slots: each check of the key then leaves in a node batch. */
+        const trio = (name: string) => {
+          const master = router.nodeOf(`{${name}}`);
+          const others: string[] = [];
+          for (let i = 0; others.length < 2; i++) {
+            const other = `${name}-o${i}`;
+            if (router.nodeOf(`{${other}}`) === master && keySlot(other) !== keySlot(name))
+              others.push(other);
+          }
+          return others;
+        };
+        const check = (key: string) => rl.checkLimit(key, config, 'fixed-window');
+        for (const key of ['seq-block', 'seq-status', 'seq-reset'])
+          await rl.getStatus(key, config, 'fixed-window');
+        // block: the check after it is blocked, the one before is not.
+        let [y1, y2] = trio('seq-block');
+        const blockRun = [check('seq-block'), check(y1 as string), rl.block('seq-block', 60)] as const;
+        const after = check('seq-block');
+        void check(y2 as string);
+        await Promise.all(blockRun);
+        expect((await blockRun[0]).blocked).toBe(false);
+        expect(await after).toMatchObject({ blocked: true, allowed: false });
+        // getStatus sees the check before it and not the one after it.
+        [y1, y2] = trio('seq-status');
+        const first = check('seq-status');
+        void check(y1 as string);
+        const status = rl.getStatus('seq-status', config, 'fixed-window');
+        const second = check('seq-status');
+        void check(y2 as string);
+        expect((await status).remaining).toBe(4);
+        expect((await second).remaining).toBe(3);
+        await first;
+        // reset removes the check before it; the one after it is counted afresh.
+        [y1, y2] = trio('seq-reset');
+        void check('seq-reset');
+        void check(y1 as string);
+        const removed = rl.reset('seq-reset', 'fixed-window', config);
+        const afterReset = check('seq-reset');
+        void check(y2 as string);
+        expect(await removed).toBe(1);
+        expect((await afterReset).remaining).toBe(4);
+      });
+
       it('a master refuses a batch holding a key it does not serve, and writes none of its checks', async () => {
         const router = nodeRouter(client);
         const here = router.nodeOf('{refused-0}') as string;
