@@ -235,6 +235,8 @@ const FLUSH_AT_LEAST = 4;
 
 /** Where a check's reply or error goes. */
 interface CheckReceiver {
+  /** performance.now() ms past which Redis records nothing for this check (it answers that it came too late). */
+  readonly deadline: number;
   reply(reply: number[]): void;
   error(error: unknown): void;
 }
@@ -406,7 +408,7 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
    * batches holding their key (see afterBatchesOf). Only node batches can be refused: a standalone server runs what
    * it is sent in order.
    */
-  const batchesInFlight: Array<{ group: Batched[]; settled: Promise<void> }> = [];
+  const batchesInFlight: Array<{ keys: Set<string>; settled: Promise<void> }> = [];
 
   /**
    * Settles when no node batch in flight holds a check of the key whose block marker is `blockKey`; undefined when
@@ -415,7 +417,7 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
   function afterBatchesOf(blockKey: string): Promise<unknown> | undefined {
     let waits: Array<Promise<void>> | undefined;
     for (const batch of batchesInFlight) {
-      if (batch.group.some((check) => check.args[1] === blockKey)) {
+      if (batch.keys.has(blockKey)) {
         waits ??= [];
         waits.push(batch.settled);
       }
@@ -580,9 +582,26 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
       },
     );
     if (!clustered) return;
-    const batch = { group, settled: answered.then(() => undefined) };
+    // Settled when answered, or once every check's deadline has passed: Redis then records none of them, even sent
+    // again (once this limiter has learned Redis' clock, see scriptArgs), so nothing of them can still be counted. A batch stuck on a master that hangs (a failover that
+    // moved the slot meanwhile) holds the key's operations no longer than its checks' own timeout.
+    const keys = new Set<string>();
+    let lastDeadline = 0;
+    for (const { args, receiver } of group) {
+      keys.add(args[1] as string);
+      if (receiver.deadline > lastDeadline) lastDeadline = receiver.deadline;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const settled = Promise.race([
+      answered,
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, Math.max(0, lastDeadline - performance.now()));
+        timer.unref();
+      }),
+    ]).then(() => clearTimeout(timer));
+    const batch = { keys, settled };
     batchesInFlight.push(batch);
-    void batch.settled.then(() => batchesInFlight.splice(batchesInFlight.indexOf(batch), 1));
+    void settled.then(() => batchesInFlight.splice(batchesInFlight.indexOf(batch), 1));
   }
 
   const plans = new PlanCache(prefix);
