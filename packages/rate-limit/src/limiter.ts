@@ -1117,7 +1117,10 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
       const tag = encodeKey(key);
       blockCache?.delete(tag);
       const blockKey = `${blockKeyHead + tag}}`;
-      return (await bounded('del', () => redis.del(blockKey), blockKey)) > 0;
+      const removed = (await bounded('del', () => redis.del(blockKey), blockKey)) > 0;
+      // A check issued before unblock() whose "blocked" reply arrived meanwhile put the key back in the cache.
+      blockCache?.delete(tag);
+      return removed;
     },
 
     async cleanup() {

@@ -865,6 +865,22 @@ describe.each<Topology>(['standalone', 'cluster'])('rate limiter on %s', (topolo
     expect(await calls()).toBe(before + 1);
   });
 
+  it('forgets a block in its cache when a check issued before unblock() is answered "blocked" meanwhile', async () => {
+    const config = { limit: 5, windowSeconds: 60 };
+    const rl = limiter({ blockCache: true });
+    // Loads the script on the key's node first: a NOSCRIPT check would go again after the unblock.
+    await rl.checkLimit('cache-race', config, 'fixed-window');
+    // Blocked by another process: this limiter's cache does not know, so its check goes to Redis.
+    await limiter().block('cache-race', 30);
+    const before = rl.checkLimit('cache-race', config, 'fixed-window');
+    expect(await rl.unblock('cache-race')).toBe(true);
+    expect((await before).blocked).toBe(true);
+    expect(await rl.checkLimit('cache-race', config, 'fixed-window')).toMatchObject({
+      allowed: true,
+      blocked: false,
+    });
+  });
+
   it('records decisions and Redis latency without putting keys in labels', async () => {
     const metrics = createMetrics();
     const rl = limiter({ metrics, name: 'api' });
