@@ -10,7 +10,7 @@ import {
 } from '@austa/test-env/vitest';
 import { AIMessage, HumanMessage, SystemMessage, ToolMessage } from '@langchain/core/messages';
 import type { UIMessage } from 'ai';
-import type { Cluster, Redis } from 'ioredis';
+import { Cluster, type Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type ConversationStoreOptions,
@@ -917,20 +917,21 @@ describe.each<Topology>(['standalone', 'cluster'])('conversation store on %s', (
     }
   });
 
-  it('works on a client with auto-pipelining, where ioredis mangles callBuffer', async () => {
-    const pipelined = createTestClient(
+  /** A client of this topology with auto-pipelining on (on a cluster, on the Cluster and every node connection). */
+  const pipelinedClient = () =>
+    createTestClient(
       redisTargets(),
       topology,
       { enableAutoPipelining: true },
       { enableAutoPipelining: true },
     );
+  const pipelinedStore = (redis: Redis | Cluster) =>
+    createConversationStore({ redis, prefix: base(), ttlSeconds: 60, maxMessages: 5 });
+
+  it('works on a client with auto-pipelining, where ioredis mangles callBuffer', async () => {
+    const pipelined = pipelinedClient();
     try {
-      const conversations = createConversationStore({
-        redis: pipelined,
-        prefix: base(),
-        ttlSeconds: 60,
-        maxMessages: 5,
-      });
+      const conversations = pipelinedStore(pipelined);
       const results = await Promise.all(
         Array.from({ length: 20 }, (_, i) =>
           conversations.addMessage('c', { role: 'user', content: `${i}` }, { owner: alice }),
@@ -948,6 +949,50 @@ describe.each<Topology>(['standalone', 'cluster'])('conversation store on %s', (
         ).map((node) => node.script('FLUSH')),
       );
       expect(await conversations.getRecentMessages('c', 10, { owner: alice })).toHaveLength(5);
+    } finally {
+      await pipelined.quit();
+    }
+  });
+
+  it('hands scripts to the connection at once on an auto-pipelining client, corked to the end of the tick', async () => {
+    const pipelined = pipelinedClient();
+    type Connection = {
+      sendCommand: (command: { name: string }, ...rest: unknown[]) => unknown;
+      stream?: { writableCorked: number };
+    };
+    try {
+      const conversations = pipelinedStore(pipelined);
+      const ids = Array.from({ length: 6 }, (_, i) => `ap-${i}`);
+      // Opens every connection and loads the script.
+      await Promise.all(
+        ids.map((id) => conversations.addMessage(id, { role: 'user', content: 'a' }, { owner: alice })),
+      );
+      const connections = (pipelined instanceof Cluster
+        ? pipelined.nodes('master')
+        : [pipelined]) as unknown as Connection[];
+      const written: Connection[] = [];
+      const originals = connections.map((connection) => connection.sendCommand);
+      connections.forEach((connection, index) => {
+        const original = originals[index] as Connection['sendCommand'];
+        connection.sendCommand = function (this: unknown, command, ...rest) {
+          if (command.name === 'evalsha') written.push(connection);
+          return original.call(this, command, ...rest);
+        };
+      });
+      try {
+        const appends = ids.map((id) =>
+          conversations.addMessage(id, { role: 'user', content: 'b' }, { owner: alice }),
+        );
+        // Still in the tick: every script is on its connection already (an auto-pipeline would hold them until the
+        // next tick), and the connection holds its writes until the tick ends.
+        expect(written).toHaveLength(ids.length);
+        for (const connection of written) expect(connection.stream?.writableCorked).toBeGreaterThan(0);
+        expect((await Promise.all(appends)).map((r) => r.message.seq)).toEqual(ids.map(() => 2));
+      } finally {
+        connections.forEach((connection, index) => {
+          connection.sendCommand = originals[index] as Connection['sendCommand'];
+        });
+      }
     } finally {
       await pipelined.quit();
     }

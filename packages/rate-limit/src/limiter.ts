@@ -583,8 +583,9 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
     );
     if (!clustered) return;
     // Settled when answered, or once every check's deadline has passed: Redis then records none of them, even sent
-    // again (once this limiter has learned Redis' clock, see scriptArgs), so nothing of them can still be counted. A batch stuck on a master that hangs (a failover that
-    // moved the slot meanwhile) holds the key's operations no longer than its checks' own timeout.
+    // again (once this limiter has learned Redis' clock, see scriptArgs), so nothing of them can still be counted.
+    // A batch stuck on a master that hangs (a failover moved the slot meanwhile) holds its keys' operations no longer
+    // than its checks' own timeout.
     const keys = new Set<string>();
     let lastDeadline = 0;
     for (const { args, receiver } of group) {

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { createRedisClient } from '@austa/redis-cluster';
+import { createRedisClient, nodeRouter } from '@austa/redis-cluster';
 import {
   type ClusterDescriptor,
   clientKill,
@@ -453,6 +453,57 @@ describe('faults on a real cluster', () => {
     expect(outcomes.filter((o) => o.fallback === 'insurance').length).toBeGreaterThan(0);
     expect(outcomes.slice(resumedAt).filter((o) => o.fallback === null).length).toBeGreaterThan(0);
     await limiter.close();
+  });
+
+  it('lets operations of a key through once its slot map moves, even with its node batch stuck on a hung master', async () => {
+    // A plain client that refreshes its slot map on its own, so the map moves while the old master still hangs.
+    const redis = createTestClient(redisTargets(), 'cluster', {}, { slotsRefreshInterval: 300 });
+    try {
+      await redis.ping();
+      await Promise.all(redis.nodes('master').map((node) => node.ping()));
+      const limiter = createRateLimiter({
+        redis,
+        prefix,
+        timeoutMs: TIMEOUT_MS,
+        failurePolicy: 'fail-closed',
+      });
+      const key = 'stuck-batch';
+      const router = nodeRouter(redis);
+      let companion = '';
+      for (let i = 0; !companion; i++) {
+        if (router.nodeOf(`{${key}-${i}}`) === router.nodeOf(`{${key}}`)) companion = `${key}-${i}`;
+      }
+      await limiter.getStatus(key, config, 'fixed-window');
+      await limiter.checkLimit(key, config, 'fixed-window');
+      const master = await ownerOf(key);
+      const before = router.nodeOf(`{${key}}`);
+      await pauseNode(cluster(), master);
+      try {
+        // Two checks of one master: a node batch, written to the hung master and never answered.
+        void limiter.checkLimit(key, config, 'fixed-window');
+        void limiter.checkLimit(companion, config, 'fixed-window');
+        await waitForPromotion(cluster(), master, 30_000);
+        await eventually(
+          async () => router.nodeOf(`{${key}}`),
+          (node) => node !== undefined && node !== before,
+          10_000,
+        );
+        const movedAt = performance.now();
+        // Answered by the new master, without waiting for the stuck batch (held only until its checks' deadline).
+        const status = await eventually(
+          () => limiter.getStatus(key, config, 'fixed-window').catch(() => undefined),
+          (result) => result !== undefined,
+          10_000,
+        );
+        expect(status?.fallback).toBeNull();
+        expect(performance.now() - movedAt).toBeLessThan(1500);
+      } finally {
+        await resumeNode(cluster(), master);
+      }
+      await limiter.close();
+    } finally {
+      redis.disconnect();
+    }
   });
 
   it('cleanup() and reset() fail with E_INCOMPLETE_SCAN, never a partial answer, while a shard is down', async () => {

@@ -89,7 +89,10 @@ function flushStream(stream: Corkable): void {
 
 /** Where a cluster's slot map sends a key, for a caller that writes to a node's connection itself. */
 export interface NodeRouter {
-  /** The master (`host:port`, as in the slot map) of `key`'s slot; undefined on a standalone client or a slot not mapped. */
+  /**
+   * The master (`host:port`, as in the slot map) of `key`'s slot; undefined on a standalone client or for a slot not
+   * mapped yet.
+   */
   nodeOf(key: string | Buffer): string | undefined;
   /** That node's connection when it is ready; undefined otherwise (the caller then goes through the client). */
   readyConnection(node: string | undefined): Redis | undefined;
