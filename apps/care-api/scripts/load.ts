@@ -7,7 +7,7 @@
  * REDIS_CLUSTER_NODES to use your Redis instead of the embedded development one.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -146,11 +146,21 @@ const TARGETS: Record<string, number> = { 'session-get-me': 0.5 };
 
 interface RoundResult {
   reqPerSec: number;
+  /** CPU time (user + system, every thread) the answering process spent per request; null off Linux. */
+  serverCpuUsPerReq: number | null;
+  /** The same for the embedded redis-server (a child of the service); null when Redis is elsewhere. */
+  redisCpuUsPerReq: number | null;
   p50Ms: number;
   p99Ms: number;
   requests: number;
   errors: number;
   non2xx: number;
+}
+
+/** The median of the values known (CPU figures are null off Linux). */
+function medianOf(values: (number | null)[]): number | null {
+  const known = values.filter((value): value is number => value !== null);
+  return known.length > 0 ? median(known) : null;
 }
 
 function median(values: number[]): number {
@@ -161,7 +171,50 @@ function median(values: number[]): number {
     : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
 }
 
-async function run(baseUrl: string, request: Request, seconds: number): Promise<RoundResult> {
+/**
+ * CPU seconds a process has used, from /proc (Linux). Req/s on a small machine also measures the load generator and
+ * Redis sharing the cores; CPU per request is what the answering process itself costs, wherever it runs.
+ */
+function cpuSeconds(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th, in clock ticks.
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return null;
+  }
+}
+
+// USER_HZ: 100 on every Linux architecture Node runs on.
+const CLOCK_TICKS = 100;
+
+/** The embedded redis-server the service started, if any: its only redis-server child. */
+function redisChildOf(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/);
+    return children
+      .map(Number)
+      .find((child) => readFileSync(`/proc/${child}/comm`, 'utf8').trim().startsWith('redis-server'));
+  } catch {
+    return undefined;
+  }
+}
+
+function perRequest(before: number | null, after: number | null, requests: number): number | null {
+  if (before === null || after === null || requests === 0) return null;
+  return Math.round(((after - before) * 1e6 * 10) / requests) / 10;
+}
+
+async function run(
+  baseUrl: string,
+  request: Request,
+  seconds: number,
+  pids: { server?: number; redis?: number } = {},
+): Promise<RoundResult> {
+  const serverBefore = cpuSeconds(pids.server);
+  const redisBefore = cpuSeconds(pids.redis);
   const result = await autocannon({
     url: baseUrl,
     connections,
@@ -172,6 +225,8 @@ async function run(baseUrl: string, request: Request, seconds: number): Promise<
   });
   return {
     reqPerSec: result.requests.average,
+    serverCpuUsPerReq: perRequest(serverBefore, cpuSeconds(pids.server), result.requests.total),
+    redisCpuUsPerReq: perRequest(redisBefore, cpuSeconds(pids.redis), result.requests.total),
     p50Ms: result.latency.p50,
     p99Ms: result.latency.p99,
     requests: result.requests.total,
@@ -209,6 +264,10 @@ async function main(): Promise<void> {
       waitForHttp(`${urls.service}/health/ready`, service, 60_000),
       waitForHttp(`${urls.bare}/`, bare, 30_000),
     ]);
+    const pids = {
+      bare: { server: bare.pid },
+      service: { server: service.pid, redis: redisChildOf(service.pid) },
+    };
     const requests = new Map<string, Request>();
     for (const scenario of SCENARIOS)
       requests.set(scenario.name, await scenario.prepare(urls[scenario.base]));
@@ -224,6 +283,7 @@ async function main(): Promise<void> {
           urls[scenario.base],
           requests.get(scenario.name) as Request,
           durationSeconds,
+          pids[scenario.base],
         );
         results.get(scenario.name)?.push(result);
         process.stderr.write(
@@ -234,6 +294,7 @@ async function main(): Promise<void> {
 
     // The ratio is the median of per-round ratios: each round's scenarios ran back to back under the same load.
     const bareRounds = results.get('bare-fastify-hello') ?? [];
+    const bareCpuUsPerReq = medianOf(bareRounds.map((result) => result.serverCpuUsPerReq));
     let failed = false;
     const summary: Record<string, number> = {};
     for (const scenario of SCENARIOS) {
@@ -246,6 +307,8 @@ async function main(): Promise<void> {
         (result, round) => result.reqPerSec / (bareRounds[round]?.reqPerSec ?? Number.NaN),
       );
       summary[scenario.name] = Math.round(median(ratios) * 1000) / 1000;
+      const serverCpuUsPerReq = medianOf(list.map((result) => result.serverCpuUsPerReq));
+      const redisCpuUsPerReq = medianOf(list.map((result) => result.redisCpuUsPerReq));
       console.log(
         JSON.stringify({
           scenario: scenario.name,
@@ -254,6 +317,14 @@ async function main(): Promise<void> {
           p50Ms: median(list.map((result) => result.p50Ms)),
           p99Ms: median(list.map((result) => result.p99Ms)),
           vsBareFastify: summary[scenario.name],
+          serverCpuUsPerReq,
+          redisCpuUsPerReq,
+          // Requests one core serves relative to the bare route's, counting only the answering process's CPU: what
+          // the ratio would approach where the load generator and Redis have cores of their own.
+          cpuVsBareFastify:
+            serverCpuUsPerReq !== null && bareCpuUsPerReq !== null
+              ? Math.round((bareCpuUsPerReq / serverCpuUsPerReq) * 1000) / 1000
+              : null,
           requests: list.reduce((sum, result) => sum + result.requests, 0),
           errors,
           non2xx,

@@ -262,15 +262,16 @@ export async function conversationRoutes(
       const { id } = request.params as { id: string };
       const { content } = request.body as { content: string };
       const owner = { userId };
-      // Both owner-checked; read together, so the existence check costs no extra round trip.
-      const [context, history] = await mapped(
+      // Both owner-checked; read together, so the existence check costs no extra round trip. The stats, not the
+      // context: the context decrypts every entity and past intent, and an append needs only the summary's version.
+      const [stats, history] = await mapped(
         Promise.all([
-          conversations.getContext(id, { owner }),
+          conversations.getStats(id, { owner }),
           conversations.getRecentMessages(id, HISTORY, { owner }),
         ]),
       );
-      if (context === null) throw notFound();
-      const result = await mapped(exchange(id, owner, content, context.summary?.version ?? 0, history));
+      if (stats === null) throw notFound();
+      const result = await mapped(exchange(id, owner, content, stats.summaryVersion, history));
       return reply.code(201).send(result);
     },
   );
