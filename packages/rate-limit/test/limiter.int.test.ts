@@ -476,6 +476,28 @@ describe.each<Topology>(['standalone', 'cluster'])('rate limiter on %s', (topolo
       });
     });
 
+    it('batches the checks of one turn of the event loop even when each is issued in its own tick, as a server does', async () => {
+      const rl = limiter();
+      const config = { limit: 100, windowSeconds: 60 };
+      const keys = sameSlotKeys('turn', 6);
+      // A cluster connects to a node on its first command; until then checks bound for it are sent one by one.
+      await rl.getStatus(keys[0] as string, config, 'fixed-window');
+      // Timers due together run in one timers phase, each callback in its own tick, like the requests an HTTP server
+      // reads in one poll phase: batches that ended with the tick sent each of these checks alone.
+      const { count: calls, value: results } = await withScriptCalls(() =>
+        Promise.all(
+          keys.map(
+            (key) =>
+              new Promise<RateLimitResult>((resolve, reject) => {
+                setTimeout(() => rl.checkLimit(key, config, 'fixed-window').then(resolve, reject), 0);
+              }),
+          ),
+        ),
+      );
+      expect(calls).toBe(1);
+      for (const result of results) expect(result.remaining).toBe(99);
+    });
+
     it('sends a long tick in several batches, written as they fill, and answers them in issue order', async () => {
       const rl = limiter();
       const config = { limit: 60, windowSeconds: 60 };
