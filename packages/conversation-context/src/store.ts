@@ -22,7 +22,7 @@ import {
 } from './message.js';
 import { type Argument, num, ScriptRunner, storeError, text } from './runner.js';
 import { ADD_MESSAGE } from './scripts/add-message.js';
-import { DELETE, EXTEND, INDEX_TOUCH } from './scripts/lifecycle.js';
+import { DELETE, EXTEND, INDEX_PRUNE, INDEX_TOUCH } from './scripts/lifecycle.js';
 import { READ_MESSAGES } from './scripts/read-messages.js';
 import { SET_CONTEXT } from './scripts/set-context.js';
 import { SET_SUMMARY } from './scripts/summary.js';
@@ -671,7 +671,7 @@ export class ConversationStore {
       if (status === 'PINNED') {
         throw new ConversationInputError(
           'E_PINNED_LIMIT',
-          `Conversation ${JSON.stringify(id)} already keeps ${num(reply[1])} pinned or system messages; with maxMessages ${this.maxMessages} one more could never be trimmed. Nothing was written.`,
+          `Conversation ${JSON.stringify(id)} already keeps ${num(reply[1])} pinned or system messages (${num(reply[2])} tokens); with ${this.maxMessages > 0 ? `maxMessages ${this.maxMessages}` : ''}${this.maxMessages > 0 && this.maxTokens > 0 ? ' and ' : ''}${this.maxTokens > 0 ? `maxTokens ${this.maxTokens}` : ''} one more could never be trimmed. Nothing was written.`,
         );
       }
       const seq = num(reply[1]);
@@ -808,7 +808,18 @@ export class ConversationStore {
         );
       }
       const pairs: Argument[] = [];
-      for (const [name, body] of byName) pairs.push(name, body);
+      let bytes = 0;
+      for (const [name, body] of byName) {
+        pairs.push(name, body);
+        bytes += body.length;
+      }
+      // The limit holds for the call, not only each value: the reason for it is one command holding Redis up.
+      if (bytes > this.maxMessageBytes) {
+        throw new ConversationInputError(
+          'E_MESSAGE_TOO_LARGE',
+          `These entities take ${bytes} bytes encoded, over maxMessageBytes ${this.maxMessageBytes} for one call; send them in smaller calls. Nothing was written.`,
+        );
+      }
       const reply = await this.runner.run(
         UPDATE_ENTITIES,
         [keys.meta, keys.messages, keys.intents],
@@ -1077,15 +1088,24 @@ export class ConversationStore {
         return false;
       }
       this.status(reply, id);
-      await this.removeFromIndex(text(reply[1]), text(reply[2]), [id]);
+      await this.removeFromIndex(text(reply[1]), text(reply[2]), [id, num(reply[4])]);
       return true;
     });
   }
 
-  private async removeFromIndex(userId: string, tenantId: string, conversationIds: string[]): Promise<void> {
-    if (userId === '' || conversationIds.length === 0) return;
+  private async pruneIndex(index: string, seen: Array<string | number>): Promise<number> {
+    return num(await this.runner.run(INDEX_PRUNE, [index], seen));
+  }
+
+  /** `seen`: id, score pairs; an entry whose score rose since (the id was created again) stays (INDEX_PRUNE). */
+  private async removeFromIndex(
+    userId: string,
+    tenantId: string,
+    seen: Array<string | number>,
+  ): Promise<void> {
+    if (userId === '' || seen.length === 0) return;
     try {
-      await this.redis.zrem(this.keys.userIndex(userId, tenantId), ...conversationIds);
+      await this.pruneIndex(this.keys.userIndex(userId, tenantId), seen);
     } catch (error) {
       // The entry points at nothing: getUserConversations skips it and cleanup() removes it.
       this.instruments.indexFailure();
@@ -1115,7 +1135,11 @@ export class ConversationStore {
       for (;;) {
         const page = await this.redis.zrevrange(index, start, start + pageSize - 1, 'WITHSCORES');
         const ids: string[] = [];
-        for (let i = 0; i < page.length; i += 2) ids.push(page[i] as string);
+        const scores = new Map<string, string>();
+        for (let i = 0; i < page.length; i += 2) {
+          ids.push(page[i] as string);
+          scores.set(page[i] as string, page[i + 1] as string);
+        }
         if (ids.length === 0) break;
         const metas = await Promise.all(
           ids.map((id) =>
@@ -1133,7 +1157,7 @@ export class ConversationStore {
         metas.forEach((meta, i) => {
           const id = ids[i] as string;
           if (meta[0] !== owner.userId || (meta[1] ?? '') !== owner.tenantId) {
-            stale.push(id);
+            stale.push(id, scores.get(id) as string);
             return;
           }
           const item: UserConversation = {
@@ -1157,7 +1181,7 @@ export class ConversationStore {
         }
       }
       if (stale.length > 0) {
-        await this.redis.zrem(index, ...stale).catch(() => undefined);
+        await this.pruneIndex(index, stale).catch(() => undefined);
       }
       valid.sort((a, b) => b.lastActivityMs - a.lastActivityMs);
       return valid.slice(0, count);
@@ -1286,7 +1310,11 @@ export class ConversationStore {
       return;
     }
     if (parsed.kind === 'user') {
-      const [members, pttl] = await Promise.all([this.redis.zrange(key, 0, -1), this.redis.pttl(key)]);
+      const [entries, pttl] = await Promise.all([
+        this.redis.zrange(key, 0, -1, 'WITHSCORES'),
+        this.redis.pttl(key),
+      ]);
+      const members = entries.filter((_, i) => i % 2 === 0);
       if (pttl === -1) {
         await this.redis.pexpire(key, this.ttlMs + this.indexRefreshMs);
         report.ttlsRepaired++;
@@ -1294,10 +1322,12 @@ export class ConversationStore {
       const metas = await Promise.all(
         members.map((id) => this.redis.hmget(this.keys.conversation(id).meta, 'uid', 'tid')),
       );
-      const gone = members.filter(
-        (_, i) => metas[i]?.[0] !== parsed.userId || (metas[i]?.[1] ?? '') !== parsed.tenantId,
+      const gone = members.flatMap((id, i) =>
+        metas[i]?.[0] !== parsed.userId || (metas[i]?.[1] ?? '') !== parsed.tenantId
+          ? [id, entries[i * 2 + 1] as string]
+          : [],
       );
-      if (gone.length > 0) report.indexEntriesRemoved += await this.redis.zrem(key, ...gone);
+      if (gone.length > 0) report.indexEntriesRemoved += await this.pruneIndex(key, gone);
       return;
     }
     const keys = this.keys.conversation(parsed.conversationId);

@@ -28,9 +28,10 @@ export interface RedactInfo {
 }
 
 /**
- * Runs before every write of content, on the value as the caller gave it (a message, a summary text, one entity, an
- * intent, the context data), and returns what is stored instead. Synchronous. Its result is validated again; if it
- * throws, the call fails with `E_INVALID_ARGUMENT` and nothing is written.
+ * Runs before every write of content, on the value as the caller gave it, and returns what is stored instead: the
+ * message object, the summary object (`{ text, upToSeq, metadata? }`: redact `text` and return the object), one
+ * entity, the intent, the context data. Synchronous. Its result is validated again; if it throws, the call fails
+ * with `E_INVALID_ARGUMENT` and nothing is written.
  */
 export type RedactHook = (value: unknown, info: RedactInfo) => unknown;
 

@@ -10,7 +10,7 @@ import {
 } from '@austa/test-env/vitest';
 import { AIMessage, HumanMessage, SystemMessage, ToolMessage } from '@langchain/core/messages';
 import type { UIMessage } from 'ai';
-import { Cluster, type Redis } from 'ioredis';
+import { Cluster, type Command, type Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type ConversationStoreOptions,
@@ -21,6 +21,7 @@ import {
 } from '../src/index.js';
 import { KeyLayout } from '../src/keys.js';
 import { fromLangChainMessages, toLangChainMessages } from '../src/langchain.js';
+import { INDEX_PRUNE } from '../src/scripts/lifecycle.js';
 import { dump, encryptingCodec, expectRejectedUnchanged, layout, rawBytes, sample } from './support.js';
 
 type Topology = 'standalone' | 'cluster';
@@ -433,6 +434,73 @@ describe.each<Topology>(['standalone', 'cluster'])('conversation store on %s', (
     expect(await conversations.getUserConversations('alice')).toEqual([]);
   });
 
+  it('with only maxTokens, refuses a pin or system message once kept messages would fill the token budget', async () => {
+    const conversations = store({ prefix: base(), maxMessages: undefined, maxTokens: 100 });
+    for (let i = 0; i < 3; i++) {
+      await conversations.addMessage(
+        'c',
+        { role: 'user', content: `pin ${i}`, pinned: true, tokens: 30 },
+        { owner: alice },
+      );
+    }
+    const before = await dump(client, prefix);
+    await expect(
+      conversations.addMessage('c', { role: 'system', content: 'one more', tokens: 30 }, { owner: alice }),
+    ).rejects.toMatchObject({ code: 'E_PINNED_LIMIT', message: expect.stringContaining('maxTokens 100') });
+    expect(await dump(client, prefix)).toEqual(before);
+    // Messages that may be trimmed still come and go: the conversation stays within its budget.
+    for (let i = 0; i < 5; i++) {
+      await conversations.addMessage('c', { role: 'user', content: `m${i}`, tokens: 5 }, { owner: alice });
+    }
+    const stats = await conversations.getStats('c', { owner: alice });
+    expect(stats).toMatchObject({ keptMessages: 3, messageCount: 5, tokenCount: 100 });
+  });
+
+  it('a write that gives the conversation a longer TTL than its index entry lasts extends the entry too', async () => {
+    const conversations = store({ prefix: base(), ttlSeconds: 2, indexRefreshSeconds: 1 });
+    await conversations.setContext('sum', { userId: 'alice' });
+    await conversations.setContext('ctx', { userId: 'alice' });
+    // Within the refresh interval, so only the longer TTL can make these writes update the index.
+    await conversations.setSummary('sum', { text: 'summary', upToSeq: 0 }, 120, { owner: alice });
+    await conversations.setContext('ctx', { userId: 'alice' }, { ttlSeconds: 120 });
+    const index = layout(conversations).userIndex('alice', '');
+    expect(await client.pttl(index)).toBeGreaterThan(100_000);
+    const listed = await conversations.getUserConversations('alice');
+    expect(listed.map((entry) => entry.conversationId).sort()).toEqual(['ctx', 'sum']);
+  });
+
+  it('keeps the index entry of a conversation created again while a reader was removing it as stale', async () => {
+    const conversations = store({ prefix: base(), ttlSeconds: 1, indexRefreshSeconds: 1 });
+    await conversations.addMessage('chat-1', { role: 'user', content: 'first' }, { owner: alice });
+    // The conversation expires; its index entry (TTL + refresh interval) is still there, and stale.
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    const target = client as unknown as { sendCommand(command: Command): unknown };
+    const original = target.sendCommand;
+    let recreated = false;
+    // The chat UI sends to the same id again between the reader's check and its removal of the entry.
+    target.sendCommand = function (this: unknown, command: Command) {
+      const removal =
+        command.name === 'zrem' ||
+        (command.name === 'evalsha' && String(command.args[0]) === INDEX_PRUNE.sha);
+      if (!removal) return original.call(this, command);
+      target.sendCommand = original;
+      recreated = true;
+      return conversations
+        .addMessage('chat-1', { role: 'user', content: 'back again' }, { owner: alice })
+        .then(() => original.call(this, command));
+    };
+    try {
+      expect(await conversations.getUserConversations('alice')).toEqual([]);
+    } finally {
+      target.sendCommand = original;
+    }
+    expect(recreated).toBe(true);
+    const listed = await conversations.getUserConversations('alice');
+    expect(listed.map((entry) => entry.conversationId)).toEqual(['chat-1']);
+    // Its 1 s TTL would otherwise end in the middle of a later test that compares every key before and after.
+    expect(await conversations.deleteContext('chat-1', { owner: alice })).toBe(true);
+  });
+
   it('one sliding TTL covers every key; extendTTL lengthens it and the absolute cap bounds it', async () => {
     const conversations = store({ prefix: base(), ttlSeconds: 60, maxLifetimeSeconds: 300 });
     await conversations.addMessage('c', { role: 'user', content: 'x' }, { owner: alice });
@@ -544,6 +612,16 @@ describe.each<Topology>(['standalone', 'cluster'])('conversation store on %s', (
         'E_MESSAGE_TOO_LARGE',
         () =>
           conversations.addMessage('c', { role: 'user', content: 'x'.repeat(300 * 1024) }, { owner: alice }),
+      ],
+      [
+        // Each entity is under maxMessageBytes; together they are not.
+        'E_MESSAGE_TOO_LARGE',
+        () =>
+          conversations.updateEntities(
+            'c',
+            Array.from({ length: 4 }, (_, i) => ({ name: `note${i}`, value: 'x'.repeat(100 * 1024) })),
+            { owner: alice },
+          ),
       ],
       [
         'E_INVALID_ROLE',

@@ -1,7 +1,10 @@
+import { inspect } from 'node:util';
 import { createCodec } from '@austa/codec';
+import { ReplyError } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { ConversationError, errors, estimateTokens } from '../src/index.js';
 import { decodeKeyPart, encodeKeyPart, KeyLayout, validateId } from '../src/keys.js';
+import { storeError } from '../src/runner.js';
 import { parseElement } from '../src/values.js';
 
 describe('key parts', () => {
@@ -142,5 +145,23 @@ describe('errors', () => {
     });
     expect(ConversationError.isInstance(foreign)).toBe(true);
     expect(ConversationError.isInstance(new Error('x'))).toBe(false);
+  });
+
+  it('keep no command arguments in their cause: message bodies and user ids must not reach a log', () => {
+    const reply = Object.assign(new ReplyError('OOM command not allowed when used memory > maxmemory.'), {
+      command: {
+        name: 'evalsha',
+        args: ['0123abcd', 3, 'meta', 'patient-42', 'clinic-7', Buffer.from('I was diagnosed last week')],
+      },
+    });
+    const error = storeError(reply);
+    expect(error.code).toBe('E_REDIS_UNAVAILABLE');
+    const cause = error.cause as Error & { code?: unknown; command?: unknown };
+    expect(cause.name).toBe('ReplyError');
+    expect(cause.message).toContain('OOM');
+    expect(cause.command).toBeUndefined();
+    const logged = `${inspect(error, { depth: 10 })} ${JSON.stringify(error)} ${JSON.stringify(cause)}`;
+    for (const secret of ['patient-42', 'clinic-7', 'diagnosed', 'I was'])
+      expect(logged).not.toContain(secret);
   });
 });

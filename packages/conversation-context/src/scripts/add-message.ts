@@ -21,7 +21,7 @@ import { plainScript } from './common.js';
  * the shared preamble (it would build its helper closures on every call): it inlines what it needs of it, with the
  * same meta fields and rules (see common.ts).
  * Reply: {'OK', seq, now, count, tokens, created, indexDue, userId, tenantId, ttlMs, trimmed elements...}
- *        | {'DUP', seq, now, count, tokens} | {'NOTFOUND'} | {'OWNER'} | {'PINNED', kept}
+ *        | {'DUP', seq, now, count, tokens} | {'NOTFOUND'} | {'OWNER'} | {'PINNED', kept, keptTokens}
  */
 export const ADD_MESSAGE = plainScript(
   'add_message',
@@ -36,7 +36,7 @@ maxMessages = tonumber(maxMessages)
 maxTokens = tonumber(maxTokens)
 local check, allowCreate, role, tok, flags, token = string.match(ARGV[2], '^(%d)(%d)|(%a+)|(%d+)|(%a*)|([%w_-]+)$')
 local m = call('HMGET', KEYS[1], 'uid', 'tid', 'exp', 'idx', 'kept', 'seq', 'ext', 'ix', 'n', 'tokens',
-  'added', 'trimmed', 'r:system', 'r:user', 'r:assistant', 'r:tool', 'rt')
+  'added', 'trimmed', 'r:system', 'r:user', 'r:assistant', 'r:tool', 'rt', 'ixe', 'kt')
 local created = false
 local exp = tonumber(m[3]) or 0
 if m[1] and exp > 0 and now >= exp then
@@ -58,7 +58,13 @@ if m[1] then
 elseif allowCreate ~= '1' then
   return { 'NOTFOUND' }
 end
-if keep and maxMessages > 0 and kept + 1 >= maxMessages then return { 'PINNED', kept } end
+-- Kept messages are never trimmed: they may fill all places but one, and (kt, each counted as at least one token)
+-- all of the token budget but one token, so that a store with only maxTokens stays bounded too.
+local keptTokens = tonumber(m[19]) or 0
+local keepCost = math.max(tonumber(tok), 1)
+if keep and ((maxMessages > 0 and kept + 1 >= maxMessages) or (maxTokens > 0 and keptTokens + keepCost >= maxTokens)) then
+  return { 'PINNED', kept, keptTokens }
+end
 if not m[1] then
   -- Leftover lists under this id (a meta hash evicted under maxmemory) are not inherited by a new owner.
   call('DEL', KEYS[2], KEYS[3])
@@ -73,7 +79,10 @@ local rs, ru, ra, rt = tonumber(m[13]) or 0, tonumber(m[14]) or 0, tonumber(m[15
 if role == 'user' then ru = ru + 1 elseif role == 'assistant' then ra = ra + 1 elseif role == 'system' then rs = rs + 1
 else rt = rt + 1 end
 local tokens = (tonumber(m[10]) or 0) + tonumber(tok)
-if keep then kept = kept + 1 end
+if keep then
+  kept = kept + 1
+  keptTokens = keptTokens + keepCost
+end
 local count = len
 local reply = { 'OK', seq, now, 0, 0, created and 1 or 0, 0, m[1], m[2] or '', 0 }
 local r = 10
@@ -115,9 +124,13 @@ end
 -- The list did not exist before this RPUSH (len 1): it has no TTL yet, whatever ext says.
 local renew = created or len == 1 or ext - now < ttlMs - tonumber(slack)
 if renew then ext = now + ttlMs else ttlMs = ext - now end
+-- ixe: when the index entry the caller gives (ttlMs + refresh) runs out; other scripts touch the index sooner
+-- when they give the conversation more than that (see index_due in common.ts).
+local ixe = tonumber(m[18]) or 0
+if due == 1 then ixe = now + ttlMs + tonumber(refresh) end
 call('HSET', KEYS[1], 'seq', seq, 'n', count, 'tokens', tokens, 'added', (tonumber(m[11]) or 0) + 1,
   'trimmed', (tonumber(m[12]) or 0) + r - 10, 'kept', kept, 'updated', now, 'r:system', rs, 'r:user', ru,
-  'r:assistant', ra, 'r:tool', rt, 'rt', recent, 'idx', idx, 'ext', ext)
+  'r:assistant', ra, 'r:tool', rt, 'rt', recent, 'idx', idx, 'ext', ext, 'ixe', ixe, 'kt', keptTokens)
 if renew then
   call('PEXPIRE', KEYS[1], ttlMs)
   call('PEXPIRE', KEYS[2], ttlMs)

@@ -22,11 +22,12 @@ end
 --  1 uid  2 tid  3 exp (absolute deadline ms, 0: none)  4 idx (last index update ms)  5 kept  6 seq
 --  7 ext (expiry we last set, ms)  8 ix (intent list exists)  9 n  10 tokens  11 added  12 trimmed
 --  13..16 message counts of the roles system, user, assistant, tool  17 rt (recent append tokens)
+--  18 ixe (when the per-user index entry last given runs out, ms)  19 kt (tokens of kept messages)
 -- Returns nil when the conversation does not exist. A conversation past its absolute deadline is deleted here: its
 -- keys expire at that moment anyway, this only closes the last millisecond.
 local function load(now)
   local m = redis.call('HMGET', KEYS[1], 'uid', 'tid', 'exp', 'idx', 'kept', 'seq', 'ext', 'ix', 'n', 'tokens',
-    'added', 'trimmed', 'r:system', 'r:user', 'r:assistant', 'r:tool', 'rt')
+    'added', 'trimmed', 'r:system', 'r:user', 'r:assistant', 'r:tool', 'rt', 'ixe', 'kt')
   if not m[1] then return nil end
   local exp = tonumber(m[3]) or 0
   if exp > 0 and now >= exp then
@@ -78,11 +79,15 @@ local function create(now, uid, tid, lifetime)
 end
 
 -- The per-user index lives in another slot: the caller updates it after the script when this says it is due (on
--- creation, then at most once per refresh interval of activity). Appends idx to the fields the script writes.
-local function index_due(m, now, created, refresh, fields)
-  if created or now - (tonumber(m[4]) or 0) >= refresh then
+-- creation, at most once per refresh interval of activity, and whenever this call gives the conversation longer
+-- than the index entry last given lasts: a longer ttlSeconds must not leave the conversation unlisted, and out of
+-- reach of an erasure by user). Appends idx and ixe to the fields the script writes.
+local function index_due(m, now, created, refresh, fields, want)
+  if created or now - (tonumber(m[4]) or 0) >= refresh or now + want > (tonumber(m[18]) or 0) then
     fields[#fields + 1] = 'idx'
     fields[#fields + 1] = now
+    fields[#fields + 1] = 'ixe'
+    fields[#fields + 1] = now + want + refresh
     return 1
   end
   return 0
@@ -96,7 +101,7 @@ local function commit(m, now, created, refresh, ttl, fields)
   fields[#fields + 1] = now
   fields[#fields + 1] = 'ext'
   fields[#fields + 1] = now + want
-  local due = index_due(m, now, created, refresh, fields)
+  local due = index_due(m, now, created, refresh, fields, want)
   redis.call('HSET', KEYS[1], unpack(fields))
   expire_all(want, m)
   return due, want

@@ -24,7 +24,7 @@ return { 'OK', want, m[1], m[2] or '', redis.call('HGET', KEYS[1], 'updated') or
  * conversation whose meta hash is gone are removed; a live conversation is left alone.
  *
  * KEYS: meta, messages, intents (one slot). ARGV: 1 check owner, 2 userId, 3 tenantId, 4 orphans only ('1'/'0').
- * Reply: {'OK', userId, tenantId, keysRemoved} | {'NOTFOUND', keysRemoved} | {'OWNER'} | {'LIVE'}
+ * Reply: {'OK', userId, tenantId, keysRemoved, now} | {'NOTFOUND', keysRemoved} | {'OWNER'} | {'LIVE'}
  */
 export const DELETE = script(
   'delete_context',
@@ -36,7 +36,7 @@ if not m[1] then
 end
 if ARGV[4] == '1' then return { 'LIVE' } end
 if mismatch(m, ARGV[1], ARGV[2], ARGV[3]) then return { 'OWNER' } end
-return { 'OK', m[1], m[2] or '', redis.call('DEL', KEYS[1], KEYS[2], KEYS[3]) }
+return { 'OK', m[1], m[2] or '', redis.call('DEL', KEYS[1], KEYS[2], KEYS[3]), now_ms() }
 `,
 );
 
@@ -57,5 +57,27 @@ if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
 end
 return 1
+`,
+);
+
+/**
+ * Removes index entries found stale (expired, deleted or owned by someone else), each only if its score is still
+ * the one the caller saw, or lower: between the caller's read and this, the same id may have been created again,
+ * and INDEX_TOUCH raised its score; that live entry stays.
+ *
+ * KEYS: index sorted set. ARGV: id, score seen, id, score seen, ...
+ * Reply: the number of entries removed.
+ */
+export const INDEX_PRUNE = plainScript(
+  'index_prune',
+  `
+local removed = 0
+for i = 1, #ARGV, 2 do
+  local current = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if current and tonumber(current) <= tonumber(ARGV[i + 1]) then
+    removed = removed + redis.call('ZREM', KEYS[1], ARGV[i])
+  end
+end
+return removed
 `,
 );
