@@ -7,7 +7,8 @@ const LIMITS: Record<keyof DeviceInfo, number> = { userAgent: 512, ip: 64, devic
 function hasControlCharacter(value: string): boolean {
   for (let index = 0; index < value.length; index++) {
     const code = value.charCodeAt(index);
-    if (code < 0x20 || code === 0x7f) return true;
+    // C0, DEL, C1, and the line and paragraph separators that JSON logs and JavaScript sources treat as line breaks.
+    if (code < 0x20 || (code >= 0x7f && code <= 0x9f) || code === 0x2028 || code === 0x2029) return true;
   }
   return false;
 }

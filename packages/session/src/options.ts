@@ -48,7 +48,10 @@ export interface SessionStoreOptions {
   tokenSecret?: string | Uint8Array;
   /** A read touches (writes) a session only when it was last touched this long ago. Default idle / 10. */
   touchIntervalSeconds?: number;
-  /** How the IP of `device.ip` is stored. Default `truncate` (IPv4 /24, IPv6 /48). */
+  /**
+   * How the IP of `device.ip` is stored. Default `truncate` (IPv4 /24, IPv6 /48). `hash` (an HMAC) needs
+   * `tokenSecret`: an unkeyed hash of an IP is reversed by enumeration.
+   */
   ipAddress?: 'store' | 'truncate' | 'hash' | 'omit';
   /** `replicated`: every write waits for one replica (WAIT 1) before it is acknowledged. Default `default`. */
   durability?: 'default' | 'replicated';
@@ -177,6 +180,24 @@ export function resolveOptions(options: SessionStoreOptions): ResolvedOptions {
   if (codec !== undefined && (typeof codec?.encode !== 'function' || typeof codec?.decode !== 'function')) {
     throw config('codec must come from createCodec() of @austa/codec.');
   }
+  if (ipAddress === 'hash' && tokenSecret === undefined) {
+    // A plain SHA-256 of an IP is reversed by hashing all 2^32 IPv4 addresses in minutes: it would be stored as if
+    // anonymised while it is not.
+    throw config(
+      "ipAddress 'hash' needs tokenSecret (32+ bytes): without a key the hash of an IP address is reversed by " +
+        "enumerating addresses. Set tokenSecret, or use 'truncate' or 'omit'.",
+    );
+  }
+  const metrics = options.metrics;
+  if (
+    metrics !== undefined &&
+    (typeof metrics !== 'object' ||
+      metrics === null ||
+      typeof (metrics as Partial<Metrics>).packageInstruments !== 'function' ||
+      typeof (metrics as Partial<Metrics>).operationDuration !== 'function')
+  ) {
+    throw config('metrics must come from createMetrics() of @austa/metrics.');
+  }
   if (options.onAudit !== undefined && typeof options.onAudit !== 'function') {
     throw config('onAudit must be a function.');
   }
@@ -193,7 +214,7 @@ export function resolveOptions(options: SessionStoreOptions): ResolvedOptions {
     ipAddress,
     replicated: durability === 'replicated',
     replicationTimeoutMs,
-    metrics: options.metrics,
+    metrics,
     onAudit: options.onAudit,
   };
 }

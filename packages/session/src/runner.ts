@@ -2,6 +2,8 @@ import {
   AustaRedisError,
   type CommandTimer,
   defineScript,
+  type NodeRouter,
+  nodeRouter,
   type RedisScript,
   type TickCorker,
   tickCorker,
@@ -27,6 +29,30 @@ type BufferPipeline = ReturnType<Redis['pipeline']> & {
 function isNoScript(error: unknown): boolean {
   return error instanceof Error && error.message.includes('NOSCRIPT');
 }
+
+/**
+ * The replies a cluster node gives instead of running a command (MOVED, ASK, TRYAGAIN, CLUSTERDOWN). ioredis follows
+ * them for a pipeline only when every command of it got the same one, and WAIT (keyless) never does: the store
+ * follows them itself. The command did not run, so sending it again is safe even for a write that must run once.
+ */
+export type Redirect = { kind: 'moved' } | { kind: 'ask'; node: string } | { kind: 'retry' };
+
+export function redirectOf(error: unknown): Redirect | undefined {
+  if (!(error instanceof Error)) return undefined;
+  const message = error.message;
+  if (message.startsWith('MOVED ')) return { kind: 'moved' };
+  if (message.startsWith('ASK ')) {
+    const node = message.split(' ')[2];
+    return node ? { kind: 'ask', node } : { kind: 'retry' };
+  }
+  if (message.startsWith('TRYAGAIN') || message.startsWith('CLUSTERDOWN')) return { kind: 'retry' };
+  return undefined;
+}
+
+/** A slot-map refresh that does not answer in this long is left running; the next attempt tells whether it helped. */
+const REFRESH_WAIT_MS = 2000;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * True when `@austa/redis-cluster` refused to send a write again after its connection closed with the write on the
@@ -72,6 +98,7 @@ export class ScriptRunner {
    * callers in flight this halved the client CPU of getSession and made Redis read many commands per read().
    */
   private readonly corker: TickCorker;
+  private readonly router: NodeRouter;
 
   constructor(
     private readonly client: Redis | Cluster,
@@ -80,6 +107,7 @@ export class ScriptRunner {
     private readonly timer: CommandTimer,
   ) {
     this.corker = tickCorker(client);
+    this.router = nodeRouter(client);
   }
 
   private cork(key: string): void {
@@ -153,20 +181,20 @@ export class ScriptRunner {
     key: string,
     name: string,
     run: (pipeline: ReturnType<Redis['pipeline']>) => void,
+    idempotent = true,
   ): Promise<unknown> {
-    const pipeline = this.client.pipeline();
-    run(pipeline);
-    if (this.replicated) pipeline.call('WAIT', 1, this.replicationTimeoutMs);
     let results: PipelineResult;
-    const send = () => {
-      this.cork(key);
-      return this.timer.time(this.replicated ? `${name}+wait` : name, () => pipeline.exec());
-    };
+    const send = () =>
+      this.exchange(key, this.replicated ? `${name}+wait` : name, (pipeline) => {
+        run(pipeline);
+        if (this.replicated) pipeline.call('WAIT', 1, this.replicationTimeoutMs);
+      });
     try {
       results = await send();
     } catch (error) {
-      // SET and UNLINK of a pointer are idempotent: one more try when the first may or may not have run.
-      if (!isMaybeApplied(error)) throw unavailable(error);
+      // Overwriting a pointer is idempotent: one more try when the first may or may not have run. A claim (SET NX)
+      // is not: its second try would find its own first one.
+      if (!idempotent || !isMaybeApplied(error)) throw unavailable(error);
       try {
         results = await send();
       } catch (retryError) {
@@ -185,16 +213,73 @@ export class ScriptRunner {
     args: Argument[],
     bySha: boolean,
   ): Promise<PipelineResult> {
-    const pipeline = this.client.pipeline() as BufferPipeline;
-    if (bySha) pipeline.evalshaBuffer(s.sha, keys.length, ...keys, ...args);
-    else pipeline.evalBuffer(s.lua, keys.length, ...keys, ...args);
-    pipeline.call('WAIT', 1, this.replicationTimeoutMs);
-    this.cork(keys[0] as string);
     try {
-      return await this.timer.time(bySha ? 'evalsha+wait' : 'eval+wait', () => pipeline.exec());
+      return await this.exchange(keys[0] as string, bySha ? 'evalsha+wait' : 'eval+wait', (pipeline) => {
+        if (bySha) pipeline.evalshaBuffer(s.sha, keys.length, ...keys, ...args);
+        else pipeline.evalBuffer(s.lua, keys.length, ...keys, ...args);
+        pipeline.call('WAIT', 1, this.replicationTimeoutMs);
+      });
     } catch (error) {
       throw unavailable(error);
     }
+  }
+
+  /**
+   * Sends one pipeline (a write, then WAIT on the same connection, so WAIT counts the replicas that have that write)
+   * and follows a cluster redirect of its first command, which ioredis leaves to us (see `redirectOf`): MOVED
+   * refreshes the slot map and sends again (after a failover or a finished migration the map stays stale otherwise,
+   * and every write to the slot would fail), ASK sends to the importing node after ASKING, TRYAGAIN and CLUSTERDOWN
+   * wait and send again. As many times as the client's `maxRedirections`, with its retry delays, so a call still
+   * ends in bounded time.
+   */
+  private async exchange(
+    key: string,
+    name: string,
+    build: (pipeline: BufferPipeline) => void,
+  ): Promise<PipelineResult> {
+    const options = (this.client as Cluster).options as
+      | { maxRedirections?: number; retryDelayOnTryAgain?: number; retryDelayOnFailover?: number }
+      | undefined;
+    const maxRedirections = options?.maxRedirections ?? 16;
+    let askNode: string | undefined;
+    for (let attempt = 0; ; attempt++) {
+      const connection = askNode === undefined ? this.client : this.router.readyConnection(askNode);
+      let redirect: Redirect | undefined;
+      let results: PipelineResult = null;
+      if (connection === undefined) {
+        // The importing node is not in the pool yet: learn the map again and retry through it.
+        redirect = { kind: 'moved' };
+      } else {
+        const pipeline = connection.pipeline() as BufferPipeline;
+        if (askNode !== undefined) pipeline.call('ASKING');
+        build(pipeline);
+        if (askNode === undefined) this.cork(key);
+        results = await this.timer.time(name, () => pipeline.exec());
+        if (askNode !== undefined && results) results = results.slice(1);
+        redirect = redirectOf(results?.[0]?.[0]);
+      }
+      if (redirect === undefined || attempt >= maxRedirections) {
+        return results ?? [[new Error(`Too many cluster redirections for ${key}`), null]];
+      }
+      askNode = undefined;
+      if (redirect.kind === 'ask') askNode = redirect.node;
+      else if (redirect.kind === 'moved') {
+        if (attempt > 0) await sleep(options?.retryDelayOnFailover ?? 100);
+        await this.refreshSlots();
+      } else await sleep(options?.retryDelayOnTryAgain ?? 100);
+    }
+  }
+
+  private refreshSlots(): Promise<void> {
+    const cluster = this.client as Partial<Cluster>;
+    if (typeof cluster.refreshSlotsCache !== 'function') return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, REFRESH_WAIT_MS);
+      cluster.refreshSlotsCache?.(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
 
   private checkReplicas(result: [Error | null, unknown] | undefined): void {

@@ -26,6 +26,7 @@ import { CREATE } from './scripts/create.js';
 import { DELETE } from './scripts/delete.js';
 import { DELETE_USER } from './scripts/delete-user.js';
 import { LIST } from './scripts/list.js';
+import { REPOINT } from './scripts/repoint.js';
 import { TOUCH } from './scripts/touch.js';
 import { UPDATE } from './scripts/update.js';
 
@@ -126,16 +127,21 @@ export interface SessionStore {
   deleteUserSession(userId: string, handle: string): Promise<boolean>;
   /** How many live sessions the user has. */
   getSessionCount(userId: string): Promise<number>;
-  /** Removes index entries of expired sessions on every master (no KEYS). Fails whole if a slot is unreachable. */
+  /**
+   * Removes index entries of expired sessions on every master (no KEYS). Fails whole if a slot is unreachable.
+   * `count` is the SCAN COUNT hint, an integer from 1 to 100000.
+   */
   cleanupExpiredSessions(options?: { count?: number }): Promise<CleanupResult>;
   /**
-   * For framework adapters: create-or-replace the data of a caller-supplied id for this user. Moves the session to
-   * the user's slot when the id was first saved for another user (an anonymous session that logged in).
+   * For framework adapters: replaces the data of a live session saved under a caller-supplied id, or creates it when
+   * the id was never stored. A session that ended (logout, revoke, idle or absolute expiry) is never brought back:
+   * the save then writes nothing and resolves `false`. Moves the session to the user's slot when the id was first
+   * saved for another user (an anonymous session that logged in), keeping its creation time and absolute deadline.
    */
   saveSession<T = Record<string, unknown>>(
     sessionId: string,
     input: { userId: string; data: T; device?: DeviceInfo },
-  ): Promise<void>;
+  ): Promise<boolean>;
   /** Ends nothing but this store: the Redis client is yours and stays open. Later calls fail with `E_CLOSED`. */
   close(): Promise<void>;
 }
@@ -196,6 +202,20 @@ interface IndexHint {
 
 const HINT_MEMBERS = 16;
 const INDEX_SLACK_MAX_MS = 10 * 60_000;
+/**
+ * How long the pointer of a caller-supplied id outlives the latest absolute deadline its session can have. Until it
+ * expires, an adapter save for the id can tell a session that ended (deleted, revoked, expired) from one it never
+ * stored, and refuses to bring the first back; a request still in flight this long after its session's absolute
+ * deadline is past any request timeout.
+ */
+const POINTER_MARGIN_MS = 10 * 60_000;
+/** A pointer whose session was logged out: the id stays known as ended until the pointer expires. */
+const TOMBSTONE = '-';
+/**
+ * How far in the future (by this host's estimate of the Redis clock) a session's last-seen time may be before the
+ * estimate is taken as wrong and a touch is sent anyway (which corrects it).
+ */
+const CLOCK_TOLERANCE_MS = 1000;
 
 /** What one session stores after its header, encoded (and encrypted) as one value bound to the session key. */
 interface SessionRecord {
@@ -236,6 +256,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     delete: script(DELETE),
     deleteUser: script(DELETE_USER),
     list: script(LIST),
+    repoint: script(REPOINT),
   };
   // Hints only: a stale entry costs one more round trip (the script asks again), never a wrong answer.
   const hints = new Lru<string, IndexHint>(USER_CACHE_SIZE);
@@ -248,6 +269,16 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
    */
   const indexExtendedAt = new Lru<string, number>(USER_CACHE_SIZE);
   const indexSlackMs = Math.min(Math.ceil(settings.absoluteMs / 10), INDEX_SLACK_MAX_MS);
+  const pointerTtlMs = settings.absoluteMs + Math.max(settings.idleMs, POINTER_MARGIN_MS);
+  /**
+   * The Redis clock minus this host's, learned from replies that carry Redis' time. The touch throttle compares a
+   * session's last-seen time (Redis clock) with now: on a host whose clock is behind, comparing with the host clock
+   * would hold touches back by the difference, and a difference above the idle timeout would log active users out.
+   */
+  let clockOffsetMs: number | undefined;
+  const learnClock = (redisNowMs: number) => {
+    if (Number.isFinite(redisNowMs)) clockOffsetMs = redisNowMs - Date.now();
+  };
   let closed = false;
 
   /** Keys a create should declare: only the members it will evict, and only when the user is at the cap. */
@@ -391,6 +422,13 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     }
   }
 
+  function sessionExists(): SessionError {
+    return new SessionError(
+      'E_SESSION_EXISTS',
+      'A session with this sessionId exists or existed lately (for this or another user); ids must be unique.',
+    );
+  }
+
   function notFound(): SessionError {
     return new SessionError(
       'E_SESSION_NOT_FOUND',
@@ -398,7 +436,47 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     );
   }
 
-  async function create<T>(input: CreateSessionInput<T>, replace: boolean): Promise<CreatedSession> {
+  /**
+   * Claims the pointer of a caller-supplied id for a user (SET NX): false when the id is, or was lately, in use. An
+   * adapter whose claim may or may not have landed (E_MAYBE_APPLIED) reads it back: an id it never stored that now
+   * names this user is its own claim.
+   */
+  async function claimPointer(sessionRef: string, tag: string, adapter: boolean): Promise<boolean> {
+    const pointer = keys.pointer(sessionRef);
+    try {
+      const reply = await runner.command(
+        pointer,
+        'set',
+        (pipeline) => pipeline.set(pointer, tag, 'PX', pointerTtlMs, 'NX'),
+        false,
+      );
+      return reply !== null && reply !== undefined;
+    } catch (error) {
+      // A claim written on the master only is reported failed: it must not keep the id taken for a retry.
+      if (SessionError.isInstance(error) && error.code === 'E_NOT_REPLICATED')
+        await releasePointer(sessionRef);
+      if (!adapter || !SessionError.isInstance(error) || error.code !== 'E_MAYBE_APPLIED') throw error;
+      return (await runner.getString(pointer)) === tag;
+    }
+  }
+
+  /** Best effort: a claim whose create failed should not keep the id taken. */
+  async function releasePointer(sessionRef: string): Promise<void> {
+    const pointer = keys.pointer(sessionRef);
+    await runner.command(pointer, 'unlink', (pipeline) => pipeline.unlink(pointer)).catch(() => undefined);
+  }
+
+  /**
+   * `replace`: an adapter's save ('r': overwrite, counted once in the index). `keep`: the creation time and absolute
+   * deadline of a session moved from another slot. `claim`: take the pointer of `sessionId` first (its caller has
+   * not), so an id already in use, by this user or another, is refused before anything is written.
+   */
+  async function create<T>(
+    input: CreateSessionInput<T>,
+    replace: boolean,
+    keep?: { createdAtMs: number; absoluteExpiresAtMs: number },
+    claim = true,
+  ): Promise<CreatedSession> {
     if (typeof input !== 'object' || input === null) {
       throw new SessionError(
         'E_INVALID_ARGUMENT',
@@ -415,12 +493,8 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     // Everything is encoded before the first command: bad data is refused with nothing written.
     const record = encodeRecord(sessionKey, { u: input.userId, v: device, d: input.data ?? {} });
     const name = auditing ? encodedName(input.userId, user.name) : '';
-    if (input.sessionId !== undefined) {
-      const pointer = keys.pointer(sessionRef);
-      await runner.command(pointer, 'set', (pipeline) =>
-        pipeline.set(pointer, user.tag, 'PX', settings.absoluteMs),
-      );
-    }
+    const claimed = input.sessionId !== undefined && claim;
+    if (claimed && !(await claimPointer(sessionRef, user.tag, replace))) throw sessionExists();
     // A token we generated cannot exist yet ('n'; a retry after a failover rewrites the same session). A
     // caller-supplied id must not exist ('c') unless the adapter re-saves it ('r').
     const mode = input.sessionId === undefined ? 'n' : replace ? 'r' : 'c';
@@ -433,7 +507,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
         user.tag,
         [sessionKey, user.index, user.name],
         [
-          `${settings.idleMs},${settings.absoluteMs},${settings.maxSessionsPerUser},${mode},${wantRecords},${settings.absoluteMs + indexSlackMs},${extend}`,
+          `${settings.idleMs},${settings.absoluteMs},${settings.maxSessionsPerUser},${mode},${wantRecords},${settings.absoluteMs + indexSlackMs},${extend},${keep?.createdAtMs ?? 0},${keep?.absoluteExpiresAtMs ?? 0}`,
           record,
           name,
         ],
@@ -441,31 +515,45 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
       );
     let reply: unknown[];
     try {
-      reply = await attempt(mode);
+      try {
+        reply = await attempt(mode);
+      } catch (error) {
+        // The write may have run on a connection that closed. Writing the same session again is harmless ('r'
+        // counts it once in the index), so a create of ours, or an adapter's save, is sent once more; a
+        // caller-supplied id that must be new cannot tell its own first write from another's, so it reports
+        // E_MAYBE_APPLIED.
+        if (mode === 'c' || !SessionError.isInstance(error) || error.code !== 'E_MAYBE_APPLIED') throw error;
+        reply = await attempt('r');
+      }
     } catch (error) {
-      // The write may have run on a connection that closed. Writing the same session again is harmless ('r' counts
-      // it once in the index), so a create of ours, or an adapter's save, is sent once more; a caller-supplied id
-      // that must be new cannot tell its own first write from another's, so it reports E_MAYBE_APPLIED.
-      if (mode === 'c' || !SessionError.isInstance(error) || error.code !== 'E_MAYBE_APPLIED') throw error;
-      reply = await attempt('r');
+      // A create that may have run keeps its pointer, so that a session it wrote stays reachable by its id.
+      if (claimed && !(SessionError.isInstance(error) && error.code === 'E_MAYBE_APPLIED')) {
+        await releasePointer(sessionRef);
+      }
+      throw error;
     }
-    if (text(reply[0]) === 'exists') {
-      throw new SessionError(
-        'E_SESSION_EXISTS',
-        'A session with this sessionId already exists; ids must be unique.',
-      );
+    const status = text(reply[0]);
+    if (status === 'exists' || status === 'gone') {
+      if (claimed) await releasePointer(sessionRef);
+      throw status === 'exists' ? sessionExists() : notFound();
     }
     if (extend === 1) indexExtendedAt.set(user.tag, sentAt);
     const createdAtMs = numberOf(reply[1]);
     const absoluteExpiresAtMs = numberOf(reply[2]);
+    if (!keep) learnClock(createdAtMs);
     audit({ type: 'create', sessionRef, userId: input.userId, device, atMs: createdAtMs });
     const evictedRefs = new Set<string>();
+    const atMs = clockOffsetMs === undefined ? Date.now() : Date.now() + clockOffsetMs;
     for (let index = 4; index + 1 < reply.length; index += 2) {
       const ref = text(reply[index]);
       evictedRefs.add(ref);
       const value = reply[index + 1];
-      // An entry whose session had already expired was only pruned: no eviction to report.
-      if (!auditing || !Buffer.isBuffer(value) || value.length === 0) continue;
+      if (!auditing) continue;
+      // An entry whose session had already expired was only pruned: it expired, it was not evicted.
+      if (!Buffer.isBuffer(value) || value.length === 0) {
+        audit({ type: 'expire', sessionRef: ref, userId: input.userId, device: undefined, atMs });
+        continue;
+      }
       const evictedRecord = recordForAudit(keys.session(user.tag, ref), value);
       audit({
         type: 'evict',
@@ -491,10 +579,46 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
       token,
       handle: sessionRef,
       createdAtMs,
-      expiresAtMs: Math.min(absoluteExpiresAtMs, createdAtMs + settings.idleMs),
+      expiresAtMs: Math.min(absoluteExpiresAtMs, (keep ? Date.now() : createdAtMs) + settings.idleMs),
       absoluteExpiresAtMs,
       evicted,
     };
+  }
+
+  /**
+   * An adapter id saved for another user (an anonymous session that logged in without regenerate): the session is
+   * taken from its old slot in one script (a logout racing with this finds nothing, or this finds nothing), written
+   * in the user's slot with its creation time and absolute deadline, and the id repointed unless a logout
+   * tombstoned it meanwhile, in which case the copy is removed. False when the session had ended.
+   */
+  async function moveSession<T>(
+    sessionRef: string,
+    fromTag: string,
+    input: CreateSessionInput<T> & { sessionId: string },
+  ): Promise<boolean> {
+    const taken = await runner.write(
+      scripts.delete,
+      [keys.session(fromTag, sessionRef), keys.index(fromTag)],
+      ['1'],
+    );
+    const header = Buffer.isBuffer(taken) ? readHeader(taken) : null;
+    if (!header) return false;
+    try {
+      await create(
+        input,
+        true,
+        { createdAtMs: header.createdAtMs, absoluteExpiresAtMs: header.absoluteExpiresAtMs },
+        false,
+      );
+    } catch (error) {
+      if (SessionError.isInstance(error) && error.code === 'E_SESSION_NOT_FOUND') return false;
+      throw error;
+    }
+    const user = keys.user(input.userId);
+    const pointer = keys.pointer(sessionRef);
+    if (numberOf(await runner.write(scripts.repoint, [pointer], [fromTag, user.tag])) === 1) return true;
+    await runner.write(scripts.delete, [keys.session(user.tag, sessionRef), user.index], ['0']);
+    return false;
   }
 
   async function read<T>(id: unknown, touch: boolean): Promise<Session<T> | null> {
@@ -513,7 +637,14 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     if (!value || !header) return null;
     const record = decodeRecord(located.session, value.subarray(HEADER_BYTES));
     let lastSeenAtMs = header.lastSeenAtMs;
-    if (touch && Date.now() - lastSeenAtMs >= settings.touchIntervalMs) {
+    const redisNowMs = Date.now() + (clockOffsetMs ?? 0);
+    // A last-seen time ahead of our estimate of the Redis clock means the estimate is wrong (none yet, or this host's
+    // clock stepped): touch, and learn the clock from the reply, rather than hold touches back until a timeout.
+    if (
+      touch &&
+      (redisNowMs - lastSeenAtMs >= settings.touchIntervalMs ||
+        lastSeenAtMs > redisNowMs + (clockOffsetMs === undefined ? 0 : CLOCK_TOLERANCE_MS))
+    ) {
       const reply = (await runner.read(
         scripts.touch,
         [located.session, keys.index(located.tag)],
@@ -521,6 +652,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
       )) as unknown[] | null;
       if (!reply) return null;
       lastSeenAtMs = numberOf(reply[1]);
+      learnClock(numberOf(reply[4]));
       if (text(reply[0]) === '1') {
         audit({
           type: 'touch',
@@ -606,6 +738,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
       if (status === 'ok') {
         const lastSeenAtMs = numberOf(reply[2]);
         const absoluteExpiresAtMs = numberOf(reply[3]);
+        learnClock(lastSeenAtMs);
         audit({
           type: 'update',
           sessionRef: current.handle,
@@ -642,7 +775,11 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     );
     if (located.pointer) {
       const pointer = located.pointer;
-      await runner.command(pointer, 'unlink', (pipeline) => pipeline.unlink(pointer));
+      // A tombstone, not a delete: a request that loaded the session before this logout and saves after it (the
+      // connect-redis #328 race) must find the id ended, not unknown, or its adapter save would create it again.
+      await runner.command(pointer, 'set', (pipeline) =>
+        (pipeline as unknown as { set(...args: string[]): unknown }).set(pointer, TOMBSTONE, 'XX', 'KEEPTTL'),
+      );
     }
     if (reply === null || reply === undefined) return false;
     const record = recordForAudit(located.session, reply);
@@ -683,18 +820,31 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     return count;
   }
 
-  async function list(userId: string, mode: 'list' | 'count'): Promise<unknown[]> {
+  /** Lists or counts; index entries it finds expired are pruned and audited as `expire`. Returns the live pairs. */
+  async function list(userId: string, mode: 'list' | 'count'): Promise<{ count: number; live: unknown[] }> {
     const user = keys.user(userId);
-    return withDeclared(
+    const reply = await withDeclared(
       (declaredKeys, args) => runner.read(scripts.list, declaredKeys, args),
       user.tag,
       [user.index, user.name],
       [mode],
       allMembers(user.tag),
     );
+    const removed = numberOf(reply[3]);
+    const atMs = Date.now() + (clockOffsetMs ?? 0);
+    for (const ref of reply.slice(4, 4 + removed)) {
+      audit({ type: 'expire', sessionRef: text(ref), userId, device: undefined, atMs });
+    }
+    return { count: numberOf(reply[1]), live: reply.slice(4 + removed) };
   }
 
   async function cleanup(count: number | undefined): Promise<CleanupResult> {
+    if (count !== undefined && (!Number.isSafeInteger(count) || count < 1 || count > 100_000)) {
+      throw new SessionError(
+        'E_INVALID_ARGUMENT',
+        `cleanupExpiredSessions count must be an integer from 1 to 100000 (got ${String(count)}).`,
+      );
+    }
     const pattern = `${escapeGlob(settings.prefix)}:u:*`;
     const indexKey = new RegExp(
       `^${settings.prefix.replace(/[.]/g, '\\.')}:u:\\{([A-Za-z0-9_-]{${TAG_LENGTH}})\\}$`,
@@ -725,8 +875,8 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
       } catch {
         userId = undefined;
       }
-      const atMs = Date.now();
-      for (const ref of reply.slice(3)) {
+      const atMs = Date.now() + (clockOffsetMs ?? 0);
+      for (const ref of reply.slice(4, 4 + numberOf(reply[3]))) {
         result.entriesRemoved++;
         audit({ type: 'expire', sessionRef: text(ref), userId, device: undefined, atMs });
       }
@@ -790,6 +940,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
           if (!reply) return null;
           const lastSeenAtMs = numberOf(reply[1]);
           const absoluteExpiresAtMs = numberOf(reply[2]);
+          learnClock(numberOf(reply[4]));
           if (auditing) {
             // Audit needs the user and device: one more read, only when someone listens.
             const record = recordForAudit(
@@ -819,11 +970,11 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
         async () => {
           assertUserId(userId);
           const user = keys.user(userId);
-          const reply = await list(userId, 'list');
+          const { live } = await list(userId, 'list');
           const sessions: SessionInfo[] = [];
-          for (let index = 3; index + 1 < reply.length; index += 2) {
-            const handle = text(reply[index]);
-            const value = reply[index + 1] as Buffer;
+          for (let index = 0; index + 1 < live.length; index += 2) {
+            const handle = text(live[index]);
+            const value = live[index + 1] as Buffer;
             const header = readHeader(value);
             if (!header) continue;
             sessions.push({
@@ -839,8 +990,8 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
             user.tag,
             sessions.map((session) => session.handle),
           );
-          // The index is in creation order (to the microsecond); newest first for an "active devices" screen.
-          return sessions.reverse();
+          // The index is ordered by deadline, which moves with every touch: newest first is by creation time.
+          return sessions.sort((a, b) => b.createdAtMs - a.createdAtMs);
         },
         () => 'ok',
       );
@@ -878,7 +1029,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
         'get_session_count',
         async () => {
           assertUserId(userId);
-          return numberOf((await list(userId, 'count'))[1]);
+          return (await list(userId, 'count')).count;
         },
         () => 'ok',
       );
@@ -901,34 +1052,47 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
             throw new SessionError('E_INVALID_ARGUMENT', 'saveSession needs { userId, data, device? }.');
           }
           assertUserId(input.userId);
-          const located = await locate(sessionId);
+          const device = normalizeDevice(input.device, settings.ipAddress, hash);
           const user = keys.user(input.userId);
-          if (located && located.tag === user.tag) {
-            const device = normalizeDevice(input.device, settings.ipAddress, hash);
-            const bytes = encodeRecord(located.session, { u: input.userId, v: device, d: input.data });
-            const reply = (await runner.write(
-              scripts.update,
-              [located.session, keys.index(located.tag)],
-              [bytes, ''],
-            )) as unknown[];
-            if (text(reply[0]) === 'ok') {
+          const sessionRef = keys.sessionRef(sessionId);
+          const pointer = keys.pointer(sessionRef);
+          const fresh = { userId: input.userId, data: input.data, device: input.device, sessionId };
+          // Two rounds at most: a claim lost to a concurrent first save of the same new id reads the winner's.
+          for (let round = 0; round < 2; round++) {
+            const tag = await runner.getString(pointer);
+            if (tag === null) {
+              // Never stored (its pointer outlives the session's absolute deadline by POINTER_MARGIN_MS): new.
+              if (!(await claimPointer(sessionRef, user.tag, true))) continue;
+              await create(fresh, true, undefined, false);
+              return true;
+            }
+            // A tombstone (logged out) or anything else that is not a slot tag: the session ended.
+            if (!TAG.test(tag)) return false;
+            const sessionKey = keys.session(tag, sessionRef);
+            if (tag === user.tag) {
+              const bytes = encodeRecord(sessionKey, { u: input.userId, v: device, d: input.data });
+              const reply = (await runner.write(
+                scripts.update,
+                [sessionKey, keys.index(tag)],
+                [bytes, ''],
+              )) as unknown[];
+              // Missing: revoked, expired, or deleted. Never written again (the connect-redis #328 race).
+              if (text(reply[0]) !== 'ok') return false;
+              learnClock(numberOf(reply[2]));
               audit({
                 type: 'update',
-                sessionRef: located.sessionRef,
+                sessionRef,
                 userId: input.userId,
                 device,
                 atMs: numberOf(reply[2]),
               });
-              return;
+              return true;
             }
+            return moveSession(sessionRef, tag, fresh);
           }
-          await create({ userId: input.userId, data: input.data, device: input.device, sessionId }, true);
-          if (located && located.tag !== user.tag) {
-            // The id moved to another user's slot (an anonymous session that logged in): drop the old copy.
-            await runner.write(scripts.delete, [located.session, keys.index(located.tag)], ['0']);
-          }
+          return false;
         },
-        () => 'ok',
+        (saved) => (saved ? 'ok' : 'miss'),
       );
     },
 

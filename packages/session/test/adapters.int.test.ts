@@ -8,7 +8,7 @@ import request from 'supertest';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createExpressStore } from '../src/express.js';
 import { createFastifyStore } from '../src/fastify.js';
-import { everythingStored, harness, type Topology } from './support.js';
+import { everythingStored, harness, sleep, type Topology } from './support.js';
 
 const SECRET = 'a-test-secret-that-is-at-least-32-characters-long';
 
@@ -110,6 +110,78 @@ describe.each(['standalone', 'cluster'] as const)('framework adapters on %s', (t
       const cookie = cookieOf(login.headers['set-cookie']);
       expect(await store.deleteUserSessions('u-express')).toBeGreaterThan(0);
       expect((await request(app).get('/me').set('Cookie', cookie)).body).toEqual({ userId: null });
+    });
+  });
+
+  describe('a save that races a logout (the connect-redis #328 race)', () => {
+    // express-session's and @fastify/session's calls, as promises: a request loads the session, another logs out or
+    // revokes, then the first one ends and saves what it loaded.
+    const call = <R>(run: (callback: (error?: unknown, value?: R) => void) => void) =>
+      new Promise<R>((resolve, reject) =>
+        run((error, value) => (error ? reject(error) : resolve(value as R))),
+      );
+    const express = createExpressStore(store);
+    const fastify = createFastifyStore(store);
+    const stores = [
+      ['express', express.get.bind(express), express.set.bind(express), express.destroy.bind(express)],
+      ['fastify', fastify.get.bind(fastify), fastify.set.bind(fastify), fastify.destroy.bind(fastify)],
+    ] as const;
+
+    it.each(stores)(
+      '%s: a late save after logout or revoke-all writes nothing',
+      async (name, get, set, destroy) => {
+        const id = `late-save-${name}-${topology}-0123456789`;
+        const userId = `u-late-${name}`;
+        await call((cb) => set(id, { cookie: {}, userId, page: '/a' } as never, cb));
+        const loaded = await call<Record<string, unknown>>((cb) => get(id, cb as never));
+        expect(loaded).toMatchObject({ userId, page: '/a' });
+        await call((cb) => destroy(id, cb));
+        await call((cb) => set(id, { ...loaded, page: '/b' } as never, cb));
+        expect(await store.getSession(id)).toBeNull();
+        expect(await store.getSessionCount(userId)).toBe(0);
+
+        const revokedId = `late-revoke-${name}-${topology}-0123456789`;
+        await call((cb) => set(revokedId, { cookie: {}, userId, page: '/a' } as never, cb));
+        const again = await call<Record<string, unknown>>((cb) => get(revokedId, cb as never));
+        expect(await store.deleteUserSessions(userId)).toBe(1);
+        await call((cb) => set(revokedId, again as never, cb));
+        expect(await store.getSession(revokedId)).toBeNull();
+        expect(await store.getSessionCount(userId)).toBe(0);
+      },
+    );
+
+    it('a save after the absolute deadline neither brings the session back nor gives it a new deadline', async () => {
+      const short = h.store({ idleTimeoutSeconds: 1, absoluteTimeoutSeconds: 1.5, touchIntervalSeconds: 0 });
+      const adapter = createExpressStore(short);
+      const id = `late-absolute-${topology}-0123456789`;
+      await call((cb) => adapter.set(id, { cookie: {}, userId: 'u-late-absolute' } as never, cb));
+      const first = await short.getSession(id, { touch: false });
+      expect(first).not.toBeNull();
+      await sleep(900);
+      const loaded = await call<Record<string, unknown>>((cb) => adapter.get(id, cb as never));
+      expect(loaded).not.toBeNull();
+      // A save before the deadline keeps the deadline of the creation.
+      await call((cb) => adapter.set(id, loaded as never, cb));
+      expect((await short.getSession(id, { touch: false }))?.absoluteExpiresAtMs).toBe(
+        first?.absoluteExpiresAtMs,
+      );
+      await sleep(800);
+      await call((cb) => adapter.set(id, loaded as never, cb));
+      expect(await short.getSession(id, { touch: false })).toBeNull();
+    });
+
+    it('an anonymous session that logs in without regenerate() moves to the user with its absolute deadline', async () => {
+      const id = `late-move-${topology}-0123456789abcdef`;
+      const adapter = createExpressStore(store);
+      await call((cb) => adapter.set(id, { cookie: {}, views: 1 } as never, cb));
+      const anonymous = await store.getSession(id, { touch: false });
+      await call((cb) => adapter.set(id, { cookie: {}, views: 2, userId: 'u-late-move' } as never, cb));
+      const moved = await store.getSession(id, { touch: false });
+      expect(moved).toMatchObject({ userId: 'u-late-move', data: { views: 2 } });
+      expect(moved?.absoluteExpiresAtMs).toBe(anonymous?.absoluteExpiresAtMs);
+      expect(moved?.createdAtMs).toBe(anonymous?.createdAtMs);
+      expect(await store.getSessionCount('u-late-move')).toBe(1);
+      expect(await store.deleteSession(id)).toBe(true);
     });
   });
 

@@ -1,7 +1,9 @@
+import { scanKeys } from '@austa/redis-cluster';
 import {
   clusterTopology,
   createTestClient,
   deleteByPrefix,
+  failover,
   keySlot,
   killNode,
   migrateSlot,
@@ -255,6 +257,50 @@ describe('session store during cluster failovers and slot migrations', () => {
     expect(lost).toBeGreaterThanOrEqual(0);
     // A session created after the promotion is readable: the store recovered.
     expect(result.recovered).toBe(true);
+  });
+
+  it("with durability 'replicated', writes follow the user's slot and an id's pointer to their new masters", async () => {
+    const redis = client();
+    const prefix = uniquePrefix('session-replicated-moved');
+    const store = storeOn(redis, prefix, {
+      durability: 'replicated',
+      replicationTimeoutMs: 2000,
+      maxSessionsPerUser: 3,
+    });
+    const userId = 'u-replicated-moved';
+    const first = await store.createSession({ userId });
+    const sessionId = 'replicated-moved-id-0123456789';
+    await store.createSession({ userId: 'u-replicated-pointer', sessionId });
+    const topology = await clusterTopology(cluster);
+    const elsewhere = async (slot: number) => {
+      const from = await slotOwner(cluster, slot);
+      const to = topology.masters.find((master) => master.port !== from)?.port ?? 0;
+      await migrateSlot(cluster, slot, from, to);
+      return to;
+    };
+    // The user's slot moves to another master (the client's slot map still names the old one)...
+    const userSlot = keySlot(`${prefix}:u:{${first.token.slice(0, 22)}}`);
+    await elsewhere(userSlot);
+    // ...and so does the slot of the caller-supplied id's pointer (written by a plain command, not a script).
+    let pointer = '';
+    for await (const key of scanKeys(redis, `${prefix}:p:*`)) pointer = key;
+    const pointerSlot = keySlot(pointer);
+    if (pointerSlot !== userSlot) await elsewhere(pointerSlot);
+    const created = await store.createSession({ userId });
+    expect(await store.getSession(created.token, { touch: false })).not.toBeNull();
+    expect((await store.updateSession(first.token, { step: 1 })).data).toEqual({ step: 1 });
+    expect(await store.extendSession(first.token)).not.toBeNull();
+    expect(await store.deleteSession(sessionId)).toBe(true);
+    // Then a failover of the shard that now holds the user's slot: writes follow the promoted replica.
+    const owner = await slotOwner(cluster, userSlot);
+    const replica = (await clusterTopology(cluster)).masters.find((master) => master.port === owner)
+      ?.replicaPorts[0];
+    expect(replica).toBeDefined();
+    await failover(cluster, replica as number);
+    const afterFailover = await store.createSession({ userId });
+    expect(await store.getSession(afterFailover.token, { touch: false })).not.toBeNull();
+    expect(await store.deleteUserSessions(userId)).toBe(3);
+    await deleteByPrefix(redis, prefix);
   });
 
   it("keeps the cap and every session through a slot migration of the user's slot", async () => {

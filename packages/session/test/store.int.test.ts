@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { createCodec } from '@austa/codec';
 import { createMetrics } from '@austa/metrics';
 import { keySlot, keysWithoutTtl } from '@austa/test-env/vitest';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { createSessionStore, type SessionStoreOptions } from '../src/index.js';
 import { codeOf, eventually, harness, sleep, type Topology } from './support.js';
 
@@ -407,7 +407,104 @@ describe.each(['standalone', 'cluster'] as const)('session store on %s', (topolo
     expect((await store.updateSession(sessionId, { x: 2 })).data).toEqual({ x: 2 });
     expect(await store.deleteSession(sessionId)).toBe(true);
     expect(await store.getSession(sessionId)).toBeNull();
-    expect((await h.keys()).filter((key) => key.includes(':p:'))).toEqual([]);
+    // What is left of the id is a tombstone that expires by itself: a late adapter save cannot bring it back.
+    const pointers = (await h.keys()).filter((key) => key.includes(':p:'));
+    expect(pointers).toHaveLength(1);
+    expect(await h.client.get(pointers[0] as string)).toBe('-');
+    expect(await h.client.pttl(pointers[0] as string)).toBeGreaterThan(0);
+    expect(await codeOf(() => store.createSession({ userId: 'u-own', sessionId }))).toBe('E_SESSION_EXISTS');
+  });
+
+  it("refuses a sessionId another user holds with E_SESSION_EXISTS, writing nothing and leaving the owner's session", async () => {
+    const sessionId = 'cross-user-id-0123456789abcdef';
+    const beforeCreate = new Set(await h.keys());
+    await store.createSession({ userId: 'u-holder', sessionId, data: { who: 'holder' } });
+    const before = await h.keys();
+    const pointer = before.find((key) => key.includes(':p:') && !beforeCreate.has(key)) as string;
+    const holderTag = await h.client.get(pointer);
+    expect(
+      await codeOf(() => store.createSession({ userId: 'u-taker', sessionId, data: { who: 'taker' } })),
+    ).toBe('E_SESSION_EXISTS');
+    expect((await h.keys()).filter((key) => !before.includes(key))).toEqual([]);
+    expect(await h.client.get(pointer)).toBe(holderTag);
+    expect(await store.getSession(sessionId, { touch: false })).toMatchObject({
+      userId: 'u-holder',
+      data: { who: 'holder' },
+    });
+    expect(await store.getSessionCount('u-taker')).toBe(0);
+    expect(await store.getSessionCount('u-holder')).toBe(1);
+    expect(await store.deleteSession(sessionId)).toBe(true);
+    expect(await store.getSessionCount('u-holder')).toBe(0);
+  });
+
+  it('with maxSessionsPerUser 1, every create leaves the user index with a TTL', async () => {
+    const single = h.store({ maxSessionsPerUser: 1 });
+    const first = remember(await single.createSession({ userId: 'u-cap-one' }));
+    const index = `${h.prefix}:u:{${first.token.slice(0, 22)}}`;
+    for (let i = 0; i < 3; i++) {
+      expect(remember(await single.createSession({ userId: 'u-cap-one' })).evicted).toBe(1);
+      expect(await h.client.pttl(index)).toBeGreaterThan(0);
+    }
+    // A store that has never seen this user (no hints) too.
+    remember(await h.store({ maxSessionsPerUser: 1 }).createSession({ userId: 'u-cap-one' }));
+    expect(await h.client.pttl(index)).toBeGreaterThan(0);
+    expect(await single.getSessionCount('u-cap-one')).toBe(1);
+  });
+
+  it('audits as expire the expired entries that getSessionCount, getUserSessions and a create at the cap prune', async () => {
+    const short = h.store({ idleTimeoutSeconds: 0.3, absoluteTimeoutSeconds: 60, maxSessionsPerUser: 1 });
+    const counted = remember(await short.createSession({ userId: 'u-expire-count' }));
+    const listed = remember(await short.createSession({ userId: 'u-expire-list' }));
+    const popped = remember(await short.createSession({ userId: 'u-expire-pop' }));
+    await sleep(500);
+    expect(await short.getSessionCount('u-expire-count')).toBe(0);
+    expect(await short.getUserSessions('u-expire-list')).toEqual([]);
+    const next = remember(await short.createSession({ userId: 'u-expire-pop' }));
+    expect(next.evicted).toBe(0);
+    const expired = h.events.filter((e) => e.type === 'expire' && e.userId?.startsWith('u-expire-'));
+    expect(expired.map((e) => [e.userId, e.sessionRef]).sort()).toEqual(
+      [
+        ['u-expire-count', counted.handle],
+        ['u-expire-list', listed.handle],
+        ['u-expire-pop', popped.handle],
+      ].sort(),
+    );
+    expect(h.events.filter((e) => e.type === 'evict' && e.userId === 'u-expire-pop')).toEqual([]);
+    expect(await short.deleteUserSessions('u-expire-pop')).toBe(1);
+  });
+
+  it('getUserSessions lists newest first by creation, also after the older session was used', async () => {
+    const touching = h.store({ touchIntervalSeconds: 0 });
+    const older = remember(await touching.createSession({ userId: 'u-order', device: { platform: 'web' } }));
+    await sleep(5);
+    const newer = remember(await touching.createSession({ userId: 'u-order', device: { platform: 'ios' } }));
+    await sleep(5);
+    // The touch moves the older session's deadline past the newer one's in the index.
+    expect(await touching.getSession(older.token)).not.toBeNull();
+    expect((await touching.getUserSessions('u-order')).map((s) => s.handle)).toEqual([
+      newer.handle,
+      older.handle,
+    ]);
+  });
+
+  it('keeps an active session alive on a host whose clock is behind the Redis clock by more than the idle timeout', async () => {
+    const writer = h.store({ idleTimeoutSeconds: 1.5, absoluteTimeoutSeconds: 60 });
+    const realNow = Date.now.bind(Date);
+    const spy = vi.spyOn(Date, 'now').mockImplementation(() => realNow() - 3_000);
+    try {
+      const created = remember(await writer.createSession({ userId: 'u-clock' }));
+      // One store learned the Redis clock from its create; the other has seen nothing from Redis yet.
+      const reader = h.store({ idleTimeoutSeconds: 1.5, absoluteTimeoutSeconds: 60 });
+      const started = realNow();
+      while (realNow() - started < 2_500) {
+        await sleep(300);
+        expect(await writer.getSession(created.token)).not.toBeNull();
+        await sleep(300);
+        expect(await reader.getSession(created.token)).not.toBeNull();
+      }
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   describe('bad input gets a typed error and writes nothing', () => {
@@ -494,6 +591,26 @@ describe.each(['standalone', 'cluster'] as const)('session store on %s', (topolo
         () => store.createSession({ userId: 'u-bad', device: { platform: 'ios\r\nX-Injected: 1' } }),
         'E_INVALID_ARGUMENT',
       );
+      for (const character of ['\u0085', '\u009b', '\u2028', '\u2029']) {
+        await expectNothingWritten(
+          () => store.createSession({ userId: 'u-bad', device: { userAgent: `Mozilla${character}5.0` } }),
+          'E_INVALID_ARGUMENT',
+        );
+      }
+    });
+
+    it.each([
+      ['0', 0],
+      ['-1', -1],
+      ['1.5', 1.5],
+      ['NaN', Number.NaN],
+      ['a string', '10'],
+      ['over 100000', 100_001],
+    ])('cleanupExpiredSessions refuses count %s with E_INVALID_ARGUMENT', async (_name, count) => {
+      await expectNothingWritten(
+        () => store.cleanupExpiredSessions({ count: count as number }),
+        'E_INVALID_ARGUMENT',
+      );
     });
 
     it('refuses malformed ids in update, delete and extend with E_INVALID_SESSION_ID, and a missing session with E_SESSION_NOT_FOUND', async () => {
@@ -530,6 +647,12 @@ describe.each(['standalone', 'cluster'] as const)('session store on %s', (topolo
       ['a prefix with a hash tag', { prefix: '{sessions}' }],
       ['a short tokenSecret', { tokenSecret: 'short' }],
       ['no redis client', { redis: undefined }],
+      ['a metrics option that is not @austa/metrics', { metrics: {} }],
+      ['metrics that is a string', { metrics: 'prometheus' }],
+      [
+        "ipAddress 'hash' without tokenSecret (an unkeyed hash of an IP is reversible)",
+        { ipAddress: 'hash' },
+      ],
     ])('createSessionStore refuses %s with E_INVALID_CONFIG', async (_name, overrides) => {
       await expectNothingWritten(
         async () => h.store(overrides as Partial<SessionStoreOptions>),
