@@ -2,14 +2,21 @@ import { randomUUID } from 'node:crypto';
 import type { Metrics } from '@austa/metrics';
 import type { ManagedChangeStream } from '@austa/mongo-client';
 import type { RedisClient } from '@austa/redis-cluster';
+import ajvCompiler from '@fastify/ajv-compiler';
 import swagger from '@fastify/swagger';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from 'fastify';
 import type { Logger } from 'pino';
 import { type AssistantResponder, createEchoResponder } from './assistant/responder.js';
 import { cookieSettings, prefetchSessions, sessionGuard } from './auth/session.js';
-import { createDemoUserLookup, type UserLookup } from './auth/users.js';
-import type { Config } from './config.js';
-import { HttpError, installErrorHandling } from './http-errors.js';
+import { createDemoUserLookup, DEMO_LOOKUP_NAME, type UserLookup } from './auth/users.js';
+import { type Config, ConfigError, demoLoginProblem } from './config.js';
+import { HttpError, handleClientError, installErrorHandling, sendFrameworkError } from './http-errors.js';
 import { registerHttpMetrics } from './http-metrics.js';
 import { createLogger } from './logger.js';
 import type { MongoDependency } from './mongo.js';
@@ -49,12 +56,47 @@ export interface AppOptions {
   mongo: MongoDependency;
   /** A pino logger; without one, nothing is logged (tests). */
   logger?: Logger;
-  /** Who may log in. Default: the DEMO lookup (any username, password `demo`), never for real patients. */
+  /**
+   * Who may log in. Default: the DEMO lookup (any username, password `demo`), never for real patients. Required with
+   * NODE_ENV=production: the demo lookup, default or passed, is refused there with a `ConfigError`.
+   */
   users?: UserLookup;
   /** Where the assistant's replies come from. Default: the deterministic echo responder (no external AI). */
   responder?: AssistantResponder;
   /** Change-stream poll interval, in ms (tests shorten it). Default: the server's. */
   changeStreamMaxAwaitTimeMs?: number;
+}
+
+type ValidatorFactory = (
+  externalSchemas: unknown,
+  options: { customOptions?: Record<string, unknown> } & Record<string, unknown>,
+) => (route: { schema: unknown; httpPart?: string }) => unknown;
+
+/** Fastify's own validator factory, pinned to the version fastify depends on, so one ajv is installed. */
+const fastifyAjvCompiler = ajvCompiler as unknown as () => ValidatorFactory;
+
+/** The parts of a request that arrive as text: their numbers and booleans are coerced from strings. */
+const COERCED_PARTS = new Set(['querystring', 'params', 'headers']);
+
+/**
+ * Two ajv instances: coercion for the URL and headers (`?limit=5` is the string "5"), none for JSON bodies, where
+ * `{"content":12345}`, `["x"]` or `true` for a string is the client's mistake and must be refused, not stored.
+ */
+const buildValidator: ValidatorFactory = (externalSchemas, options) => {
+  const compilerOf = (coerceTypes: false | 'array') =>
+    fastifyAjvCompiler()(externalSchemas, {
+      ...options,
+      customOptions: { ...options.customOptions, coerceTypes },
+    });
+  const strict = compilerOf(false);
+  const coercing = compilerOf('array');
+  return (route) => (COERCED_PARTS.has(route.httpPart ?? '') ? coercing : strict)(route);
+};
+
+/** `application/json` bodies are read as UTF-8: any other declared charset is refused rather than misread. */
+function jsonCharsetProblem(contentType: string | undefined): boolean {
+  const charset = /;\s*charset\s*=\s*"?([^";\s]*)"?/i.exec(contentType ?? '')?.[1]?.toLowerCase();
+  return charset !== undefined && charset !== 'utf-8' && charset !== 'utf8';
 }
 
 /** Longest chat message a user may send, in characters: far below the store's 256 KiB per message. */
@@ -69,11 +111,25 @@ function trustProxy(
 }
 
 /**
+ * Throws a `ConfigError` when production would log users in with the DEMO lookup (the default when `users` is not
+ * given, or `createDemoUserLookup()` passed explicitly). There is deliberately no switch to allow it.
+ */
+export function assertUserLookupAllowed(
+  config: Pick<Config, 'production'>,
+  users: UserLookup | undefined,
+): void {
+  if (config.production && (users === undefined || users.name === DEMO_LOOKUP_NAME)) {
+    throw new ConfigError([demoLoginProblem()]);
+  }
+}
+
+/**
  * Builds the service: plugins, hooks and routes, nothing listening yet. `app.close()` stops what the app started
  * (stores' timers, change streams, subscribers) and leaves Redis and MongoDB to their owner.
  */
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { config, metrics, redis, mongo } = options;
+  assertUserLookupAllowed(config, options.users);
   const app: FastifyInstance = Fastify({
     loggerInstance: (options.logger ?? createLogger('silent')) as FastifyBaseLogger,
     // Our own ids: a client-chosen id header would let a caller forge log correlation.
@@ -94,11 +150,32 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       customOptions: {
         // Unknown fields are refused, not silently dropped: a typo in a field name should be an error the client sees.
         removeAdditional: false,
-        coerceTypes: 'array',
+        // Per part (buildValidator above): the URL and headers are coerced, JSON bodies never.
+        coerceTypes: false,
         useDefaults: true,
         allErrors: true,
       },
     },
+    schemaController: { compilersFactory: { buildValidator: buildValidator as never } },
+    // A URL that does not decode, or a path segment over the router's limit: our JSON error, never the URL echoed.
+    frameworkErrors: (error, request, reply) =>
+      sendFrameworkError(error, request as FastifyRequest, reply as FastifyReply, config.bodyLimitBytes),
+    // Malformed HTTP and oversized headers (431) never reach a route: answered with the same JSON error shape.
+    clientErrorHandler: handleClientError,
+  });
+
+  // JSON only, in UTF-8: Fastify's text/plain parser is dropped, so any other media type is a 415.
+  app.removeAllContentTypeParsers();
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (jsonCharsetProblem(request.headers['content-type'])) {
+      done(
+        new HttpError(415, 'E_UNSUPPORTED_MEDIA_TYPE', 'Send the request body as application/json in UTF-8.'),
+        undefined,
+      );
+      return;
+    }
+    parseJson(request, body as string, done);
   });
 
   const routes: RouteEntry[] = [];
@@ -187,11 +264,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   const cookie = cookieSettings(config.production);
   const requireSession = sessionGuard(stores.sessions, cookie);
-  prefetchSessions(app, stores.sessions, cookie, requireSession);
+  // The per-IP limit first: a request it rejects (429) never reaches the session lookup, which would cost a Redis
+  // round trip and touch the session. See prefetchSessions for why the two no longer overlap.
   installIpRateLimit(app, stores.ipLimiter, stores.ipLimit);
+  prefetchSessions(app, stores.sessions, cookie, requireSession);
   const users = options.users ?? createDemoUserLookup();
   if (users.name === 'demo') {
-    logger.warn('DEMO login active: any username logs in with the password "demo" (plug in a UserLookup)');
+    logger.warn(
+      'DEMO login active: any username logs in with the password "demo", as the patient of that id or (clinician*) as a clinician: made-up data only; NODE_ENV=production refuses it (plug in a UserLookup: buildApp({ users }))',
+    );
   }
 
   await app.register(authRoutes, {

@@ -74,12 +74,14 @@ export class ConfigError extends Error {
   readonly problems: ConfigProblem[];
 
   constructor(problems: ConfigProblem[]) {
-    const lines = problems.map((problem) => `  - ${problem.variable}: ${problem.message}`);
+    // Messages are masked once more here: a package's fromEnv error may quote a URL with its credentials.
+    const masked = problems.map((problem) => ({ ...problem, message: maskCredentials(problem.message) }));
+    const lines = masked.map((problem) => `  - ${problem.variable}: ${problem.message}`);
     super(
       `care-api cannot start: ${problems.length} configuration ${problems.length === 1 ? 'problem' : 'problems'}\n${lines.join('\n')}`,
     );
     this.name = 'ConfigError';
-    this.problems = problems;
+    this.problems = masked;
   }
 }
 
@@ -124,6 +126,15 @@ function integerVar(min: number, max: number) {
     .pipe(z.number().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
 }
 
+/**
+ * Masks the userinfo of URLs and `user:password@host` nodes before a value is quoted in an error:
+ * `redis://admin:pw@host:6379` → `redis://***@host:6379`, `admin:pw@h:1` → `***@h:1`. Greedy up to the last `@` of
+ * a token, so a password holding `@` or `/` is masked whole; masking too much is the safe side.
+ */
+export function maskCredentials(text: string): string {
+  return text.replace(/(^|[\s"'`,;(])([A-Za-z][A-Za-z0-9+.-]*:\/\/)?[^\s"'`,;]*@/g, '$1$2***@');
+}
+
 const HOST_PORT = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
 
 const redisNodesVar = z
@@ -139,7 +150,11 @@ const redisNodesVar = z
       const match = HOST_PORT.exec(node);
       const port = Number(match?.[1]);
       if (!match || port < 1 || port > 65535) {
-        context.addIssue({ code: 'custom', message: `"${node}" is not host:port (port 1-65535)` });
+        // A node written as user:password@host:port must not have its password quoted back.
+        context.addIssue({
+          code: 'custom',
+          message: `"${maskCredentials(node)}" is not host:port (port 1-65535)`,
+        });
       }
     }
     return nodes;
@@ -295,6 +310,28 @@ const schema = z.object({
   PROFILE_CACHE_TTL_SECONDS: integerVar(1, 24 * 3600).default(300),
 });
 
+/**
+ * The DEMO login (any username, the password `demo`, any role clinicians included) never runs in production: not
+ * by default, not when passed explicitly. There is no opt-in; a demo deployment runs with NODE_ENV=development.
+ */
+export function demoLoginProblem(): ConfigProblem {
+  return {
+    variable: 'NODE_ENV',
+    message:
+      'NODE_ENV=production refuses the DEMO login (any username with the password "demo", clinicians included). ' +
+      'dist/main.js has no other user lookup: plug in your identity provider with buildApp({ users }) or ' +
+      'startService(config, logger, { users }) from your own entry point; to run the demo, use NODE_ENV=development',
+  };
+}
+
+export interface LoadConfigOptions {
+  /**
+   * The entry point will log users in with the DEMO lookup (dist/main.js does). In production that is a
+   * configuration problem, reported with the others.
+   */
+  demoLogin?: boolean;
+}
+
 /** A package's fromEnv error names its variable first ("REDIS_TLS_CA_FILE (…) cannot be read"): report it under that name. */
 function problemFrom(error: unknown, fallback: string): ConfigProblem {
   const message = error instanceof Error ? error.message : String(error);
@@ -353,6 +390,7 @@ function withoutEmpty(env: Env): Env {
 export function loadConfig(
   rawEnv: Env = process.env,
   readFile: (path: string) => string = (path) => readFileSync(path, 'utf8'),
+  options: LoadConfigOptions = {},
 ): Config {
   const problems: ConfigProblem[] = [];
   const { env, sources } = resolveSecretFiles(withoutEmpty(rawEnv), readFile, problems);
@@ -361,7 +399,9 @@ export function loadConfig(
     for (const issue of parsed.error.issues) {
       const variable = String(issue.path[0] ?? 'environment');
       const raw = env[variable];
-      const quoted = raw !== undefined && !isSecret(variable) ? ` (got ${JSON.stringify(raw)})` : '';
+      // URLs and node lists may carry `user:password@`: quoted only with the userinfo masked.
+      const quoted =
+        raw !== undefined && !isSecret(variable) ? ` (got ${JSON.stringify(maskCredentials(raw))})` : '';
       problems.push({ variable, message: `${issue.message}${quoted}` });
     }
   }
@@ -376,6 +416,7 @@ export function loadConfig(
     });
   }
   if (production) {
+    if (options.demoLogin === true) problems.push(demoLoginProblem());
     if (!hasRedis) {
       problems.push({
         variable: 'REDIS_URL',

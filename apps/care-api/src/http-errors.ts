@@ -1,3 +1,5 @@
+import { randomUUID } from 'node:crypto';
+import type { Duplex } from 'node:stream';
 import { AustaMongoError } from '@austa/mongo-client';
 import { AustaRedisError } from '@austa/redis-cluster';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -22,8 +24,10 @@ const REASONS: Record<number, string> = {
   404: 'Not Found',
   405: 'Method Not Allowed',
   406: 'Not Acceptable',
+  408: 'Request Timeout',
   409: 'Conflict',
   413: 'Payload Too Large',
+  414: 'URI Too Long',
   415: 'Unsupported Media Type',
   429: 'Too Many Requests',
   431: 'Request Header Fields Too Large',
@@ -208,6 +212,8 @@ function frameworkClientError(
       };
     case 'FST_ERR_BAD_URL':
       return { status: 400, code: 'E_BAD_URL', message: 'The request URL is malformed.' };
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return { status: 414, code: 'E_URL_TOO_LONG', message: 'A path segment of the URL is too long.' };
     default:
       break;
   }
@@ -238,6 +244,71 @@ function send(
     ...extra,
   };
   return reply.code(status).type('application/json; charset=utf-8').send(body);
+}
+
+/**
+ * Errors Fastify raises before a route is found (a URL that does not decode, a path parameter over the router's
+ * limit): no hook runs for them, so the request id and no-store are set here, and the URL is never quoted.
+ */
+export function sendFrameworkError(
+  error: FastifyError,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  bodyLimitBytes: number,
+): void {
+  reply.header('x-request-id', request.id);
+  reply.header('cache-control', 'no-store');
+  const client = frameworkClientError(error, bodyLimitBytes);
+  if (client !== undefined) {
+    request.log.info({ code: error.code, statusCode: client.status }, client.message);
+    send(reply, request, client.status, client.code, client.message);
+    return;
+  }
+  request.log.error({ error: loggedError(error, false) }, 'request failed before routing');
+  send(reply, request, 500, 'E_INTERNAL', 'The request failed on our side; it has been logged.');
+}
+
+/** Connection-level errors Node's HTTP parser raises: no request exists, so the response is written raw. */
+const CLIENT_ERRORS: Record<string, { status: number; code: string; message: string }> = {
+  HPE_HEADER_OVERFLOW: {
+    status: 431,
+    code: 'E_HEADERS_TOO_LARGE',
+    message: 'The request headers are too large.',
+  },
+  ERR_HTTP_REQUEST_TIMEOUT: {
+    status: 408,
+    code: 'E_REQUEST_TIMEOUT',
+    message: 'The request was not received in time.',
+  },
+};
+
+/**
+ * Fastify's `clientErrorHandler`: malformed HTTP, oversized headers, a request sent too slowly. Answered with the
+ * service's JSON error (a fresh request id, in the body and `x-request-id`, and no-store), then the connection is
+ * closed, as Node does: after a parse error the connection's state is unknown.
+ */
+export function handleClientError(error: Error & { code?: string }, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const known = error.code !== undefined ? CLIENT_ERRORS[error.code] : undefined;
+  const { status, code, message } = known ?? {
+    status: 400,
+    code: 'E_BAD_REQUEST',
+    message: 'The request is not valid HTTP.',
+  };
+  const requestId = randomUUID();
+  const body = JSON.stringify({ statusCode: status, error: reasonPhrase(status), code, message, requestId });
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\n` +
+        'content-type: application/json; charset=utf-8\r\n' +
+        `content-length: ${Buffer.byteLength(body)}\r\n` +
+        `x-request-id: ${requestId}\r\n` +
+        'cache-control: no-store\r\n' +
+        'connection: close\r\n\r\n' +
+        body,
+    );
+  }
+  socket.destroy(error);
 }
 
 /**

@@ -1,6 +1,8 @@
 export type { AppOptions, RouteEntry } from './app.js';
-export { buildApp, SERVICE_VERSION } from './app.js';
-export type { Config, ConfigProblem, Env } from './config.js';
+export { assertUserLookupAllowed, buildApp, SERVICE_VERSION } from './app.js';
+export type { AssistantResponder } from './assistant/responder.js';
+export type { Credentials, UserLookup, UserRecord } from './auth/users.js';
+export type { Config, ConfigProblem, Env, LoadConfigOptions } from './config.js';
 export { ConfigError, loadConfig } from './config.js';
 export type { EmbeddedMongo } from './embedded/mongo.js';
 export { startEmbeddedMongo } from './embedded/mongo.js';

@@ -10,7 +10,8 @@ import { startService } from './server.js';
 
 let config: ReturnType<typeof loadConfig>;
 try {
-  config = loadConfig();
+  // This entry point logs users in with the DEMO lookup: production refuses it, together with any other problem.
+  config = loadConfig(process.env, undefined, { demoLogin: true });
 } catch (error) {
   if (error instanceof ConfigError) {
     // One message with every problem, on stderr, before any logger exists: the operator fixes them all at once.

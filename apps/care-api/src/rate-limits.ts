@@ -14,11 +14,12 @@ declare module 'fastify' {
 /** A 429 whose JSON body carries `retryAfterMs`, the exact wait, next to the whole seconds of `Retry-After`. */
 export class TooManyRequestsError extends HttpError {
   readonly retryAfterMs: number;
-  constructor(retryAfterMs: number, scope: string) {
+  /** `what` names the requests counted, as a whole phrase: "requests from this address", "assistant requests". */
+  constructor(retryAfterMs: number, what: string) {
     super(
       429,
       'E_RATE_LIMITED',
-      `Too many ${scope} requests: retry in ${Math.max(1, Math.ceil(retryAfterMs / 1000))} s.`,
+      `Too many ${what}: retry in ${Math.max(1, Math.ceil(retryAfterMs / 1000))} s.`,
     );
     this.name = 'TooManyRequestsError';
     this.retryAfterMs = retryAfterMs;
@@ -58,6 +59,6 @@ export function assistantRateLimit(limiter: RateLimiter, limit: LimitConfig) {
     const { userId } = authOf(request);
     const result = await limiter.checkLimit(`user:${userId}`, limit, 'sliding-window');
     addHeaders(reply, rateLimitHeaders(result, limit, { policyNames: ['assistant'] }));
-    if (!result.allowed) throw new TooManyRequestsError(result.retryAfterMs, 'assistant');
+    if (!result.allowed) throw new TooManyRequestsError(result.retryAfterMs, 'assistant requests');
   };
 }

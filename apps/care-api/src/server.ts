@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { buildApp } from './app.js';
+import { type AppOptions, assertUserLookupAllowed, buildApp } from './app.js';
 import type { Config } from './config.js';
 import { openResources, type Resources } from './resources.js';
 
@@ -21,12 +21,21 @@ function delay(ms: number): Promise<'timeout'> {
   return new Promise((resolve) => setTimeout(() => resolve('timeout'), ms).unref());
 }
 
-/** Opens the resources, builds the app and listens. */
-export async function startService(config: Config, logger: Logger): Promise<RunningService> {
+/**
+ * Opens the resources, builds the app and listens. `pluggable` plugs in the user lookup (required with NODE_ENV=production:
+ * the DEMO lookup is refused there, before anything connects) and the assistant responder.
+ */
+export async function startService(
+  config: Config,
+  logger: Logger,
+  pluggable: Pick<AppOptions, 'users' | 'responder'> = {},
+): Promise<RunningService> {
+  assertUserLookupAllowed(config, pluggable.users);
   const resources = await openResources(config, logger);
   let app: FastifyInstance;
   try {
     app = await buildApp({
+      ...pluggable,
       config,
       metrics: resources.metrics,
       redis: resources.redis,

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { cookieSettings } from '../src/auth/session.js';
-import { ConfigError, type Env, loadConfig } from '../src/config.js';
+import { type Config, ConfigError, type Env, loadConfig } from '../src/config.js';
 
 const KEY = randomBytes(32).toString('base64');
 const SECRET = 'x'.repeat(40);
@@ -69,6 +69,35 @@ describe('loadConfig', () => {
     for (const variable of variables(error)) expect(error.message).toContain(`  - ${variable}: `);
   });
 
+  it('refuses the DEMO login in production, with no opt-in, naming the user lookup to plug in', () => {
+    const demo = (env: Env): Config => loadConfig(env, noFiles, { demoLogin: true });
+    let refused: unknown;
+    try {
+      demo(PRODUCTION);
+    } catch (caught) {
+      refused = caught;
+    }
+    expect(refused).toBeInstanceOf(ConfigError);
+    const error = refused as ConfigError;
+    expect(variables(error)).toEqual(['NODE_ENV']);
+    expect(error.message).toContain('NODE_ENV=production refuses the DEMO login');
+    expect(error.message).toContain('buildApp({ users })');
+    // Reported together with every other problem.
+    try {
+      demo({ NODE_ENV: 'production' });
+    } catch (caught) {
+      expect(variables(caught as ConfigError)).toEqual([
+        'DATA_ENCRYPTION_KEYS',
+        'MONGODB_URL',
+        'NODE_ENV',
+        'REDIS_URL',
+        'SESSION_SECRET',
+      ]);
+    }
+    // Outside production the demo runs (with the same explicit dependencies: the compose demo stack).
+    expect(demo({ ...PRODUCTION, NODE_ENV: 'development' }).production).toBe(false);
+  });
+
   it('names every bad variable in a single message, format problems and missing ones together', () => {
     const error = problemsOf({
       NODE_ENV: 'production',
@@ -125,6 +154,21 @@ describe('loadConfig', () => {
     expect(error.message).not.toContain('hunter2');
     expect(error.message).not.toContain('s3cret');
     expect(error.message).not.toContain('bm90LWEta2V5');
+  });
+
+  it.each([
+    ['REDIS_URL', 'redis://:Hunter2SuperSecret@', 'redis://***@'],
+    ['REDIS_URL', 'http://admin:Hunter2SuperSecret@redis.internal:6379', 'http://***@redis.internal:6379'],
+    ['REDIS_URL', 'redis://admin:Hunter2Super@Secret@', 'redis://***@'],
+    ['REDIS_CLUSTER_NODES', 'admin:Hunter2SuperSecret@h:1', '"***@h:1" is not host:port'],
+    ['REDIS_CLUSTER_NODES', 'ok:6379,admin:Hunter2SuperSecret@h:x', '"***@h:x" is not host:port'],
+  ])('masks the credentials of %s=%s in the error', (variable, value, shown) => {
+    const error = problemsOf({ [variable]: value });
+    expect(variables(error)).toEqual([variable]);
+    expect(error.message).toContain(shown);
+    expect(error.message).not.toContain('Hunter2');
+    expect(error.message).not.toContain('admin');
+    expect(JSON.stringify(error.problems)).not.toContain('Hunter2');
   });
 
   it('reads secrets from <NAME>_FILE, without the trailing newline', () => {

@@ -188,18 +188,22 @@ describe('docker-compose.yml and the Dockerfile', () => {
     expect(readFileSync(join(DEPLOY, 'secrets.sh'), 'utf8')).toContain('secrets/data_encryption_keys');
   });
 
-  it('gives care-api an environment that loads as a production configuration', () => {
+  const files: Record<string, string> = {
+    '/run/secrets/session_secret': randomBytes(48).toString('base64'),
+    '/run/secrets/data_encryption_keys': `k1:${randomBytes(32).toString('base64')}`,
+  };
+  const readSecret = (path: string): string => {
+    const content = files[path];
+    if (content === undefined) throw Object.assign(new Error(path), { code: 'ENOENT' });
+    return content;
+  };
+
+  it('gives care-api an explicit demo environment: every dependency and secret given, not production (the image runs the DEMO login)', () => {
     const environment = compose.services['care-api']?.environment ?? {};
-    const files: Record<string, string> = {
-      '/run/secrets/session_secret': randomBytes(48).toString('base64'),
-      '/run/secrets/data_encryption_keys': `k1:${randomBytes(32).toString('base64')}`,
-    };
-    const config = loadConfig(environment, (path) => {
-      const content = files[path];
-      if (content === undefined) throw Object.assign(new Error(path), { code: 'ENOENT' });
-      return content;
-    });
-    expect(config.production).toBe(true);
+    // dist/main.js, which the image runs, logs in with the DEMO lookup: it loads its config with demoLogin.
+    const config = loadConfig(environment, readSecret, { demoLogin: true });
+    expect(config.production).toBe(false);
+    expect(config.host).toBe('0.0.0.0');
     expect(config.redis).toMatchObject({
       mode: 'external',
       options: { cluster: { nodes: expect.any(Array) } },
@@ -209,6 +213,15 @@ describe('docker-compose.yml and the Dockerfile', () => {
     expect(config.encryption.source).toBe('file');
     const prometheus = readFileSync(PROMETHEUS_CONFIG, 'utf8');
     expect(prometheus).toContain(`care-api:${config.port}`);
+  });
+
+  it('the same environment with NODE_ENV=production is refused, naming the user lookup to plug in', () => {
+    const environment = { ...compose.services['care-api']?.environment, NODE_ENV: 'production' };
+    expect(() => loadConfig(environment, readSecret, { demoLogin: true })).toThrow(
+      /NODE_ENV: NODE_ENV=production refuses the DEMO login.*buildApp\(\{ users \}\)/,
+    );
+    // Everything else about it is a valid production configuration.
+    expect(loadConfig(environment, readSecret).production).toBe(true);
   });
 
   it('the Dockerfile is multi-stage, installs production dependencies only, runs as non-root with a health check', () => {

@@ -1,6 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createEchoResponder } from '../src/assistant/responder.js';
+import { createDemoUserLookup, type UserLookup } from '../src/auth/users.js';
+import { ConfigError } from '../src/config.js';
 import { capturingLogger, samples, startTestService, type TestService, TOPOLOGIES } from './support.js';
 
 const COOKIE = 'care_session';
@@ -28,6 +31,27 @@ function tokenOf(response: LightMyRequestResponse): string {
       .split(';')[0]
       ?.slice(COOKIE.length + 1) ?? ''
   );
+}
+
+/** A production environment; the URLs only satisfy the checks: the test service connects to test-env's servers. */
+const PRODUCTION_ENV = () => ({
+  NODE_ENV: 'production',
+  REDIS_URL: 'redis://unused:6379',
+  MONGODB_URL: 'mongodb://unused:27017/?replicaSet=rs0',
+  SESSION_SECRET: randomBytes(32).toString('base64'),
+  DATA_ENCRYPTION_KEYS: `k1:${randomBytes(32).toString('base64')}`,
+});
+
+/** A stand-in for a real identity provider: any username with this one password, as a patient of that name. */
+function directory(password: string): UserLookup {
+  return {
+    name: 'directory',
+    async authenticate(credentials) {
+      return credentials.password === password
+        ? { id: `dir-${credentials.username}`, patientId: credentials.username, roles: ['patient'] }
+        : undefined;
+    },
+  };
 }
 
 describe.each(TOPOLOGIES)('care-api routes on %s Redis', (topology) => {
@@ -90,25 +114,33 @@ describe.each(TOPOLOGIES)('care-api routes on %s Redis', (topology) => {
         headers: { authorization: `Bearer ${token}` },
       });
       expect(bearer.statusCode).toBe(200);
+      // The scheme is case-insensitive (RFC 9110 §11.1); anything but a bearer token is still refused.
+      for (const scheme of ['bearer', 'BEARER', 'bEaReR']) {
+        const cased = await inject({
+          method: 'GET',
+          url: '/me',
+          headers: { authorization: `${scheme} ${token}` },
+        });
+        expect(cased.statusCode, scheme).toBe(200);
+      }
+      for (const authorization of [`Basic ${token}`, `Bearer`, `Bearer ${token} extra`, `Bearer${token}`]) {
+        const refused = await inject({ method: 'GET', url: '/me', headers: { authorization } });
+        expect(refused.statusCode, authorization).toBe(401);
+      }
     });
 
     it('in production the cookie is __Host-care_session and Secure', async () => {
       const production = await startTestService(topology, {
         mongo: false,
-        env: {
-          NODE_ENV: 'production',
-          // Only to satisfy the production checks: the test service connects to test-env's servers.
-          REDIS_URL: 'redis://unused:6379',
-          MONGODB_URL: 'mongodb://unused:27017/?replicaSet=rs0',
-          SESSION_SECRET: randomBytes(32).toString('base64'),
-          DATA_ENCRYPTION_KEYS: `k1:${randomBytes(32).toString('base64')}`,
-        },
+        env: PRODUCTION_ENV(),
+        // Production refuses the demo login: a real lookup is plugged in.
+        app: { users: directory('ava-pw') },
       });
       try {
         const response = await production.app.inject({
           method: 'POST',
           url: '/auth/login',
-          payload: { username: username('ava'), password: 'demo' },
+          payload: { username: username('ava'), password: 'ava-pw' },
         });
         expect(response.statusCode).toBe(200);
         const cookie = String([response.headers['set-cookie']].flat()[0]);
@@ -124,6 +156,20 @@ describe.each(TOPOLOGIES)('care-api routes on %s Redis', (topology) => {
         expect(me.statusCode).toBe(200);
       } finally {
         await production.close();
+      }
+    });
+
+    it('production refuses the DEMO login, by default or passed explicitly, before anything is built', async () => {
+      for (const users of [undefined, createDemoUserLookup()]) {
+        const attempt = startTestService(topology, {
+          mongo: false,
+          env: PRODUCTION_ENV(),
+          ...(users ? { app: { users } } : {}),
+        });
+        await expect(attempt).rejects.toBeInstanceOf(ConfigError);
+        await expect(attempt).rejects.toThrow(
+          /NODE_ENV=production refuses the DEMO login.*buildApp\(\{ users \}\)/,
+        );
       }
     });
 
@@ -348,6 +394,42 @@ describe.each(TOPOLOGIES)('care-api routes on %s Redis', (topology) => {
       expect(context.json().messageCount).toBe(2);
     });
 
+    it('message bodies are not coerced: a number, array or boolean for the content is a 400 and nothing is stored', async () => {
+      const { token } = await login(username('cory'));
+      const id = (
+        await inject({
+          method: 'POST',
+          url: '/conversations',
+          headers: as(token),
+          payload: { title: 'types' },
+        })
+      ).json().conversationId as string;
+      for (const payload of [
+        '{"content":12345}',
+        '{"content":["x"]}',
+        '{"content":true}',
+        '{"title":["secret"]}',
+      ]) {
+        const url = payload.includes('title') ? '/conversations' : `/conversations/${id}/messages`;
+        const response = await inject({
+          method: 'POST',
+          url,
+          headers: { ...as(token), 'content-type': 'application/json' },
+          payload,
+        });
+        expect(response.statusCode, payload).toBe(400);
+        expect(response.json().code).toBe('E_VALIDATION');
+      }
+      const messages = await inject({
+        method: 'GET',
+        url: `/conversations/${id}/messages`,
+        headers: as(token),
+      });
+      expect(messages.json().messages).toEqual([]);
+      const mine = await inject({ method: 'GET', url: '/me/conversations', headers: as(token) });
+      expect(mine.json().conversations).toHaveLength(1);
+    });
+
     it('missing conversations, bad ids, bad limits and empty messages are 4xx JSON', async () => {
       const { token } = await login(username('max'));
       const missing = await inject({
@@ -412,6 +494,7 @@ describe.each(TOPOLOGIES)('care-api routes on %s Redis', (topology) => {
         expect(Number(response.headers['retry-after'])).toBeGreaterThanOrEqual(1);
         const body = response.json();
         expect(body).toMatchObject({ statusCode: 429, code: 'E_RATE_LIMITED' });
+        expect(body.message).toMatch(/^Too many requests from this address: retry in \d+ s\.$/);
         expect(body.retryAfterMs).toBeGreaterThan(0);
         // The approximate sliding window weighs the previous window too: a full current window frees up within two.
         expect(body.retryAfterMs).toBeLessThanOrEqual(120_000);
@@ -425,6 +508,45 @@ describe.each(TOPOLOGIES)('care-api routes on %s Redis', (topology) => {
           expect(probe.statusCode, url).toBe(200);
           expect(probe.headers.ratelimit).toBeUndefined();
         }
+      } finally {
+        await limited.close();
+      }
+    });
+
+    it('a request the per-IP limit rejects never looks its session up (no Redis read, no touch)', async () => {
+      const limited = await startTestService(topology, {
+        env: { RATE_LIMIT_IP_PER_MINUTE: '3' },
+        mongo: false,
+      });
+      try {
+        const login = await limited.app.inject({
+          method: 'POST',
+          url: '/auth/login',
+          remoteAddress: freshIp(),
+          payload: { username: username('lee'), password: 'demo' },
+        });
+        const token = tokenOf(login);
+        const sessions = limited.app.stores.sessions;
+        const lookups: string[] = [];
+        const getSession = sessions.getSession.bind(sessions);
+        sessions.getSession = ((presented: string, ...rest: unknown[]) => {
+          lookups.push(presented);
+          return (getSession as (...args: unknown[]) => unknown)(presented, ...rest);
+        }) as typeof sessions.getSession;
+        const remoteAddress = freshIp();
+        const statuses: number[] = [];
+        for (let i = 0; i < 8; i++) {
+          const response = await limited.app.inject({
+            method: 'GET',
+            url: '/me',
+            remoteAddress,
+            headers: as(token),
+          });
+          statuses.push(response.statusCode);
+        }
+        expect(statuses).toEqual([200, 200, 200, 429, 429, 429, 429, 429]);
+        // One lookup per allowed request; the five rejected ones cost none.
+        expect(lookups).toHaveLength(3);
       } finally {
         await limited.close();
       }
@@ -458,6 +580,7 @@ describe.each(TOPOLOGIES)('care-api routes on %s Redis', (topology) => {
         expect(rejected.headers['ratelimit-policy']).toBe('"ip";q=1000000;w=60, "assistant";q=2;w=60');
         expect(rejected.headers.ratelimit).toMatch(/^"ip";r=\d+;t=\d+, "assistant";r=0;t=\d+$/);
         expect(rejected.json()).toMatchObject({ code: 'E_RATE_LIMITED' });
+        expect(rejected.json().message).toMatch(/^Too many assistant requests: retry in \d+ s\.$/);
         expect(rejected.json().retryAfterMs).toBeGreaterThan(0);
         // Reading is not an assistant request: still allowed.
         const list = await limited.app.inject({
@@ -513,6 +636,123 @@ describe.each(TOPOLOGIES)('care-api routes on %s Redis', (topology) => {
           await small.app.inject({ method: 'GET', url: `/conversations/${id}/messages`, headers: as(token) })
         ).json().messages;
         expect(messages.map((message: { seq: number }) => message.seq)).toEqual([3, 4, 5, 6]);
+      } finally {
+        await small.close();
+      }
+    });
+    it('a summary written out of order by concurrent appends still folds every trimmed message (compare-and-set)', async () => {
+      const echo = createEchoResponder();
+      let slowStarted!: () => void;
+      const started = new Promise<void>((resolve) => {
+        slowStarted = resolve;
+      });
+      let releaseSlow!: () => void;
+      const released = new Promise<void>((resolve) => {
+        releaseSlow = resolve;
+      });
+      const small = await startTestService(topology, {
+        env: { CONVERSATION_MAX_MESSAGES: '4' },
+        mongo: false,
+        app: {
+          responder: {
+            name: 'slow-summary',
+            respond: (input) => echo.respond(input),
+            // The append that trims the first exchange summarizes slowly: the next append's summary is written first.
+            async summarize(input) {
+              if (input.messages.some((message) => message.content.includes('slow start'))) {
+                slowStarted();
+                await Promise.race([released, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+              }
+              return (echo.summarize as NonNullable<typeof echo.summarize>)(input);
+            },
+          },
+        },
+      });
+      try {
+        const token = tokenOf(
+          await small.app.inject({
+            method: 'POST',
+            url: '/auth/login',
+            payload: { username: username('oto'), password: 'demo' },
+          }),
+        );
+        const append = (content: string) =>
+          small.app.inject({
+            method: 'POST',
+            url: `/conversations/${id}/messages`,
+            headers: as(token),
+            payload: { content },
+          });
+        const id = (
+          await small.app.inject({ method: 'POST', url: '/conversations', headers: as(token), payload: {} })
+        ).json().conversationId as string;
+        expect((await append('slow start: my head hurts')).statusCode).toBe(201); // seqs 1, 2
+        expect((await append('a fever too')).statusCode).toBe(201); // seqs 3, 4
+        const slow = append('book an appointment'); // trims 1, 2; its summary waits
+        await started;
+        const fast = await append('refill my prescription'); // trims 3, 4; its summary is written first
+        expect(fast.statusCode).toBe(201);
+        releaseSlow();
+        expect((await slow).statusCode).toBe(201);
+        const context = (
+          await small.app.inject({ method: 'GET', url: `/conversations/${id}`, headers: as(token) })
+        ).json();
+        const kept = (
+          await small.app.inject({ method: 'GET', url: `/conversations/${id}/messages`, headers: as(token) })
+        ).json().messages as Array<{ seq: number }>;
+        expect(kept.map((message) => message.seq)).toEqual([5, 6, 7, 8]);
+        // Both appends' trimmed messages are in: 4 messages (2 from the user), both topics.
+        expect(context.summary).toMatchObject({ upToSeq: 4, version: 2 });
+        expect(context.summary.text).toMatch(/^4 earlier messages \(2 from the user\) about /);
+      } finally {
+        releaseSlow();
+        await small.close();
+      }
+    });
+
+    it('bursts of concurrent appends lose no trimmed message from the summary', async () => {
+      const small = await startTestService(topology, {
+        env: { CONVERSATION_MAX_MESSAGES: '4', RATE_LIMIT_ASSISTANT_PER_MINUTE: '100000' },
+        mongo: false,
+      });
+      try {
+        const token = tokenOf(
+          await small.app.inject({
+            method: 'POST',
+            url: '/auth/login',
+            payload: { username: username('uma'), password: 'demo' },
+          }),
+        );
+        const id = (
+          await small.app.inject({ method: 'POST', url: '/conversations', headers: as(token), payload: {} })
+        ).json().conversationId as string;
+        for (let round = 0; round < 5; round++) {
+          const responses = await Promise.all(
+            Array.from({ length: 8 }, (_, index) =>
+              small.app.inject({
+                method: 'POST',
+                url: `/conversations/${id}/messages`,
+                headers: as(token),
+                payload: { content: `pain ${round}-${index}` },
+              }),
+            ),
+          );
+          expect(responses.map((response) => response.statusCode)).toEqual(Array(8).fill(201));
+        }
+        const context = (
+          await small.app.inject({ method: 'GET', url: `/conversations/${id}`, headers: as(token) })
+        ).json();
+        const kept = (
+          await small.app.inject({ method: 'GET', url: `/conversations/${id}/messages`, headers: as(token) })
+        ).json().messages as Array<{ seq: number; role: string }>;
+        expect(kept.map((message) => message.seq)).toEqual([77, 78, 79, 80]);
+        // 80 messages (40 from the user), 4 kept: the summary counts the other 76 and their user messages. Replies
+        // interleave with other requests' messages, so which roles were kept varies.
+        const userKept = kept.filter((message) => message.role === 'user').length;
+        expect(context.summary.text).toMatch(
+          new RegExp(`^76 earlier messages \\(${40 - userKept} from the user\\) about `),
+        );
+        expect(context.summary.upToSeq).toBe(76);
       } finally {
         await small.close();
       }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { pauseNode, redisTarget, resumeNode } from '@austa/test-env/vitest';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -127,17 +128,34 @@ describe('startup configuration errors', () => {
     expect(result.code).toBe(78);
     expect(result.stdout).toBe('');
     const lines = result.stderr.trim().split('\n');
-    expect(lines[0]).toBe('care-api cannot start: 6 configuration problems');
+    expect(lines[0]).toBe('care-api cannot start: 7 configuration problems');
     const named = lines.slice(1).map((line) => /^ {2}- ([A-Z_]+): /.exec(line)?.[1]);
     expect(named.sort()).toEqual([
       'DATA_ENCRYPTION_KEYS',
       'LOG_LEVEL',
       'MONGODB_URL',
+      'NODE_ENV',
       'PORT',
       'REDIS_URL',
       'SESSION_SECRET',
     ]);
     expect(result.stderr).not.toContain('too-short');
+  });
+
+  it('refuses a complete production configuration, because dist/main.js logs in with the DEMO lookup', async () => {
+    const result = await runToExit({
+      NODE_ENV: 'production',
+      // Nothing listens there: the refusal comes before anything connects.
+      REDIS_URL: 'redis://127.0.0.1:1',
+      MONGODB_URL: 'mongodb://127.0.0.1:1/?replicaSet=rs0',
+      SESSION_SECRET: randomBytes(32).toString('base64'),
+      DATA_ENCRYPTION_KEYS: `k1:${randomBytes(32).toString('base64')}`,
+    });
+    expect(result.code).toBe(78);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toContain('care-api cannot start: 1 configuration problem\n');
+    expect(result.stderr).toContain('NODE_ENV: NODE_ENV=production refuses the DEMO login');
+    expect(result.stderr).toContain('buildApp({ users })');
   });
 
   it('refuses production with nothing configured, explaining that the embedded servers are for development', async () => {

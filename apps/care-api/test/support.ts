@@ -90,16 +90,24 @@ export async function startTestService(
   } else {
     mongo = disabledMongo('MongoDB is not reachable in this test environment');
   }
-  const app = await buildApp({
-    config,
-    metrics,
-    redis,
-    mongo,
-    ...(options.logger ? { logger: options.logger } : {}),
-    ...options.app,
-    // Short server polls: a test waits milliseconds, not a second, for the change stream to see a write.
-    changeStreamMaxAwaitTimeMs: 100,
-  });
+  let app: FastifyInstance;
+  try {
+    app = await buildApp({
+      config,
+      metrics,
+      redis,
+      mongo,
+      ...(options.logger ? { logger: options.logger } : {}),
+      ...options.app,
+      // Short server polls: a test waits milliseconds, not a second, for the change stream to see a write.
+      changeStreamMaxAwaitTimeMs: 100,
+    });
+  } catch (error) {
+    // A refused build (a ConfigError) must not leave the clients open.
+    await redis.close();
+    await mongoClient?.close();
+    throw error;
+  }
   options.beforeReady?.(app, { redis, mongo, metrics });
   await app.ready();
   return {

@@ -47,7 +47,7 @@ export function cookieSettings(production: boolean): CookieSettings {
   return production ? { name: '__Host-care_session', secure: true } : { name: 'care_session', secure: false };
 }
 
-/** The raw session token of a request: the cookie, else `Authorization: Bearer` (scripts, mobile apps). */
+/** The raw session token of a request: the cookie, else `Authorization: Bearer <token>` (scripts, mobile apps). */
 export function presentedToken(request: FastifyRequest, cookie: CookieSettings): string | undefined {
   const header = request.headers.cookie;
   if (header !== undefined) {
@@ -60,11 +60,9 @@ export function presentedToken(request: FastifyRequest, cookie: CookieSettings):
       }
     }
   }
-  const authorization = request.headers.authorization;
-  if (authorization?.startsWith('Bearer ')) {
-    const value = authorization.slice(7).trim();
-    if (value !== '') return value;
-  }
+  // The scheme is case-insensitive (RFC 9110 §11.1): `bearer x` and `BEARER x` are `Bearer x`.
+  const bearer = /^bearer[ \t]+(\S+)[ \t]*$/i.exec(request.headers.authorization ?? '');
+  if (bearer?.[1] !== undefined) return bearer[1];
   return undefined;
 }
 
@@ -120,9 +118,11 @@ export function sessionGuard(sessions: SessionStore, cookie: CookieSettings) {
 }
 
 /**
- * Starts the session lookup of guarded routes in onRequest, before the rate-limit check is awaited: the two Redis
- * round trips overlap instead of adding up. The guard still decides, after the
- * limit (a 429 wins over a 401). Install before any other onRequest hook that awaits, and before the routes.
+ * Starts the session lookup of guarded routes in onRequest, so it runs while the body is read and parsed; the guard
+ * awaits it. Install it AFTER the per-IP rate limit: a request the limit rejects (429) then never looks its session
+ * up. Starting the lookup before the limit decided (so the two Redis round trips overlap) was measurably faster, but
+ * made rejected requests cost a session lookup and touch the session's idle timer: a flood of 429s would still load
+ * Redis and keep a stolen session alive. Correctness wins over that overlap here.
  */
 export function prefetchSessions(
   app: FastifyInstance,
@@ -139,8 +139,8 @@ export function prefetchSessions(
       const token = presentedToken(request, cookie);
       if (token !== undefined && TOKEN.test(token)) {
         const session = sessions.getSession<SessionData>(token);
-        // Awaited by the guard; a request rejected earlier (429) never awaits it, and its failure must not be
-        // reported as unhandled.
+        // Awaited by the guard; a request failing before it (a bad body) never awaits it, and its failure must not
+        // be reported as unhandled.
         session.catch(() => {});
         request.sessionLookup = { token, session };
       }

@@ -30,6 +30,8 @@ export interface UserLookup {
 }
 
 export const DEMO_PASSWORD = 'demo';
+/** The `name` of the demo lookup: refused with NODE_ENV=production (see `buildApp`). */
+export const DEMO_LOOKUP_NAME = 'demo';
 const DEMO_USERNAME = /^[a-z0-9][a-z0-9._-]{0,39}$/;
 
 function sameText(a: string, b: string): boolean {
@@ -42,10 +44,14 @@ function sameText(a: string, b: string): boolean {
 /**
  * DEMO ONLY: any username of 1-40 lower-case letters, digits, `.`, `_` or `-` logs in with the password `demo`.
  * The user is a patient whose record is their username; usernames starting with `clinician` get the clinician role.
+ *
+ * So whoever knows a patient id logs in as that patient (username `p-123` reads and writes profile `p-123`), and
+ * anyone logs in as a clinician: with real patient data behind it that is an open door. `buildApp` therefore refuses
+ * this lookup when NODE_ENV=production, and a service running it must only ever hold made-up data.
  */
 export function createDemoUserLookup(): UserLookup {
   return {
-    name: 'demo',
+    name: DEMO_LOOKUP_NAME,
     async authenticate({ username, password }) {
       const passwordOk = sameText(password, DEMO_PASSWORD);
       if (!DEMO_USERNAME.test(username) || !passwordOk) return undefined;

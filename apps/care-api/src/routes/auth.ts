@@ -66,7 +66,7 @@ export async function authRoutes(app: FastifyInstance, options: AuthRoutesOption
         summary: `Log in: a new session and its HttpOnly cookie. The ${users.name} user lookup decides who may.`,
         description:
           users.name === 'demo'
-            ? 'DEMO LOGIN: any lower-case username logs in with the password `demo`; usernames starting with `clinician` are clinicians. Replace the user lookup before real patients use the service.'
+            ? 'DEMO LOGIN: any lower-case username logs in with the password `demo`; usernames starting with `clinician` are clinicians. Replace the user lookup before real patients use the service: NODE_ENV=production refuses this one.'
             : undefined,
         body: {
           type: 'object',

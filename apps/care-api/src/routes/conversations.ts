@@ -4,6 +4,7 @@ import {
   type ConversationStore,
   type Owner,
   type StoredMessage,
+  type Summary,
 } from '@austa/conversation-context';
 import type { FastifyInstance, preHandlerAsyncHookHandler } from 'fastify';
 import type { AssistantResponder, ResponderMessage } from '../assistant/responder.js';
@@ -111,6 +112,63 @@ const EXCHANGE = {
   },
 } as const;
 
+/**
+ * Tries to write a summary before giving up on it. Each conflict means another append's summary was written (the
+ * conversation moved on), so this bounds the retries of one request in a burst of this many concurrent appends.
+ */
+const SUMMARY_ATTEMPTS = 16;
+
+/** Ranges of folded seqs kept in the summary's metadata: gaps (messages never trimmed) are few, but bounded anyway. */
+const MAX_FOLDED_RANGES = 32;
+
+type SeqRange = [number, number];
+
+/** The seqs a summary holds: its `folded` metadata, else (older summaries) everything up to `upToSeq`. */
+function foldedRanges(summary: Summary | null): SeqRange[] {
+  if (summary === null) return [];
+  const folded = summary.metadata?.folded;
+  if (
+    Array.isArray(folded) &&
+    folded.every(
+      (range): range is SeqRange =>
+        Array.isArray(range) &&
+        range.length === 2 &&
+        Number.isSafeInteger(range[0]) &&
+        Number.isSafeInteger(range[1]) &&
+        range[0] <= range[1],
+    )
+  ) {
+    return folded;
+  }
+  return summary.upToSeq > 0 ? [[1, summary.upToSeq]] : [];
+}
+
+function covers(ranges: readonly SeqRange[], seq: number): boolean {
+  return ranges.some(([from, to]) => seq >= from && seq <= to);
+}
+
+/** `ranges` plus `seqs`, sorted and merged where adjacent; past MAX_FOLDED_RANGES the oldest gaps are closed. */
+function withSeqs(ranges: readonly SeqRange[], seqs: readonly number[]): SeqRange[] {
+  const all = [
+    ...ranges.map(([from, to]): SeqRange => [from, to]),
+    ...seqs.map((seq): SeqRange => [seq, seq]),
+  ];
+  all.sort((a, b) => a[0] - b[0]);
+  const merged: SeqRange[] = [];
+  for (const range of all) {
+    const last = merged[merged.length - 1];
+    if (last !== undefined && range[0] <= last[1] + 1) last[1] = Math.max(last[1], range[1]);
+    else merged.push(range);
+  }
+  // A gap that never closes is a message that was never trimmed (a kept one): still in the list, so claiming it
+  // does not hide anything from a reader of summary + messages.
+  while (merged.length > MAX_FOLDED_RANGES) {
+    const [first, second] = merged as [SeqRange, SeqRange];
+    merged.splice(0, 2, [first[0], second[1]]);
+  }
+  return merged;
+}
+
 /** Chat with the assistant on `@austa/conversation-context`; every call names its owner, so the store checks it. */
 export async function conversationRoutes(
   app: FastifyInstance,
@@ -124,6 +182,67 @@ export async function conversationRoutes(
     description: 'What the user says.',
   } as const;
 
+  /**
+   * Folds this request's trimmed messages into the summary, compare-and-set: the write names the version it read
+   * (`expectedVersion`), and on `E_SUMMARY_CONFLICT` the summary is read again and the fold redone on top of it.
+   *
+   * Concurrent appends trim disjoint messages, but may write their summaries in any order: the one that trimmed
+   * seqs 3-4 can write before the one that trimmed 1-2. So `upToSeq` (the newest seq folded) cannot say which seqs
+   * are in; the summary's metadata lists the folded seqs as ranges (`folded: [[1, 4]]`, merged when adjacent), and a
+   * request folds exactly its seqs that are not listed. Without the metadata (summaries written before it), the
+   * summary is taken to cover 1..upToSeq.
+   */
+  async function foldIntoSummary(
+    id: string,
+    owner: Owner,
+    trimmed: readonly StoredMessage[],
+    first: Summary | null,
+  ): Promise<void> {
+    const summarize = responder.summarize;
+    if (summarize === undefined) return;
+    let current = first;
+    for (let attempt = 1; ; attempt++) {
+      const folded = foldedRanges(current);
+      const pending = trimmed.filter((message) => !covers(folded, message.seq));
+      if (pending.length === 0) return; // another request's summary already holds these messages
+      const summaryText = await summarize({
+        ...(current !== null ? { previous: current.text } : {}),
+        messages: pending.map((entry) => ({ role: entry.role, content: text(entry) })),
+      });
+      const ranges = withSeqs(
+        folded,
+        pending.map((message) => message.seq),
+      );
+      const upToSeq = Math.max(current?.upToSeq ?? 0, ...pending.map((message) => message.seq));
+      try {
+        await conversations.setSummary(
+          id,
+          { text: summaryText, upToSeq, metadata: { folded: ranges } },
+          undefined,
+          {
+            owner,
+            expectedVersion: current?.version ?? 0,
+          },
+        );
+        return;
+      } catch (error) {
+        if (!(ConversationError.isInstance(error) && error.code === 'E_SUMMARY_CONFLICT')) throw error;
+        if (attempt >= SUMMARY_ATTEMPTS) {
+          // Every conflict means another append's summary was written, so this takes many appends racing on one
+          // conversation. The messages are stored and answered; only their summary is missing, and that is logged.
+          app.log.warn(
+            { attempts: attempt, messages: pending.length },
+            'summary not updated: concurrent appends kept conflicting; trimmed messages are not in the summary',
+          );
+          return;
+        }
+      }
+      // Someone else's summary won: fold on top of it. A short random pause spreads out the retries of a burst.
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * attempt));
+      current = await conversations.getSummary(id, { owner });
+    }
+  }
+
   /** Stores the user's message, asks the responder, stores its reply, intent and entities. */
   async function exchange(
     id: string,
@@ -132,7 +251,8 @@ export async function conversationRoutes(
     summaryVersion: number,
     history: readonly StoredMessage[],
   ) {
-    const summary = summaryVersion > 0 ? (await conversations.getSummary(id, { owner }))?.text : undefined;
+    const summaryRead = summaryVersion > 0 ? await conversations.getSummary(id, { owner }) : null;
+    const summary = summaryRead?.text;
     const stored = await conversations.addMessage(id, { role: 'user', content: message }, { owner });
     const historyView: ResponderMessage[] = history.map((entry) => ({
       role: entry.role,
@@ -165,19 +285,8 @@ export async function conversationRoutes(
     ]);
     // Messages the store trimmed are folded into the summary, so summary + recent messages still cover everything.
     const trimmed = [...stored.trimmed, ...reply.trimmed];
-    const last = trimmed[trimmed.length - 1];
-    if (last !== undefined && responder.summarize !== undefined) {
-      const previous = summary ?? (await conversations.getSummary(id, { owner }))?.text;
-      const folded = await responder.summarize({
-        ...(previous !== undefined ? { previous } : {}),
-        messages: trimmed.map((entry) => ({ role: entry.role, content: text(entry) })),
-      });
-      try {
-        await conversations.setSummary(id, { text: folded, upToSeq: last.seq }, undefined, { owner });
-      } catch (error) {
-        // A concurrent append summarized first: its summary covers these messages too.
-        if (!(ConversationError.isInstance(error) && error.code === 'E_SUMMARY_CONFLICT')) throw error;
-      }
+    if (trimmed.length > 0 && responder.summarize !== undefined) {
+      await foldIntoSummary(id, owner, trimmed, summaryRead);
     }
     return {
       conversationId: id,
