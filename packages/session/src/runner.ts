@@ -203,7 +203,14 @@ export class ScriptRunner {
     }
     const [error, reply] = results?.[0] ?? [new Error(`empty pipeline reply for ${key}`), null];
     if (error) throw unavailable(error);
-    if (this.replicated) this.checkReplicas(results?.[results.length - 1]);
+    if (this.replicated) {
+      try {
+        this.checkReplicas(results?.[results.length - 1]);
+      } catch (replicaError) {
+        // The command ran on the master: its reply tells the caller what it did (a refused SET NX wrote nothing).
+        throw Object.assign(replicaError as Error, { reply });
+      }
+    }
     return reply;
   }
 

@@ -26,7 +26,7 @@ import { CREATE } from './scripts/create.js';
 import { DELETE } from './scripts/delete.js';
 import { DELETE_USER } from './scripts/delete-user.js';
 import { LIST } from './scripts/list.js';
-import { REPOINT } from './scripts/repoint.js';
+import { RELEASE, REPOINT, TOMBSTONE as TOMBSTONE_SCRIPT } from './scripts/repoint.js';
 import { TOUCH } from './scripts/touch.js';
 import { UPDATE } from './scripts/update.js';
 
@@ -257,6 +257,8 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     deleteUser: script(DELETE_USER),
     list: script(LIST),
     repoint: script(REPOINT),
+    release: script(RELEASE),
+    tombstone: script(TOMBSTONE_SCRIPT),
   };
   // Hints only: a stale entry costs one more round trip (the script asks again), never a wrong answer.
   const hints = new Lru<string, IndexHint>(USER_CACHE_SIZE);
@@ -422,6 +424,14 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     }
   }
 
+  /** A write that failed this way may be in Redis: whatever it claimed must stay claimed. */
+  function mayHaveWritten(error: unknown): boolean {
+    return (
+      SessionError.isInstance(error) &&
+      (error.code === 'E_MAYBE_APPLIED' || error.code === 'E_NOT_REPLICATED')
+    );
+  }
+
   function sessionExists(): SessionError {
     return new SessionError(
       'E_SESSION_EXISTS',
@@ -452,18 +462,25 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
       );
       return reply !== null && reply !== undefined;
     } catch (error) {
-      // A claim written on the master only is reported failed: it must not keep the id taken for a retry.
-      if (SessionError.isInstance(error) && error.code === 'E_NOT_REPLICATED')
-        await releasePointer(sessionRef);
+      if (SessionError.isInstance(error) && error.code === 'E_NOT_REPLICATED') {
+        // Our claim, written on the master only, is reported failed: it must not keep the id taken for a retry. A
+        // refused claim (no reply) wrote nothing, and the pointer it met is someone else's, or a tombstone.
+        const reply = (error as { reply?: unknown }).reply;
+        if (reply !== null && reply !== undefined) await releasePointer(sessionRef, tag);
+        throw error;
+      }
       if (!adapter || !SessionError.isInstance(error) || error.code !== 'E_MAYBE_APPLIED') throw error;
       return (await runner.getString(pointer)) === tag;
     }
   }
 
-  /** Best effort: a claim whose create failed should not keep the id taken. */
-  async function releasePointer(sessionRef: string): Promise<void> {
+  /**
+   * Best effort: a claim whose create failed should not keep the id taken. Only while the pointer still holds the
+   * claim (`tag`): a logout's tombstone or a move's new tag written since stays.
+   */
+  async function releasePointer(sessionRef: string, tag: string): Promise<void> {
     const pointer = keys.pointer(sessionRef);
-    await runner.command(pointer, 'unlink', (pipeline) => pipeline.unlink(pointer)).catch(() => undefined);
+    await runner.write(scripts.release, [pointer], [tag]).catch(() => undefined);
   }
 
   /**
@@ -526,15 +543,14 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
         reply = await attempt('r');
       }
     } catch (error) {
-      // A create that may have run keeps its pointer, so that a session it wrote stays reachable by its id.
-      if (claimed && !(SessionError.isInstance(error) && error.code === 'E_MAYBE_APPLIED')) {
-        await releasePointer(sessionRef);
-      }
+      // A create that may have run (E_MAYBE_APPLIED), or ran on the master only (E_NOT_REPLICATED), keeps its
+      // pointer, so that a session it wrote stays reachable by its id and no other user can take the id.
+      if (claimed && !mayHaveWritten(error)) await releasePointer(sessionRef, user.tag);
       throw error;
     }
     const status = text(reply[0]);
     if (status === 'exists' || status === 'gone') {
-      if (claimed) await releasePointer(sessionRef);
+      if (claimed) await releasePointer(sessionRef, user.tag);
       throw status === 'exists' ? sessionExists() : notFound();
     }
     if (extend === 1) indexExtendedAt.set(user.tag, sentAt);
@@ -587,22 +603,23 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
 
   /**
    * An adapter id saved for another user (an anonymous session that logged in without regenerate): the session is
-   * taken from its old slot in one script (a logout racing with this finds nothing, or this finds nothing), written
-   * in the user's slot with its creation time and absolute deadline, and the id repointed unless a logout
-   * tombstoned it meanwhile, in which case the copy is removed. False when the session had ended.
+   * copied to the user's slot with its creation time and absolute deadline, then taken from its old slot, then the id
+   * is repointed. A logout racing with this either deletes the old copy first (the take finds nothing and the new
+   * copy is removed), or tombstones the pointer first (the repoint fails and the new copy is removed), or finds the
+   * pointer repointed and deletes the new copy itself. False when the session had ended.
    */
   async function moveSession<T>(
     sessionRef: string,
     fromTag: string,
     input: CreateSessionInput<T> & { sessionId: string },
   ): Promise<boolean> {
-    const taken = await runner.write(
-      scripts.delete,
-      [keys.session(fromTag, sessionRef), keys.index(fromTag)],
-      ['1'],
-    );
-    const header = Buffer.isBuffer(taken) ? readHeader(taken) : null;
+    const fromKey = keys.session(fromTag, sessionRef);
+    const current = await runner.get(fromKey);
+    const header = current ? readHeader(current) : null;
     if (!header) return false;
+    const user = keys.user(input.userId);
+    const copyKey = keys.session(user.tag, sessionRef);
+    // Copy first, take after: a copy refused (bad data) or failed leaves the session where it was, untouched.
     try {
       await create(
         input,
@@ -614,12 +631,30 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
       if (SessionError.isInstance(error) && error.code === 'E_SESSION_NOT_FOUND') return false;
       throw error;
     }
-    const user = keys.user(input.userId);
+    const dropCopy = () => runner.write(scripts.delete, [copyKey, user.index], ['0']);
+    let taken: unknown;
+    try {
+      // Not sent twice: a second take would find nothing and read as a logout.
+      taken = await runner.write(scripts.delete, [fromKey, keys.index(fromTag)], ['0'], false);
+    } catch (error) {
+      // It may have run: the copy is the session now, and the pointer decides below.
+      if (!mayHaveWritten(error)) {
+        await dropCopy().catch(() => undefined);
+        throw error;
+      }
+      taken = '';
+    }
+    // Gone from the old slot before the take: logged out, revoked or expired meanwhile. The copy must not outlive it.
+    if (taken === null || taken === undefined) {
+      await dropCopy();
+      return false;
+    }
     const pointer = keys.pointer(sessionRef);
     if (numberOf(await runner.write(scripts.repoint, [pointer], [fromTag, user.tag])) === 1) return true;
-    await runner.write(scripts.delete, [keys.session(user.tag, sessionRef), user.index], ['0']);
+    await dropCopy();
     return false;
   }
+
 
   async function read<T>(id: unknown, touch: boolean): Promise<Session<T> | null> {
     const located = await locate(id);
@@ -773,16 +808,20 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
       [located.session, keys.index(located.tag)],
       [wantRecords],
     );
+    let removed = reply;
+    let sessionKey = located.session;
     if (located.pointer) {
-      const pointer = located.pointer;
       // A tombstone, not a delete: a request that loaded the session before this logout and saves after it (the
       // connect-redis #328 race) must find the id ended, not unknown, or its adapter save would create it again.
-      await runner.command(pointer, 'set', (pipeline) =>
-        (pipeline as unknown as { set(...args: string[]): unknown }).set(pointer, TOMBSTONE, 'XX', 'KEEPTTL'),
-      );
+      const held = text(await runner.write(scripts.tombstone, [located.pointer], [TOMBSTONE]));
+      if (held !== located.tag && TAG.test(held)) {
+        // Moved to another slot (an anonymous session that logged in) between the lookup and the delete above.
+        sessionKey = keys.session(held, located.sessionRef);
+        removed = await runner.write(scripts.delete, [sessionKey, keys.index(held)], [wantRecords]);
+      }
     }
-    if (reply === null || reply === undefined) return false;
-    const record = recordForAudit(located.session, reply);
+    if (removed === null || removed === undefined) return false;
+    const record = recordForAudit(sessionKey, removed);
     audit({
       type: 'revoke',
       reason,
@@ -990,8 +1029,10 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
             user.tag,
             sessions.map((session) => session.handle),
           );
-          // The index is ordered by deadline, which moves with every touch: newest first is by creation time.
-          return sessions.sort((a, b) => b.createdAtMs - a.createdAtMs);
+          // The index is ordered by deadline, which moves with every touch: newest first is by creation time. Within
+          // one millisecond the reversed index order (deadlines to the microsecond, untouched yet) breaks the tie;
+          // the sort is stable.
+          return sessions.reverse().sort((a, b) => b.createdAtMs - a.createdAtMs);
         },
         () => 'ok',
       );
@@ -1063,7 +1104,13 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
             if (tag === null) {
               // Never stored (its pointer outlives the session's absolute deadline by POINTER_MARGIN_MS): new.
               if (!(await claimPointer(sessionRef, user.tag, true))) continue;
-              await create(fresh, true, undefined, false);
+              try {
+                await create(fresh, true, undefined, false);
+              } catch (error) {
+                // Refused or failed before writing: the id was never stored, and a later save must be able to.
+                if (!mayHaveWritten(error)) await releasePointer(sessionRef, user.tag);
+                throw error;
+              }
               return true;
             }
             // A tombstone (logged out) or anything else that is not a slot tag: the session ended.

@@ -185,6 +185,68 @@ describe.each(['standalone', 'cluster'] as const)('framework adapters on %s', (t
     });
   });
 
+  describe('saveSession', () => {
+    const big = { blob: 'x'.repeat(70 * 1024) };
+
+    it('a login save refused for its data leaves the anonymous session as it was, and a later save moves it', async () => {
+      const id = `refused-move-${topology}-0123456789abcdef`;
+      expect(await store.saveSession(id, { userId: 'anonymous', data: { views: 1 } })).toBe(true);
+      const anonymous = await store.getSession(id, { touch: false });
+      await expect(store.saveSession(id, { userId: 'u-refused-move', data: big })).rejects.toMatchObject({
+        code: 'E_VALUE_TOO_LARGE',
+      });
+      expect(await store.getSession(id, { touch: false })).toMatchObject({
+        userId: 'anonymous',
+        data: { views: 1 },
+      });
+      expect(await store.saveSession(id, { userId: 'u-refused-move', data: { views: 2 } })).toBe(true);
+      const moved = await store.getSession(id, { touch: false });
+      expect(moved).toMatchObject({ userId: 'u-refused-move', data: { views: 2 } });
+      expect(moved?.createdAtMs).toBe(anonymous?.createdAtMs);
+      expect(await store.deleteSession(id)).toBe(true);
+    });
+
+    it('a first save refused for its data does not keep the id: the next save stores it', async () => {
+      const id = `refused-first-${topology}-0123456789abcdef`;
+      await expect(store.saveSession(id, { userId: 'u-refused-first', data: big })).rejects.toMatchObject({
+        code: 'E_VALUE_TOO_LARGE',
+      });
+      expect(await store.saveSession(id, { userId: 'u-refused-first', data: { ok: true } })).toBe(true);
+      expect(await store.getSession(id, { touch: false })).toMatchObject({ data: { ok: true } });
+      expect(await store.deleteSession(id)).toBe(true);
+    });
+
+    it('a logout that located the session before it moved still ends it, in its new slot, and audits it', async () => {
+      const id = `logout-move-${topology}-0123456789abcdef`;
+      expect(await store.saveSession(id, { userId: 'anonymous', data: { views: 1 } })).toBe(true);
+      // The logout reads the pointer first; the move runs before the logout's delete.
+      const target = h.client as unknown as { get(key: string): Promise<string | null> };
+      const original = target.get;
+      let moved: Promise<boolean> | undefined;
+      target.get = async function (this: unknown, key: string) {
+        const value = await original.call(this, key);
+        if (moved === undefined && key.includes(':p:')) {
+          target.get = original;
+          moved = store.saveSession(id, { userId: 'u-logout-move', data: { views: 2 } });
+          await moved;
+        }
+        return value;
+      };
+      const revokesBefore = h.events.filter((e) => e.type === 'revoke').length;
+      let loggedOut: boolean;
+      try {
+        loggedOut = await store.deleteSession(id);
+      } finally {
+        target.get = original;
+      }
+      expect(await moved).toBe(true);
+      expect(loggedOut).toBe(true);
+      expect(await store.getSession(id, { touch: false })).toBeNull();
+      expect(await store.getSessionCount('u-logout-move')).toBe(0);
+      expect(h.events.filter((e) => e.type === 'revoke').length).toBe(revokesBefore + 1);
+    });
+  });
+
   describe('@fastify/session', () => {
     async function app() {
       const fastify = Fastify();

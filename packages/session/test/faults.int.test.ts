@@ -19,6 +19,7 @@ import {
 import type { Cluster, Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createSessionStore, type SessionStore, type SessionStoreOptions } from '../src/index.js';
+import { createHasher, KeyBuilder } from '../src/keys.js';
 import { codeOf, sleep } from './support.js';
 
 const COMMAND_TIMEOUT_MS = 600;
@@ -300,6 +301,60 @@ describe('session store during cluster failovers and slot migrations', () => {
     const afterFailover = await store.createSession({ userId });
     expect(await store.getSession(afterFailover.token, { touch: false })).not.toBeNull();
     expect(await store.deleteUserSessions(userId)).toBe(3);
+    await deleteByPrefix(redis, prefix);
+  });
+
+  it("with durability 'replicated', a claim refused while the replica lags leaves the id's tombstone, and a failed create keeps its claim", async () => {
+    const redis = client();
+    const prefix = uniquePrefix('session-replicated-claim');
+    const store = storeOn(redis, prefix, { durability: 'replicated', replicationTimeoutMs: 300 });
+    const sessionId = 'replicated-claim-id-0123456789';
+    await store.createSession({ userId: 'u-claim-alice', sessionId });
+    expect(await store.deleteSession(sessionId)).toBe(true);
+    let pointer = '';
+    for await (const key of scanKeys(redis, `${prefix}:p:*`)) pointer = key;
+    expect(await redis.get(pointer)).toBe('-');
+    const replicaOf = async (key: string) => {
+      const owner = await slotOwner(cluster, keySlot(key));
+      return (await clusterTopology(cluster)).masters.find((master) => master.port === owner)
+        ?.replicaPorts[0] as number;
+    };
+    const replica = await replicaOf(pointer);
+    await pauseNode(cluster, replica);
+    let code: string | undefined;
+    try {
+      code = await codeOf(() => store.createSession({ userId: 'u-claim-bob', sessionId }));
+    } finally {
+      await resumeNode(cluster, replica);
+    }
+    // The SET NX was refused (the id is tombstoned): whatever WAIT said, the tombstone is not this call's to remove.
+    expect(code).toBe('E_NOT_REPLICATED');
+    expect(await redis.get(pointer)).toBe('-');
+    expect(await store.saveSession(sessionId, { userId: 'u-claim-alice', data: { back: true } })).toBe(false);
+    expect(await store.getSession(sessionId)).toBeNull();
+
+    // A new id whose create runs on the master only: the session may be there, so the id stays claimed by its user.
+    const layout = new KeyBuilder(prefix, createHasher(undefined));
+    const userIndex = layout.index(layout.user('u-claim-carol').tag);
+    const userMaster = await slotOwner(cluster, keySlot(userIndex));
+    let second = '';
+    for (let i = 0; second === ''; i++) {
+      const candidate = `replicated-claim-second-${i}-0123456789`;
+      const candidatePointer = layout.pointer(layout.sessionRef(candidate));
+      if ((await slotOwner(cluster, keySlot(candidatePointer))) !== userMaster) second = candidate;
+    }
+    const userReplica = await replicaOf(userIndex);
+    await pauseNode(cluster, userReplica);
+    let secondCode: string | undefined;
+    try {
+      secondCode = await codeOf(() => store.createSession({ userId: 'u-claim-carol', sessionId: second }));
+    } finally {
+      await resumeNode(cluster, userReplica);
+    }
+    expect(secondCode).toBe('E_NOT_REPLICATED');
+    expect(await codeOf(() => store.createSession({ userId: 'u-claim-dave', sessionId: second }))).toBe(
+      'E_SESSION_EXISTS',
+    );
     await deleteByPrefix(redis, prefix);
   });
 
