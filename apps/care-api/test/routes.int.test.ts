@@ -640,8 +640,16 @@ describe.each(TOPOLOGIES)('care-api routes on %s Redis', (topology) => {
         await small.close();
       }
     });
-    it('a summary written out of order by concurrent appends still folds every trimmed message (compare-and-set)', async () => {
+    it('a summary written out of order by appends on two instances still folds every trimmed message (compare-and-set)', async () => {
       const echo = createEchoResponder();
+      // Two instances of the service on one Redis: folds of one instance wait for each other, so only another
+      // instance's summary can be written between this one's read and its write.
+      const shared = {
+        CONVERSATION_MAX_MESSAGES: '4',
+        SESSION_SECRET: randomBytes(32).toString('base64'),
+        DATA_ENCRYPTION_KEYS: `k1:${randomBytes(32).toString('base64')}`,
+      };
+      const other = await startTestService(topology, { env: shared, mongo: false });
       let slowStarted!: () => void;
       const started = new Promise<void>((resolve) => {
         slowStarted = resolve;
@@ -651,7 +659,7 @@ describe.each(TOPOLOGIES)('care-api routes on %s Redis', (topology) => {
         releaseSlow = resolve;
       });
       const small = await startTestService(topology, {
-        env: { CONVERSATION_MAX_MESSAGES: '4' },
+        env: shared,
         mongo: false,
         app: {
           responder: {
@@ -676,8 +684,8 @@ describe.each(TOPOLOGIES)('care-api routes on %s Redis', (topology) => {
             payload: { username: username('oto'), password: 'demo' },
           }),
         );
-        const append = (content: string) =>
-          small.app.inject({
+        const append = (content: string, instance = small) =>
+          instance.app.inject({
             method: 'POST',
             url: `/conversations/${id}/messages`,
             headers: as(token),
@@ -690,7 +698,7 @@ describe.each(TOPOLOGIES)('care-api routes on %s Redis', (topology) => {
         expect((await append('a fever too')).statusCode).toBe(201); // seqs 3, 4
         const slow = append('book an appointment'); // trims 1, 2; its summary waits
         await started;
-        const fast = await append('refill my prescription'); // trims 3, 4; its summary is written first
+        const fast = await append('refill my prescription', other); // trims 3, 4; its summary is written first
         expect(fast.statusCode).toBe(201);
         releaseSlow();
         expect((await slow).statusCode).toBe(201);
@@ -707,6 +715,7 @@ describe.each(TOPOLOGIES)('care-api routes on %s Redis', (topology) => {
       } finally {
         releaseSlow();
         await small.close();
+        await other.close();
       }
     });
 

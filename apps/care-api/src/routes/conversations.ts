@@ -192,15 +192,33 @@ export async function conversationRoutes(
    * request folds exactly its seqs that are not listed. Without the metadata (summaries written before it), the
    * summary is taken to cover 1..upToSeq.
    */
+  /**
+   * Folds of one conversation in this process run one after another, each on the summary the previous one wrote:
+   * concurrent appends then do not race each other's compare-and-set (50 appends in flight on one conversation
+   * retried up to 16 times each, summarizing again every time); the compare-and-set still guards against other
+   * instances. Keyed by conversation id, an entry only while a fold of it runs or waits.
+   */
+  const folds = new Map<string, Promise<void>>();
+  function oneFoldAtATime(id: string, fold: (waited: boolean) => Promise<void>): Promise<void> {
+    const previous = folds.get(id);
+    const run = previous === undefined ? fold(false) : previous.then(() => fold(true));
+    const settled = run.catch(() => undefined);
+    folds.set(id, settled);
+    void settled.then(() => {
+      if (folds.get(id) === settled) folds.delete(id);
+    });
+    return run;
+  }
+
   async function foldIntoSummary(
     id: string,
     owner: Owner,
     trimmed: readonly StoredMessage[],
-    first: Summary | null,
+    first: Summary | null | undefined,
   ): Promise<void> {
     const summarize = responder.summarize;
     if (summarize === undefined) return;
-    let current = first;
+    let current = first === undefined ? await conversations.getSummary(id, { owner }) : first;
     for (let attempt = 1; ; attempt++) {
       const folded = foldedRanges(current);
       const pending = trimmed.filter((message) => !covers(folded, message.seq));
@@ -286,7 +304,10 @@ export async function conversationRoutes(
     // Messages the store trimmed are folded into the summary, so summary + recent messages still cover everything.
     const trimmed = [...stored.trimmed, ...reply.trimmed];
     if (trimmed.length > 0 && responder.summarize !== undefined) {
-      await foldIntoSummary(id, owner, trimmed, summaryRead);
+      await oneFoldAtATime(id, (waited) =>
+        // After another fold of this conversation, the summary read before it is stale: read it again.
+        foldIntoSummary(id, owner, trimmed, waited ? undefined : summaryRead),
+      );
     }
     return {
       conversationId: id,
