@@ -106,7 +106,10 @@ export function parseElement(element: Buffer): ElementHeader {
   const role = ROLE_BY_FIRST_BYTE[element[roleAt] as number];
   if (role === undefined) corrupt();
   const roleEnd = roleAt + ROLE_LENGTH[role];
-  if (element[roleEnd] !== PIPE || ROLE_BYTES[role].compare(element, roleAt, roleEnd) !== 0) corrupt();
+  if (element[roleEnd] !== PIPE) corrupt();
+  // Byte by byte: Buffer#compare with offsets goes through C++ and was 4% of a read of 20 messages.
+  const expected = ROLE_BYTES[role];
+  for (let k = 1; k < expected.length; k++) if (element[roleAt + k] !== expected[k]) corrupt();
   const tokens = numberField(element, roleEnd + 1, at);
   const flagsAt = at.end + 1;
   let i = flagsAt;

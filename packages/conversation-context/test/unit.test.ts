@@ -124,6 +124,8 @@ describe('stored elements', () => {
       '1|2|user|3|',
       '1|2|users|3||x',
       '1|2|use|3||x',
+      '1|2|uxer|3||x',
+      '1|2|assistanx|3||x',
       '1x|2|user|3||x',
       '1|2|user|3',
     ]) {
