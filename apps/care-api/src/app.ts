@@ -21,7 +21,7 @@ import { registerHttpMetrics } from './http-metrics.js';
 import { createLogger } from './logger.js';
 import type { MongoDependency } from './mongo.js';
 import { startProfileSync } from './profile-sync.js';
-import { assistantRateLimit, installIpRateLimit } from './rate-limits.js';
+import { assistantRateLimit, clientKeys, installIpRateLimit } from './rate-limits.js';
 import { authRoutes } from './routes/auth.js';
 import { conversationRoutes } from './routes/conversations.js';
 import { opsRoutes } from './routes/ops.js';
@@ -266,7 +266,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const requireSession = sessionGuard(stores.sessions, cookie);
   // The per-IP limit first: a request it rejects (429) never reaches the session lookup, which would cost a Redis
   // round trip and touch the session. See prefetchSessions for why the two no longer overlap.
-  installIpRateLimit(app, stores.ipLimiter, stores.ipLimit);
+  installIpRateLimit(app, stores.ipLimiter, stores.ipLimit, clientKeys(config.sessionSecret.value));
   prefetchSessions(app, stores.sessions, cookie, requireSession);
   const users = options.users ?? createDemoUserLookup();
   if (users.name === 'demo') {

@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto';
 import { isIPv6 } from 'node:net';
 import { ipv6Network, type LimitConfig, type RateLimiter, rateLimitHeaders } from '@austa/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -38,16 +39,39 @@ function addHeaders(reply: FastifyReply, headers: Record<string, string>): void 
   }
 }
 
-function clientKey(ip: string): string {
-  // One IPv6 client often holds a whole /64: limiting single addresses would let it rotate past the limit.
-  return isIPv6(ip) ? `ip:${ipv6Network(ip, 64)}` : `ip:${ip}`;
+/** Addresses whose key is remembered: the HMAC is on every request, and a busy service sees few addresses at once. */
+const CLIENT_KEYS_CACHED = 4096;
+
+/**
+ * The limit's key of a client: a keyed hash of its address, so that no IP address (which identifies a person) is
+ * written into Redis key names, where neither encryption nor a TTL hides it from whoever reads the keyspace. One
+ * IPv6 client often holds a whole /64: limiting single addresses would let it rotate past the limit.
+ */
+export function clientKeys(secret: string): (ip: string) => string {
+  const known = new Map<string, string>();
+  return (ip) => {
+    let key = known.get(ip);
+    if (key === undefined) {
+      const address = isIPv6(ip) ? ipv6Network(ip, 64) : ip;
+      key = `ip:${createHmac('sha256', secret).update(address).digest('base64url').slice(0, 22)}`;
+      // A hint cache: bounded, the oldest address forgotten first.
+      if (known.size >= CLIENT_KEYS_CACHED) known.delete(known.keys().next().value as string);
+      known.set(ip, key);
+    }
+    return key;
+  };
 }
 
 /** The per-IP limit on every route whose config does not say `rateLimit: false`. */
-export function installIpRateLimit(app: FastifyInstance, limiter: RateLimiter, limit: LimitConfig): void {
+export function installIpRateLimit(
+  app: FastifyInstance,
+  limiter: RateLimiter,
+  limit: LimitConfig,
+  keyOf: (ip: string) => string,
+): void {
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     if (request.routeOptions.config?.rateLimit === false) return;
-    const result = await limiter.checkLimit(clientKey(request.ip), limit, 'sliding-window');
+    const result = await limiter.checkLimit(keyOf(request.ip), limit, 'sliding-window');
     addHeaders(reply, rateLimitHeaders(result, limit, { policyNames: ['ip'] }));
     if (!result.allowed) throw new TooManyRequestsError(result.retryAfterMs, 'requests from this address');
   });

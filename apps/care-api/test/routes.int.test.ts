@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { scanKeys } from '@austa/redis-cluster';
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEchoResponder } from '../src/assistant/responder.js';
@@ -488,6 +489,11 @@ describe.each(TOPOLOGIES)('care-api routes on %s Redis', (topology) => {
           statuses.push(last.statusCode);
         }
         expect(statuses).toEqual([401, 401, 401, 429]);
+        // The limit's keys name no address: an IP identifies a person.
+        const rateLimitKeys: string[] = [];
+        for await (const key of scanKeys(limited.redis.client, 'care:rate-limit:*')) rateLimitKeys.push(key);
+        expect(rateLimitKeys.length).toBeGreaterThan(0);
+        expect(rateLimitKeys.filter((key) => key.includes(remoteAddress))).toEqual([]);
         const response = last as LightMyRequestResponse;
         expect(response.headers['ratelimit-policy']).toBe('"ip";q=3;w=60');
         expect(response.headers.ratelimit).toMatch(/^"ip";r=0;t=\d+$/);
