@@ -655,7 +655,6 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     return false;
   }
 
-
   async function read<T>(id: unknown, touch: boolean): Promise<Session<T> | null> {
     const located = await locate(id);
     return located ? readAt<T>(located, touch) : null;
