@@ -136,6 +136,11 @@ export class KeyBuilder {
     return `${this.prefix}:s:{${tag}}:${sessionRef}`;
   }
 
+  /** Where a session moved from this slot went (a login move), for a while: beside the session, same slot. */
+  moved(tag: string, sessionRef: string): string {
+    return `${this.prefix}:m:{${tag}}:${sessionRef}`;
+  }
+
   /** Keys of one of our tokens: the slot comes from the token itself. */
   forToken(token: string): SessionKeys {
     const tag = token.slice(0, TAG_LENGTH);

@@ -26,7 +26,7 @@ import { CREATE } from './scripts/create.js';
 import { DELETE } from './scripts/delete.js';
 import { DELETE_USER } from './scripts/delete-user.js';
 import { LIST } from './scripts/list.js';
-import { RELEASE, REPOINT, TOMBSTONE as TOMBSTONE_SCRIPT } from './scripts/repoint.js';
+import { RELEASE, REPOINT, TAKE, TOMBSTONE as TOMBSTONE_SCRIPT } from './scripts/repoint.js';
 import { TOUCH } from './scripts/touch.js';
 import { UPDATE } from './scripts/update.js';
 
@@ -258,6 +258,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     list: script(LIST),
     repoint: script(REPOINT),
     release: script(RELEASE),
+    take: script(TAKE),
     tombstone: script(TOMBSTONE_SCRIPT),
   };
   // Hints only: a stale entry costs one more round trip (the script asks again), never a wrong answer.
@@ -424,8 +425,12 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     }
   }
 
+  /** Errors of a create whose earlier attempt may have run, whatever the last attempt's error says. */
+  const afterMaybeApplied = new WeakSet<object>();
+
   /** A write that failed this way may be in Redis: whatever it claimed must stay claimed. */
   function mayHaveWritten(error: unknown): boolean {
+    if (typeof error === 'object' && error !== null && afterMaybeApplied.has(error)) return true;
     return (
       SessionError.isInstance(error) &&
       (error.code === 'E_MAYBE_APPLIED' || error.code === 'E_NOT_REPLICATED')
@@ -540,7 +545,13 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
         // caller-supplied id that must be new cannot tell its own first write from another's, so it reports
         // E_MAYBE_APPLIED.
         if (mode === 'c' || !SessionError.isInstance(error) || error.code !== 'E_MAYBE_APPLIED') throw error;
-        reply = await attempt('r');
+        try {
+          reply = await attempt('r');
+        } catch (retryError) {
+          // The first attempt may have written the session: the retry's own failure does not undo that.
+          if (typeof retryError === 'object' && retryError !== null) afterMaybeApplied.add(retryError);
+          throw retryError;
+        }
       }
     } catch (error) {
       // A create that may have run (E_MAYBE_APPLIED), or ran on the master only (E_NOT_REPLICATED), keeps its
@@ -603,10 +614,11 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
 
   /**
    * An adapter id saved for another user (an anonymous session that logged in without regenerate): the session is
-   * copied to the user's slot with its creation time and absolute deadline, then taken from its old slot, then the id
-   * is repointed. A logout racing with this either deletes the old copy first (the take finds nothing and the new
-   * copy is removed), or tombstones the pointer first (the repoint fails and the new copy is removed), or finds the
-   * pointer repointed and deletes the new copy itself. False when the session had ended.
+   * copied to the user's slot with its creation time and absolute deadline, then taken from its old slot (leaving a
+   * marker of where it went), then the id is repointed. A logout racing with this either deletes the old copy first
+   * (the take finds it gone and the new copy is removed), or tombstones the pointer first (the repoint fails and the
+   * new copy is removed), or finds the pointer repointed and deletes the new copy itself. Two saves moving the id to
+   * the same user share the copy: the second take reads the marker. False when the session had ended.
    */
   async function moveSession<T>(
     sessionRef: string,
@@ -632,25 +644,24 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
       throw error;
     }
     const dropCopy = () => runner.write(scripts.delete, [copyKey, user.index], ['0']);
-    let taken: unknown;
-    try {
-      // Not sent twice: a second take would find nothing and read as a logout.
-      taken = await runner.write(scripts.delete, [fromKey, keys.index(fromTag)], ['0'], false);
-    } catch (error) {
-      // It may have run: the copy is the session now, and the pointer decides below.
-      if (!mayHaveWritten(error)) {
-        await dropCopy().catch(() => undefined);
-        throw error;
-      }
-      taken = '';
-    }
-    // Gone from the old slot before the take: logged out, revoked or expired meanwhile. The copy must not outlive it.
-    if (taken === null || taken === undefined) {
+    // Sent again after a lost reply: a take that ran left its marker, and the second one reads it.
+    const taken = (await runner.write(
+      scripts.take,
+      [fromKey, keys.index(fromTag), keys.moved(fromTag, sessionRef)],
+      [user.tag, POINTER_MARGIN_MS],
+    )) as unknown[];
+    const outcome = text(taken?.[0]);
+    // 'moved' to this user: this take sent again, or a concurrent save of this id for this user took it first; the
+    // copy both wrote is the session either way. Gone from the old slot before the take (logged out, revoked or
+    // expired meanwhile), or moved to another user: the copy must not outlive it.
+    if (outcome !== 'taken' && !(outcome === 'moved' && text(taken[1]) === user.tag)) {
       await dropCopy();
       return false;
     }
     const pointer = keys.pointer(sessionRef);
     if (numberOf(await runner.write(scripts.repoint, [pointer], [fromTag, user.tag])) === 1) return true;
+    // Repointed already by the concurrent save: the session lives in this slot. A tombstone: a logout came first.
+    if ((await runner.getString(pointer)) === user.tag) return true;
     await dropCopy();
     return false;
   }

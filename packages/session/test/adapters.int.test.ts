@@ -1,3 +1,4 @@
+import { defineScript, RedisMaybeAppliedError } from '@austa/redis-cluster';
 import { keysWithoutTtl } from '@austa/test-env/vitest';
 import fastifyCookie from '@fastify/cookie';
 import fastifySession from '@fastify/session';
@@ -8,7 +9,9 @@ import request from 'supertest';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createExpressStore } from '../src/express.js';
 import { createFastifyStore } from '../src/fastify.js';
-import { everythingStored, harness, sleep, type Topology } from './support.js';
+import { CREATE } from '../src/scripts/create.js';
+import { TAKE } from '../src/scripts/repoint.js';
+import { codeOf, everythingStored, harness, sleep, type Topology } from './support.js';
 
 const SECRET = 'a-test-secret-that-is-at-least-32-characters-long';
 
@@ -203,6 +206,84 @@ describe.each(['standalone', 'cluster'] as const)('framework adapters on %s', (t
       const moved = await store.getSession(id, { touch: false });
       expect(moved).toMatchObject({ userId: 'u-refused-move', data: { views: 2 } });
       expect(moved?.createdAtMs).toBe(anonymous?.createdAtMs);
+      expect(await store.deleteSession(id)).toBe(true);
+    });
+
+    it('concurrent login saves of one id for one user move it once and keep it', async () => {
+      const id = `double-move-${topology}-0123456789abcdef`;
+      expect(await store.saveSession(id, { userId: 'anonymous', data: { views: 1 } })).toBe(true);
+      const saved = await Promise.all(
+        Array.from({ length: 8 }, (_, i) => store.saveSession(id, { userId: 'u-double-move', data: { i } })),
+      );
+      expect(saved).toContain(true);
+      expect(await store.getSession(id, { touch: false })).toMatchObject({ userId: 'u-double-move' });
+      expect(await store.getSessionCount('u-double-move')).toBe(1);
+      expect(await store.saveSession(id, { userId: 'u-double-move', data: { after: true } })).toBe(true);
+      expect(await store.deleteSession(id)).toBe(true);
+    });
+
+    /** Runs `work` while the store's calls of one script go through `intercept` instead of the client. */
+    async function intercepting<T>(
+      lua: string,
+      intercept: (send: () => Promise<unknown>) => Promise<unknown>,
+      work: () => Promise<T>,
+    ): Promise<T> {
+      const sha = defineScript(lua).sha;
+      const target = h.client as unknown as { evalshaBuffer(...args: unknown[]): Promise<unknown> };
+      const original = target.evalshaBuffer;
+      target.evalshaBuffer = function (this: unknown, ...args: unknown[]) {
+        const send = () => original.apply(this, args);
+        return args[0] === sha ? intercept(send) : send();
+      };
+      try {
+        return await work();
+      } finally {
+        target.evalshaBuffer = original;
+      }
+    }
+
+    it('a login move whose take never ran, revoked before it is sent again, brings nothing back', async () => {
+      const id = `lost-take-${topology}-0123456789abcdef`;
+      expect(await store.saveSession(id, { userId: 'u-lost-take-old', data: { views: 1 } })).toBe(true);
+      let lost = false;
+      const saved = await intercepting(
+        TAKE,
+        async (send) => {
+          if (lost) return send();
+          lost = true;
+          // The connection closed before the take was written; a revoke of the old user runs meanwhile.
+          expect(await store.deleteUserSessions('u-lost-take-old')).toBe(1);
+          throw new RedisMaybeAppliedError('evalsha');
+        },
+        () => store.saveSession(id, { userId: 'u-lost-take-new', data: { views: 2 } }),
+      );
+      expect(lost).toBe(true);
+      expect(saved).toBe(false);
+      expect(await store.getSession(id, { touch: false })).toBeNull();
+      expect(await store.getSessionCount('u-lost-take-new')).toBe(0);
+    });
+
+    it('a first save whose create may have run keeps the id claimed when its retry fails', async () => {
+      const id = `maybe-create-${topology}-0123456789abcdef`;
+      let attempts = 0;
+      const code = await codeOf(() =>
+        intercepting(
+          CREATE,
+          async (send) => {
+            attempts++;
+            if (attempts === 1) {
+              await send();
+              throw new RedisMaybeAppliedError('evalsha');
+            }
+            throw new Error('connection reset');
+          },
+          () => store.saveSession(id, { userId: 'u-maybe-create', data: { ok: true } }),
+        ),
+      );
+      expect(code).toBe('E_REDIS_UNAVAILABLE');
+      expect(attempts).toBe(2);
+      // The first attempt wrote the session: its id must still lead to it, and to nobody else's.
+      expect(await store.getSession(id, { touch: false })).toMatchObject({ userId: 'u-maybe-create' });
       expect(await store.deleteSession(id)).toBe(true);
     });
 

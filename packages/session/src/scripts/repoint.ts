@@ -32,3 +32,21 @@ if not current then return nil end
 redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
 return current
 `;
+
+/**
+ * A login move's take of a session from its old slot: deletes it and its index entry and leaves a marker naming the
+ * slot it moved to, so that a second take (the same move sent again after a lost reply, or a concurrent move of the
+ * same id for the same user) learns where it went instead of reading "gone", which means logged out, revoked or
+ * expired. KEYS[1] session, KEYS[2] its index, KEYS[3] the marker (one slot). ARGV[1] the new tag, ARGV[2] the
+ * marker's TTL in ms. Returns {'taken'} | {'moved', tag} | {'gone'}.
+ */
+export const TAKE = `
+redis.call('ZREM', KEYS[2], string.sub(KEYS[1], -43))
+if redis.call('DEL', KEYS[1]) == 1 then
+  redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2])
+  return { 'taken' }
+end
+local moved = redis.call('GET', KEYS[3])
+if moved then return { 'moved', moved } end
+return { 'gone' }
+`;
