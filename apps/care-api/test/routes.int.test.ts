@@ -68,13 +68,21 @@ describe.each(TOPOLOGIES)('care-api routes on %s Redis', (topology) => {
 
   const inject = (options: InjectOptions): Promise<LightMyRequestResponse> => service.app.inject(options);
 
+  /** Logs `user` in, on the suite's service unless `on` names another instance. */
   async function login(
     user: string,
-    extra: { cookie?: string; userAgent?: string; platform?: string } = {},
+    extra: {
+      cookie?: string;
+      userAgent?: string;
+      platform?: string;
+      on?: TestService;
+      remoteAddress?: string;
+    } = {},
   ): Promise<{ token: string; response: LightMyRequestResponse }> {
-    const response = await inject({
+    const response = await (extra.on?.app ?? service.app).inject({
       method: 'POST',
       url: '/auth/login',
+      ...(extra.remoteAddress ? { remoteAddress: extra.remoteAddress } : {}),
       headers: {
         ...(extra.userAgent ? { 'user-agent': extra.userAgent } : {}),
         ...(extra.cookie ? { cookie: `${COOKIE}=${extra.cookie}` } : {}),
@@ -525,13 +533,7 @@ describe.each(TOPOLOGIES)('care-api routes on %s Redis', (topology) => {
         mongo: false,
       });
       try {
-        const login = await limited.app.inject({
-          method: 'POST',
-          url: '/auth/login',
-          remoteAddress: freshIp(),
-          payload: { username: username('lee'), password: 'demo' },
-        });
-        const token = tokenOf(login);
+        const { token } = await login(username('lee'), { on: limited, remoteAddress: freshIp() });
         const sessions = limited.app.stores.sessions;
         const lookups: string[] = [];
         const getSession = sessions.getSession.bind(sessions);
@@ -683,13 +685,7 @@ describe.each(TOPOLOGIES)('care-api routes on %s Redis', (topology) => {
         },
       });
       try {
-        const token = tokenOf(
-          await small.app.inject({
-            method: 'POST',
-            url: '/auth/login',
-            payload: { username: username('oto'), password: 'demo' },
-          }),
-        );
+        const { token } = await login(username('oto'), { on: small });
         const append = (content: string, instance = small) =>
           instance.app.inject({
             method: 'POST',
@@ -731,13 +727,7 @@ describe.each(TOPOLOGIES)('care-api routes on %s Redis', (topology) => {
         mongo: false,
       });
       try {
-        const token = tokenOf(
-          await small.app.inject({
-            method: 'POST',
-            url: '/auth/login',
-            payload: { username: username('uma'), password: 'demo' },
-          }),
-        );
+        const { token } = await login(username('uma'), { on: small });
         const id = (
           await small.app.inject({ method: 'POST', url: '/conversations', headers: as(token), payload: {} })
         ).json().conversationId as string;

@@ -1,6 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { AustaCodecError, type Codec, createCodec } from '@austa/codec';
-import { AustaRedisError, errorType, scanKeys, unlinkKeys } from '@austa/redis-cluster';
+import {
+  AustaRedisError,
+  errorType,
+  scanKeys,
+  unlinkKeys,
+  withoutCommandArguments,
+} from '@austa/redis-cluster';
 import calculateSlot from 'cluster-key-slot';
 import { Command } from 'ioredis';
 import { InvalidationBus } from './bus.js';
@@ -37,7 +43,7 @@ import {
   resolveLock,
   resolveOptions,
 } from './options.js';
-import { type Arg, RedisIo, withoutArguments } from './redis-io.js';
+import { type Arg, RedisIo } from './redis-io.js';
 import { releaseLock, renewLock } from './scripts/lock.js';
 import { readEntry } from './scripts/read-entry.js';
 import { pexpireIfWriteId, setIfUnchanged } from './scripts/write-id.js';
@@ -1174,7 +1180,7 @@ class CacheImpl implements Cache {
     return winner.map((result) =>
       result instanceof Error
         ? new CacheUnavailableError(`Redis SET failed: ${result.message}`, 'redis_error', {
-            cause: withoutArguments(result),
+            cause: withoutCommandArguments(result),
           })
         : result,
     );
@@ -1356,7 +1362,7 @@ class CacheImpl implements Cache {
       }
       if (AustaCacheError.isInstance(error)) throw error;
       throw new CacheUnavailableError(`Deleting keys failed: ${(error as Error).message}`, 'connection', {
-        cause: error instanceof Error ? withoutArguments(error) : error,
+        cause: error instanceof Error ? withoutCommandArguments(error) : error,
       });
     }
     return removed;

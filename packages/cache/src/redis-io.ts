@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { type TickCorker, tickCorker } from '@austa/redis-cluster';
+import { type TickCorker, tickCorker, withoutCommandArguments } from '@austa/redis-cluster';
 import calculateSlot from 'cluster-key-slot';
 import { Cluster, Command, type Redis } from 'ioredis';
 import { Breaker } from './breaker.js';
@@ -66,16 +66,6 @@ interface Pending {
   austaSettled: boolean;
   /** Position in `pending` while unsettled. */
   austaIndex: number;
-}
-
-/**
- * ioredis hangs the failed command, arguments included, on its ReplyErrors: a key and a value (PHI unless encrypted)
- * would then reach every log that prints the error with its cause. Only the command's name is kept.
- */
-export function withoutArguments(error: Error): Error {
-  const holder = error as { command?: { name?: unknown } };
-  if (holder.command !== undefined) holder.command = { name: holder.command.name };
-  return error;
 }
 
 const passReply = <T>(reply: T): T => reply;
@@ -223,7 +213,7 @@ export class RedisIo {
         settle(error);
         return onError(
           new CacheUnavailableError(`Redis ${name.toUpperCase()} failed: ${error.message}`, reasonOf(error), {
-            cause: withoutArguments(error),
+            cause: withoutCommandArguments(error),
           }),
         );
       },

@@ -1,4 +1,10 @@
-import { AustaRedisError, runScript, type TickCorker, tickCorker } from '@austa/redis-cluster';
+import {
+  AustaRedisError,
+  runScript,
+  type TickCorker,
+  tickCorker,
+  withoutCommandArguments,
+} from '@austa/redis-cluster';
 import type { Cluster, Redis } from 'ioredis';
 import { ConversationError, ConversationStoreError } from './errors.js';
 import type { Script } from './scripts/common.js';
@@ -24,27 +30,8 @@ export function storeError(error: unknown): ConversationError {
   return new ConversationStoreError(
     'E_REDIS_UNAVAILABLE',
     `Redis did not complete the conversation operation: ${message}`,
-    { cause: withoutCommand(error) },
+    { cause: withoutCommandArguments(error) },
   );
-}
-
-/**
- * The error as a cause that is safe to log: ioredis errors carry the command they answered, whose arguments are
- * message bodies (in clear without encryption keys), user ids and tenant ids, and loggers serialize causes. Keeps the
- * name, message, code and stack; drops everything else, down the cause chain.
- */
-function withoutCommand(error: unknown, depth = 0): Error {
-  if (!(error instanceof Error)) return new Error(String(error));
-  const cause = (error as { cause?: unknown }).cause;
-  const copy = new Error(
-    error.message,
-    cause !== undefined && depth < 4 ? { cause: withoutCommand(cause, depth + 1) } : undefined,
-  );
-  copy.name = error.name;
-  const code = (error as { code?: unknown }).code;
-  if (typeof code === 'string' || typeof code === 'number') Object.assign(copy, { code });
-  if (error.stack !== undefined) copy.stack = error.stack;
-  return copy;
 }
 
 /**

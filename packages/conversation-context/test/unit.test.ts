@@ -161,7 +161,7 @@ describe('errors', () => {
     const cause = error.cause as Error & { code?: unknown; command?: unknown };
     expect(cause.name).toBe('ReplyError');
     expect(cause.message).toContain('OOM');
-    expect(cause.command).toBeUndefined();
+    expect(cause.command).toEqual({ name: 'evalsha' });
     const logged = `${inspect(error, { depth: 10 })} ${JSON.stringify(error)} ${JSON.stringify(cause)}`;
     for (const secret of ['patient-42', 'clinic-7', 'diagnosed', 'I was'])
       expect(logged).not.toContain(secret);

@@ -87,3 +87,16 @@ export function clusterErrorKind(message: string): ClusterErrorKind | undefined 
 export function isNoScript(error: unknown): boolean {
   return error instanceof Error && error.message.includes('NOSCRIPT');
 }
+
+/**
+ * Drops the arguments ioredis hangs on a failed command's error (`error.command.args`), keeping the command's name:
+ * the arguments are keys and values (user ids, message bodies, PHI unless encrypted), and a store's error keeps the
+ * ioredis error as its `cause`, which loggers print. Changes the error in place and returns it.
+ */
+export function withoutCommandArguments<E>(error: E): E {
+  const holder = error as { command?: { name?: unknown } } | null;
+  if (typeof holder === 'object' && holder !== null && holder.command !== undefined) {
+    holder.command = { name: holder.command?.name };
+  }
+  return error;
+}

@@ -4,7 +4,7 @@ export type { CommandTimer } from './command-timer.js';
 export { commandTimer, isInstrumented } from './command-timer.js';
 export type { NodeRouter, TickCorker } from './cork.js';
 export { keySlot, nodeRouter, tickCorker } from './cork.js';
-export { errorType } from './error-type.js';
+export { errorType, withoutCommandArguments } from './error-type.js';
 export type { RedisErrorCode } from './errors.js';
 export {
   AustaRedisError,

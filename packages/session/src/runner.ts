@@ -7,6 +7,7 @@ import {
   type RedisScript,
   type TickCorker,
   tickCorker,
+  withoutCommandArguments,
 } from '@austa/redis-cluster';
 import type { Cluster, Redis } from 'ioredis';
 import { SessionError } from './errors.js';
@@ -82,7 +83,7 @@ export function unavailable(error: unknown): SessionError {
   }
   const message = error instanceof Error ? error.message : String(error);
   return new SessionError('E_REDIS_UNAVAILABLE', `Redis did not complete the session operation: ${message}`, {
-    cause: error,
+    cause: withoutCommandArguments(error),
   });
 }
 
