@@ -7,6 +7,7 @@ import {
   scanKeys,
   tickCorker,
   unlinkKeys,
+  withoutCommandArguments,
 } from '@austa/redis-cluster';
 import type { Cluster, Redis } from 'ioredis';
 import {
@@ -897,7 +898,7 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
       instruments.fallback(reason);
       if (onRedisError !== undefined) {
         try {
-          onRedisError(error);
+          onRedisError(withoutCommandArguments(error));
         } catch {
           // A failing error hook must not turn an answered check into a hanging one.
         }
@@ -949,7 +950,8 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
     return new RateLimitRedisError(
       'E_REDIS_UNAVAILABLE',
       `Redis failed: ${error instanceof Error ? error.message : String(error)}`,
-      { cause: error },
+      // The command's arguments are the limit's keys (user ids, addresses): not for logs.
+      { cause: withoutCommandArguments(error) },
     );
   }
 

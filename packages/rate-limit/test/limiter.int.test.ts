@@ -1,3 +1,4 @@
+import { inspect } from 'node:util';
 import { createMetrics } from '@austa/metrics';
 import { keySlot, nodeRouter } from '@austa/redis-cluster';
 import {
@@ -716,6 +717,27 @@ describe.each<Topology>(['standalone', 'cluster'])('rate limiter on %s', (topolo
         [true, null],
       ]);
       expect(String((errors[0] as Error).message)).toMatch(/WRONGTYPE/);
+    });
+
+    it('hands Redis errors on without the command arguments ioredis hangs on them (the keys name users)', async () => {
+      const errors: unknown[] = [];
+      const rl = limiter({
+        batch: false,
+        failurePolicy: 'fail-closed',
+        onRedisError: (error) => errors.push(error),
+      });
+      const config = { limit: 10, windowSeconds: 60 };
+      await rl.checkLimit('user:patient-42', config, 'fixed-window');
+      const [stateKey] = (await keysUnderPrefix()).filter(
+        (key) => key.includes('patient-42') && !key.includes(':bl:'),
+      );
+      await client.set(stateKey as string, 'not a counter', 'EX', 60);
+      const result = await rl.checkLimit('user:patient-42', config, 'fixed-window');
+      expect(result.fallback).toBe('fail-closed');
+      expect(errors).toHaveLength(1);
+      expect(String((errors[0] as Error).message)).toMatch(/ERR|WRONGTYPE/);
+      expect(inspect(errors[0], { depth: 10 })).not.toContain('patient-42');
+      await client.del(stateKey as string);
     });
 
     it('keeps the order of calls within a tick: nothing the limiter sends overtakes a check waiting for its batch', async () => {
