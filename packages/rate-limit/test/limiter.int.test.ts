@@ -483,14 +483,15 @@ describe.each<Topology>(['standalone', 'cluster'])('rate limiter on %s', (topolo
       const keys = sameSlotKeys('turn', 6);
       // A cluster connects to a node on its first command; until then checks bound for it are sent one by one.
       await rl.getStatus(keys[0] as string, config, 'fixed-window');
-      // Timers due together run in one timers phase, each callback in its own tick, like the requests an HTTP server
-      // reads in one poll phase: batches that ended with the tick sent each of these checks alone.
+      // Immediates queued together run in one check phase, each callback in its own tick, like the requests an HTTP
+      // server reads in one poll phase: batches that ended with the tick sent each of these checks alone. (Timers
+      // would not do: on a busy machine timers due 1 ms apart fire in different turns.)
       const { count: calls, value: results } = await withScriptCalls(() =>
         Promise.all(
           keys.map(
             (key) =>
               new Promise<RateLimitResult>((resolve, reject) => {
-                setTimeout(() => rl.checkLimit(key, config, 'fixed-window').then(resolve, reject), 0);
+                setImmediate(() => rl.checkLimit(key, config, 'fixed-window').then(resolve, reject));
               }),
           ),
         ),
